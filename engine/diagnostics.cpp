@@ -1,0 +1,58 @@
+#include "engine/diagnostics.hpp"
+
+#include <algorithm>
+
+namespace sluice {
+
+void Diagnostics::error(json::Location loc, std::string path, std::string message) {
+  _items.push_back({loc, std::move(path), std::move(message)});
+}
+
+std::string Diagnostics::format() const {
+  std::vector<Diagnostic> sorted = _items;
+  std::stable_sort(sorted.begin(), sorted.end(), [](const Diagnostic& a, const Diagnostic& b) {
+    return a.loc.line != b.loc.line ? a.loc.line < b.loc.line : a.loc.col < b.loc.col;
+  });
+  std::string out;
+  for (const auto& d : sorted) {
+    out += _file.empty() ? "<config>" : _file;
+    if (d.loc.line > 0) out += ':' + std::to_string(d.loc.line) + ':' + std::to_string(d.loc.col);
+    out += ": ";
+    if (!d.path.empty()) out += d.path + ": ";
+    out += d.message;
+    out += '\n';
+  }
+  return out;
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string did_you_mean(std::string_view name, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const auto& c : candidates) {
+    size_t d = edit_distance(name, c);
+    if (d < best_d) {
+      best_d = d;
+      best = c;
+    }
+  }
+  // Allow roughly one typo per three characters, at least 2.
+  size_t allowed = std::max<size_t>(2, name.size() / 3);
+  if (best.empty() || best_d > allowed) return {};
+  return " (did you mean '" + best + "'?)";
+}
+
+}  // namespace sluice

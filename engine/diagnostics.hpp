@@ -1,0 +1,47 @@
+// Config and input mistakes, collected so a user sees every error of a config at once, each as
+// `file:line:col: json.path: message`. Pure data; not thread-safe (one per validation).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/json.hpp"
+
+namespace sluice {
+
+struct Diagnostic {
+  json::Location loc;
+  std::string path;  // JSON path, e.g. nodes[2].params.size
+  std::string message;
+};
+
+class Diagnostics {
+ public:
+  explicit Diagnostics(std::string file = {}) : _file(std::move(file)) {}
+  void error(json::Location loc, std::string path, std::string message);
+  bool empty() const { return _items.empty(); }
+  size_t size() const { return _items.size(); }
+  const std::vector<Diagnostic>& items() const { return _items; }
+  const std::string& file() const { return _file; }
+  // One line per error, sorted by position.
+  std::string format() const;
+
+ private:
+  std::string _file;
+  std::vector<Diagnostic> _items;
+};
+
+// Thrown where a caller cannot go on (e.g. `sluice run` on an invalid config); carries all errors.
+struct ConfigError : std::exception {
+  explicit ConfigError(Diagnostics d) : diagnostics(std::move(d)), text(diagnostics.format()) {}
+  const char* what() const noexcept override { return text.c_str(); }
+  Diagnostics diagnostics;
+  std::string text;
+};
+
+// " (did you mean 'x'?)" for the closest candidate within a small edit distance, else "".
+std::string did_you_mean(std::string_view name, const std::vector<std::string>& candidates);
+size_t edit_distance(std::string_view a, std::string_view b);
+
+}  // namespace sluice

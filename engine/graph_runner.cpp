@@ -1,0 +1,618 @@
+#include "engine/graph_runner.hpp"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <tbb/flow_graph.h>
+#include <tbb/task_arena.h>
+
+#include "engine/json.hpp"
+
+namespace sluice {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using MultiNode = tbb::flow::multifunction_node<RecordPtr, std::tuple<RecordPtr>>;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Per-thread counter slots: each arena thread writes its own cache line; outside threads share
+// the last slot.
+struct alignas(64) CounterSlot {
+  std::atomic<uint64_t> in{0}, out{0}, errors{0}, busy_ns{0};
+};
+
+class Runner;
+
+class NodeRuntime final : public NodeOutput {
+ public:
+  NodeRuntime(Runner& runner, const NodeSpec& spec, size_t index, int slots)
+      : _runner(runner), spec(spec), index(index), _slots(new CounterSlot[slots]), _nslots(slots) {}
+
+  void forward(RecordPtr r) override;
+  void finish(const RecordPtr& r, Outcome o, std::string_view reason) override;
+  void fail_run(std::string message) override;
+  const std::string& node_id() const override { return spec.id; }
+
+  CounterSlot& slot() {
+    int i = tbb::this_task_arena::current_thread_index();
+    if (i < 0 || i >= _nslots - 1) i = _nslots - 1;
+    return _slots[i];
+  }
+  NodeReport report() const {
+    NodeReport r{spec.id, spec.type, spec.info->role, spec.concurrency, 0, 0, 0, 0};
+    uint64_t busy = 0;
+    for (int i = 0; i < _nslots; ++i) {
+      r.in += _slots[i].in.load(std::memory_order_relaxed);
+      r.out += _slots[i].out.load(std::memory_order_relaxed);
+      r.errors += _slots[i].errors.load(std::memory_order_relaxed);
+      busy += _slots[i].busy_ns.load(std::memory_order_relaxed);
+    }
+    r.busy_s = busy / 1e9;
+    return r;
+  }
+  uint64_t out_count() const {
+    uint64_t n = 0;
+    for (int i = 0; i < _nslots; ++i) n += _slots[i].out.load(std::memory_order_relaxed);
+    return n;
+  }
+
+  void put(const RecordPtr& r) { std::get<0>(fn->output_ports()).try_put(r); }
+
+  // Runs a node body on one input and settles the input's ticket.
+  void run_body(const RecordPtr& in);
+
+  Runner& _runner;
+  const NodeSpec& spec;
+  size_t index;
+  int fanout = 0;
+  int gate = -1;  // sources: index of their limiter
+  std::unique_ptr<Node> node;
+  std::unique_ptr<Source> source;
+  std::unique_ptr<MultiNode> fn;  // the node itself, or a source's admission node
+  std::unique_ptr<tbb::flow::input_node<RecordPtr>> input;
+  std::unique_ptr<tbb::flow::limiter_node<RecordPtr>> limiter;
+  std::atomic<bool> exhausted{false};
+
+ private:
+  std::unique_ptr<CounterSlot[]> _slots;
+  int _nslots;
+};
+
+class Runner final : public CompletionListener {
+ public:
+  Runner(const GraphSpec& spec, const RunOptions& opts) : _spec(spec), _opts(opts) {
+    _threads = opts.threads > 0 ? opts.threads
+               : spec.settings.threads > 0 ? spec.settings.threads
+                                           : hardware_threads();
+  }
+
+  ~Runner() {
+    // Nodes may still hold records (e.g. after a failed open): drop them while we can count.
+    for (auto& n : _nodes) {
+      n->node.reset();
+      n->source.reset();
+    }
+  }
+
+  RunReport run();
+
+  void on_doc_done(Ticket& t) override {
+    switch (t.doc_outcome()) {
+      case Outcome::indexed: _docs_indexed.fetch_add(1, std::memory_order_relaxed); break;
+      case Outcome::filtered: _docs_filtered.fetch_add(1, std::memory_order_relaxed); break;
+      case Outcome::dead_lettered: _docs_dead.fetch_add(1, std::memory_order_relaxed); break;
+      case Outcome::lost: _lost.fetch_add(1, std::memory_order_relaxed); break;
+    }
+    _inflight.fetch_sub(1, std::memory_order_acq_rel);
+    _done_docs.fetch_add(1, std::memory_order_relaxed);
+    if (t.gate() >= 0 && _graph_alive.load(std::memory_order_acquire)) {
+      auto& gate_node = *_nodes[static_cast<size_t>(t.gate())];
+      if (gate_node.limiter) gate_node.limiter->decrementer().try_put(tbb::flow::continue_msg());
+    }
+  }
+
+  void record_outcome(NodeRuntime& node, const RecordPtr& r, Outcome o, std::string_view reason) {
+    switch (o) {
+      case Outcome::indexed:
+        _indexed.fetch_add(1, std::memory_order_relaxed);
+        node.slot().out.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case Outcome::filtered: _filtered.fetch_add(1, std::memory_order_relaxed); break;
+      case Outcome::dead_lettered:
+        _dead.fetch_add(1, std::memory_order_relaxed);
+        node.slot().errors.fetch_add(1, std::memory_order_relaxed);
+        write_dead_letter(node, r, reason);
+        break;
+      case Outcome::lost: node.slot().errors.fetch_add(1, std::memory_order_relaxed); break;
+    }
+  }
+
+  void fail(std::string message) {
+    std::lock_guard lock(_mu);
+    if (_error.empty()) _error = std::move(message);
+    _stop.store(true, std::memory_order_release);
+  }
+
+  bool stopping() const {
+    return _stop.load(std::memory_order_acquire) ||
+           (_opts.interrupt && _opts.interrupt->load(std::memory_order_acquire));
+  }
+
+  void admitted() {
+    _docs.fetch_add(1, std::memory_order_relaxed);
+    int64_t now = _inflight.fetch_add(1, std::memory_order_acq_rel) + 1;
+    int64_t peak = _peak_inflight.load(std::memory_order_relaxed);
+    while (now > peak && !_peak_inflight.compare_exchange_weak(peak, now)) {
+    }
+  }
+
+ private:
+  void build(tbb::flow::graph& g);
+  void open_all();
+  void tick_loop();
+  void flush_all(bool force);
+  bool any_pending() const;
+  void progress(bool final_line);
+  void write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason);
+
+  const GraphSpec& _spec;
+  RunOptions _opts;
+  int _threads = 1;
+  std::vector<std::unique_ptr<NodeRuntime>> _nodes;
+  std::atomic<bool> _stop{false};
+  std::atomic<bool> _ticker_stop{false};
+  std::atomic<bool> _graph_alive{true};
+  std::mutex _mu;  // _error, dead letter file
+  std::string _error;
+  FILE* _dead_letter = nullptr;
+  std::atomic<uint64_t> _docs{0}, _done_docs{0}, _indexed{0}, _filtered{0}, _dead{0}, _lost{0};
+  std::atomic<uint64_t> _docs_indexed{0}, _docs_filtered{0}, _docs_dead{0};
+  std::atomic<int64_t> _inflight{0}, _peak_inflight{0};
+  Clock::time_point _t0;
+  std::optional<uint64_t> _total;
+  double _last_events = 0;
+};
+
+void NodeRuntime::forward(RecordPtr r) {
+  slot().out.fetch_add(1, std::memory_order_relaxed);
+  if (fanout == 0) {  // a sink cannot forward: that record would be lost
+    finish(r, Outcome::lost, "sink forwarded a record");
+    return;
+  }
+  r->ticket->add(fanout - 1);
+  put(r);
+}
+
+void NodeRuntime::finish(const RecordPtr& r, Outcome o, std::string_view reason) {
+  _runner.record_outcome(*this, r, o, reason);
+  r->ticket->finish(o);
+}
+
+void NodeRuntime::fail_run(std::string message) {
+  _runner.fail("node \"" + spec.id + "\" (" + spec.type + "): " + message);
+}
+
+void NodeRuntime::run_body(const RecordPtr& in) {
+  CounterSlot& s = slot();
+  s.in.fetch_add(1, std::memory_order_relaxed);
+  Emitter em;
+  auto t0 = Clock::now();
+  try {
+    node->process(RecordPtr(in), em);
+  } catch (const std::exception& e) {
+    em.reset();
+    em.drop(Outcome::dead_lettered, std::string("exception: ") + e.what());
+  }
+  s.busy_ns.fetch_add(
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()),
+      std::memory_order_relaxed);
+  auto& outs = em.outputs();
+  const int64_t n = static_cast<int64_t>(outs.size());
+  if (n > 0 && fanout == 0) {  // a sink emitted: nowhere to go
+    outs.clear();
+  }
+  if (!outs.empty()) {
+    // One atomic update per call: the input's own hold passes to the outputs unless the node
+    // kept the input or dropped it explicitly.
+    int64_t delta = static_cast<int64_t>(outs.size()) * fanout;
+    if (!em.deferred() && !em.dropped()) delta -= 1;
+    in->ticket->add(delta);
+    s.out.fetch_add(outs.size(), std::memory_order_relaxed);
+    for (auto& r : outs) {
+      RecordPtr out = std::move(r);  // hold no extra reference once the record is downstream
+      put(out);
+    }
+  }
+  if (em.deferred()) return;
+  if (em.dropped()) {
+    finish(in, em.outcome(), em.reason());
+  } else if (n == 0) {
+    finish(in, Outcome::lost, "node produced no output and no outcome");
+  }
+}
+
+void Runner::build(tbb::flow::graph& g) {
+  using namespace tbb::flow;
+  int nsources = 0;
+  for (const auto& ns : _spec.nodes)
+    if (ns.info->role == NodeRole::source) ++nsources;
+  const int per_source = std::max(1, _spec.settings.max_inflight_docs / std::max(1, nsources));
+  bool all_known = true;
+  uint64_t total = 0;
+  for (size_t i = 0; i < _spec.nodes.size(); ++i) {
+    NodeRuntime& nr = *_nodes[i];
+    nr.fanout = static_cast<int>(_spec.successors[i].size());
+    const size_t conc = nr.spec.concurrency == 0 ? static_cast<size_t>(unlimited) : static_cast<size_t>(nr.spec.concurrency);
+    if (nr.source) {
+      if (auto t = nr.source->total()) total += *t;
+      else all_known = false;
+      nr.gate = static_cast<int>(i);
+      nr.input = std::make_unique<input_node<RecordPtr>>(g, [this, &nr](tbb::flow_control& fc) -> RecordPtr {
+        if (stopping()) {
+          nr.exhausted.store(true);
+          fc.stop();
+          return {};
+        }
+        RecordPtr r;
+        auto t0 = Clock::now();
+        try {
+          r = nr.source->next();
+        } catch (const std::exception& e) {
+          fail("source \"" + nr.spec.id + "\": " + e.what());
+        }
+        nr.slot().busy_ns.fetch_add(static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
+        if (!r) {
+          nr.exhausted.store(true);
+          fc.stop();
+          return {};
+        }
+        if (r->doc_id.empty()) r->doc_id = r->id;
+        return r;
+      });
+      nr.limiter = std::make_unique<limiter_node<RecordPtr>>(g, static_cast<size_t>(per_source));
+      // Admission: the document gets its ticket once it passed the limiter, so the in-flight
+      // count is exact.
+      nr.fn = std::make_unique<MultiNode>(g, unlimited, [this, &nr](const RecordPtr& r, MultiNode::output_ports_type&) {
+        nr.slot().in.fetch_add(1, std::memory_order_relaxed);
+        admitted();
+        if (!r->error.empty()) {
+          r->ticket = std::make_shared<Ticket>(this, r->doc_id, nr.gate, 1);
+          nr.finish(r, Outcome::dead_lettered, r->error);
+          return;
+        }
+        r->ticket = std::make_shared<Ticket>(this, r->doc_id, nr.gate, nr.fanout);
+        nr.slot().out.fetch_add(1, std::memory_order_relaxed);
+        nr.put(r);
+      });
+      make_edge(*nr.input, *nr.limiter);
+      make_edge(*nr.limiter, *nr.fn);
+    } else {
+      nr.fn = std::make_unique<MultiNode>(g, conc, [&nr](const RecordPtr& r, MultiNode::output_ports_type&) {
+        nr.run_body(r);
+      });
+    }
+  }
+  if (all_known) _total = total;
+  for (auto [a, b] : _spec.edges) make_edge(output_port<0>(*_nodes[a]->fn), *_nodes[b]->fn);
+}
+
+void Runner::open_all() {
+  for (auto& nr : _nodes) {
+    try {
+      if (nr->source) nr->source->open();
+      else nr->node->open(*nr);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("node \"" + nr->spec.id + "\" (" + nr->spec.type + "): " + e.what());
+    }
+  }
+}
+
+bool Runner::any_pending() const {
+  for (const auto& nr : _nodes)
+    if (nr->node && nr->node->has_pending()) return true;
+  return false;
+}
+
+void Runner::flush_all(bool force) {
+  for (size_t i : _spec.topo_order) {
+    auto& nr = *_nodes[i];
+    if (nr.node && nr.node->has_pending()) {
+      try {
+        nr.node->flush(force);
+      } catch (const std::exception& e) {
+        nr.fail_run(std::string("flush failed: ") + e.what());
+      }
+    }
+  }
+}
+
+void Runner::tick_loop() {
+  auto last_progress = Clock::now();
+  while (!_ticker_stop.load(std::memory_order_acquire)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    flush_all(false);
+    if (Clock::now() - last_progress >= std::chrono::milliseconds(250)) {
+      last_progress = Clock::now();
+      progress(false);
+    }
+  }
+}
+
+std::string human_duration(double s) {
+  char buf[32];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
+  return buf;
+}
+
+void Runner::progress(bool final_line) {
+  double el = seconds_since(_t0);
+  uint64_t done = _done_docs.load(), docs = _docs.load();
+  uint64_t chunks = 0;
+  for (const auto& nr : _nodes)
+    if (nr->spec.info->role == NodeRole::chunker) chunks += nr->out_count();
+  double rate = el > 0 ? done / el : 0;
+  if (_opts.progress_line) {
+    char line[256];
+    std::string total_s = _total ? "/" + std::to_string(*_total) : "";
+    std::string eta;
+    if (_total && rate > 0 && *_total > done) eta = "  ETA " + human_duration((*_total - done) / rate);
+    std::snprintf(line, sizeof line, "\r\033[Kdocs %llu%s  in flight %lld  chunks %llu  %.0f docs/s  %s%s",
+                  static_cast<unsigned long long>(done), total_s.c_str(),
+                  static_cast<long long>(_inflight.load()), static_cast<unsigned long long>(chunks), rate,
+                  human_duration(el).c_str(), eta.c_str());
+    std::fputs(line, stderr);
+    if (final_line) std::fputs("\r\033[K", stderr);
+    std::fflush(stderr);
+  }
+  if (_opts.events_interval_s > 0 && !final_line && el - _last_events >= _opts.events_interval_s) {
+    _last_events = el;
+    std::fprintf(stderr,
+                 "{\"event\":\"progress\",\"elapsed_s\":%.1f,\"docs\":%llu,\"docs_done\":%llu,\"chunks\":%llu,"
+                 "\"docs_per_s\":%.1f%s}\n",
+                 el, static_cast<unsigned long long>(docs), static_cast<unsigned long long>(done),
+                 static_cast<unsigned long long>(chunks), rate,
+                 _total ? (",\"total\":" + std::to_string(*_total)).c_str() : "");
+    std::fflush(stderr);
+  }
+}
+
+void Runner::write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason) {
+  if (!_dead_letter) return;
+  std::string line = "{\"id\":" + json::quoted(r->id) + ",\"doc_id\":" + json::quoted(r->doc_id) +
+                     ",\"node\":" + json::quoted(node.spec.id) + ",\"attempts\":1,\"status\":null,\"error\":" +
+                     json::quoted(reason) + "}\n";
+  std::lock_guard lock(_mu);
+  std::fwrite(line.data(), 1, line.size(), _dead_letter);
+}
+
+RunReport Runner::run() {
+  RunReport rep;
+  rep.graph = _spec.name;
+  rep.config_hash = _spec.config_hash;
+  rep.threads = _threads;
+  rep.max_inflight_docs = _spec.settings.max_inflight_docs;
+  _t0 = Clock::now();
+
+  const int slots = _threads + 1;
+  for (size_t i = 0; i < _spec.nodes.size(); ++i) {
+    const NodeSpec& ns = _spec.nodes[i];
+    auto nr = std::make_unique<NodeRuntime>(*this, ns, i, slots);
+    NodeInit init{ns.id, ns.type, ns.params, _spec.name};
+    if (ns.info->make_source) nr->source = ns.info->make_source(init);
+    else nr->node = ns.info->make_node(init);
+    _nodes.push_back(std::move(nr));
+  }
+  try {
+    if (!_spec.settings.dead_letter.empty()) {
+      std::filesystem::path p(_spec.settings.dead_letter);
+      if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+      _dead_letter = std::fopen(p.c_str(), "w");
+      if (!_dead_letter) throw std::runtime_error("cannot write dead-letter file " + p.string());
+    }
+    open_all();
+  } catch (const std::exception& e) {
+    rep.error = e.what();
+    if (_dead_letter) std::fclose(_dead_letter);
+    return rep;
+  }
+
+  tbb::task_arena arena(_threads);
+  std::thread ticker;
+  arena.execute([&] {
+    tbb::flow::graph g;
+    build(g);
+    ticker = std::thread([this] { tick_loop(); });
+    for (auto& nr : _nodes)
+      if (nr->input) nr->input->activate();
+    auto idle_since = Clock::now();
+    for (;;) {
+      g.wait_for_all();
+      bool exhausted = true;
+      for (auto& nr : _nodes)
+        if (nr->input && !nr->exhausted.load()) exhausted = false;
+      if (any_pending()) {
+        flush_all(true);  // end of input, or the limiter is full of documents waiting in batches
+        idle_since = Clock::now();
+        continue;
+      }
+      if (exhausted && _inflight.load() == 0) break;
+      if (exhausted && stopping() && seconds_since(idle_since) > 1.0 && _inflight.load() > 0) {
+        break;  // records held by a node that will not finish them: counted as lost below
+      }
+      if (seconds_since(idle_since) > 30.0) {
+        fail("the graph stalled: no progress for 30 s with " + std::to_string(_inflight.load()) +
+             " documents in flight");
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    _ticker_stop.store(true);
+    ticker.join();
+    g.wait_for_all();
+    // TBB nodes must go before their graph; completions after this point skip the limiters.
+    _graph_alive.store(false, std::memory_order_release);
+    for (auto& nr : _nodes) {
+      nr->input.reset();
+      nr->limiter.reset();
+      nr->fn.reset();
+    }
+  });
+  progress(true);
+
+  for (auto& nr : _nodes) {
+    try {
+      if (nr->source) nr->source->close();
+      else nr->node->close();
+    } catch (const std::exception& e) {
+      fail("node \"" + nr->spec.id + "\": close failed: " + e.what());
+    }
+  }
+  // Records still held by nodes now can never finish: their tickets count them as lost.
+  for (auto& n : _nodes) {
+    n->node.reset();
+    n->source.reset();
+  }
+  if (_inflight.load() > 0) _lost.fetch_add(static_cast<uint64_t>(_inflight.load()));
+  if (_dead_letter) std::fclose(_dead_letter);
+
+  rep.elapsed_s = seconds_since(_t0);
+  rep.docs = _docs.load();
+  for (const auto& nr : _nodes) {
+    rep.nodes.push_back(nr->report());
+    if (nr->spec.info->role == NodeRole::chunker) rep.chunks += rep.nodes.back().out;
+  }
+  rep.indexed = _indexed.load();
+  rep.filtered = _filtered.load();
+  rep.dead_lettered = _dead.load();
+  rep.lost = _lost.load();
+  rep.docs_indexed = _docs_indexed.load();
+  rep.docs_filtered = _docs_filtered.load();
+  rep.docs_dead_lettered = _docs_dead.load();
+  rep.peak_inflight_docs = _peak_inflight.load();
+  rep.peak_rss_bytes = peak_rss_bytes();
+  rep.interrupted = _opts.interrupt && _opts.interrupt->load();
+  {
+    std::lock_guard lock(_mu);
+    rep.error = _error;
+  }
+  return rep;
+}
+
+}  // namespace
+
+uint64_t peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
+}
+
+int hardware_threads() {
+  return std::max(1, tbb::this_task_arena::max_concurrency());
+}
+
+RunReport run_graph(const GraphSpec& spec, const RunOptions& options) {
+  Runner r(spec, options);
+  return r.run();
+}
+
+int RunReport::exit_code() const {
+  if (interrupted) return 130;
+  if (!error.empty() || lost > 0) return 1;
+  return 0;
+}
+
+std::string RunReport::to_json() const {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  w.StartObject();
+  w.Key("graph"); w.String(graph.c_str());
+  w.Key("config_hash"); w.String(config_hash.c_str());
+  w.Key("threads"); w.Int(threads);
+  w.Key("docs"); w.Uint64(docs);
+  w.Key("chunks"); w.Uint64(chunks);
+  w.Key("indexed"); w.Uint64(indexed);
+  w.Key("filtered"); w.Uint64(filtered);
+  w.Key("dead_lettered"); w.Uint64(dead_lettered);
+  w.Key("lost"); w.Uint64(lost);
+  w.Key("docs_indexed"); w.Uint64(docs_indexed);
+  w.Key("docs_filtered"); w.Uint64(docs_filtered);
+  w.Key("docs_dead_lettered"); w.Uint64(docs_dead_lettered);
+  w.Key("max_inflight_docs"); w.Int(max_inflight_docs);
+  w.Key("peak_inflight_docs"); w.Int64(peak_inflight_docs);
+  w.Key("elapsed_s"); w.Double(elapsed_s);
+  w.Key("docs_per_s"); w.Double(docs_per_s());
+  w.Key("peak_rss_bytes"); w.Uint64(peak_rss_bytes);
+  w.Key("interrupted"); w.Bool(interrupted);
+  w.Key("error"); if (error.empty()) w.Null(); else w.String(error.c_str());
+  w.Key("nodes");
+  w.StartArray();
+  for (const auto& n : nodes) {
+    w.StartObject();
+    w.Key("id"); w.String(n.id.c_str());
+    w.Key("type"); w.String(n.type.c_str());
+    w.Key("role"); w.String(role_name(n.role));
+    w.Key("concurrency"); w.Int(n.concurrency);
+    w.Key("in"); w.Uint64(n.in);
+    w.Key("out"); w.Uint64(n.out);
+    w.Key("errors"); w.Uint64(n.errors);
+    w.Key("busy_s"); w.Double(n.busy_s);
+    w.Key("utilization"); w.Double(elapsed_s > 0 ? n.busy_s / elapsed_s : 0);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize()) + "\n";
+}
+
+std::string RunReport::table() const {
+  std::string out;
+  char line[512];
+  size_t idw = 4, tw = 4;
+  for (const auto& n : nodes) {
+    idw = std::max(idw, n.id.size());
+    tw = std::max(tw, n.type.size());
+  }
+  std::snprintf(line, sizeof line, "%-*s  %-*s  %10s  %10s  %7s  %9s  %5s\n", int(idw), "node", int(tw),
+                "type", "in", "out", "errors", "busy_s", "util");
+  out += line;
+  for (const auto& n : nodes) {
+    std::snprintf(line, sizeof line, "%-*s  %-*s  %10llu  %10llu  %7llu  %9.3f  %4.0f%%\n", int(idw),
+                  n.id.c_str(), int(tw), n.type.c_str(), static_cast<unsigned long long>(n.in),
+                  static_cast<unsigned long long>(n.out), static_cast<unsigned long long>(n.errors), n.busy_s,
+                  elapsed_s > 0 ? 100.0 * n.busy_s / elapsed_s : 0.0);
+    out += line;
+  }
+  std::snprintf(line, sizeof line,
+                "docs %llu (indexed %llu, filtered %llu, dead-lettered %llu)  chunks %llu  lost %llu\n",
+                static_cast<unsigned long long>(docs), static_cast<unsigned long long>(docs_indexed),
+                static_cast<unsigned long long>(docs_filtered), static_cast<unsigned long long>(docs_dead_lettered),
+                static_cast<unsigned long long>(chunks), static_cast<unsigned long long>(lost));
+  out += line;
+  std::snprintf(line, sizeof line,
+                "elapsed %.2f s  %.1f docs/s  peak RSS %.1f MiB  threads %d  peak in flight %lld/%d\n",
+                elapsed_s, docs_per_s(), peak_rss_bytes / 1048576.0, threads,
+                static_cast<long long>(peak_inflight_docs), max_inflight_docs);
+  out += line;
+  if (interrupted) out += "interrupted: in-flight work was drained; run again to finish\n";
+  if (!error.empty()) out += "error: " + error + "\n";
+  return out;
+}
+
+}  // namespace sluice

@@ -1,0 +1,66 @@
+// Runs a validated GraphSpec on a oneTBB flow graph inside a task_arena of `threads` threads.
+// Sources are pulled through a limiter_node on in-flight documents; a document's slot is released
+// when its completion ticket closes. run_graph() blocks the calling thread until the graph drains.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/graph_spec.hpp"
+
+namespace sluice {
+
+struct RunOptions {
+  int threads = 0;                           // > 0 overrides settings.threads
+  bool progress_line = false;                // redraw a progress line on stderr (a TTY)
+  double events_interval_s = 0;              // > 0: JSON-lines progress events on stderr
+  const std::atomic<bool>* interrupt = nullptr;  // set (e.g. by SIGINT) to stop pulling sources
+};
+
+struct NodeReport {
+  std::string id;
+  std::string type;
+  NodeRole role = NodeRole::transform;
+  int concurrency = 0;
+  uint64_t in = 0;
+  uint64_t out = 0;
+  uint64_t errors = 0;
+  double busy_s = 0;
+};
+
+struct RunReport {
+  std::string graph;
+  std::string config_hash;
+  int threads = 0;
+  int max_inflight_docs = 0;
+  uint64_t docs = 0;    // source documents admitted
+  uint64_t chunks = 0;  // records the chunkers produced
+  uint64_t indexed = 0;        // record outcomes
+  uint64_t filtered = 0;
+  uint64_t dead_lettered = 0;
+  uint64_t lost = 0;  // documents with a record that vanished without an outcome
+  uint64_t docs_indexed = 0;
+  uint64_t docs_filtered = 0;
+  uint64_t docs_dead_lettered = 0;
+  int64_t peak_inflight_docs = 0;
+  double elapsed_s = 0;
+  uint64_t peak_rss_bytes = 0;
+  bool interrupted = false;
+  std::string error;  // fatal run error, empty on success
+  std::vector<NodeReport> nodes;
+
+  double docs_per_s() const { return elapsed_s > 0 ? docs / elapsed_s : 0; }
+  std::string to_json() const;
+  std::string table() const;  // human summary
+  // 0 ok; 1 failed or lost > 0; 130 interrupted.
+  int exit_code() const;
+};
+
+RunReport run_graph(const GraphSpec& spec, const RunOptions& options = {});
+
+uint64_t peak_rss_bytes();
+int hardware_threads();
+
+}  // namespace sluice

@@ -1,0 +1,597 @@
+#include "engine/graph_spec.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "engine/text.hpp"
+
+namespace sluice {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json::Kind;
+using json::Value;
+
+struct VarValue {
+  std::string value;
+  bool secret = false;
+  json::Location loc;
+};
+
+std::vector<std::string> keys_of(const std::map<std::string, VarValue>& m) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : m) out.push_back(k);
+  return out;
+}
+
+class Builder {
+ public:
+  Builder(const std::string& file, const Registry& registry) : _diag(file), _registry(registry) {}
+
+  GraphSpec build(std::string_view text, const std::vector<VarOverride>& overrides) {
+    GraphSpec spec;
+    spec.file = _diag.file();
+    json::Value root;
+    json::ParseError perr;
+    if (!json::parse(text, root, perr)) {
+      _diag.error(perr.loc, "", perr.message);
+      throw ConfigError(std::move(_diag));
+    }
+    if (root.kind != Kind::object) {
+      _diag.error(root.loc, "", "a graph config must be a JSON object with \"nodes\" and \"edges\"");
+      throw ConfigError(std::move(_diag));
+    }
+    static const std::vector<std::string> top_keys = {"name", "description", "vars", "settings",
+                                                      "nodes", "edges"};
+    for (const auto& m : root.members)
+      if (std::find(top_keys.begin(), top_keys.end(), m.key) == top_keys.end())
+        _diag.error(m.key_loc, m.key, "unknown top-level key" + did_you_mean(m.key, top_keys));
+
+    spec.name = fs::path(spec.file).stem().string();
+    if (const Value* v = root.find("name")) {
+      if (expect(*v, Kind::string, "name")) spec.name = v->str;
+    }
+    if (const Value* v = root.find("description")) {
+      if (expect(*v, Kind::string, "description")) spec.description = v->str;
+    }
+    read_vars(root.find("vars"), overrides, spec);
+    for (const auto& [k, v] : _vars) spec.vars[k] = v.value;
+
+    if (Value* s = root.find("settings")) {
+      substitute_tree(*s, "settings");
+      read_settings(*s, spec.settings);
+    }
+
+    Value* nodes = root.find("nodes");
+    if (!nodes) {
+      _diag.error(root.loc, "nodes", "missing required key \"nodes\" (an array of nodes)");
+    } else if (expect(*nodes, Kind::array, "nodes")) {
+      for (size_t i = 0; i < nodes->items.size(); ++i) read_node(nodes->items[i], i, spec);
+      if (nodes->items.empty()) _diag.error(nodes->loc, "nodes", "a graph needs at least one node");
+    }
+    const Value* edges = root.find("edges");
+    if (!edges) {
+      _diag.error(root.loc, "edges", "missing required key \"edges\" (an array of [from, to] pairs)");
+    } else if (expect(*edges, Kind::array, "edges")) {
+      read_edges(*edges, spec);
+    }
+    if (_diag.empty()) check_topology(spec, nodes ? nodes->loc : root.loc);
+    if (!_diag.empty()) throw ConfigError(std::move(_diag));
+    spec.config_hash = hash_of(spec);
+    return spec;
+  }
+
+ private:
+  Diagnostics _diag;
+  const Registry& _registry;
+  std::map<std::string, VarValue> _vars;
+  std::vector<json::Location> _node_locs;
+
+  bool expect(const Value& v, Kind k, const std::string& path) {
+    if (v.kind == k) return true;
+    _diag.error(v.loc, path,
+                std::string("expected ") + json::kind_name(k) + ", got " + json::kind_name(v.kind));
+    return false;
+  }
+
+  static std::string scalar_text(const Value& v) {
+    if (v.kind == Kind::string) return v.str;
+    return v.dump(true);
+  }
+
+  void read_vars(const Value* vars, const std::vector<VarOverride>& overrides, GraphSpec& spec) {
+    fs::path dir = fs::path(spec.file).parent_path();
+    _vars["graph_dir"] = {dir.empty() ? "." : dir.string(), false, {}};
+    _vars["graph_name"] = {spec.name, false, {}};
+    std::set<std::string> declared;
+    if (vars && expect(*vars, Kind::object, "vars")) {
+      for (const auto& m : vars->members) {
+        std::string path = "vars." + m.key;
+        if (m.value.kind == Kind::object || m.value.kind == Kind::array) {
+          _diag.error(m.value.loc, path, "a var must be a string, number, boolean or null");
+          continue;
+        }
+        VarValue vv{m.value.is_null() ? "" : scalar_text(m.value), false, m.value.loc};
+        bool changed = false;
+        // Var values may use ${env:NAME} and built-ins, not other vars.
+        substitute(vv.value, m.value.loc, path, vv.secret, changed, /*env_only=*/true);
+        _vars[m.key] = vv;
+        declared.insert(m.key);
+      }
+    }
+    for (const auto& o : overrides) {
+      if (!declared.count(o.name)) {
+        std::vector<std::string> names(declared.begin(), declared.end());
+        std::string hint = did_you_mean(o.name, names);
+        if (hint.empty() && !names.empty()) {
+          hint = " (declared vars: ";
+          for (size_t i = 0; i < names.size(); ++i) hint += (i ? ", " : "") + names[i];
+          hint += ")";
+        } else if (names.empty()) {
+          hint = " (this graph declares no vars)";
+        }
+        _diag.error({}, "--set " + o.name, "unknown var '" + o.name + "'" + hint);
+        continue;
+      }
+      _vars[o.name].value = o.value;
+      _vars[o.name].secret = false;
+    }
+  }
+
+  // Expands ${name}, ${env:NAME} and $$ in `s`. Unset env vars expand to "".
+  void substitute(std::string& s, json::Location loc, const std::string& path, bool& secret,
+                  bool& changed, bool env_only = false) {
+    if (s.find('$') == std::string::npos) return;
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] != '$') {
+        out += s[i];
+        continue;
+      }
+      if (i + 1 < s.size() && s[i + 1] == '$') {
+        out += '$';
+        ++i;
+        changed = true;
+        continue;
+      }
+      if (i + 1 >= s.size() || s[i + 1] != '{') {
+        out += '$';
+        continue;
+      }
+      size_t close = s.find('}', i + 2);
+      if (close == std::string::npos) {
+        _diag.error(loc, path, "unterminated '${' in \"" + s + "\" (write $$ for a literal $)");
+        return;
+      }
+      std::string name = s.substr(i + 2, close - i - 2);
+      changed = true;
+      if (name.rfind("env:", 0) == 0) {
+        const char* e = std::getenv(name.c_str() + 4);
+        out += e ? e : "";
+        secret = true;
+      } else if (auto it = _vars.find(name); it != _vars.end() &&
+                 (!env_only || name == "graph_dir" || name == "graph_name")) {
+        out += it->second.value;
+        secret = secret || it->second.secret;
+      } else {
+        _diag.error(loc, path,
+                    "unknown var '" + name + "'" + did_you_mean(name, keys_of(_vars)) +
+                        (env_only ? " (a var's value may use only ${env:NAME}, ${graph_dir})"
+                                  : " (declare it under \"vars\")"));
+      }
+      i = close;
+    }
+    s = std::move(out);
+  }
+
+  void substitute_tree(Value& v, const std::string& path) {
+    if (v.kind == Kind::string) {
+      bool secret = false, changed = false;
+      substitute(v.str, v.loc, path, secret, changed);
+      v.substituted = changed;
+      v.secret = secret;
+    }
+    for (size_t i = 0; i < v.items.size(); ++i)
+      substitute_tree(v.items[i], path + "[" + std::to_string(i) + "]");
+    for (auto& m : v.members) substitute_tree(m.value, path + "." + m.key);
+  }
+
+  // A string that came from ${var} may stand for a number or boolean ("concurrency": "${n}").
+  static bool coerce(Value& v, Kind want) {
+    if (v.kind == want) return true;
+    if (v.kind != Kind::string || !v.substituted) return false;
+    const std::string& s = v.str;
+    if (want == Kind::boolean && (s == "true" || s == "false")) {
+      v.kind = Kind::boolean;
+      v.boolean = s == "true";
+      return true;
+    }
+    if (want == Kind::number && !s.empty()) {
+      Value parsed;
+      json::ParseError err;
+      if (json::parse(s, parsed, err) && parsed.kind == Kind::number) {
+        json::Location loc = v.loc;
+        v = parsed;
+        v.loc = loc;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  bool read_int(Value& v, const std::string& path, int64_t min, int64_t& out) {
+    if (!coerce(v, Kind::number) || !v.is_integer) {
+      _diag.error(v.loc, path, std::string("expected an integer, got ") +
+                                   (v.kind == Kind::string ? "\"" + v.str + "\"" : json::kind_name(v.kind)));
+      return false;
+    }
+    if (v.integer < min) {
+      _diag.error(v.loc, path, "must be at least " + std::to_string(min));
+      return false;
+    }
+    out = v.integer;
+    return true;
+  }
+
+  void read_settings(Value& s, GraphSettings& out) {
+    if (!expect(s, Kind::object, "settings")) return;
+    static const std::vector<std::string> keys = {"threads", "max_inflight_docs", "dead_letter"};
+    for (auto& m : s.members) {
+      std::string path = "settings." + m.key;
+      int64_t n = 0;
+      if (m.key == "threads") {
+        if (read_int(m.value, path, 0, n)) out.threads = static_cast<int>(n);
+      } else if (m.key == "max_inflight_docs") {
+        if (read_int(m.value, path, 1, n)) out.max_inflight_docs = static_cast<int>(n);
+      } else if (m.key == "dead_letter") {
+        if (expect(m.value, Kind::string, path)) out.dead_letter = m.value.str;
+      } else {
+        _diag.error(m.key_loc, path, "unknown setting" + did_you_mean(m.key, keys));
+      }
+    }
+  }
+
+  void read_node(Value& n, size_t index, GraphSpec& spec) {
+    std::string path = "nodes[" + std::to_string(index) + "]";
+    NodeSpec ns;
+    ns.loc = n.loc;
+    size_t errors_before = _diag.size();
+    if (!expect(n, Kind::object, path)) {
+      spec.nodes.push_back(ns);  // keep indices aligned for edge messages
+      return;
+    }
+    static const std::vector<std::string> keys = {"id", "type", "params", "concurrency", "description"};
+    for (const auto& m : n.members)
+      if (std::find(keys.begin(), keys.end(), m.key) == keys.end())
+        _diag.error(m.key_loc, path + "." + m.key, "unknown node key" + did_you_mean(m.key, keys));
+    const Value* id = n.find("id");
+    if (!id) {
+      _diag.error(n.loc, path, "missing required key \"id\"");
+    } else if (expect(*id, Kind::string, path + ".id")) {
+      ns.id = id->str;
+      if (ns.id.empty() || ns.id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != std::string::npos)
+        _diag.error(id->loc, path + ".id", "node id \"" + ns.id + "\" must be non-empty and use only letters, digits, '_', '-' and '.'");
+      for (const auto& other : spec.nodes)
+        if (!ns.id.empty() && other.id == ns.id)
+          _diag.error(id->loc, path + ".id", "duplicate node id \"" + ns.id + "\"");
+    }
+    const Value* type = n.find("type");
+    if (!type) {
+      _diag.error(n.loc, path, "missing required key \"type\" (see `sluice nodes`)");
+    } else if (expect(*type, Kind::string, path + ".type")) {
+      ns.type = type->str;
+      ns.info = _registry.find(ns.type);
+      if (!ns.info)
+        _diag.error(type->loc, path + ".type",
+                    "unknown node type \"" + ns.type + "\"" + did_you_mean(ns.type, _registry.types()) +
+                        "; `sluice nodes` lists them");
+    }
+    Value empty_params;
+    empty_params.kind = Kind::object;
+    empty_params.loc = n.loc;
+    Value* params = n.find("params");
+    if (params) {
+      substitute_tree(*params, path + ".params");
+      if (!expect(*params, Kind::object, path + ".params")) params = nullptr;
+    }
+    if (ns.info) {
+      ns.concurrency = ns.info->default_concurrency;
+      ns.params = Params(resolve_params(params ? *params : empty_params, *ns.info, path + ".params"));
+    }
+    if (Value* c = n.find("concurrency")) {
+      substitute_tree(*c, path + ".concurrency");
+      read_concurrency(*c, path + ".concurrency", ns.concurrency);
+    }
+    if (ns.info && _diag.size() == errors_before) try_construct(ns, path, spec.name);
+    spec.nodes.push_back(std::move(ns));
+  }
+
+  void read_concurrency(Value& c, const std::string& path, int& out) {
+    if (c.kind == Kind::string && c.str == "serial") {
+      out = 1;
+    } else if (c.kind == Kind::string && c.str == "unlimited") {
+      out = 0;
+    } else if (c.kind == Kind::string && c.str == "adaptive") {
+      _diag.error(c.loc, path, "\"adaptive\" concurrency applies to HTTP nodes only");
+    } else if (coerce(c, Kind::number) && c.is_integer && c.integer >= 1) {
+      out = static_cast<int>(std::min<int64_t>(c.integer, 1 << 20));
+    } else {
+      _diag.error(c.loc, path, "expected \"serial\", \"unlimited\" or an integer >= 1");
+    }
+  }
+
+  json::Value resolve_params(Value& given, const NodeTypeInfo& info, const std::string& path) {
+    std::vector<std::string> names;
+    for (const auto& p : info.params) names.push_back(p.name);
+    Value out;
+    out.kind = Kind::object;
+    out.loc = given.loc;
+    for (auto& m : given.members) {
+      const ParamSpec* ps = nullptr;
+      for (const auto& p : info.params)
+        if (p.name == m.key) ps = &p;
+      std::string ppath = path + "." + m.key;
+      if (!ps) {
+        _diag.error(m.key_loc, ppath,
+                    "unknown param \"" + m.key + "\" for " + info.type + did_you_mean(m.key, names) +
+                        "; `sluice nodes " + info.type + "` lists its params");
+        continue;
+      }
+      if (check_param(m.value, *ps, ppath)) out.members.push_back(m);
+    }
+    for (const auto& p : info.params) {
+      if (given.find(p.name)) continue;
+      if (p.required) {
+        _diag.error(given.loc, path, "missing required param \"" + p.name + "\" (" +
+                                         param_type_name(p.type) + ": " + p.doc + ")");
+        continue;
+      }
+      json::Member m;
+      m.key = p.name;
+      json::ParseError err;
+      if (!p.default_json.empty() && !json::parse(p.default_json, m.value, err))
+        m.value = Value();  // a bad default is a registry bug; caught by the registry test
+      m.value.loc = given.loc;
+      out.members.push_back(std::move(m));
+    }
+    return out;
+  }
+
+  bool check_param(Value& v, const ParamSpec& ps, const std::string& path) {
+    auto type_error = [&] {
+      std::string got = json::kind_name(v.kind);
+      if (v.kind == Kind::string) got += " \"" + (v.secret ? std::string("***") : v.str) + "\"";
+      _diag.error(v.loc, path, std::string("expected ") + param_type_name(ps.type) + ", got " + got);
+      return false;
+    };
+    if (v.is_null() && !ps.required) return true;
+    switch (ps.type) {
+      case ParamType::string:
+        if (v.kind != Kind::string) return type_error();
+        if (!ps.choices.empty() &&
+            std::find(ps.choices.begin(), ps.choices.end(), v.str) == ps.choices.end()) {
+          std::string list;
+          for (const auto& c : ps.choices) list += (list.empty() ? "" : ", ") + c;
+          _diag.error(v.loc, path, "\"" + v.str + "\" is not one of: " + list +
+                                       did_you_mean(v.str, ps.choices));
+          return false;
+        }
+        return true;
+      case ParamType::integer:
+        if (!coerce(v, Kind::number) || !v.is_integer) return type_error();
+        break;
+      case ParamType::number:
+        if (!coerce(v, Kind::number)) return type_error();
+        break;
+      case ParamType::boolean:
+        if (!coerce(v, Kind::boolean)) return type_error();
+        return true;
+      case ParamType::string_list:
+      case ParamType::string_or_list:
+        if (ps.type == ParamType::string_or_list && v.kind == Kind::string) return true;
+        if (v.kind != Kind::array) return type_error();
+        for (size_t i = 0; i < v.items.size(); ++i)
+          if (v.items[i].kind != Kind::string) {
+            _diag.error(v.items[i].loc, path + "[" + std::to_string(i) + "]",
+                        std::string("expected string, got ") + json::kind_name(v.items[i].kind));
+            return false;
+          }
+        return true;
+      case ParamType::object:
+        if (v.kind != Kind::object) return type_error();
+        return true;
+      case ParamType::any: return true;
+    }
+    if (ps.min && v.number < *ps.min) {
+      std::ostringstream os;
+      os << "must be at least " << *ps.min;
+      _diag.error(v.loc, path, os.str());
+      return false;
+    }
+    return true;
+  }
+
+  // Factories check value-level rules (e.g. a valid regex, overlap < size) without I/O.
+  void try_construct(const NodeSpec& ns, const std::string& path, const std::string& graph_name) {
+    NodeInit init{ns.id, ns.type, ns.params, graph_name};
+    try {
+      if (ns.info->make_source) ns.info->make_source(init);
+      else ns.info->make_node(init);
+    } catch (const ParamError& e) {
+      _diag.error(ns.params.loc(e.param), path + ".params." + e.param, e.message);
+    }
+  }
+
+  void read_edges(const Value& edges, GraphSpec& spec) {
+    std::vector<std::string> ids;
+    for (const auto& n : spec.nodes) ids.push_back(n.id);
+    std::set<std::pair<size_t, size_t>> seen;
+    for (size_t i = 0; i < edges.items.size(); ++i) {
+      const Value& e = edges.items[i];
+      std::string path = "edges[" + std::to_string(i) + "]";
+      if (e.kind != Kind::array || e.items.size() != 2 || e.items[0].kind != Kind::string ||
+          e.items[1].kind != Kind::string) {
+        _diag.error(e.loc, path, "an edge is a pair of node ids: [\"from\", \"to\"]");
+        continue;
+      }
+      size_t ends[2];
+      bool ok = true;
+      for (int k = 0; k < 2; ++k) {
+        const Value& end = e.items[k];
+        ends[k] = spec.index_of(end.str);
+        if (ends[k] == std::string::npos) {
+          _diag.error(end.loc, path + "[" + std::to_string(k) + "]",
+                      "no node with id \"" + end.str + "\"" + did_you_mean(end.str, ids));
+          ok = false;
+        }
+      }
+      if (!ok) continue;
+      if (ends[0] == ends[1]) {
+        _diag.error(e.loc, path, "edge from \"" + e.items[0].str + "\" to itself");
+        continue;
+      }
+      if (!seen.insert({ends[0], ends[1]}).second) {
+        _diag.error(e.loc, path, "duplicate edge [\"" + e.items[0].str + "\", \"" + e.items[1].str + "\"]");
+        continue;
+      }
+      const NodeSpec& from = spec.nodes[ends[0]];
+      const NodeSpec& to = spec.nodes[ends[1]];
+      if (to.info && to.info->role == NodeRole::source) {
+        _diag.error(e.loc, path, "\"" + to.id + "\" is a source (" + to.type + ") and takes no input");
+        continue;
+      }
+      if (from.info && from.info->role == NodeRole::sink) {
+        _diag.error(e.loc, path, "\"" + from.id + "\" is a sink (" + from.type + ") and has no output");
+        continue;
+      }
+      spec.edges.push_back({ends[0], ends[1]});
+    }
+  }
+
+  void check_topology(GraphSpec& spec, json::Location nodes_loc) {
+    size_t n = spec.nodes.size();
+    spec.successors.assign(n, {});
+    spec.predecessors.assign(n, {});
+    for (auto [a, b] : spec.edges) {
+      spec.successors[a].push_back(b);
+      spec.predecessors[b].push_back(a);
+    }
+    // Kahn's algorithm; whatever is left sits on a cycle.
+    std::vector<size_t> indeg(n);
+    for (size_t i = 0; i < n; ++i) indeg[i] = spec.predecessors[i].size();
+    std::vector<size_t> ready;
+    for (size_t i = 0; i < n; ++i)
+      if (indeg[i] == 0) ready.push_back(i);
+    while (!ready.empty()) {
+      size_t i = ready.front();
+      ready.erase(ready.begin());
+      spec.topo_order.push_back(i);
+      for (size_t s : spec.successors[i])
+        if (--indeg[s] == 0) ready.push_back(s);
+    }
+    if (spec.topo_order.size() != n) {
+      // Walk forward inside the leftover set until a node repeats: that is a cycle.
+      size_t start = 0;
+      while (indeg[start] == 0) ++start;
+      std::vector<size_t> walk{start};
+      std::vector<int> pos(n, -1);
+      pos[start] = 0;
+      for (;;) {
+        size_t cur = walk.back(), next = cur;
+        for (size_t s : spec.successors[cur])
+          if (indeg[s] > 0) {
+            next = s;
+            break;
+          }
+        if (pos[next] >= 0) {
+          std::string cycle;
+          for (size_t k = static_cast<size_t>(pos[next]); k < walk.size(); ++k)
+            cycle += spec.nodes[walk[k]].id + " -> ";
+          cycle += spec.nodes[next].id;
+          _diag.error(spec.nodes[next].loc, "edges", "the graph has a cycle: " + cycle);
+          return;
+        }
+        pos[next] = static_cast<int>(walk.size());
+        walk.push_back(next);
+      }
+    }
+    bool any_source = false;
+    std::vector<bool> reached(n, false);
+    for (size_t i : spec.topo_order) {
+      const NodeSpec& ns = spec.nodes[i];
+      if (ns.info->role == NodeRole::source) {
+        any_source = true;
+        reached[i] = true;
+      }
+      for (size_t p : spec.predecessors[i]) reached[i] = reached[i] || reached[p];
+    }
+    if (!any_source)
+      _diag.error(nodes_loc, "nodes", "the graph has no source node (types source.*)");
+    for (size_t i = 0; i < n; ++i) {
+      const NodeSpec& ns = spec.nodes[i];
+      std::string path = "nodes[" + std::to_string(i) + "]";
+      if (ns.info->role != NodeRole::sink && spec.successors[i].empty())
+        _diag.error(ns.loc, path, "node \"" + ns.id + "\" (" + ns.type +
+                                      ") has no outgoing edge: its records would go nowhere; "
+                                      "connect it to a sink such as index.sqlite");
+      if (any_source && !reached[i] && ns.info->role != NodeRole::source)
+        _diag.error(ns.loc, path, "node \"" + ns.id + "\" is not reachable from any source");
+    }
+  }
+
+  static std::string hash_of(const GraphSpec& spec) {
+    std::string canon = "v1;";
+    for (const auto& n : spec.nodes)
+      canon += n.id + '|' + n.type + '|' + n.params.value().dump(true) + '|' +
+               std::to_string(n.concurrency) + ';';
+    for (auto [a, b] : spec.edges) canon += std::to_string(a) + '>' + std::to_string(b) + ';';
+    char buf[20];
+    std::snprintf(buf, sizeof buf, "%016llx",
+                  static_cast<unsigned long long>(text::stable_hash64(canon)));
+    return buf;
+  }
+};
+
+}  // namespace
+
+size_t GraphSpec::index_of(std::string_view id) const {
+  for (size_t i = 0; i < nodes.size(); ++i)
+    if (nodes[i].id == id) return i;
+  return std::string::npos;
+}
+
+bool parse_override(std::string_view text, VarOverride& out) {
+  size_t eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0) return false;
+  out.name = std::string(text.substr(0, eq));
+  out.value = std::string(text.substr(eq + 1));
+  return true;
+}
+
+GraphSpec parse_graph(std::string_view text, const std::string& file,
+                      const std::vector<VarOverride>& overrides, const Registry& registry) {
+  Builder b(file, registry);
+  return b.build(text, overrides);
+}
+
+GraphSpec load_graph(const std::string& path, const std::vector<VarOverride>& overrides,
+                     const Registry& registry) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    Diagnostics d(path);
+    d.error({}, "", std::string("cannot read graph config: ") +
+                        (std::filesystem::exists(path) ? "permission denied or not a file"
+                                                       : "no such file"));
+    throw ConfigError(std::move(d));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_graph(ss.str(), path, overrides, registry);
+}
+
+}  // namespace sluice

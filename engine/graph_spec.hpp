@@ -1,0 +1,59 @@
+// Graph config → validated GraphSpec. Every mistake in a config is reported at once as
+// `file:line:col: json.path: message` with a "did you mean" where a name is close to a known one.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/diagnostics.hpp"
+#include "engine/node.hpp"
+
+namespace sluice {
+
+struct NodeSpec {
+  std::string id;
+  std::string type;
+  const NodeTypeInfo* info = nullptr;
+  Params params;
+  int concurrency = 0;  // 0 = unlimited, 1 = serial, N
+  json::Location loc;
+};
+
+struct GraphSettings {
+  int threads = 0;  // 0 = hardware concurrency
+  int max_inflight_docs = 256;
+  std::string dead_letter;  // JSONL path; empty = none
+};
+
+struct GraphSpec {
+  std::string file;
+  std::string name;
+  std::string description;
+  std::map<std::string, std::string> vars;  // after --set overrides
+  GraphSettings settings;
+  std::vector<NodeSpec> nodes;
+  std::vector<std::pair<size_t, size_t>> edges;  // indices into nodes
+  std::vector<std::vector<size_t>> successors;   // per node
+  std::vector<std::vector<size_t>> predecessors;
+  std::vector<size_t> topo_order;
+  std::string config_hash;  // hex; changes when nodes, params, edges or settings change
+
+  size_t index_of(std::string_view id) const;  // npos if absent
+};
+
+struct VarOverride {
+  std::string name;
+  std::string value;
+};
+// Parses "name=value"; false if there is no '='.
+bool parse_override(std::string_view text, VarOverride& out);
+
+// Throws ConfigError with every problem found. `file` is used for messages and ${graph_dir}.
+GraphSpec parse_graph(std::string_view text, const std::string& file,
+                      const std::vector<VarOverride>& overrides, const Registry& registry);
+GraphSpec load_graph(const std::string& path, const std::vector<VarOverride>& overrides,
+                     const Registry& registry);
+
+}  // namespace sluice

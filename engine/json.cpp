@@ -1,0 +1,420 @@
+#include "engine/json.hpp"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+
+namespace sluice::json {
+
+const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::null: return "null";
+    case Kind::boolean: return "boolean";
+    case Kind::number: return "number";
+    case Kind::string: return "string";
+    case Kind::array: return "array";
+    case Kind::object: return "object";
+  }
+  return "?";
+}
+
+const Value* Value::find(std::string_view key) const {
+  for (const auto& m : members)
+    if (m.key == key) return &m.value;
+  return nullptr;
+}
+
+Value* Value::find(std::string_view key) {
+  for (auto& m : members)
+    if (m.key == key) return &m.value;
+  return nullptr;
+}
+
+Value Value::make_string(std::string s) {
+  Value v;
+  v.kind = Kind::string;
+  v.str = std::move(s);
+  return v;
+}
+
+Value Value::make_int(int64_t i) {
+  Value v;
+  v.kind = Kind::number;
+  v.is_integer = true;
+  v.integer = i;
+  v.number = static_cast<double>(i);
+  return v;
+}
+
+Value Value::make_bool(bool b) {
+  Value v;
+  v.kind = Kind::boolean;
+  v.boolean = b;
+  return v;
+}
+
+void append_quoted(std::string& out, std::string_view s) {
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+std::string quoted(std::string_view s) {
+  std::string out;
+  append_quoted(out, s);
+  return out;
+}
+
+namespace {
+
+void dump_into(const Value& v, std::string& out, bool reveal) {
+  if (v.secret && !reveal) {
+    out += "\"***\"";
+    return;
+  }
+  switch (v.kind) {
+    case Kind::null: out += "null"; break;
+    case Kind::boolean: out += v.boolean ? "true" : "false"; break;
+    case Kind::number:
+      if (v.is_integer) {
+        out += std::to_string(v.integer);
+      } else {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.17g", v.number);
+        out += buf;
+      }
+      break;
+    case Kind::string: append_quoted(out, v.str); break;
+    case Kind::array:
+      out += '[';
+      for (size_t i = 0; i < v.items.size(); ++i) {
+        if (i) out += ',';
+        dump_into(v.items[i], out, reveal);
+      }
+      out += ']';
+      break;
+    case Kind::object:
+      out += '{';
+      for (size_t i = 0; i < v.members.size(); ++i) {
+        if (i) out += ',';
+        append_quoted(out, v.members[i].key);
+        out += ':';
+        dump_into(v.members[i].value, out, reveal);
+      }
+      out += '}';
+      break;
+  }
+}
+
+class Parser {
+ public:
+  explicit Parser(std::string_view text) : _s(text) {}
+
+  bool run(Value& out, ParseError& err) {
+    if (!skip_ws() || !value(out, 0) || !skip_ws()) {
+      err = _err;
+      return false;
+    }
+    if (_pos != _s.size()) {
+      fail("unexpected text after the end of the document");
+      err = _err;
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  std::string_view _s;
+  size_t _pos = 0;
+  int _line = 1;
+  size_t _line_start = 0;
+  ParseError _err;
+
+  Location here() const {
+    // Columns count code points, as editors show them.
+    int col = 1;
+    for (size_t i = _line_start; i < _pos && i < _s.size(); ++i)
+      if ((static_cast<unsigned char>(_s[i]) & 0xC0) != 0x80) ++col;
+    return {_line, col};
+  }
+
+  bool fail(std::string msg) {
+    _err = {here(), std::move(msg)};
+    return false;
+  }
+
+  void advance() {
+    if (_s[_pos] == '\n') {
+      ++_line;
+      _line_start = _pos + 1;
+    }
+    ++_pos;
+  }
+
+  bool skip_ws() {
+    while (_pos < _s.size()) {
+      char c = _s[_pos];
+      if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+        advance();
+      } else if (c == '/' && _pos + 1 < _s.size() && _s[_pos + 1] == '/') {
+        while (_pos < _s.size() && _s[_pos] != '\n') advance();
+      } else if (c == '/' && _pos + 1 < _s.size() && _s[_pos + 1] == '*') {
+        Location start = here();
+        advance();
+        advance();
+        while (_pos + 1 < _s.size() && !(_s[_pos] == '*' && _s[_pos + 1] == '/')) advance();
+        if (_pos + 1 >= _s.size()) {
+          _err = {start, "unterminated /* comment"};
+          return false;
+        }
+        advance();
+        advance();
+      } else {
+        break;
+      }
+    }
+    return true;
+  }
+
+  bool value(Value& v, int depth) {
+    if (depth > 64) return fail("nesting deeper than 64 levels");
+    if (_pos >= _s.size()) return fail("unexpected end of input, expected a value");
+    v.loc = here();
+    char c = _s[_pos];
+    if (c == '{') return object(v, depth);
+    if (c == '[') return array(v, depth);
+    if (c == '"') {
+      v.kind = Kind::string;
+      return string(v.str);
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) return number(v);
+    if (literal("true")) {
+      v.kind = Kind::boolean;
+      v.boolean = true;
+      return true;
+    }
+    if (literal("false")) {
+      v.kind = Kind::boolean;
+      return true;
+    }
+    if (literal("null")) return true;
+    if (c == '\'') return fail("strings must use double quotes");
+    return fail(std::string("unexpected character '") + c + "', expected a value");
+  }
+
+  bool literal(std::string_view word) {
+    if (_s.substr(_pos, word.size()) != word) return false;
+    _pos += word.size();
+    return true;
+  }
+
+  bool object(Value& v, int depth) {
+    v.kind = Kind::object;
+    advance();  // {
+    for (;;) {
+      if (!skip_ws()) return false;
+      if (_pos >= _s.size()) return fail("unexpected end of input inside an object, expected '}'");
+      if (_s[_pos] == '}') {
+        advance();
+        return true;
+      }
+      if (_s[_pos] != '"') return fail("expected a quoted key or '}'");
+      Member m;
+      m.key_loc = here();
+      if (!string(m.key)) return false;
+      for (const auto& other : v.members)
+        if (other.key == m.key) {
+          _err = {m.key_loc, "duplicate key \"" + m.key + "\""};
+          return false;
+        }
+      if (!skip_ws()) return false;
+      if (_pos >= _s.size() || _s[_pos] != ':') return fail("expected ':' after key \"" + m.key + "\"");
+      advance();
+      if (!skip_ws() || !value(m.value, depth + 1)) return false;
+      v.members.push_back(std::move(m));
+      if (!skip_ws()) return false;
+      if (_pos < _s.size() && _s[_pos] == ',') {
+        advance();
+        continue;
+      }
+      if (_pos < _s.size() && _s[_pos] == '}') {
+        advance();
+        return true;
+      }
+      return fail("expected ',' or '}' after a member");
+    }
+  }
+
+  bool array(Value& v, int depth) {
+    v.kind = Kind::array;
+    advance();  // [
+    for (;;) {
+      if (!skip_ws()) return false;
+      if (_pos >= _s.size()) return fail("unexpected end of input inside an array, expected ']'");
+      if (_s[_pos] == ']') {
+        advance();
+        return true;
+      }
+      Value item;
+      if (!value(item, depth + 1)) return false;
+      v.items.push_back(std::move(item));
+      if (!skip_ws()) return false;
+      if (_pos < _s.size() && _s[_pos] == ',') {
+        advance();
+        continue;
+      }
+      if (_pos < _s.size() && _s[_pos] == ']') {
+        advance();
+        return true;
+      }
+      return fail("expected ',' or ']' after an array item");
+    }
+  }
+
+  static void append_utf8(std::string& out, uint32_t cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+
+  bool hex4(uint32_t& cp) {
+    if (_pos + 4 > _s.size()) return fail("truncated \\u escape");
+    cp = 0;
+    for (int i = 0; i < 4; ++i) {
+      char c = _s[_pos++];
+      cp <<= 4;
+      if (c >= '0' && c <= '9') cp |= c - '0';
+      else if (c >= 'a' && c <= 'f') cp |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F') cp |= c - 'A' + 10;
+      else return fail("bad hex digit in \\u escape");
+    }
+    return true;
+  }
+
+  bool string(std::string& out) {
+    advance();  // opening quote
+    for (;;) {
+      if (_pos >= _s.size()) return fail("unterminated string");
+      char c = _s[_pos];
+      if (c == '"') {
+        advance();
+        return true;
+      }
+      if (c == '\n') return fail("unterminated string (newline inside a string)");
+      if (c == '\\') {
+        ++_pos;
+        if (_pos >= _s.size()) return fail("unterminated string");
+        char e = _s[_pos++];
+        switch (e) {
+          case '"': out += '"'; break;
+          case '\\': out += '\\'; break;
+          case '/': out += '/'; break;
+          case 'b': out += '\b'; break;
+          case 'f': out += '\f'; break;
+          case 'n': out += '\n'; break;
+          case 'r': out += '\r'; break;
+          case 't': out += '\t'; break;
+          case 'u': {
+            uint32_t cp;
+            if (!hex4(cp)) return false;
+            if (cp >= 0xD800 && cp < 0xDC00 && _s.substr(_pos, 2) == "\\u") {
+              _pos += 2;
+              uint32_t lo;
+              if (!hex4(lo)) return false;
+              if (lo >= 0xDC00 && lo < 0xE000) cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            append_utf8(out, cp);
+            break;
+          }
+          default: return fail(std::string("unknown escape \\") + e);
+        }
+        continue;
+      }
+      if (static_cast<unsigned char>(c) < 0x20) return fail("control character inside a string");
+      out += c;
+      ++_pos;
+    }
+  }
+
+  bool number(Value& v) {
+    size_t start = _pos;
+    if (_s[_pos] == '-') ++_pos;
+    bool integral = true;
+    while (_pos < _s.size()) {
+      char c = _s[_pos];
+      if (c >= '0' && c <= '9') {
+        ++_pos;
+      } else if (c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
+        integral = false;
+        ++_pos;
+      } else {
+        break;
+      }
+    }
+    std::string tok(_s.substr(start, _pos - start));
+    char* end = nullptr;
+    double d = std::strtod(tok.c_str(), &end);
+    if (end != tok.c_str() + tok.size() || tok == "-") {
+      _pos = start;
+      return fail("malformed number '" + tok + "'");
+    }
+    v.kind = Kind::number;
+    v.number = d;
+    if (integral) {
+      errno = 0;
+      long long i = std::strtoll(tok.c_str(), nullptr, 10);
+      if (errno == 0) {
+        v.is_integer = true;
+        v.integer = i;
+      }
+    }
+    return true;
+  }
+};
+
+}  // namespace
+
+std::string Value::dump(bool reveal) const {
+  std::string out;
+  dump_into(*this, out, reveal);
+  return out;
+}
+
+bool parse(std::string_view text, Value& out, ParseError& error) {
+  Parser p(text);
+  return p.run(out, error);
+}
+
+}  // namespace sluice::json

@@ -1,0 +1,134 @@
+// The node interface every node kind implements, and what the engine hands to it.
+// engine/ never includes a node header: nodes reach the engine only through these types.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/params.hpp"
+#include "engine/record.hpp"
+
+namespace sluice {
+
+enum class NodeRole { source, transform, chunker, embedder, sink };
+const char* role_name(NodeRole r);
+
+// Per-node services, owned by the runner; thread-safe; never blocks.
+class NodeOutput {
+ public:
+  virtual ~NodeOutput() = default;
+  // Sends a record this node kept (Emitter::defer) or created to every successor. The node's
+  // hold on the record's ticket passes downstream.
+  virtual void forward(RecordPtr r) = 0;
+  // A kept record reached its outcome (dead-lettered ones go to the DLQ with `reason`).
+  virtual void finish(const RecordPtr& r, Outcome o, std::string_view reason = {}) = 0;
+  // Aborts the run with a message shown to the user (e.g. the index cannot be written).
+  virtual void fail_run(std::string message) = 0;
+  virtual const std::string& node_id() const = 0;
+};
+
+// Collects what one process() call did with its input. Not thread-safe: one per call.
+class Emitter {
+ public:
+  void emit(RecordPtr r) { _out.push_back(std::move(r)); }
+  // The input reached an outcome here (filtered on purpose, or dead-lettered with a reason).
+  void drop(Outcome o, std::string reason = {}) {
+    _outcome = o;
+    _reason = std::move(reason);
+    _dropped = true;
+  }
+  // The node keeps the input and will forward() or finish() it later (batching, async I/O).
+  void defer() { _deferred = true; }
+
+  std::vector<RecordPtr>& outputs() { return _out; }
+  bool dropped() const { return _dropped; }
+  bool deferred() const { return _deferred; }
+  Outcome outcome() const { return _outcome; }
+  const std::string& reason() const { return _reason; }
+  void reset() {
+    _out.clear();
+    _dropped = _deferred = false;
+    _reason.clear();
+  }
+
+ private:
+  std::vector<RecordPtr> _out;
+  bool _dropped = false;
+  bool _deferred = false;
+  Outcome _outcome = Outcome::filtered;
+  std::string _reason;
+};
+
+// A transform, chunker, embedder or sink.
+class Node {
+ public:
+  virtual ~Node() = default;
+  // Before records flow, on the main thread. May do I/O (open a file or database); throws
+  // std::runtime_error for a setup failure the user must fix.
+  virtual void open(NodeOutput& out) { _output = &out; }
+  // On a TBB worker, up to the node's `concurrency` calls at once. Must not block on the network
+  // or sleep. Each input ends as outputs, a drop() or a defer().
+  virtual void process(RecordPtr in, Emitter& out) = 0;
+  // Batching nodes: emit or finish a partial batch whose oldest record waited `linger_ms`, or
+  // everything when `force` (end of input). Called from the runner's thread, possibly while
+  // process() runs on a worker: the node locks its own batch.
+  virtual void flush(bool /*force*/) {}
+  virtual bool has_pending() const { return false; }
+  // After the run, on the main thread.
+  virtual void close() {}
+
+ protected:
+  NodeOutput* _output = nullptr;
+};
+
+// A source is pulled one record at a time; the engine gates it on in-flight documents.
+class Source {
+ public:
+  virtual ~Source() = default;
+  virtual void open() {}  // main thread, may do I/O; throws std::runtime_error on failure
+  // Serially on a TBB worker; nullptr = exhausted. May read local files; never the network.
+  virtual RecordPtr next() = 0;
+  // Number of documents when known up front (progress ETA).
+  virtual std::optional<uint64_t> total() const { return std::nullopt; }
+  virtual void close() {}
+};
+
+struct NodeInit {
+  std::string id;
+  std::string type;
+  Params params;
+  std::string graph_name;
+};
+
+struct NodeTypeInfo {
+  std::string type;  // family.kind
+  NodeRole role = NodeRole::transform;
+  std::string description;
+  std::vector<ParamSpec> params;
+  int default_concurrency = 0;  // 0 = unlimited, 1 = serial, N
+  // Exactly one of these is set. Factories validate params (throw ParamError) and do no I/O.
+  std::function<std::unique_ptr<Source>(const NodeInit&)> make_source;
+  std::function<std::unique_ptr<Node>(const NodeInit&)> make_node;
+};
+
+class Registry {
+ public:
+  void add(NodeTypeInfo info);
+  const NodeTypeInfo* find(std::string_view type) const;
+  std::vector<std::string> types() const;  // sorted
+  const std::vector<NodeTypeInfo>& all() const { return _infos; }
+
+ private:
+  std::vector<NodeTypeInfo> _infos;
+};
+
+// nodes/builtin_nodes.cpp: the one list of built-in node types.
+void register_builtin_nodes(Registry& registry);
+const Registry& builtin_registry();
+
+}  // namespace sluice

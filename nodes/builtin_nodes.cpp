@@ -1,0 +1,28 @@
+// The one list of built-in node types. A new node kind: add its header and one line here.
+#include "engine/node.hpp"
+#include "nodes/chunk.hpp"
+#include "nodes/embed_hash.hpp"
+#include "nodes/index_jsonl.hpp"
+#include "nodes/index_sqlite.hpp"
+#include "nodes/source_files.hpp"
+#include "nodes/source_jsonl.hpp"
+#include "nodes/source_range.hpp"
+#include "nodes/util.hpp"
+
+namespace sluice {
+
+void register_builtin_nodes(Registry& r) {
+  r.add(source_files_info());
+  r.add(source_jsonl_info());
+  r.add(source_range_info());
+  r.add(chunk_recursive_info());
+  r.add(chunk_sentence_info());
+  r.add(embed_hash_info());
+  r.add(util_filter_info());
+  r.add(util_dedup_info());
+  r.add(util_pass_info());
+  r.add(index_sqlite_info());
+  r.add(index_jsonl_info());
+}
+
+}  // namespace sluice

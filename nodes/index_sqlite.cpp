@@ -1,0 +1,398 @@
+#include "nodes/index_sqlite.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_set>
+
+#include <rapidjson/document.h>
+
+#include "engine/batcher.hpp"
+#include "nodes/embed_hash.hpp"
+
+namespace sluice {
+
+namespace {
+
+constexpr const char* kFormat = "sluice-index";
+constexpr const char* kSchemaVersion = "1";
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS sluice_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks(
+  rowid INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  doc_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  text TEXT NOT NULL,
+  meta TEXT NOT NULL,
+  vector BLOB);
+CREATE TABLE IF NOT EXISTS docs(doc_id TEXT PRIMARY KEY, meta TEXT NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, content='chunks', content_rowid='rowid');
+CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
+  INSERT INTO chunks_fts(rowid, text) VALUES (new.rowid, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
+  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_au AFTER UPDATE OF text ON chunks BEGIN
+  INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+  INSERT INTO chunks_fts(rowid, text) VALUES (new.rowid, new.text);
+END;
+)sql";
+
+// RAII for one connection and its statements.
+class Db {
+ public:
+  Db() = default;
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+  ~Db() {
+    for (auto* s : _stmts) sqlite3_finalize(s);
+    if (_db) sqlite3_close_v2(_db);
+  }
+
+  void open(const std::string& path, int flags) {
+    if (sqlite3_open_v2(path.c_str(), &_db, flags, nullptr) != SQLITE_OK)
+      throw std::runtime_error("cannot open SQLite database \"" + path + "\": " +
+                               (_db ? sqlite3_errmsg(_db) : "out of memory"));
+    sqlite3_busy_timeout(_db, 10000);
+  }
+  void exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(_db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "unknown error";
+      sqlite3_free(err);
+      throw std::runtime_error(msg);
+    }
+  }
+  sqlite3_stmt* prepare(const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(_db, sql, -1, &s, nullptr) != SQLITE_OK)
+      throw std::runtime_error(std::string("SQLite: ") + sqlite3_errmsg(_db));
+    _stmts.push_back(s);
+    return s;
+  }
+  bool has_table(const char* name) {
+    sqlite3_stmt* s = prepare("SELECT 1 FROM sqlite_master WHERE name = ?");
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    bool found = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return found;
+  }
+  std::string meta(const char* key) {
+    sqlite3_stmt* s = prepare("SELECT value FROM sluice_meta WHERE key = ?");
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    std::string v;
+    if (sqlite3_step(s) == SQLITE_ROW) v = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    sqlite3_reset(s);
+    return v;
+  }
+  void set_meta(const char* key, const std::string& value) {
+    sqlite3_stmt* s = prepare("INSERT INTO sluice_meta(key, value) VALUES (?, ?) "
+                              "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, value.c_str(), -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) throw std::runtime_error(std::string("SQLite: ") + sqlite3_errmsg(_db));
+  }
+  sqlite3* get() { return _db; }
+  const char* errmsg() { return sqlite3_errmsg(_db); }
+
+ private:
+  sqlite3* _db = nullptr;
+  std::vector<sqlite3_stmt*> _stmts;
+};
+
+// Refuses a database that exists but was not written by sluice, so a typo cannot damage another
+// application's data.
+void check_foreign(Db& db, const std::string& path) {
+  if (!db.has_table("sluice_meta")) {
+    bool has_any = false;
+    sqlite3_stmt* s = db.prepare("SELECT 1 FROM sqlite_master LIMIT 1");
+    has_any = sqlite3_step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    if (has_any) throw std::runtime_error("\"" + path + "\" is an SQLite database but not a sluice index");
+    return;
+  }
+  if (db.meta("format") != kFormat)
+    throw std::runtime_error("\"" + path + "\" is not a sluice index (format is \"" + db.meta("format") + "\")");
+}
+
+class SqliteIndex final : public Node {
+ public:
+  explicit SqliteIndex(const NodeInit& init)
+      : _path(init.params.str("path")),
+        _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))) {
+    if (_path.empty()) throw ParamError("path", "path must not be empty");
+  }
+
+  void open(NodeOutput& out) override {
+    Node::open(out);
+    std::filesystem::path p(_path);
+    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+    if (std::filesystem::exists(p) && std::filesystem::file_size(p) > 0) {
+      // Check read-only first: never create tables in someone else's database.
+      Db probe;
+      probe.open(_path, SQLITE_OPEN_READONLY);
+      check_foreign(probe, _path);
+    }
+    _db.open(_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX);
+    _db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+    _db.exec(kSchema);
+    if (_db.meta("format").empty()) {
+      _db.set_meta("format", kFormat);
+      _db.set_meta("schema_version", kSchemaVersion);
+    }
+    _embedder = _db.meta("embedder");
+    _upsert = _db.prepare(
+        "INSERT INTO chunks(id, doc_id, seq, text, meta, vector) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+        "ON CONFLICT(id) DO UPDATE SET doc_id = excluded.doc_id, seq = excluded.seq, text = excluded.text, "
+        "meta = excluded.meta, vector = excluded.vector "
+        "WHERE chunks.text IS NOT excluded.text OR chunks.meta IS NOT excluded.meta "
+        "OR chunks.vector IS NOT excluded.vector OR chunks.seq IS NOT excluded.seq");
+    _upsert_doc = _db.prepare(
+        "INSERT INTO docs(doc_id, meta) VALUES (?1, ?2) ON CONFLICT(doc_id) DO UPDATE SET meta = excluded.meta "
+        "WHERE docs.meta IS NOT excluded.meta");
+  }
+
+  void process(RecordPtr in, Emitter& out) override {
+    out.defer();
+    auto batch = _batcher.add(std::move(in));
+    if (!batch.empty()) write(batch);
+  }
+
+  void flush(bool force) override {
+    auto batch = _batcher.take_due(force);
+    if (!batch.empty()) write(batch);
+  }
+
+  bool has_pending() const override { return _batcher.pending(); }
+
+ private:
+  void write(std::vector<RecordPtr>& batch) {
+    std::lock_guard lock(_write_mu);
+    std::string error;
+    try {
+      check_embedder(batch);
+      _db.exec("BEGIN IMMEDIATE");
+      std::unordered_set<std::string_view> docs_seen;
+      for (const auto& r : batch) {
+        std::string meta = r->meta.to_json();
+        sqlite3_bind_text(_upsert, 1, r->id.data(), static_cast<int>(r->id.size()), SQLITE_STATIC);
+        sqlite3_bind_text(_upsert, 2, r->doc_id.data(), static_cast<int>(r->doc_id.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(_upsert, 3, r->seq);
+        sqlite3_bind_text(_upsert, 4, r->text.data(), static_cast<int>(r->text.size()), SQLITE_STATIC);
+        sqlite3_bind_text(_upsert, 5, meta.data(), static_cast<int>(meta.size()), SQLITE_STATIC);
+        if (r->vector.empty()) sqlite3_bind_null(_upsert, 6);
+        else sqlite3_bind_blob(_upsert, 6, r->vector.data(), static_cast<int>(r->vector.size() * sizeof(float)), SQLITE_STATIC);
+        int rc = sqlite3_step(_upsert);
+        sqlite3_reset(_upsert);
+        if (rc != SQLITE_DONE) throw std::runtime_error(std::string("SQLite: ") + _db.errmsg());
+        if (docs_seen.insert(r->doc_id).second) {
+          sqlite3_bind_text(_upsert_doc, 1, r->doc_id.data(), static_cast<int>(r->doc_id.size()), SQLITE_STATIC);
+          sqlite3_bind_text(_upsert_doc, 2, meta.data(), static_cast<int>(meta.size()), SQLITE_TRANSIENT);
+          rc = sqlite3_step(_upsert_doc);
+          sqlite3_reset(_upsert_doc);
+          if (rc != SQLITE_DONE) throw std::runtime_error(std::string("SQLite: ") + _db.errmsg());
+        }
+      }
+      _db.exec("COMMIT");
+    } catch (const std::exception& e) {
+      error = e.what();
+      sqlite3_exec(_db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    // Acknowledge only after the commit: a record is indexed when it is durable in the file.
+    for (const auto& r : batch) {
+      if (error.empty()) _output->finish(r, Outcome::indexed);
+      else _output->finish(r, Outcome::dead_lettered, error);
+    }
+    if (!error.empty()) _output->fail_run("writing \"" + _path + "\" failed: " + error);
+  }
+
+  void check_embedder(const std::vector<RecordPtr>& batch) {
+    for (const auto& r : batch) {
+      if (!r->embedder) continue;
+      if (_embedder.empty()) {
+        _embedder = *r->embedder;
+        _db.set_meta("embedder", _embedder);
+      } else if (_embedder != *r->embedder) {
+        throw std::runtime_error("the index holds vectors from " + _embedder + " but this graph's are from " +
+                                 *r->embedder + "; write to a new path (or delete the old index)");
+      }
+    }
+  }
+
+  std::string _path;
+  Batcher _batcher;
+  std::mutex _write_mu;
+  Db _db;
+  sqlite3_stmt* _upsert = nullptr;
+  sqlite3_stmt* _upsert_doc = nullptr;
+  std::string _embedder;
+};
+
+std::string fts_query(const std::string& q) {
+  // A query in double quotes is a phrase; otherwise any of its words (BM25 ranks documents
+  // with more of them first). Words are quoted so FTS5 syntax characters cannot break the query.
+  std::string t = q;
+  while (!t.empty() && t.back() == ' ') t.pop_back();
+  std::vector<std::string> words;
+  std::string cur;
+  for (unsigned char c : t) {
+    if (std::isalnum(c) || c >= 0x80) {
+      cur += static_cast<char>(c);
+    } else if (!cur.empty()) {
+      words.push_back(cur);
+      cur.clear();
+    }
+  }
+  if (!cur.empty()) words.push_back(cur);
+  std::string out;
+  bool phrase = t.size() >= 2 && t.front() == '"' && t.back() == '"';
+  if (phrase) {
+    out = "\"";
+    for (size_t i = 0; i < words.size(); ++i) out += (i ? " " : "") + words[i];
+    return out + "\"";
+  }
+  for (size_t i = 0; i < words.size(); ++i) out += (i ? " OR \"" : "\"") + words[i] + "\"";
+  return out;
+}
+
+std::vector<SearchHit> bm25(Db& db, const std::string& query, int k) {
+  std::vector<SearchHit> hits;
+  std::string q = fts_query(query);
+  if (q.empty() || q == "\"\"") return hits;
+  sqlite3_stmt* s = db.prepare(
+      "SELECT c.id, c.doc_id, -bm25(chunks_fts) AS score, snippet(chunks_fts, 0, '[', ']', '...', 16) "
+      "FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+      "WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts) LIMIT ?2");
+  sqlite3_bind_text(s, 1, q.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(s, 2, k);
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    SearchHit h;
+    h.id = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    h.doc_id = reinterpret_cast<const char*>(sqlite3_column_text(s, 1));
+    h.score = sqlite3_column_double(s, 2);
+    h.snippet = reinterpret_cast<const char*>(sqlite3_column_text(s, 3));
+    hits.push_back(std::move(h));
+  }
+  return hits;
+}
+
+std::string short_snippet(const unsigned char* text, int len) {
+  std::string s(reinterpret_cast<const char*>(text), static_cast<size_t>(len));
+  for (char& c : s)
+    if (c == '\n') c = ' ';
+  if (s.size() > 160) {
+    size_t cut = 160;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+    s = s.substr(0, cut) + "...";
+  }
+  return s;
+}
+
+std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
+  std::string spec = db.meta("embedder");
+  if (spec.empty()) throw std::runtime_error("the index has no vectors (its graph has no embed node); use --mode bm25");
+  rapidjson::Document d;
+  d.Parse(spec.c_str());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("type") || !d["type"].IsString())
+    throw std::runtime_error("the index records an unreadable embedder: " + spec);
+  std::string type = d["type"].GetString();
+  if (type != "embed.hash" || !d.HasMember("dim") || !d["dim"].IsInt())
+    throw std::runtime_error("the index was embedded with " + spec +
+                             ", which `sluice search` cannot run locally; use --mode bm25");
+  int dim = d["dim"].GetInt();
+  std::vector<float> q = hash_embed(query, dim);
+  // Brute force: exact top-k over every vector; fine up to a few million chunks.
+  sqlite3_stmt* s = db.prepare("SELECT id, doc_id, vector, text FROM chunks WHERE vector IS NOT NULL");
+  std::vector<SearchHit> hits;
+  auto worse = [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; };
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    int bytes = sqlite3_column_bytes(s, 2);
+    if (bytes != dim * static_cast<int>(sizeof(float))) continue;
+    const float* v = static_cast<const float*>(sqlite3_column_blob(s, 2));
+    float dot = 0;
+    for (int i = 0; i < dim; ++i) dot += v[i] * q[static_cast<size_t>(i)];
+    if (static_cast<int>(hits.size()) == k && dot <= hits.front().score) continue;
+    SearchHit h;
+    h.score = dot;
+    h.id = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    h.doc_id = reinterpret_cast<const char*>(sqlite3_column_text(s, 1));
+    h.snippet = short_snippet(sqlite3_column_text(s, 3), sqlite3_column_bytes(s, 3));
+    hits.push_back(std::move(h));
+    std::push_heap(hits.begin(), hits.end(), worse);
+    if (static_cast<int>(hits.size()) > k) {
+      std::pop_heap(hits.begin(), hits.end(), worse);
+      hits.pop_back();
+    }
+  }
+  std::sort(hits.begin(), hits.end(), [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; });
+  return hits;
+}
+
+}  // namespace
+
+std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k, SearchMode mode) {
+  if (!std::filesystem::exists(db_path))
+    throw std::runtime_error("no index at \"" + db_path + "\" (run a graph with an index.sqlite sink first)");
+  Db db;
+  db.open(db_path, SQLITE_OPEN_READONLY);
+  try {
+    check_foreign(db, db_path);
+    if (!db.has_table("chunks")) throw std::runtime_error("\"" + db_path + "\" is not a sluice index");
+  } catch (const std::runtime_error& e) {
+    throw;
+  }
+  if (k < 1) k = 1;
+  if (mode == SearchMode::bm25) return bm25(db, query, k);
+  if (mode == SearchMode::vector) return vector_search(db, query, k);
+  // Hybrid: reciprocal rank fusion of both lists (k = 60, as in the RRF paper).
+  auto a = bm25(db, query, k * 4);
+  auto b = vector_search(db, query, k * 4);
+  std::map<std::string, SearchHit> fused;
+  auto add = [&](const std::vector<SearchHit>& list) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      auto [it, inserted] = fused.try_emplace(list[i].id, list[i]);
+      if (inserted) it->second.score = 0;
+      it->second.score += 1.0 / (60.0 + static_cast<double>(i + 1));
+    }
+  };
+  add(a);
+  add(b);
+  std::vector<SearchHit> out;
+  for (auto& [id, h] : fused) out.push_back(std::move(h));
+  std::sort(out.begin(), out.end(), [](const SearchHit& x, const SearchHit& y) {
+    return x.score != y.score ? x.score > y.score : x.id < y.id;
+  });
+  if (static_cast<int>(out.size()) > k) out.resize(static_cast<size_t>(k));
+  return out;
+}
+
+NodeTypeInfo index_sqlite_info() {
+  NodeTypeInfo info;
+  info.type = "index.sqlite";
+  info.role = NodeRole::sink;
+  info.description =
+      "Embedded index: FTS5 (BM25) over chunk text, vectors as float32 BLOBs, document meta. Upserts by "
+      "chunk id in batched WAL transactions, so a re-run updates rather than duplicates. Query it with "
+      "`sluice search`.";
+  info.params = {
+      required_param("path", ParamType::string, "SQLite file to create or update"),
+      with_min(param("batch", ParamType::integer, "512", "records per transaction"), 1),
+      with_min(param("linger_ms", ParamType::integer, "50", "write a partial batch after this long"), 0),
+  };
+  info.default_concurrency = 1;
+  info.make_node = [](const NodeInit& init) { return std::make_unique<SqliteIndex>(init); };
+  return info;
+}
+
+}  // namespace sluice

@@ -1,0 +1,100 @@
+#include "nodes/source_jsonl.hpp"
+
+#include <fstream>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "engine/text.hpp"
+
+namespace sluice {
+
+RecordPtr record_from_json(std::string_view json_text, const std::string& fallback_id,
+                           const std::string& id_field, const std::string& text_field) {
+  auto r = std::make_shared<Record>();
+  rapidjson::Document d;
+  d.Parse(json_text.data(), json_text.size());
+  if (d.HasParseError() || !d.IsObject()) {
+    r->id = fallback_id;
+    r->error = d.HasParseError() ? "malformed JSON" : "not a JSON object";
+    return r;
+  }
+  r->id = fallback_id;
+  for (auto it = d.MemberBegin(); it != d.MemberEnd(); ++it) {
+    std::string_view key(it->name.GetString(), it->name.GetStringLength());
+    const auto& v = it->value;
+    if (key == id_field && (v.IsString() || v.IsNumber())) {
+      if (v.IsString()) {
+        r->id.assign(v.GetString(), v.GetStringLength());
+      } else {
+        rapidjson::StringBuffer sb;
+        rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+        v.Accept(w);
+        r->id.assign(sb.GetString(), sb.GetSize());
+      }
+      continue;
+    }
+    if (key == text_field) {
+      if (v.IsString()) r->text.assign(v.GetString(), v.GetStringLength());
+      else if (!v.IsNull()) r->error = "field \"" + text_field + "\" is not a string";
+      continue;
+    }
+    rapidjson::StringBuffer sb;
+    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+    v.Accept(w);
+    r->meta.set_json(key, std::string(sb.GetString(), sb.GetSize()));
+  }
+  if (r->id.empty()) r->id = fallback_id;
+  if (!text::is_valid_utf8(r->text)) r->text = text::sanitize_utf8(r->text);
+  r->doc_id = r->id;
+  return r;
+}
+
+namespace {
+
+class JsonlSource final : public Source {
+ public:
+  explicit JsonlSource(const NodeInit& init)
+      : _path(init.params.str("path")),
+        _id_field(init.params.str("id_field")),
+        _text_field(init.params.str("text_field")) {}
+
+  void open() override {
+    _in.open(_path, std::ios::binary);
+    if (!_in) throw std::runtime_error("cannot open \"" + _path + "\"");
+  }
+
+  RecordPtr next() override {
+    std::string line;
+    while (std::getline(_in, line)) {
+      ++_line;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      return record_from_json(line, "line:" + std::to_string(_line), _id_field, _text_field);
+    }
+    return nullptr;
+  }
+
+ private:
+  std::string _path, _id_field, _text_field;
+  std::ifstream _in;
+  uint64_t _line = 0;
+};
+
+}  // namespace
+
+NodeTypeInfo source_jsonl_info() {
+  NodeTypeInfo info;
+  info.type = "source.jsonl";
+  info.role = NodeRole::source;
+  info.description = "Documents from a JSON Lines file, one object per line; other fields become meta.";
+  info.params = {
+      required_param("path", ParamType::string, "JSON Lines file to read"),
+      param("id_field", ParamType::string, "\"id\"", "field holding the document id (default: line:N)"),
+      param("text_field", ParamType::string, "\"text\"", "field holding the document text"),
+  };
+  info.make_source = [](const NodeInit& init) { return std::make_unique<JsonlSource>(init); };
+  return info;
+}
+
+}  // namespace sluice
