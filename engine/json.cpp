@@ -413,6 +413,7 @@ std::string Value::dump(bool reveal) const {
 }
 
 bool parse(std::string_view text, Value& out, ParseError& error) {
+  out = Value();
   Parser p(text);
   return p.run(out, error);
 }

@@ -196,30 +196,34 @@ struct Splitter {
   }
 };
 
-// Moves each span k > 0 back into span k-1 (see header). `base` are contiguous zero-overlap spans.
+// Moves each span k > 0 back into span k-1 (see header). `spans` are contiguous zero-overlap spans.
 void apply_overlap(std::string_view text, std::vector<Span>& spans, size_t size, size_t overlap) {
   if (overlap == 0 || spans.size() < 2) return;
-  // Work from the back so spans[k-1] still holds its base (non-overlapped) begin when k is moved.
-  for (size_t k = spans.size() - 1; k > 0; --k) {
+  // Work from the back so spans[k-1] still holds its base (non-overlapped) begin when k is moved;
+  // each span's code point count is computed once and reused as "prev" then "own".
+  size_t k = spans.size() - 1;
+  size_t own = cps_in(text, spans[k].begin, spans[k].end);
+  for (; k > 0; --k) {
     const Span prev = spans[k - 1];
-    const size_t b = spans[k].begin;
-    const size_t own = cps_in(text, b, spans[k].end);
     const size_t prev_cps = cps_in(text, prev.begin, prev.end);
-    if (own >= size || prev_cps < 2) continue;
-    const size_t allowed = std::min({overlap, size - own, prev_cps - 1});
-    size_t w = retreat_code_points(text, b, allowed, prev.begin + 1);
-    // Never start at prev.begin (strictly increasing starts); retreat stops at the floor which may
-    // be mid code point, so resnap forward.
-    while (w < b && is_cont(static_cast<unsigned char>(text[w]))) ++w;
-    if (w < b && !is_space(static_cast<unsigned char>(text[w - 1]))) {
-      for (size_t i = w; i + 1 < b; ++i) {
-        if (is_space(static_cast<unsigned char>(text[i]))) {
-          w = i + 1;
-          break;
+    const size_t b = spans[k].begin;
+    if (own < size && prev_cps >= 2) {
+      const size_t allowed = std::min({overlap, size - own, prev_cps - 1});
+      // Never back to prev.begin (strictly increasing starts); retreat stops at that floor, which
+      // may be mid code point, so resnap forward.
+      size_t w = retreat_code_points(text, b, allowed, prev.begin + 1);
+      while (w < b && is_cont(static_cast<unsigned char>(text[w]))) ++w;
+      if (w < b && !is_space(static_cast<unsigned char>(text[w - 1]))) {
+        for (size_t i = w; i + 1 < b; ++i) {
+          if (is_space(static_cast<unsigned char>(text[i]))) {
+            w = i + 1;
+            break;
+          }
         }
       }
+      spans[k].begin = w;
     }
-    spans[k].begin = w;
+    own = prev_cps;
   }
 }
 
@@ -368,6 +372,14 @@ size_t parse_entity(std::string_view s, size_t amp, uint32_t& cp) {
 
 // ---- HTML --------------------------------------------------------------------------------------
 
+// 1: space-like (collapsed), 2: newline, 0: ordinary byte.
+constexpr std::array<unsigned char, 256> k_ws_class = [] {
+  std::array<unsigned char, 256> t{};
+  t[' '] = t['\t'] = t['\r'] = t['\f'] = t['\v'] = 1;
+  t['\n'] = 2;
+  return t;
+}();
+
 // Whitespace-normalizing output (see html_to_text contract).
 class TextBuilder {
  public:
@@ -377,21 +389,17 @@ class TextBuilder {
     const char* p = run.data();
     const char* e = p + run.size();
     while (p < e) {
-      const unsigned char c = static_cast<unsigned char>(*p);
-      if (c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v') {
+      const unsigned char cls = k_ws_class[static_cast<unsigned char>(*p)];
+      if (cls == 1) {
         _space = true;
         ++p;
-      } else if (c == '\n') {
+      } else if (cls == 2) {
         newline();
         ++p;
       } else {
         // Bulk-append the run of ordinary bytes.
         const char* q = p + 1;
-        while (q < e) {
-          const unsigned char d = static_cast<unsigned char>(*q);
-          if (d == ' ' || d == '\n' || d == '\t' || d == '\r' || d == '\f' || d == '\v') break;
-          ++q;
-        }
+        while (q < e && k_ws_class[static_cast<unsigned char>(*q)] == 0) ++q;
         flush_pending();
         _out.append(p, q);
         p = q;

@@ -1,0 +1,269 @@
+// Bad configs, each with the exact error a user sees; and the substitution rules.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "tests/test_util.hpp"
+
+namespace sluice {
+namespace {
+
+using test::config_errors;
+
+// A valid base graph; each case breaks one thing.
+const char* kGood = R"({
+  "nodes": [
+    {"id": "src", "type": "source.range", "params": {"count": 10}},
+    {"id": "chunk", "type": "chunk.recursive", "params": {"size": 100}},
+    {"id": "sink", "type": "index.jsonl", "params": {"path": "/dev/null"}}
+  ],
+  "edges": [["src", "chunk"], ["chunk", "sink"]]
+})";
+
+TEST(Config, GoodConfigIsValid) { EXPECT_EQ(config_errors(kGood), ""); }
+
+struct BadCase {
+  const char* name;
+  const char* json;
+  const char* expected;
+};
+
+const BadCase kBad[] = {
+    {"SyntaxErrorHasPosition", "{\n  \"nodes\": [\n    {\"id\": \"a\",,}\n  ]\n}",
+     "test.json:3:16: expected a quoted key or '}'\n"},
+    {"NotAnObject", "[1, 2]", "test.json:1:1: a graph config must be a JSON object with \"nodes\" and \"edges\"\n"},
+    {"MissingNodesAndEdges", "{\"name\": \"x\"}",
+     "test.json:1:1: nodes: missing required key \"nodes\" (an array of nodes)\n"
+     "test.json:1:1: edges: missing required key \"edges\" (an array of [from, to] pairs)\n"},
+    {"UnknownTopLevelKeyDidYouMean", "{\"nodse\": [], \"nodes\": [], \"edges\": []}",
+     "test.json:1:2: nodse: unknown top-level key (did you mean 'nodes'?)\n"
+     "test.json:1:24: nodes: a graph needs at least one node\n"},
+    {"UnknownNodeTypeDidYouMean",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.rang\"}], \"edges\": []}",
+     "test.json:1:32: nodes[0].type: unknown node type \"source.rang\" (did you mean 'source.range'?); "
+     "`sluice nodes` lists them\n"},
+    {"UnknownParamDidYouMean",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\", \"params\": {\"cuont\": 3}},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"/dev/null\"}}], \"edges\": [[\"s\", \"k\"]]}",
+     "test.json:1:59: nodes[0].params.cuont: unknown param \"cuont\" for source.range (did you mean 'count'?); "
+     "`sluice nodes source.range` lists its params\n"},
+    {"WrongParamType",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\", \"params\": {\"count\": \"ten\"}},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"/dev/null\"}}], \"edges\": [[\"s\", \"k\"]]}",
+     "test.json:1:68: nodes[0].params.count: expected integer, got string \"ten\"\n"},
+    {"MissingRequiredParam",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {}}], \"edges\": [[\"s\", \"k\"]]}",
+     "test.json:2:46: nodes[1].params: missing required param \"path\" (string: output file (/dev/null to discard))\n"},
+    {"DuplicateNodeId",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"s\", \"type\": \"source.range\"}], \"edges\": []}",
+     "test.json:2:8: nodes[1].id: duplicate node id \"s\"\n"},
+    {"DanglingEdgeDidYouMean",
+     "{\"nodes\": [{\"id\": \"src\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"sink\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"/dev/null\"}}],\n"
+     "\"edges\": [[\"src\", \"snk\"]]}",
+     "test.json:3:19: edges[0][1]: no node with id \"snk\" (did you mean 'sink'?)\n"},
+    {"Cycle",
+     "{\"nodes\": [{\"id\": \"src\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"a\", \"type\": \"util.pass\"},\n{\"id\": \"b\", \"type\": \"util.pass\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"/dev/null\"}}],\n"
+     "\"edges\": [[\"src\", \"a\"], [\"a\", \"b\"], [\"b\", \"a\"], [\"b\", \"k\"]]}",
+     "test.json:2:1: edges: the graph has a cycle: a -> b -> a\n"},
+    {"SelfLoop",
+     "{\"nodes\": [{\"id\": \"src\", \"type\": \"source.range\"}, {\"id\": \"a\", \"type\": \"util.pass\"}],\n"
+     "\"edges\": [[\"src\", \"a\"], [\"a\", \"a\"]]}",
+     "test.json:2:25: edges[1]: edge from \"a\" to itself\n"},
+    {"NodeWithoutOutgoingEdge",
+     "{\"nodes\": [{\"id\": \"src\", \"type\": \"source.range\"}, {\"id\": \"a\", \"type\": \"util.pass\"}],\n"
+     "\"edges\": [[\"src\", \"a\"]]}",
+     "test.json:1:51: nodes[1]: node \"a\" (util.pass) has no outgoing edge: its records would go nowhere; "
+     "connect it to a sink such as index.sqlite\n"},
+    {"EdgeIntoSource",
+     "{\"nodes\": [{\"id\": \"a\", \"type\": \"source.range\"}, {\"id\": \"b\", \"type\": \"source.range\"}],\n"
+     "\"edges\": [[\"a\", \"b\"]]}",
+     "test.json:2:11: edges[0]: \"b\" is a source (source.range) and takes no input\n"},
+    {"NoSource",
+     "{\"nodes\": [{\"id\": \"a\", \"type\": \"util.pass\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"a\", \"k\"]]}",
+     "test.json:1:11: nodes: the graph has no source node (types source.*)\n"},
+    {"OverlapNotBelowSize",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"c\", \"type\": \"chunk.recursive\", \"params\": {\"size\": 10, \"overlap\": 10}},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"c\"], [\"c\", \"k\"]]}",
+     "test.json:2:74: nodes[1].params.overlap: overlap (10) must be smaller than size (10)\n"},
+    {"InvalidRegex",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"f\", \"type\": \"util.filter\", \"params\": {\"match\": \"(unclosed\"}},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"f\"], [\"f\", \"k\"]]}",
+     nullptr},  // the regex library's wording varies: checked by prefix below
+    {"BelowMinimum",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\", \"params\": {\"size\": 0}},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"]]}",
+     "test.json:1:67: nodes[0].params.size: must be at least 1\n"},
+    {"UnknownSettingDidYouMean",
+     "{\"settings\": {\"max_inflight_doc\": 3}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"]]}",
+     "test.json:1:15: settings.max_inflight_doc: unknown setting (did you mean 'max_inflight_docs'?)\n"},
+    {"BadConcurrency",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}, \"concurrency\": 0}],"
+     " \"edges\": [[\"s\", \"k\"]]}",
+     "test.json:2:76: nodes[1].concurrency: expected \"serial\", \"unlimited\" or an integer >= 1\n"},
+    {"UnknownVar",
+     "{\"vars\": {\"db\": \"x.db\"}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.sqlite\", \"params\": {\"path\": \"${dbb}\"}}], \"edges\": [[\"s\", \"k\"]]}",
+     "test.json:2:56: nodes[1].params.path: unknown var 'dbb' (did you mean 'db'?) (declare it under \"vars\")\n"},
+    {"UnreachableNode",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"}, {\"id\": \"p\", \"type\": \"util.pass\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"], [\"p\", \"k\"]]}",
+     "test.json:1:49: nodes[1]: node \"p\" is not reachable from any source\n"},
+    {"DuplicateKey", "{\"nodes\": [], \"nodes\": []}", "test.json:1:15: duplicate key \"nodes\"\n"},
+};
+
+class BadConfig : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadConfig, ReportsExactError) {
+  const BadCase& c = GetParam();
+  std::string got = config_errors(c.json);
+  if (c.expected) {
+    EXPECT_EQ(got, c.expected);
+  } else {
+    EXPECT_EQ(got.rfind("test.json:2:56: nodes[1].params.match: invalid regular expression: ", 0), 0u) << got;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, BadConfig, ::testing::ValuesIn(kBad),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Config, AllErrorsAreReportedAtOnce) {
+  const char* json = R"({
+  "nodes": [
+    {"id": "s", "type": "source.range", "params": {"count": -1, "sizee": 3}},
+    {"id": "k", "type": "index.jsonl", "params": {"path": 3}}
+  ],
+  "edges": [["s", "k"]]
+})";
+  std::string got = config_errors(json);
+  EXPECT_EQ(got,
+            "test.json:3:61: nodes[0].params.count: must be at least 0\n"
+            "test.json:3:65: nodes[0].params.sizee: unknown param \"sizee\" for source.range (did you mean 'size'?); "
+            "`sluice nodes source.range` lists its params\n"
+            "test.json:4:59: nodes[1].params.path: expected string, got number\n");
+}
+
+TEST(Config, CommentsAndTrailingCommasAreAccepted) {
+  const char* json = R"({
+  // a comment
+  "nodes": [
+    {"id": "s", "type": "source.range", /* inline */ "params": {"count": 1,},},
+    {"id": "k", "type": "index.jsonl", "params": {"path": "/dev/null"}},
+  ],
+  "edges": [["s", "k"],],
+})";
+  EXPECT_EQ(config_errors(json), "");
+}
+
+TEST(Config, NameDefaultsToFileStem) {
+  GraphSpec spec = parse_graph(kGood, "/some/dir/my-graph.json", {}, builtin_registry());
+  EXPECT_EQ(spec.name, "my-graph");
+}
+
+const char* kVarGraph = R"({
+  "vars": {"n": 5, "out": "a.jsonl", "tag": "x"},
+  "nodes": [
+    {"id": "s", "type": "source.range", "params": {"count": "${n}", "seed": 7}},
+    {"id": "c", "type": "chunk.recursive", "params": {"id_tag": "${tag}-$${literal}"}, "concurrency": "${n}"},
+    {"id": "k", "type": "index.jsonl", "params": {"path": "${graph_dir}/${out}"}}
+  ],
+  "edges": [["s", "c"], ["c", "k"]]
+})";
+
+TEST(Config, VarsSubstituteAndNumericStringsCoerce) {
+  GraphSpec spec = parse_graph(kVarGraph, "/tmp/g/v.json", {}, builtin_registry());
+  EXPECT_EQ(spec.nodes[0].params.integer("count"), 5);
+  EXPECT_EQ(spec.nodes[1].concurrency, 5);
+  EXPECT_EQ(spec.nodes[1].params.str("id_tag"), "x-${literal}");
+  EXPECT_EQ(spec.nodes[2].params.str("path"), "/tmp/g/a.jsonl");
+}
+
+TEST(Config, SetOverridesVars) {
+  GraphSpec spec = parse_graph(kVarGraph, "/tmp/g/v.json", {{"n", "9"}, {"out", "b.jsonl"}}, builtin_registry());
+  EXPECT_EQ(spec.nodes[0].params.integer("count"), 9);
+  EXPECT_EQ(spec.nodes[2].params.str("path"), "/tmp/g/b.jsonl");
+}
+
+TEST(Config, SetOfUndeclaredVarIsAnErrorWithHint) {
+  EXPECT_EQ(config_errors(kVarGraph, builtin_registry(), {{"outt", "x"}}),
+            "test.json: --set outt: unknown var 'outt' (did you mean 'out'?)\n");
+}
+
+TEST(Config, SetWithNonNumericValueForNumberIsTypeError) {
+  std::string got = config_errors(kVarGraph, builtin_registry(), {{"n", "many"}});
+  EXPECT_NE(got.find("nodes[0].params.count: expected integer, got string \"many\""), std::string::npos) << got;
+}
+
+TEST(Config, EnvValuesAreSecretAndNeverPrinted) {
+  setenv("SLUICE_TEST_SECRET", "hunter2", 1);
+  const char* json = R"({
+  "nodes": [
+    {"id": "s", "type": "source.range", "params": {"count": "${env:SLUICE_TEST_SECRET}"}},
+    {"id": "k", "type": "index.jsonl", "params": {"path": "/dev/null"}}
+  ],
+  "edges": [["s", "k"]]
+})";
+  std::string got = config_errors(json);
+  EXPECT_EQ(got.find("hunter2"), std::string::npos) << got;
+  EXPECT_NE(got.find("got string \"***\""), std::string::npos) << got;
+}
+
+TEST(Config, UnsetEnvVarExpandsToEmpty) {
+  unsetenv("SLUICE_TEST_UNSET");
+  const char* json = R"({
+  "nodes": [
+    {"id": "s", "type": "source.range"},
+    {"id": "k", "type": "index.jsonl", "params": {"path": "/dev/null${env:SLUICE_TEST_UNSET}"}}
+  ],
+  "edges": [["s", "k"]]
+})";
+  GraphSpec spec = test::spec_from(json);
+  EXPECT_EQ(spec.nodes[1].params.str("path"), "/dev/null");
+}
+
+TEST(Config, ConfigHashChangesWithParamsNotWithThreads) {
+  std::string a = test::spec_from(kGood).config_hash;
+  std::string same = kGood;
+  std::string changed = kGood;
+  changed.replace(changed.find("\"size\": 100"), 11, "\"size\": 101");
+  EXPECT_EQ(a, test::spec_from(same).config_hash);
+  EXPECT_NE(a, test::spec_from(changed).config_hash);
+}
+
+TEST(Config, EveryPredefinedGraphValidates) {
+  for (const auto& e : std::filesystem::directory_iterator(test::source_dir() + "/graphs")) {
+    if (e.path().extension() != ".json") continue;
+    SCOPED_TRACE(e.path().string());
+    EXPECT_NO_THROW(load_graph(e.path().string(), {}, builtin_registry()));
+  }
+}
+
+TEST(Registry, EveryDefaultParsesAndMatchesItsType) {
+  // A bad default in a registration would only show up in a user's run: check them all.
+  for (const auto& info : builtin_registry().all()) {
+    EXPECT_FALSE(info.description.empty()) << info.type;
+    for (const auto& p : info.params) {
+      SCOPED_TRACE(info.type + "." + p.name);
+      EXPECT_FALSE(p.doc.empty());
+      if (p.default_json.empty()) {
+        EXPECT_TRUE(p.required);
+        continue;
+      }
+      json::Value v;
+      json::ParseError err;
+      ASSERT_TRUE(json::parse(p.default_json, v, err)) << err.message;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sluice

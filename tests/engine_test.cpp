@@ -1,0 +1,200 @@
+// The engine's guarantees: every chunk reaches every sink exactly once through fan-out and
+// fan-in at any thread count, in-flight documents stay bounded, and nothing vanishes unnoticed.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <set>
+#include <thread>
+
+#include "tests/test_util.hpp"
+
+namespace sluice {
+namespace {
+
+int64_t sqlite_count(const std::string& db, const char* sql) {
+  sqlite3* h = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(h, sql, -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(h);
+  int64_t n = -1;
+  if (sqlite3_step(s) == SQLITE_ROW) n = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+  return n;
+}
+
+std::string fan_graph(const test::TempDir& dir, int docs, int max_inflight) {
+  return R"({
+  "settings": {"max_inflight_docs": )" + std::to_string(max_inflight) + R"(},
+  "nodes": [
+    {"id": "src", "type": "source.range", "params": {"count": )" + std::to_string(docs) + R"(, "size": 3000, "seed": 3}},
+    {"id": "words", "type": "chunk.recursive", "params": {"size": 200, "id_tag": "w"}},
+    {"id": "sentences", "type": "chunk.sentence", "params": {"size": 300, "id_tag": "s"}, "concurrency": 2},
+    {"id": "embed", "type": "embed.hash", "params": {"dim": 32}},
+    {"id": "db", "type": "index.sqlite", "params": {"path": ")" + (dir / "fan.db") + R"(", "batch": 64}},
+    {"id": "file", "type": "index.jsonl", "params": {"path": ")" + (dir / "fan.jsonl") + R"(", "batch": 100}}
+  ],
+  "edges": [["src", "words"], ["src", "sentences"], ["words", "embed"], ["sentences", "embed"],
+            ["embed", "db"], ["embed", "file"]]
+})";
+}
+
+class EngineThreads : public ::testing::TestWithParam<int> {};
+
+TEST_P(EngineThreads, FanOutAndFanInIndexEveryChunkExactlyOnce) {
+  test::TempDir dir;
+  const int docs = 200, max_inflight = 8;
+  RunReport rep = test::run_json(fan_graph(dir, docs, max_inflight), GetParam());
+  ASSERT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs, static_cast<uint64_t>(docs));
+  EXPECT_EQ(rep.docs_indexed, static_cast<uint64_t>(docs));
+  EXPECT_GT(rep.chunks, static_cast<uint64_t>(docs) * 2);
+  EXPECT_LE(rep.peak_inflight_docs, max_inflight);
+  EXPECT_GE(rep.peak_inflight_docs, 1);
+  // Two sinks: each chunk is indexed once in each.
+  EXPECT_EQ(rep.indexed, rep.chunks * 2);
+
+  auto lines = test::read_lines(dir / "fan.jsonl");
+  EXPECT_EQ(lines.size(), rep.chunks);
+  std::set<std::string> ids;
+  for (const auto& l : lines) ids.insert(l.substr(0, l.find("\",\"doc_id\"")));
+  EXPECT_EQ(ids.size(), rep.chunks) << "a chunk id was written twice";
+
+  EXPECT_EQ(sqlite_count(dir / "fan.db", "SELECT count(*) FROM chunks"), static_cast<int64_t>(rep.chunks));
+  EXPECT_EQ(sqlite_count(dir / "fan.db", "SELECT count(*) FROM chunks WHERE id LIKE '%#w%'") +
+                sqlite_count(dir / "fan.db", "SELECT count(*) FROM chunks WHERE id LIKE '%#s%'"),
+            static_cast<int64_t>(rep.chunks));
+  EXPECT_EQ(sqlite_count(dir / "fan.db", "SELECT count(DISTINCT doc_id) FROM chunks"), docs);
+}
+
+INSTANTIATE_TEST_SUITE_P(Threads, EngineThreads, ::testing::Values(1, 2, 4, 8));
+
+TEST(Engine, BatchLargerThanInflightLimitDoesNotStall) {
+  // batch 512 and linger 10 s with only 2 documents in flight: the partial batch must be written
+  // when the graph goes idle, not after the linger.
+  test::TempDir dir;
+  RunReport rep = test::run_json(R"({
+  "settings": {"max_inflight_docs": 2},
+  "nodes": [
+    {"id": "src", "type": "source.range", "params": {"count": 40, "size": 100}},
+    {"id": "k", "type": "index.jsonl", "params": {"path": ")" + (dir / "o.jsonl") + R"(", "batch": 512, "linger_ms": 10000}}
+  ],
+  "edges": [["src", "k"]]
+})");
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 40u);
+  EXPECT_LT(rep.elapsed_s, 10.0);
+  EXPECT_EQ(test::read_lines(dir / "o.jsonl").size(), 40u);
+}
+
+// Test-only nodes, registered next to the built-ins.
+class ForgetfulNode final : public Node {
+ public:
+  void process(RecordPtr, Emitter&) override {}  // no output, no outcome: a bug the engine must catch
+};
+
+class ThrowingNode final : public Node {
+ public:
+  void process(RecordPtr in, Emitter& out) override {
+    if (in->id.back() % 3 == 0) throw std::runtime_error("boom on " + in->id);
+    out.emit(std::move(in));
+  }
+};
+
+class SlowNode final : public Node {
+ public:
+  void process(RecordPtr in, Emitter& out) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    out.emit(std::move(in));
+  }
+};
+
+const Registry& test_registry() {
+  static const Registry reg = [] {
+    Registry r;
+    register_builtin_nodes(r);
+    auto add = [&](const char* type, std::function<std::unique_ptr<Node>()> make) {
+      NodeTypeInfo i;
+      i.type = type;
+      i.description = "test node";
+      i.make_node = [make](const NodeInit&) { return make(); };
+      r.add(std::move(i));
+    };
+    add("test.forgetful", [] { return std::make_unique<ForgetfulNode>(); });
+    add("test.throwing", [] { return std::make_unique<ThrowingNode>(); });
+    add("test.slow", [] { return std::make_unique<SlowNode>(); });
+    return r;
+  }();
+  return reg;
+}
+
+std::string through(const std::string& type, const std::string& extra_settings = "", int count = 30) {
+  return R"({"settings": {"max_inflight_docs": 4)" + extra_settings + R"(},
+  "nodes": [{"id": "src", "type": "source.range", "params": {"count": )" + std::to_string(count) + R"(, "size": 50}},
+            {"id": "t", "type": ")" + type + R"("},
+            {"id": "k", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
+  "edges": [["src", "t"], ["t", "k"]]})";
+}
+
+TEST(Engine, RecordWithoutOutcomeIsCountedLost) {
+  RunReport rep = test::run_json(through("test.forgetful"), 2, test_registry());
+  EXPECT_EQ(rep.lost, 30u);
+  EXPECT_EQ(rep.docs, 30u);
+  EXPECT_EQ(rep.exit_code(), 1);
+}
+
+TEST(Engine, ExceptionDeadLettersTheRecordWithItsReason) {
+  test::TempDir dir;
+  RunReport rep = test::run_json(through("test.throwing", ", \"dead_letter\": \"" + (dir / "dlq.jsonl") + "\""), 2,
+                                 test_registry());
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.dead_lettered, 12u);  // ids ending in 0, 3, 6 or 9: three of each among 00..29
+  EXPECT_EQ(rep.docs_dead_lettered, 12u);
+  EXPECT_EQ(rep.docs_indexed, 18u);
+  auto lines = test::read_lines(dir / "dlq.jsonl");
+  ASSERT_EQ(lines.size(), 12u);
+  EXPECT_NE(lines[0].find("\"node\":\"t\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("exception: boom on range-"), std::string::npos) << lines[0];
+  EXPECT_EQ(rep.exit_code(), 0);
+}
+
+TEST(Engine, InterruptStopsPullingAndDrainsInFlight) {
+  std::atomic<bool> interrupt{false};
+  GraphSpec spec = test::spec_from(through("test.slow", "", 100000), test_registry());
+  RunOptions opts;
+  opts.threads = 2;
+  opts.interrupt = &interrupt;
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    interrupt = true;
+  });
+  RunReport rep = run_graph(spec, opts);
+  stopper.join();
+  EXPECT_TRUE(rep.interrupted);
+  EXPECT_EQ(rep.exit_code(), 130);
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_LT(rep.docs, 100000u);
+  EXPECT_EQ(rep.docs_indexed, rep.docs) << "every admitted document must finish";
+}
+
+TEST(Engine, SetupFailureIsAClearError) {
+  RunReport rep = test::run_json(R"({
+  "nodes": [{"id": "src", "type": "source.files", "params": {"dir": "/nonexistent/sluice"}},
+            {"id": "k", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
+  "edges": [["src", "k"]]})");
+  EXPECT_EQ(rep.error, "node \"src\" (source.files): directory \"/nonexistent/sluice\" does not exist or is not a directory");
+  EXPECT_EQ(rep.exit_code(), 1);
+}
+
+TEST(Engine, ReportJsonHasTheDocumentedKeys) {
+  RunReport rep = test::run_json(through("util.pass"));
+  std::string j = rep.to_json();
+  for (const char* key : {"\"docs\":", "\"chunks\":", "\"lost\":", "\"dead_lettered\":", "\"elapsed_s\":",
+                          "\"peak_rss_bytes\":", "\"nodes\":[", "\"busy_s\":", "\"in\":", "\"out\":", "\"errors\":"})
+    EXPECT_NE(j.find(key), std::string::npos) << key;
+}
+
+}  // namespace
+}  // namespace sluice

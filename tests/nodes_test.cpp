@@ -1,0 +1,156 @@
+// Each built-in node wired into a small graph, asserting what reaches the sink.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "nodes/embed_hash.hpp"
+#include "nodes/source_range.hpp"
+#include "tests/test_util.hpp"
+
+namespace sluice {
+namespace {
+
+// source → [middle...] → index.jsonl; returns the JSONL lines.
+std::vector<std::string> run_to_jsonl(const test::TempDir& dir, const std::string& source_node,
+                                      const std::string& middle_nodes, const std::string& middle_edges,
+                                      RunReport* report = nullptr) {
+  auto trimmed = [](std::string t) {
+    while (!t.empty() && (t.back() == ',' || std::isspace(static_cast<unsigned char>(t.back())))) t.pop_back();
+    return t.empty() ? t : t + ",";
+  };
+  std::string g = R"({"settings": {"dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
+  "nodes": [)" + trimmed(source_node) + trimmed(middle_nodes) + R"(
+    {"id": "out", "type": "index.jsonl", "params": {"path": ")" + (dir / "out.jsonl") + R"("}}],
+  "edges": [)" + middle_edges + "]}";
+  RunReport rep = test::run_json(g);
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  if (report) *report = rep;
+  return test::read_lines(dir / "out.jsonl");
+}
+
+bool has(const std::vector<std::string>& lines, const std::string& needle) {
+  for (const auto& l : lines)
+    if (l.find(needle) != std::string::npos) return true;
+  return false;
+}
+
+TEST(SourceFiles, ReadsTextMarkdownHtmlJsonAndJsonl) {
+  test::TempDir dir;
+  test::write_file(dir / "in/a.txt", "plain text");
+  test::write_file(dir / "in/sub/b.md", "# Title\nmarkdown");
+  test::write_file(dir / "in/c.html", "<html><head><title>t</title></head><body><p>Hello &amp; <b>bye</b></p><script>x()</script></body></html>");
+  test::write_file(dir / "in/d.json", R"([{"id": "j1", "text": "first", "lang": "en"}, {"text": "second"}])");
+  test::write_file(dir / "in/e.jsonl", "{\"id\": 7, \"body\": \"seven\"}\n\n{\"id\": 8}\nnot json\n");
+  RunReport rep;
+  auto lines = run_to_jsonl(dir,
+      R"({"id": "src", "type": "source.files", "params": {"dir": ")" + (dir / "in") + R"(", "text_field": "body"}})", "",
+      R"(["src", "out"])", &rep);
+  EXPECT_TRUE(has(lines, R"("id":"a.txt","doc_id":"a.txt","seq":0,"text":"plain text","meta":{"path":"a.txt"})"));
+  EXPECT_TRUE(has(lines, R"("id":"sub/b.md")"));
+  EXPECT_TRUE(has(lines, R"("text":"Hello & bye")")) << "html: tags and script dropped, entities decoded";
+  EXPECT_TRUE(has(lines, R"("id":"j1")"));  // but its text field is "text", not "body": empty text, kept
+  EXPECT_TRUE(has(lines, R"("id":"d.json:1")"));
+  EXPECT_TRUE(has(lines, R"("id":"7","doc_id":"7","seq":0,"text":"seven")"));
+  EXPECT_TRUE(has(lines, R"("id":"8","doc_id":"8","seq":0,"text":"")")) << "empty text is still a document";
+  EXPECT_EQ(rep.docs, 8u);
+  EXPECT_EQ(rep.dead_lettered, 1u) << "the malformed line";
+  auto dlq = test::read_lines(dir / "dlq.jsonl");
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_NE(dlq[0].find("\"id\":\"e.jsonl:4\""), std::string::npos) << dlq[0];
+  EXPECT_NE(dlq[0].find("malformed JSON"), std::string::npos);
+}
+
+TEST(SourceFiles, GlobAndRecursiveSelectFiles) {
+  test::TempDir dir;
+  test::write_file(dir / "in/a.txt", "a");
+  test::write_file(dir / "in/b.md", "b");
+  test::write_file(dir / "in/sub/c.txt", "c");
+  auto lines = run_to_jsonl(dir,
+      R"({"id": "src", "type": "source.files", "params": {"dir": ")" + (dir / "in") + R"(", "glob": "*.txt", "recursive": false}})",
+      "", R"(["src", "out"])");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_TRUE(has(lines, "\"id\":\"a.txt\""));
+}
+
+TEST(SourceJsonl, OneDocumentPerLineWithMeta) {
+  test::TempDir dir;
+  test::write_file(dir / "in.jsonl", "{\"key\": \"k1\", \"content\": \"one\", \"n\": 1}\n{\"key\": \"k2\", \"content\": \"two\"}\n");
+  auto lines = run_to_jsonl(dir,
+      R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" + (dir / "in.jsonl") + R"(", "id_field": "key", "text_field": "content"}})",
+      "", R"(["src", "out"])");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0], R"({"id":"k1","doc_id":"k1","seq":0,"text":"one","meta":{"n":1}})");
+}
+
+TEST(SourceRange, IsDeterministicAndSized) {
+  EXPECT_EQ(range_text(1, 5, 500), range_text(1, 5, 500));
+  EXPECT_NE(range_text(1, 5, 500), range_text(2, 5, 500));
+  std::string t = range_text(0, 0, 1000);
+  EXPECT_LE(t.size(), 1000u);
+  EXPECT_GE(t.size(), 980u);
+  EXPECT_NE(t.find(". "), std::string::npos);
+}
+
+TEST(UtilFilter, DropsByLengthAndRegex) {
+  test::TempDir dir;
+  test::write_file(dir / "in.jsonl",
+                   "{\"id\": \"short\", \"text\": \"hi\"}\n{\"id\": \"ok\", \"text\": \"hello world\"}\n"
+                   "{\"id\": \"long\", \"text\": \"hello world, this is far too long\"}\n"
+                   "{\"id\": \"spam\", \"text\": \"hello SPAM\"}\n{\"id\": \"nomatch\", \"text\": \"goodbye now\"}\n");
+  RunReport rep;
+  auto lines = run_to_jsonl(dir,
+      R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" + (dir / "in.jsonl") + R"("}},
+         {"id": "f", "type": "util.filter", "params": {"min_chars": 3, "max_chars": 12, "match": "^hello", "exclude": "SPAM"}},)",
+      "", R"(["src", "f"], ["f", "out"])", &rep);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_TRUE(has(lines, "\"id\":\"ok\""));
+  EXPECT_EQ(rep.filtered, 4u);
+  EXPECT_EQ(rep.docs_filtered, 4u);
+}
+
+TEST(UtilDedup, DropsExactRepeats) {
+  test::TempDir dir;
+  test::write_file(dir / "in.jsonl", "{\"id\": \"a\", \"text\": \"same\"}\n{\"id\": \"b\", \"text\": \"same\"}\n"
+                                     "{\"id\": \"c\", \"text\": \"other\"}\n{\"id\": \"d\", \"text\": \"same \"}\n");
+  RunReport rep;
+  auto lines = run_to_jsonl(dir,
+      R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" + (dir / "in.jsonl") + R"("}},
+         {"id": "d", "type": "util.dedup", "concurrency": "serial"},)",
+      "", R"(["src", "d"], ["d", "out"])", &rep);
+  EXPECT_EQ(lines.size(), 3u);
+  EXPECT_FALSE(has(lines, "\"id\":\"b\""));
+  EXPECT_EQ(rep.filtered, 1u);
+}
+
+TEST(EmbedHash, NormalizedDeterministicAndLexical) {
+  auto a = hash_embed("The river runs to the sea", 64);
+  auto b = hash_embed("the RIVER runs to the sea!", 64);
+  auto c = hash_embed("quantum chromodynamics lattice", 64);
+  ASSERT_EQ(a.size(), 64u);
+  EXPECT_EQ(a, b) << "case and punctuation do not matter";
+  double norm = 0, dot_ac = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    norm += a[i] * a[i];
+    dot_ac += a[i] * c[i];
+  }
+  EXPECT_NEAR(norm, 1.0, 1e-5);
+  EXPECT_LT(dot_ac, 0.5);
+  auto zero = hash_embed("  ... ", 8);
+  for (float x : zero) EXPECT_EQ(x, 0.0f);
+}
+
+TEST(Chunkers, IdsAreDeterministicAndTagged) {
+  test::TempDir dir;
+  test::write_file(dir / "in.jsonl", "{\"id\": \"doc\", \"text\": \"One two three. Four five six. Seven eight nine.\"}\n");
+  auto lines = run_to_jsonl(dir,
+      R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" + (dir / "in.jsonl") + R"("}},
+         {"id": "c", "type": "chunk.sentence", "params": {"size": 17, "id_tag": "s"}},)",
+      "", R"(["src", "c"], ["c", "out"])");
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_TRUE(has(lines, R"({"id":"doc#s0","doc_id":"doc","seq":0,"text":"One two three. ")"));
+  EXPECT_TRUE(has(lines, R"({"id":"doc#s2","doc_id":"doc","seq":2,"text":"Seven eight nine.")"));
+}
+
+}  // namespace
+}  // namespace sluice

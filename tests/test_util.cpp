@@ -1,0 +1,87 @@
+#include "tests/test_util.hpp"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace sluice::test {
+
+namespace fs = std::filesystem;
+
+TempDir::TempDir() {
+  static std::atomic<int> counter{0};
+  std::random_device rd;
+  _path = fs::temp_directory_path() /
+          ("sluice-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + "-" + std::to_string(rd() % 100000));
+  fs::create_directories(_path);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(_path, ec);
+}
+
+std::string source_dir() { return SLUICE_SOURCE_DIR; }
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  fs::path p(path);
+  if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+GraphSpec spec_from(const std::string& json, const Registry& reg, const std::vector<VarOverride>& overrides) {
+  return parse_graph(json, "test.json", overrides, reg);
+}
+
+RunReport run_json(const std::string& json, int threads, const Registry& reg) {
+  GraphSpec spec = spec_from(json, reg);
+  RunOptions opts;
+  opts.threads = threads;
+  return run_graph(spec, opts);
+}
+
+std::string config_errors(const std::string& json, const Registry& reg, const std::vector<VarOverride>& overrides) {
+  try {
+    parse_graph(json, "test.json", overrides, reg);
+    return "";
+  } catch (const ConfigError& e) {
+    return e.text;
+  }
+}
+
+CommandResult run_sluice(const std::string& args, const std::string& cwd) {
+  TempDir tmp;
+  std::string out = tmp / "stdout", err = tmp / "stderr";
+  std::string cmd = "cd '" + (cwd.empty() ? source_dir() : cwd) + "' && '" + std::string(SLUICE_BIN) + "' " + args +
+                    " </dev/null >'" + out + "' 2>'" + err + "'";
+  int status = std::system(cmd.c_str());
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_file(out);
+  r.err = read_file(err);
+  return r;
+}
+
+}  // namespace sluice::test

@@ -1,0 +1,46 @@
+// Helpers shared by the tests: temp dirs, running graphs from inline JSON, running the CLI.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "engine/graph_runner.hpp"
+#include "engine/graph_spec.hpp"
+
+namespace sluice::test {
+
+// A fresh directory under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return _path; }
+  std::string operator/(const std::string& name) const { return (_path / name).string(); }
+
+ private:
+  std::filesystem::path _path;
+};
+
+std::string source_dir();
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& text);
+std::vector<std::string> read_lines(const std::string& path);
+
+GraphSpec spec_from(const std::string& json, const Registry& reg = builtin_registry(),
+                    const std::vector<VarOverride>& overrides = {});
+RunReport run_json(const std::string& json, int threads = 2, const Registry& reg = builtin_registry());
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// Runs the sluice binary with `args` (a shell-quoted string) in `cwd` (default: the source dir).
+CommandResult run_sluice(const std::string& args, const std::string& cwd = "");
+
+// Config errors of `json` as text ("" if valid).
+std::string config_errors(const std::string& json, const Registry& reg = builtin_registry(),
+                          const std::vector<VarOverride>& overrides = {});
+
+}  // namespace sluice::test

@@ -1,0 +1,533 @@
+// Tests for engine/text: hand cases pin the documented behaviour, property tests over random
+// multi-byte strings and the KJV corpus check the splitter contracts, a fuzz test checks that the
+// HTML converter survives malformed input in linear time, and pinned hash values catch any change to
+// the (stable, persisted) hash.
+#include "engine/text.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#ifndef SLUICE_SOURCE_DIR
+#define SLUICE_SOURCE_DIR "/work/main"
+#endif
+
+namespace {
+
+using sluice::text::Span;
+namespace tx = sluice::text;
+
+std::string slice(std::string_view s, Span sp) { return std::string(s.substr(sp.begin, sp.end - sp.begin)); }
+
+// The KJV corpus (all files, sorted) or "" when missing; capped so sanitizer runs stay quick.
+const std::string& kjv_text() {
+  static const std::string text = [] {
+    std::string all;
+    const std::filesystem::path dir = std::filesystem::path(SLUICE_SOURCE_DIR) / "graphs/data/kjv";
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) return all;
+    std::vector<std::filesystem::path> files;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+      if (e.is_regular_file()) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      std::ifstream in(f, std::ios::binary);
+      std::ostringstream ss;
+      ss << in.rdbuf();
+      all += ss.str();
+      if (all.size() > 700'000) break;
+    }
+    return all;
+  }();
+  return text;
+}
+
+// Random text mixing ASCII words, 2/3/4-byte code points, spaces, newlines, blank lines, ". ",
+// sentence punctuation and closing quotes.
+std::string random_text(std::mt19937& rng, size_t tokens) {
+  static const std::vector<std::string> pieces{
+      "a",  "word", "longerword", "x",  " ",   " ",   "  ",  "\n", "\n\n", ". ", ".",  "! ",
+      "? ", "\"",   "\u201D",     ")",  "\u00E9", "\u00DF", "\u20AC", "\u4E2D\u6587", "\U0001F600",
+      "\U00010348", "\t", "\u00E9t\u00E9", "abc. Def", "\r\n"};
+  std::uniform_int_distribution<size_t> pick(0, pieces.size() - 1);
+  std::string s;
+  for (size_t i = 0; i < tokens; ++i) s += pieces[pick(rng)];
+  return s;
+}
+
+// overlap == 0 contract.
+void check_contiguous(std::string_view text, const std::vector<Span>& spans, size_t size) {
+  if (text.empty()) {
+    EXPECT_TRUE(spans.empty());
+    return;
+  }
+  ASSERT_FALSE(spans.empty());
+  std::string joined;
+  joined.reserve(text.size());
+  size_t expected_begin = 0;
+  for (const Span& sp : spans) {
+    ASSERT_EQ(sp.begin, expected_begin) << "size " << size;
+    ASSERT_LT(sp.begin, sp.end);
+    ASSERT_LE(sp.end, text.size());
+    const size_t cps = tx::count_code_points(text.substr(sp.begin, sp.end - sp.begin));
+    ASSERT_GE(cps, 1u);
+    ASSERT_LE(cps, size) << "span [" << sp.begin << "," << sp.end << ") size " << size;
+    ASSERT_TRUE(tx::is_boundary(text, sp.begin));
+    ASSERT_TRUE(tx::is_boundary(text, sp.end));
+    joined.append(text.substr(sp.begin, sp.end - sp.begin));
+    expected_begin = sp.end;
+  }
+  ASSERT_EQ(joined, text);
+}
+
+// overlap > 0 contract; returns how many spans really overlap their predecessor.
+size_t check_overlapping(std::string_view text, const std::vector<Span>& spans, size_t size) {
+  if (text.empty()) {
+    EXPECT_TRUE(spans.empty());
+    return 0;
+  }
+  EXPECT_FALSE(spans.empty());
+  if (spans.empty()) return 0;
+  EXPECT_EQ(spans.front().begin, 0u);
+  EXPECT_EQ(spans.back().end, text.size());
+  size_t overlapping = 0;
+  for (size_t k = 0; k < spans.size(); ++k) {
+    const Span sp = spans[k];
+    EXPECT_LT(sp.begin, sp.end);
+    const size_t cps = tx::count_code_points(text.substr(sp.begin, sp.end - sp.begin));
+    EXPECT_GE(cps, 1u);
+    EXPECT_LE(cps, size);
+    EXPECT_TRUE(tx::is_boundary(text, sp.begin));
+    EXPECT_TRUE(tx::is_boundary(text, sp.end));
+    if (k > 0) {
+      EXPECT_GT(sp.begin, spans[k - 1].begin) << "starts must increase, k=" << k;
+      EXPECT_LE(sp.begin, spans[k - 1].end) << "gap before span " << k;
+      EXPECT_GT(sp.end, spans[k - 1].end);
+      overlapping += sp.begin < spans[k - 1].end;
+    }
+  }
+  return overlapping;
+}
+
+const std::vector<size_t> k_sizes{1, 2, 7, 50, 500, 2000};
+
+// ---- UTF-8 -------------------------------------------------------------------------------------
+
+TEST(Utf8, CountCodePoints) {
+  EXPECT_EQ(tx::count_code_points(""), 0u);
+  EXPECT_EQ(tx::count_code_points("abc"), 3u);
+  EXPECT_EQ(tx::count_code_points("a\u00E9\u20AC\U0001F600"), 4u);
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (size_t len : {0u, 1u, 7u, 8u, 9u, 100u, 2047u, 2048u, 2049u, 5000u}) {
+    std::string s;
+    for (size_t i = 0; i < len; ++i) s.push_back(static_cast<char>(byte(rng)));
+    size_t naive = 0;
+    for (unsigned char c : s) naive += (c & 0xC0) != 0x80;
+    EXPECT_EQ(tx::count_code_points(s), naive) << len;
+  }
+}
+
+TEST(Utf8, Validity) {
+  EXPECT_TRUE(tx::is_valid_utf8(""));
+  EXPECT_TRUE(tx::is_valid_utf8("plain ascii text that is long enough"));
+  EXPECT_TRUE(tx::is_valid_utf8("a\u00E9\u20AC\U0001F600\U0010FFFF\uFFFD"));
+  EXPECT_FALSE(tx::is_valid_utf8("\x80"));
+  EXPECT_FALSE(tx::is_valid_utf8("ab\xC0\xAF"));          // overlong '/'
+  EXPECT_FALSE(tx::is_valid_utf8("\xE0\x80\xAF"));        // overlong
+  EXPECT_FALSE(tx::is_valid_utf8("\xED\xA0\x80"));        // surrogate
+  EXPECT_FALSE(tx::is_valid_utf8("\xF4\x90\x80\x80"));    // > U+10FFFF
+  EXPECT_FALSE(tx::is_valid_utf8("12345678\xE2\x82"));    // truncated
+  EXPECT_FALSE(tx::is_valid_utf8("\xFF"));
+}
+
+TEST(Utf8, Sanitize) {
+  EXPECT_EQ(tx::sanitize_utf8("ok \u00E9"), "ok \u00E9");
+  EXPECT_EQ(tx::sanitize_utf8("a\xFF" "b"), "a\uFFFD" "b");
+  EXPECT_EQ(tx::sanitize_utf8("\xE2\x82x"), "\uFFFDx");          // one maximal subpart
+  EXPECT_EQ(tx::sanitize_utf8("\xF0\x9F\x98"), "\uFFFD");
+  EXPECT_EQ(tx::sanitize_utf8("\xC0\xAF"), "\uFFFD\uFFFD");      // C0 is never a lead byte
+  EXPECT_EQ(tx::sanitize_utf8("\xED\xA0\x80"), "\uFFFD\uFFFD\uFFFD");
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int iter = 0; iter < 500; ++iter) {
+    std::string s;
+    for (int i = 0; i < 40; ++i) s.push_back(static_cast<char>(byte(rng)));
+    EXPECT_TRUE(tx::is_valid_utf8(tx::sanitize_utf8(s)));
+  }
+}
+
+TEST(Utf8, AdvanceAndBoundary) {
+  const std::string s = "a\u00E9\u20AC\U0001F600";  // 1 + 2 + 3 + 4 bytes
+  EXPECT_EQ(tx::advance_code_points(s, 0, 0), 0u);
+  EXPECT_EQ(tx::advance_code_points(s, 0, 2), 3u);
+  EXPECT_EQ(tx::advance_code_points(s, 1, 2), 6u);
+  EXPECT_EQ(tx::advance_code_points(s, 0, 4), 10u);
+  EXPECT_EQ(tx::advance_code_points(s, 0, 99), 10u);
+  EXPECT_EQ(tx::advance_code_points(s, 50, 1), 10u);
+  EXPECT_TRUE(tx::is_boundary(s, 0));
+  EXPECT_TRUE(tx::is_boundary(s, 1));
+  EXPECT_FALSE(tx::is_boundary(s, 2));
+  EXPECT_TRUE(tx::is_boundary(s, 3));
+  EXPECT_FALSE(tx::is_boundary(s, 7));
+  EXPECT_TRUE(tx::is_boundary(s, 10));
+  EXPECT_FALSE(tx::is_boundary(s, 11));
+}
+
+// ---- split_recursive ---------------------------------------------------------------------------
+
+std::vector<std::string> texts_of(std::string_view s, const std::vector<Span>& spans) {
+  std::vector<std::string> out;
+  for (const Span& sp : spans) out.push_back(slice(s, sp));
+  return out;
+}
+
+TEST(SplitRecursive, HandCases) {
+  using V = std::vector<std::string>;
+  EXPECT_TRUE(tx::split_recursive("", 10, 0).empty());
+  EXPECT_EQ(texts_of("aaa bbb ccc", tx::split_recursive("aaa bbb ccc", 4, 0)),
+            (V{"aaa ", "bbb ", "ccc"}));
+  EXPECT_EQ(texts_of("aaa bbb ccc", tx::split_recursive("aaa bbb ccc", 8, 0)),
+            (V{"aaa bbb ", "ccc"}));
+  EXPECT_EQ(texts_of("ab\ncd", tx::split_recursive("ab\ncd", 3, 0)), (V{"ab\n", "cd"}));
+  // A long paragraph is split on its own; the next paragraph starts a new chunk.
+  const std::string t = "aaaa aaaa\n\nbb";
+  EXPECT_EQ(texts_of(t, tx::split_recursive(t, 6, 0)), (V{"aaaa ", "aaaa\n\n", "bb"}));
+  // Sentences before words.
+  const std::string u = "One two. Three four. Five";
+  EXPECT_EQ(texts_of(u, tx::split_recursive(u, 12, 0)), (V{"One two. ", "Three four. ", "Five"}));
+  // Code points, never bytes.
+  const std::string e = "\u00E9\u00E9\u00E9\u00E9\u00E9";
+  EXPECT_EQ(texts_of(e, tx::split_recursive(e, 2, 0)), (V{"\u00E9\u00E9", "\u00E9\u00E9", "\u00E9"}));
+  // A list without "" still honours size.
+  EXPECT_EQ(texts_of("abcdefghij", tx::split_recursive("abcdefghij", 3, 0, {" "})),
+            (V{"abc", "def", "ghi", "j"}));
+  // Custom separators.
+  EXPECT_EQ(texts_of("a;b;c", tx::split_recursive("a;b;c", 2, 0, {";"})), (V{"a;", "b;", "c"}));
+}
+
+TEST(SplitRecursive, OverlapHandCase) {
+  const std::string t = "one two three four five six";
+  const auto spans = tx::split_recursive(t, 10, 5);
+  // Base chunks: "one two " "three " "four five " "six"; overlaps snap to word starts.
+  std::vector<std::string> got = texts_of(t, spans);
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[0], "one two ");
+  EXPECT_EQ(got[1], "two three ");
+  EXPECT_EQ(got[2], "four five ");  // "three " + "four five " would exceed 10
+  EXPECT_EQ(got[3], "five six");
+}
+
+TEST(SplitRecursive, RandomProperties) {
+  std::mt19937 rng(12345);
+  for (int iter = 0; iter < 60; ++iter) {
+    const std::string s = random_text(rng, 1 + iter * 13);
+    for (size_t size : k_sizes) {
+      const auto base = tx::split_recursive(s, size, 0);
+      check_contiguous(s, base, size);
+      EXPECT_EQ(base, tx::split_recursive(s, size, 0));  // deterministic
+      if (size >= 2) {
+        for (size_t overlap : {size_t{1}, size / 2, size - 1}) {
+          const auto ov = tx::split_recursive(s, size, overlap);
+          check_overlapping(s, ov, size);
+          // Overlap only moves starts back: same ends, same count.
+          ASSERT_EQ(ov.size(), base.size());
+          for (size_t k = 0; k < ov.size(); ++k) {
+            EXPECT_EQ(ov[k].end, base[k].end);
+            EXPECT_LE(ov[k].begin, base[k].begin);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(SplitRecursive, InvalidUtf8NeverLoops) {
+  std::mt19937 rng(99);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int iter = 0; iter < 200; ++iter) {
+    std::string s;
+    for (int i = 0; i < 64; ++i) s.push_back(static_cast<char>(byte(rng)));
+    const auto spans = tx::split_recursive(s, 5, 2);
+    ASSERT_FALSE(spans.empty());
+    EXPECT_EQ(spans.back().end, s.size());
+    const auto base = tx::split_recursive(s, 5, 0);
+    std::string joined;
+    for (const Span& sp : base) joined += slice(s, sp);
+    EXPECT_EQ(joined, s);
+  }
+}
+
+TEST(SplitRecursive, KjvProperties) {
+  const std::string& text = kjv_text();
+  if (text.empty()) GTEST_SKIP() << "KJV corpus missing under " SLUICE_SOURCE_DIR;
+  for (size_t size : k_sizes) {
+    const std::string_view t = size == 1 ? std::string_view(text).substr(0, 50'000) : text;
+    const auto base = tx::split_recursive(t, size, 0);
+    check_contiguous(t, base, size);
+    EXPECT_EQ(base, tx::split_recursive(t, size, 0));
+    if (size >= 2) {
+      const size_t overlap = std::max<size_t>(1, size / 5);
+      const auto ov = tx::split_recursive(t, size, overlap);
+      const size_t overlapping = check_overlapping(t, ov, size);
+      if (size >= 50) {
+        EXPECT_GT(overlapping, ov.size() / 2) << "overlap should usually apply";
+      }
+    }
+  }
+}
+
+// ---- split_sentences ---------------------------------------------------------------------------
+
+TEST(SplitSentences, HandCases) {
+  using V = std::vector<std::string>;
+  const std::string t = "A b. C d! E f?";
+  EXPECT_EQ(texts_of(t, tx::split_sentences(t, 10, 0)), (V{"A b. C d! ", "E f?"}));
+  EXPECT_EQ(texts_of(t, tx::split_sentences(t, 10, 5)), (V{"A b. C d! ", "C d! E f?"}));
+  EXPECT_EQ(texts_of(t, tx::split_sentences(t, 5, 0)), (V{"A b. ", "C d! ", "E f?"}));
+  EXPECT_EQ(texts_of(t, tx::split_sentences(t, 100, 0)), (V{t}));
+  EXPECT_TRUE(tx::split_sentences("", 10, 0).empty());
+  // Closing quotes stay with their sentence; decimals do not end sentences.
+  const std::string q = "He said \"Go.\" Pi is 3.14 ok. End";
+  EXPECT_EQ(texts_of(q, tx::split_sentences(q, 16, 0)), (V{"He said \"Go.\" ", "Pi is 3.14 ok. ", "End"}));
+  const std::string q2 = "\u201CYes!\u201D she said. Then";
+  EXPECT_EQ(texts_of(q2, tx::split_sentences(q2, 10, 0)), (V{"\u201CYes!\u201D ", "she said. ", "Then"}));
+  // Blank lines end sentences.
+  const std::string b = "Title\n  \nBody text";
+  EXPECT_EQ(texts_of(b, tx::split_sentences(b, 12, 0)), (V{"Title\n  \n", "Body text"}));
+  // A long sentence is split recursively into chunks of its own.
+  const std::string l = "Hi. aaaa bbbb cccc. Yo.";
+  EXPECT_EQ(texts_of(l, tx::split_sentences(l, 6, 0)), (V{"Hi. ", "aaaa ", "bbbb ", "cccc. ", "Yo."}));
+}
+
+// Reference sentence ends, written the slow obvious way.
+std::set<size_t> reference_sentence_ends(std::string_view s) {
+  auto ws = [](char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; };
+  std::set<size_t> ends;
+  for (size_t i = 0; i < s.size(); ++i) {
+    size_t j = std::string_view::npos;
+    if (s[i] == '.' || s[i] == '!' || s[i] == '?') {
+      size_t k = i + 1;
+      while (true) {
+        if (k < s.size() && std::string_view(")]}\"'").find(s[k]) != std::string_view::npos) {
+          ++k;
+        } else if (s.substr(k, 3) == "\u201D" || s.substr(k, 3) == "\u2019") {
+          k += 3;
+        } else if (s.substr(k, 2) == "\u00BB") {
+          k += 2;
+        } else {
+          break;
+        }
+      }
+      if (k < s.size() && ws(s[k])) j = k;
+    } else if (s[i] == '\n') {
+      size_t k = i + 1;
+      while (k < s.size() && (s[k] == ' ' || s[k] == '\t' || s[k] == '\r')) ++k;
+      if (k < s.size() && s[k] == '\n') j = k;
+    }
+    if (j != std::string_view::npos) {
+      while (j < s.size() && ws(s[j])) ++j;
+      ends.insert(j);
+    }
+  }
+  ends.insert(s.size());
+  return ends;
+}
+
+void check_sentence_ends(std::string_view s, const std::vector<Span>& spans, size_t size) {
+  const std::set<size_t> ends = reference_sentence_ends(s);
+  for (const Span& sp : spans) {
+    if (ends.count(sp.end)) continue;
+    // Otherwise the span must be a piece of one over-long sentence.
+    auto it = ends.lower_bound(sp.end);
+    ASSERT_NE(it, ends.end());
+    const size_t sent_end = *it;
+    const size_t sent_begin = it == ends.begin() ? 0 : *std::prev(it);
+    EXPECT_LE(sent_begin, sp.begin);
+    EXPECT_GT(tx::count_code_points(s.substr(sent_begin, sent_end - sent_begin)), size)
+        << "span ends mid-sentence though the sentence fits";
+  }
+}
+
+TEST(SplitSentences, RandomProperties) {
+  std::mt19937 rng(777);
+  for (int iter = 0; iter < 60; ++iter) {
+    const std::string s = random_text(rng, 1 + iter * 13);
+    for (size_t size : k_sizes) {
+      const auto base = tx::split_sentences(s, size, 0);
+      check_contiguous(s, base, size);
+      check_sentence_ends(s, base, size);
+      EXPECT_EQ(base, tx::split_sentences(s, size, 0));
+      if (size >= 2) {
+        for (size_t overlap : {size_t{1}, size / 2, size - 1}) {
+          const auto ov = tx::split_sentences(s, size, overlap);
+          check_overlapping(s, ov, size);
+          check_sentence_ends(s, ov, size);
+        }
+      }
+    }
+  }
+}
+
+TEST(SplitSentences, KjvProperties) {
+  const std::string& text = kjv_text();
+  if (text.empty()) GTEST_SKIP() << "KJV corpus missing under " SLUICE_SOURCE_DIR;
+  for (size_t size : k_sizes) {
+    const std::string_view t = size <= 2 ? std::string_view(text).substr(0, 50'000) : text;
+    const auto base = tx::split_sentences(t, size, 0);
+    check_contiguous(t, base, size);
+    EXPECT_EQ(base, tx::split_sentences(t, size, 0));
+    if (size >= 2) {
+      const auto ov = tx::split_sentences(t, size, size / 4);
+      const size_t overlapping = check_overlapping(t, ov, size);
+      if (size >= 500) {
+        EXPECT_GT(overlapping, ov.size() / 4);  // verses are often longer than the overlap
+      }
+    }
+  }
+}
+
+// ---- HTML --------------------------------------------------------------------------------------
+
+TEST(Html, Footnotes) {
+  EXPECT_EQ(tx::html_to_text("<p>Hello <i class=\"footnote\">note with <i>nested</i> tags</i>world</p>"),
+            "Hello world");
+  EXPECT_EQ(tx::html_to_text("In the beginning<sup class=\"footnote-marker\">a</sup> God"),
+            "In the beginning God");
+  EXPECT_EQ(tx::html_to_text("a<span class='x footnote'>n<span>1</span>2</span>b<span>c</span>"), "abc");
+  EXPECT_EQ(tx::html_to_text("a <i class=footnote>x<i>y</i>z</i> b <i>kept</i>"), "a b kept");
+  EXPECT_EQ(tx::html_to_text("a <i class=\"footnotes-list\">kept</i>"), "a kept");
+  EXPECT_EQ(tx::html_to_text("a <i class=\"footnote\">unclosed <i>x</i> rest"), "a");
+}
+
+TEST(Html, Entities) {
+  EXPECT_EQ(tx::html_to_text("&amp; &lt; &gt; &quot; &apos; &#65;&#x42;&#X43;"), "& < > \" ' ABC");
+  EXPECT_EQ(tx::html_to_text("x&nbsp;y&thinsp;z"), "x\u00A0y\u2009z");
+  EXPECT_EQ(tx::decode_entities("&ndash;&mdash;&lsquo;&rsquo;&ldquo;&rdquo;&hellip;&copy;&reg;"),
+            "\u2013\u2014\u2018\u2019\u201C\u201D\u2026\u00A9\u00AE");
+  EXPECT_EQ(tx::decode_entities("&shy;&zwj;&zwnj;&lrm;&rlm;&ensp;&emsp;"),
+            "\u00AD\u200D\u200C\u200E\u200F\u2002\u2003");
+  EXPECT_EQ(tx::decode_entities("&bogus; &amp &#xZZ; &#; &#0; &#xD800; &#x110000; & &#12"),
+            "&bogus; &amp &#xZZ; &#; &#0; &#xD800; &#x110000; & &#12");
+  EXPECT_EQ(tx::decode_entities("&#128512;&#x1F600;"), "\U0001F600\U0001F600");
+  EXPECT_EQ(tx::decode_entities("&amp;lt;"), "&lt;");  // decoded once only
+  EXPECT_EQ(tx::decode_entities("a < b"), "a < b");
+}
+
+TEST(Html, DroppedElements) {
+  EXPECT_EQ(tx::html_to_text("a<script>if (a<b) { s = '</div>'; }</script>b"), "ab");
+  EXPECT_EQ(tx::html_to_text("a<SCRIPT type=x>x</ScRiPt >b<style>p{}</style>c"), "abc");
+  EXPECT_EQ(tx::html_to_text("<html><head><title>T</title><meta x=1></head><body>x</body></html>"), "x");
+  EXPECT_EQ(tx::html_to_text("<head><title>T</title><body>y"), "y");  // no </head>
+  EXPECT_EQ(tx::html_to_text("a<!-- <p>gone</p> -->b<!DOCTYPE html>c"), "abc");
+  EXPECT_EQ(tx::html_to_text("a<script>never closed"), "a");
+}
+
+TEST(Html, Whitespace) {
+  EXPECT_EQ(tx::html_to_text("<div>a</div><div>b</div>"), "a\nb");
+  EXPECT_EQ(tx::html_to_text("a<br>b<br/>c<BR />d"), "a\nb\nc\nd");
+  EXPECT_EQ(tx::html_to_text("<p>a</p>\n\n\n\n<p>b</p>"), "a\n\nb");
+  EXPECT_EQ(tx::html_to_text("  a   \t b  "), "a b");
+  EXPECT_EQ(tx::html_to_text("a  \n  b"), "a\nb");
+  EXPECT_EQ(tx::html_to_text("<h2>T</h2><ul><li>x</li><li>y</li></ul>"), "T\nx\ny");
+  EXPECT_EQ(tx::html_to_text("<table><tr><td>a</td><td>b</td></tr><tr><td>c</td></tr></table>"), "a b\nc");
+  EXPECT_EQ(tx::html_to_text("a<b>b</b>c <a href=\"x>y\">link</a>"), "abc link");
+  EXPECT_EQ(tx::html_to_text("\n\n  "), "");
+}
+
+TEST(Html, Malformed) {
+  EXPECT_EQ(tx::html_to_text("1 < 2 and 3 > 2"), "1 < 2 and 3 > 2");
+  EXPECT_EQ(tx::html_to_text("a<"), "a<");
+  EXPECT_EQ(tx::html_to_text("<"), "<");
+  EXPECT_EQ(tx::html_to_text("&"), "&");
+  EXPECT_EQ(tx::html_to_text("&#"), "&#");
+  EXPECT_EQ(tx::html_to_text("&#x"), "&#x");
+  EXPECT_EQ(tx::html_to_text("x <a href=\"y"), "x");
+  EXPECT_EQ(tx::html_to_text("x <a title=\"y>z"), "x z");  // unclosed quote: tag ends at first '>'
+  EXPECT_EQ(tx::html_to_text("x<!--"), "x");
+  EXPECT_EQ(tx::html_to_text("don't <p don't>stop"), "don't stop");
+}
+
+TEST(Html, FuzzNeverCrashes) {
+  std::mt19937 rng(2024);
+  static const std::vector<std::string> frags{
+      "<", ">", "&", ";", "#", "x", "/", "\"", "'", "=", " ", "\n", "a", "i", "p", "br", "div",
+      "script", "style", "head", "class", "footnote", "<i class=\"footnote\">", "</i>", "<i>",
+      "&amp", "&#x", "&#1", "<!--", "-->", "<!", "\xC3", "\xA9", "\xFF", "</", "<sup class=footnote-marker>"};
+  std::uniform_int_distribution<size_t> pick(0, frags.size() - 1);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string s;
+    const int len = iter % 80;
+    for (int i = 0; i < len; ++i) {
+      if (iter % 3 == 0)
+        s.push_back(static_cast<char>(byte(rng)));
+      else
+        s += frags[pick(rng)];
+    }
+    const std::string out = tx::html_to_text(s);
+    EXPECT_LE(out.size(), s.size() * 2 + 4);
+    if (!out.empty()) {
+      EXPECT_NE(out.front(), ' ');
+      EXPECT_NE(out.front(), '\n');
+      EXPECT_NE(out.back(), ' ');
+      EXPECT_NE(out.back(), '\n');
+    }
+    EXPECT_EQ(out.find("\n\n\n"), std::string::npos);
+    EXPECT_EQ(out.find("  "), std::string::npos);
+    (void)tx::decode_entities(s);
+  }
+}
+
+TEST(Html, LinearTimeOnAdversarialInput) {
+  // Each pattern would take seconds if the scanner restarted a search per '<', '&' or quote.
+  const std::vector<std::string> patterns{"<a x=\"", "<a ", "&#", "&amp", "<!-", "<i class=footnote>",
+                                          "<a x='", "</", "<script"};
+  for (const auto& pat : patterns) {
+    std::string s;
+    while (s.size() < 400'000) s += pat;
+    const auto t0 = std::chrono::steady_clock::now();
+    (void)tx::html_to_text(s);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_LT(secs, 2.0) << "pattern " << pat;
+  }
+}
+
+// ---- hash --------------------------------------------------------------------------------------
+
+TEST(Hash, PinnedValues) {
+  // Pinned once: these values are persisted by users (sharding, dedup), they must never change.
+  EXPECT_EQ(tx::stable_hash64(""), 0x0409638ee2bde459ULL);
+  EXPECT_EQ(tx::stable_hash64("a"), 0x28d2053309d28531ULL);
+  EXPECT_EQ(tx::stable_hash64("abc"), 0x02a4f1d7cb516c72ULL);
+  EXPECT_EQ(tx::stable_hash64("hello world"), 0x668d5e431c3b2573ULL);
+  EXPECT_EQ(tx::stable_hash64("The quick brown fox jumps over the lazy dog"), 0x6303b3bade45a571ULL);
+  EXPECT_EQ(tx::stable_hash64(std::string(100, 'x')), 0xfc0f0b62222f49c5ULL);
+  EXPECT_EQ(tx::stable_hash64("abc", 42), 0x729d41f062dc5b37ULL);
+}
+
+TEST(Hash, SeedsAndBitsMatter) {
+  std::set<uint64_t> seen;
+  std::string s;
+  for (int len = 0; len < 200; ++len) {
+    EXPECT_TRUE(seen.insert(tx::stable_hash64(s)).second) << "collision at length " << len;
+    EXPECT_NE(tx::stable_hash64(s, 1), tx::stable_hash64(s, 2));
+    EXPECT_EQ(tx::stable_hash64(s, 5), tx::stable_hash64(std::string(s), 5));
+    s.push_back(static_cast<char>('a' + len % 26));
+  }
+  const std::string base(64, 'q');
+  const uint64_t h = tx::stable_hash64(base);
+  for (size_t bit = 0; bit < base.size() * 8; ++bit) {
+    std::string m = base;
+    m[bit / 8] = static_cast<char>(m[bit / 8] ^ (1 << (bit % 8)));
+    EXPECT_NE(tx::stable_hash64(m), h) << bit;
+  }
+}
+
+}  // namespace
