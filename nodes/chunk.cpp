@@ -78,8 +78,8 @@ NodeTypeInfo chunk_sentence_info() {
   info.type = "chunk.sentence";
   info.role = NodeRole::chunker;
   info.description =
-      "Groups whole sentences (ending in . ! ? or a blank line) up to size; a longer sentence is split "
-      "like chunk.recursive. Overlap repeats whole trailing sentences.";
+      "Groups whole sentences (ending in '.', '!' or '?', or at a blank line) up to size; a longer sentence "
+      "is split like chunk.recursive. Overlap repeats whole trailing sentences.";
   info.params = common_params();
   info.make_node = [](const NodeInit& init) { return std::make_unique<ChunkNode>(init, true); };
   return info;

@@ -1,5 +1,11 @@
 #include "nodes/util.hpp"
 
+// GCC 12 reports a false maybe-uninitialized inside libstdc++'s <regex> when built with
+// sanitizers at -O1 (the std::function inside _State is moved before GCC can see it set).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <mutex>
 #include <regex>
 #include <unordered_set>
