@@ -332,11 +332,14 @@ void Runner::flush_all(bool force) {
   for (size_t i : _spec.topo_order) {
     auto& nr = *_nodes[i];
     if (nr.node && nr.node->has_pending()) {
+      auto t0 = Clock::now();
       try {
         nr.node->flush(force);
       } catch (const std::exception& e) {
         nr.fail_run(std::string("flush failed: ") + e.what());
       }
+      nr.slot().busy_ns.fetch_add(static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
     }
   }
 }

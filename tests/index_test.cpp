@@ -57,6 +57,28 @@ TEST(IndexSqlite, RunningTwiceGivesTheSameRows) {
   EXPECT_EQ(hits.size(), 1u);
 }
 
+TEST(IndexSqlite, ChangedTextReplacesItsOldTermsInFullTextSearch) {
+  test::TempDir dir;
+  make_corpus(dir);
+  ASSERT_EQ(test::run_json(corpus_graph(dir)).error, "");
+  auto before = rows(dir / "i.db");
+  std::string f13 = test::read_file(dir / "docs/f13.txt");
+  f13.replace(f13.find("quartz heron"), 12, "copper finch");
+  test::write_file(dir / "docs/f13.txt", f13);
+  ASSERT_EQ(test::run_json(corpus_graph(dir)).error, "");
+  EXPECT_TRUE(search_index(dir / "i.db", "\"quartz heron\"", 10, SearchMode::bm25).empty());
+  auto hits = search_index(dir / "i.db", "\"copper finch\"", 10, SearchMode::bm25);
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0].doc_id, "f13.txt");
+  EXPECT_EQ(rows(dir / "i.db").size(), before.size());
+  // The FTS index agrees with its content table (FTS5's own consistency check).
+  sqlite3* h = nullptr;
+  sqlite3_open((dir / "i.db").c_str(), &h);
+  EXPECT_EQ(sqlite3_exec(h, "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)", nullptr, nullptr, nullptr),
+            SQLITE_OK) << sqlite3_errmsg(h);
+  sqlite3_close(h);
+}
+
 TEST(IndexSqlite, SearchFindsPlantedPhraseInEveryMode) {
   test::TempDir dir;
   make_corpus(dir);
