@@ -139,7 +139,8 @@ class SqliteIndex final : public Node {
       check_foreign(probe, _path);
     }
     _db.open(_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX);
-    _db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+    // 16 KiB pages (new files only): a quarter of the write syscalls of the 4 KiB default.
+    _db.exec("PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
     _db.exec(kSchema);
     if (_db.meta("format").empty()) {
       _db.set_meta("format", kFormat);
