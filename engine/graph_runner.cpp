@@ -16,6 +16,7 @@
 #include <tbb/flow_graph.h>
 #include <tbb/task_arena.h>
 
+#include "engine/http_client.hpp"
 #include "engine/json.hpp"
 
 namespace sluice {
@@ -43,8 +44,12 @@ class NodeRuntime final : public NodeOutput {
       : _runner(runner), spec(spec), index(index), _slots(new CounterSlot[slots]), _nslots(slots) {}
 
   void forward(RecordPtr r) override;
-  void finish(const RecordPtr& r, Outcome o, std::string_view reason) override;
+  void finish(const RecordPtr& r, Outcome o, std::string_view reason = {}, int attempts = 1,
+              long status = 0) override;
   void fail_run(std::string message) override;
+  void hold() override;
+  void release() override;
+  http::Client& http() override;
   const std::string& node_id() const override { return spec.id; }
 
   CounterSlot& slot() {
@@ -125,7 +130,8 @@ class Runner final : public CompletionListener {
     }
   }
 
-  void record_outcome(NodeRuntime& node, const RecordPtr& r, Outcome o, std::string_view reason) {
+  void record_outcome(NodeRuntime& node, const RecordPtr& r, Outcome o, std::string_view reason, int attempts = 1,
+                      long status = 0) {
     switch (o) {
       case Outcome::indexed:
         _indexed.fetch_add(1, std::memory_order_relaxed);
@@ -135,7 +141,7 @@ class Runner final : public CompletionListener {
       case Outcome::dead_lettered:
         _dead.fetch_add(1, std::memory_order_relaxed);
         node.slot().errors.fetch_add(1, std::memory_order_relaxed);
-        write_dead_letter(node, r, reason);
+        write_dead_letter(node, r, reason, attempts, status);
         break;
       case Outcome::lost: node.slot().errors.fetch_add(1, std::memory_order_relaxed); break;
     }
@@ -167,7 +173,23 @@ class Runner final : public CompletionListener {
   void flush_all(bool force);
   bool any_pending() const;
   void progress(bool final_line);
-  void write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason);
+  void write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason, int attempts, long status);
+
+ public:
+  tbb::flow::graph* graph = nullptr;
+  http::Client& http_client() {
+    std::lock_guard lock(_http_mu);
+    if (!_http) _http = std::make_unique<http::Client>();
+    return *_http;
+  }
+  void stop_http() {
+    std::lock_guard lock(_http_mu);
+    _http.reset();
+  }
+
+ private:
+  std::mutex _http_mu;
+  std::unique_ptr<http::Client> _http;
 
   const GraphSpec& _spec;
   RunOptions _opts;
@@ -197,10 +219,14 @@ void NodeRuntime::forward(RecordPtr r) {
   put(r);
 }
 
-void NodeRuntime::finish(const RecordPtr& r, Outcome o, std::string_view reason) {
-  _runner.record_outcome(*this, r, o, reason);
+void NodeRuntime::finish(const RecordPtr& r, Outcome o, std::string_view reason, int attempts, long status) {
+  _runner.record_outcome(*this, r, o, reason, attempts, status);
   r->ticket->finish(o);
 }
+
+void NodeRuntime::hold() { _runner.graph->reserve_wait(); }
+void NodeRuntime::release() { _runner.graph->release_wait(); }
+http::Client& NodeRuntime::http() { return _runner.http_client(); }
 
 void NodeRuntime::fail_run(std::string message) {
   _runner.fail("node \"" + spec.id + "\" (" + spec.type + "): " + message);
@@ -256,7 +282,8 @@ void Runner::build(tbb::flow::graph& g) {
   for (size_t i = 0; i < _spec.nodes.size(); ++i) {
     NodeRuntime& nr = *_nodes[i];
     nr.fanout = static_cast<int>(_spec.successors[i].size());
-    const size_t conc = nr.spec.concurrency == 0 ? static_cast<size_t>(unlimited) : static_cast<size_t>(nr.spec.concurrency);
+    const size_t conc = nr.spec.concurrency == 0 || nr.spec.info->io ? static_cast<size_t>(unlimited)
+                                                                      : static_cast<size_t>(nr.spec.concurrency);
     if (nr.source) {
       if (auto t = nr.source->total()) total += *t;
       else all_known = false;
@@ -396,10 +423,12 @@ void Runner::progress(bool final_line) {
   }
 }
 
-void Runner::write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason) {
+void Runner::write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason, int attempts,
+                               long status) {
   if (!_dead_letter) return;
   std::string line = "{\"id\":" + json::quoted(r->id) + ",\"doc_id\":" + json::quoted(r->doc_id) +
-                     ",\"node\":" + json::quoted(node.spec.id) + ",\"attempts\":1,\"status\":null,\"error\":" +
+                     ",\"node\":" + json::quoted(node.spec.id) + ",\"attempts\":" + std::to_string(attempts) +
+                     ",\"status\":" + (status ? std::to_string(status) : std::string("null")) + ",\"error\":" +
                      json::quoted(reason) + "}\n";
   std::lock_guard lock(_mu);
   std::fwrite(line.data(), 1, line.size(), _dead_letter);
@@ -417,7 +446,7 @@ RunReport Runner::run() {
   for (size_t i = 0; i < _spec.nodes.size(); ++i) {
     const NodeSpec& ns = _spec.nodes[i];
     auto nr = std::make_unique<NodeRuntime>(*this, ns, i, slots);
-    NodeInit init{ns.id, ns.type, ns.params, _spec.name};
+    NodeInit init{ns.id, ns.type, ns.params, _spec.name, ns.concurrency};
     if (ns.info->make_source) nr->source = ns.info->make_source(init);
     else nr->node = ns.info->make_node(init);
     _nodes.push_back(std::move(nr));
@@ -440,6 +469,7 @@ RunReport Runner::run() {
   std::thread ticker;
   arena.execute([&] {
     tbb::flow::graph g;
+    graph = &g;
     build(g);
     ticker = std::thread([this] { tick_loop(); });
     for (auto& nr : _nodes)
@@ -468,6 +498,8 @@ RunReport Runner::run() {
     }
     _ticker_stop.store(true);
     ticker.join();
+    g.wait_for_all();
+    stop_http();  // anything still queued there is called back (and finished) while the graph lives
     g.wait_for_all();
     // TBB nodes must go before their graph; completions after this point skip the limiters.
     _graph_alive.store(false, std::memory_order_release);

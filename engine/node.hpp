@@ -11,6 +11,10 @@
 #include <vector>
 
 #include "engine/params.hpp"
+
+namespace sluice::http {
+class Client;
+}
 #include "engine/record.hpp"
 
 namespace sluice {
@@ -25,8 +29,17 @@ class NodeOutput {
   // Sends a record this node kept (Emitter::defer) or created to every successor. The node's
   // hold on the record's ticket passes downstream.
   virtual void forward(RecordPtr r) = 0;
-  // A kept record reached its outcome (dead-lettered ones go to the DLQ with `reason`).
-  virtual void finish(const RecordPtr& r, Outcome o, std::string_view reason = {}) = 0;
+  // A kept record reached its outcome (dead-lettered ones go to the DLQ with `reason`, the
+  // number of attempts and the last HTTP status, 0 if none).
+  virtual void finish(const RecordPtr& r, Outcome o, std::string_view reason = {}, int attempts = 1,
+                      long status = 0) = 0;
+  // Async work in flight: hold() before handing a record to the I/O loop, release() after its
+  // forward()/finish(). Holds keep the graph from looking idle (the graph's reserve_wait and
+  // release_wait, as an async_node gateway does).
+  virtual void hold() = 0;
+  virtual void release() = 0;
+  // The process's HTTP client (one curl-multi loop thread), created on first use.
+  virtual http::Client& http() = 0;
   // Aborts the run with a message shown to the user (e.g. the index cannot be written).
   virtual void fail_run(std::string message) = 0;
   virtual const std::string& node_id() const = 0;
@@ -103,6 +116,7 @@ struct NodeInit {
   std::string type;
   Params params;
   std::string graph_name;
+  int concurrency = 0;  // the node's `concurrency` (0 = unlimited): I/O nodes cap requests in flight
 };
 
 struct NodeTypeInfo {
@@ -111,6 +125,9 @@ struct NodeTypeInfo {
   std::string description;
   std::vector<ParamSpec> params;
   int default_concurrency = 0;  // 0 = unlimited, 1 = serial, N
+  // I/O nodes: `concurrency` caps requests in flight (retries included) and the node's bodies
+  // run unlimited, since they only hand work to the HTTP loop.
+  bool io = false;
   // Exactly one of these is set. Factories validate params (throw ParamError) and do no I/O.
   std::function<std::unique_ptr<Source>(const NodeInit&)> make_source;
   std::function<std::unique_ptr<Node>(const NodeInit&)> make_node;

@@ -1,0 +1,429 @@
+#include "engine/http_client.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <queue>
+#include <random>
+#include <thread>
+
+namespace sluice::http {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// Paces requests smoothly: it holds at most one second of tokens and starts nearly empty,
+// because upstreams often enforce a per-minute quota in 1-second windows. A 429 lowers the
+// pace; successes restore it slowly.
+struct Bucket {
+  double per_s = 0;  // 0 = unlimited
+  double tokens = 0;
+  double pace = 1.0;
+  Clock::time_point last{};
+
+  void configure(double per_minute, Clock::time_point now) {
+    per_s = per_minute / 60.0;
+    tokens = std::min(1.0, per_s);
+    last = now;
+  }
+  void refill(Clock::time_point now) {
+    if (per_s <= 0) return;
+    tokens = std::min(per_s, tokens + per_s * pace * seconds_between(last, now));
+    last = now;
+  }
+  // A request costing more than a full bucket goes once the bucket is full.
+  bool take(double n, Clock::time_point now) {
+    if (per_s <= 0) return true;
+    refill(now);
+    double need = std::min(n, per_s);
+    if (tokens + 1e-9 < need) return false;
+    tokens -= n;  // may go negative for oversized requests: the debt delays the next ones
+    return true;
+  }
+  Clock::time_point when(double n, Clock::time_point now) const {
+    if (per_s <= 0) return now;
+    double need = std::min(n, per_s) - tokens;
+    double s = need <= 0 ? 0 : need / (per_s * pace);
+    return now + std::chrono::microseconds(static_cast<int64_t>(s * 1e6) + 1);
+  }
+};
+
+struct KeyState {
+  Bucket rpm, tpm;
+  std::deque<struct Job*> waiting;
+};
+
+struct Job {
+  Request req;
+  RetryPolicy policy;
+  std::string key;
+  double tokens = 0;
+  Client::Callback cb;
+  Response resp;
+  Clock::time_point first{};
+  int counted = 0;  // attempts that count against max_attempts
+  bool too_large = false;
+  curl_slist* headers = nullptr;
+  ~Job() {
+    if (headers) curl_slist_free_all(headers);
+  }
+};
+
+size_t on_write(char* data, size_t size, size_t n, void* user) {
+  auto* job = static_cast<Job*>(user);
+  size_t len = size * n;
+  if (job->resp.body.size() + len > job->req.max_bytes) {
+    job->too_large = true;
+    return 0;  // makes libcurl stop with CURLE_WRITE_ERROR
+  }
+  job->resp.body.append(data, len);
+  return len;
+}
+
+void global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+}  // namespace
+
+struct Client::Impl {
+  ClientOptions opts;
+  CURLM* multi = nullptr;
+  std::thread loop;
+  std::mutex mu;
+  std::vector<Job*> incoming;
+  std::vector<std::pair<std::string, RateLimit>> new_limits;
+  bool stop = false;
+
+  // Loop-thread state.
+  std::map<std::string, KeyState> keys;
+  using Timer = std::pair<Clock::time_point, Job*>;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers;
+  std::vector<CURL*> pool;
+  size_t active = 0;
+  std::mt19937_64 rng{0x5111ce};
+  std::vector<CURL*> running_handles;  // added to the multi handle and not yet done
+
+  std::atomic<uint64_t> submitted{0}, completed{0}, failed{0}, attempts{0}, retries{0}, throttled{0};
+
+  void run();
+  void enqueue_ready(Job* j, Clock::time_point now);
+  Clock::time_point service_keys(Clock::time_point now);
+  void start(Job* j);
+  void on_done(CURL* e, CURLcode rc, Clock::time_point now);
+  void retry_later(Job* j, double delay_s, Clock::time_point now);
+  void finish(Job* j, std::string error);
+  double backoff(const Job* j) {
+    double cap = std::min(j->policy.max_delay_s, j->policy.base_delay_s * std::pow(2.0, std::max(0, j->counted - 1)));
+    return std::uniform_real_distribution<double>(0.0, cap)(rng);
+  }
+};
+
+Client::Client(ClientOptions options) : _impl(std::make_unique<Impl>()) {
+  global_init();
+  _impl->opts = std::move(options);
+  _impl->multi = curl_multi_init();
+  if (_impl->opts.max_host_connections > 0)
+    curl_multi_setopt(_impl->multi, CURLMOPT_MAX_HOST_CONNECTIONS, _impl->opts.max_host_connections);
+  if (_impl->opts.max_total_connections > 0)
+    curl_multi_setopt(_impl->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, _impl->opts.max_total_connections);
+  curl_multi_setopt(_impl->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+  _impl->loop = std::thread([impl = _impl.get()] { impl->run(); });
+}
+
+Client::~Client() {
+  {
+    std::lock_guard lock(_impl->mu);
+    _impl->stop = true;
+  }
+  curl_multi_wakeup(_impl->multi);
+  _impl->loop.join();
+  for (CURL* e : _impl->pool) curl_easy_cleanup(e);
+  curl_multi_cleanup(_impl->multi);
+}
+
+void Client::submit(Request req, RetryPolicy policy, std::string limit_key, double tokens, Callback cb) {
+  auto* j = new Job;
+  j->req = std::move(req);
+  j->policy = policy;
+  j->key = std::move(limit_key);
+  j->tokens = tokens;
+  j->cb = std::move(cb);
+  _impl->submitted.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(_impl->mu);
+    _impl->incoming.push_back(j);
+  }
+  curl_multi_wakeup(_impl->multi);
+}
+
+void Client::set_rate_limit(const std::string& key, RateLimit limit) {
+  {
+    std::lock_guard lock(_impl->mu);
+    _impl->new_limits.emplace_back(key, limit);
+  }
+  curl_multi_wakeup(_impl->multi);
+}
+
+ClientStats Client::stats() const {
+  ClientStats s;
+  s.submitted = _impl->submitted.load();
+  s.completed = _impl->completed.load();
+  s.failed = _impl->failed.load();
+  s.attempts = _impl->attempts.load();
+  s.retries = _impl->retries.load();
+  s.throttled = _impl->throttled.load();
+  s.in_flight = s.submitted - s.completed - s.failed;
+  return s;
+}
+
+void Client::Impl::enqueue_ready(Job* j, Clock::time_point now) {
+  if (!j->key.empty()) {
+    auto it = keys.find(j->key);
+    if (it != keys.end() && (it->second.rpm.per_s > 0 || it->second.tpm.per_s > 0)) {
+      it->second.waiting.push_back(j);
+      return;
+    }
+  }
+  (void)now;
+  start(j);
+}
+
+Clock::time_point Client::Impl::service_keys(Clock::time_point now) {
+  Clock::time_point next = Clock::time_point::max();
+  for (auto& [name, ks] : keys) {
+    while (!ks.waiting.empty()) {
+      Job* j = ks.waiting.front();
+      ks.rpm.refill(now);
+      ks.tpm.refill(now);
+      bool ok_r = ks.rpm.per_s <= 0 || ks.rpm.tokens + 1e-9 >= std::min(1.0, ks.rpm.per_s);
+      bool ok_t = ks.tpm.per_s <= 0 || ks.tpm.tokens + 1e-9 >= std::min(j->tokens, ks.tpm.per_s);
+      if (ok_r && ok_t) {
+        ks.rpm.take(1, now);
+        ks.tpm.take(j->tokens, now);
+        ks.waiting.pop_front();
+        start(j);
+      } else {
+        next = std::min(next, std::max(ok_r ? now : ks.rpm.when(1, now), ok_t ? now : ks.tpm.when(j->tokens, now)));
+        break;
+      }
+    }
+  }
+  return next;
+}
+
+void Client::Impl::start(Job* j) {
+  CURL* e;
+  if (pool.empty()) {
+    e = curl_easy_init();
+  } else {
+    e = pool.back();
+    pool.pop_back();
+  }
+  j->resp.body.clear();
+  j->too_large = false;
+  curl_easy_setopt(e, CURLOPT_URL, j->req.url.c_str());
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, j);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, j->req.connect_timeout_ms);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, j->req.timeout_ms);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, opts.user_agent.c_str());
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+  curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  // Templated URLs come from data: never let them reach file:// or other schemes.
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(j->req.max_bytes));
+  if (!j->headers)
+    for (const auto& h : j->req.headers) j->headers = curl_slist_append(j->headers, h.c_str());
+  if (j->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->headers);
+  if (j->req.method == "GET") {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else if (j->req.method == "HEAD") {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(j->req.body.size()));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->req.body.data());
+    if (j->req.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, j->req.method.c_str());
+  }
+  ++active;
+  attempts.fetch_add(1, std::memory_order_relaxed);
+  running_handles.push_back(e);
+  curl_multi_add_handle(multi, e);
+}
+
+void Client::Impl::retry_later(Job* j, double delay_s, Clock::time_point now) {
+  if (seconds_between(j->first, now) + delay_s > j->policy.max_retry_s) {
+    finish(j, "gave up after " + std::to_string(static_cast<int>(j->policy.max_retry_s)) + " s of retries (last: " +
+                  (j->resp.status ? "HTTP " + std::to_string(j->resp.status) : std::string("no response")) + ")");
+    return;
+  }
+  retries.fetch_add(1, std::memory_order_relaxed);
+  timers.emplace(now + std::chrono::microseconds(static_cast<int64_t>(delay_s * 1e6)), j);
+}
+
+void Client::Impl::finish(Job* j, std::string error) {
+  j->resp.error = std::move(error);
+  j->resp.elapsed_s = seconds_between(j->first, Clock::now());
+  (j->resp.error.empty() ? completed : failed).fetch_add(1, std::memory_order_relaxed);
+  try {
+    j->cb(std::move(j->resp));
+  } catch (...) {
+    // A callback must not throw; nothing sensible to do with it on the loop thread.
+  }
+  delete j;
+}
+
+void Client::Impl::on_done(CURL* e, CURLcode rc, Clock::time_point now) {
+  Job* j = nullptr;
+  curl_easy_getinfo(e, CURLINFO_PRIVATE, reinterpret_cast<char**>(&j));
+  long status = 0;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+  curl_off_t retry_after = -1;
+  curl_easy_getinfo(e, CURLINFO_RETRY_AFTER, &retry_after);
+  curl_multi_remove_handle(multi, e);
+  running_handles.erase(std::find(running_handles.begin(), running_handles.end(), e));
+  curl_easy_reset(e);
+  pool.push_back(e);
+  --active;
+  j->resp.status = status;
+  j->resp.attempts++;
+  auto key_it = j->key.empty() ? keys.end() : keys.find(j->key);
+
+  if (j->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+    finish(j, "response larger than " + std::to_string(j->req.max_bytes) + " bytes");
+    return;
+  }
+  if (rc == CURLE_OK) {
+    if (status >= 200 && status < 300) {
+      if (key_it != keys.end()) {
+        key_it->second.rpm.pace = std::min(1.0, key_it->second.rpm.pace + 0.02);
+        key_it->second.tpm.pace = std::min(1.0, key_it->second.tpm.pace + 0.02);
+      }
+      finish(j, "");
+      return;
+    }
+    if (status == 429) {
+      // Throttling, not failure: slow the key down and retry without using an attempt.
+      j->resp.throttled++;
+      throttled.fetch_add(1, std::memory_order_relaxed);
+      if (key_it != keys.end()) {
+        key_it->second.rpm.pace = std::max(0.25, key_it->second.rpm.pace * 0.8);
+        key_it->second.tpm.pace = std::max(0.25, key_it->second.tpm.pace * 0.8);
+      }
+      retry_later(j, retry_after >= 0 ? static_cast<double>(retry_after) : backoff(j) + 0.5, now);
+      return;
+    }
+    if (status == 408 || status >= 500) {
+      if (++j->counted >= j->policy.max_attempts) {
+        finish(j, "HTTP " + std::to_string(status) + " after " + std::to_string(j->counted) + " attempts");
+        return;
+      }
+      double d = backoff(j);
+      if (retry_after >= 0) d = std::max(d, static_cast<double>(retry_after));
+      retry_later(j, d, now);
+      return;
+    }
+    finish(j, "HTTP " + std::to_string(status));  // other 4xx (and unresolved 3xx): final
+    return;
+  }
+  // Network error, timeout, reset: retry with backoff.
+  std::string why = curl_easy_strerror(rc);
+  if (++j->counted >= j->policy.max_attempts) {
+    j->resp.status = 0;
+    finish(j, why + " after " + std::to_string(j->counted) + " attempts");
+    return;
+  }
+  retry_later(j, backoff(j), now);
+}
+
+void Client::Impl::run() {
+  for (;;) {
+    std::vector<Job*> fresh;
+    std::vector<std::pair<std::string, RateLimit>> limits;
+    bool stopping;
+    {
+      std::lock_guard lock(mu);
+      fresh.swap(incoming);
+      limits.swap(new_limits);
+      stopping = stop;
+    }
+    auto now = Clock::now();
+    for (auto& [key, lim] : limits) {
+      KeyState& ks = keys[key];
+      ks.rpm.configure(lim.rpm, now);
+      ks.tpm.configure(lim.tpm, now);
+    }
+    if (stopping) {
+      for (Job* j : fresh) finish(j, "HTTP client shut down");
+      while (!timers.empty()) {
+        finish(timers.top().second, "HTTP client shut down");
+        timers.pop();
+      }
+      for (auto& [k, ks] : keys)
+        for (Job* j : ks.waiting) finish(j, "HTTP client shut down");
+      keys.clear();
+      for (CURL* e : running_handles) {
+        Job* j = nullptr;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, reinterpret_cast<char**>(&j));
+        curl_multi_remove_handle(multi, e);
+        curl_easy_cleanup(e);
+        if (j) finish(j, "HTTP client shut down");
+      }
+      running_handles.clear();
+      return;
+    }
+    for (Job* j : fresh) {
+      j->first = now;
+      enqueue_ready(j, now);
+    }
+    while (!timers.empty() && timers.top().first <= now) {
+      Job* j = timers.top().second;
+      timers.pop();
+      enqueue_ready(j, now);
+    }
+    Clock::time_point next = service_keys(now);
+    int running = 0;
+    curl_multi_perform(multi, &running);
+    int left = 0;
+    while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
+      if (m->msg == CURLMSG_DONE) on_done(m->easy_handle, m->data.result, Clock::now());
+    }
+    // Completions may have scheduled retries that are due now.
+    now = Clock::now();
+    if (!timers.empty()) next = std::min(next, timers.top().first);
+    int timeout_ms = 1000;
+    if (next != Clock::time_point::max())
+      timeout_ms = static_cast<int>(std::clamp<int64_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count(), 0, 1000));
+    curl_multi_poll(multi, nullptr, 0, timeout_ms, nullptr);
+  }
+}
+
+double parse_retry_after(const std::string& value, double now_epoch_s) {
+  if (value.empty()) return -1;
+  char* end = nullptr;
+  double secs = std::strtod(value.c_str(), &end);
+  if (end && *end == '\0') return secs >= 0 ? secs : -1;
+  time_t t = curl_getdate(value.c_str(), nullptr);
+  if (t < 0) return -1;
+  return std::max(0.0, static_cast<double>(t) - now_epoch_s);
+}
+
+}  // namespace sluice::http

@@ -1,0 +1,82 @@
+// One libcurl-multi event loop per process: thousands of requests in flight on one thread, with
+// retries (exponential backoff with full jitter, Retry-After honoured), per-key token-bucket
+// rate limits (requests and tokens per minute) and response size caps.
+// Thread-safety: submit() and set_rate_limit() may be called from any thread and never block on
+// the network. Callbacks run on the loop thread, exactly once per submit; they must not block.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sluice::http {
+
+struct Request {
+  std::string method = "GET";
+  std::string url;
+  std::vector<std::string> headers;  // "Name: value"
+  std::string body;
+  long connect_timeout_ms = 10000;
+  long timeout_ms = 60000;
+  size_t max_bytes = size_t{64} << 20;  // a larger response is a failure, never a crash
+};
+
+struct Response {
+  long status = 0;      // last HTTP status; 0 when no response came (network error, timeout)
+  std::string body;
+  std::string error;    // empty on success; else why the request finally failed
+  int attempts = 0;     // attempts that counted against max_attempts
+  int throttled = 0;    // 429s answered (retried without using an attempt)
+  double elapsed_s = 0;
+  bool ok() const { return error.empty(); }
+};
+
+struct RetryPolicy {
+  int max_attempts = 8;        // network errors, timeouts, 408 and 5xx
+  double base_delay_s = 0.2;   // first backoff cap; doubles per attempt
+  double max_delay_s = 30;
+  double max_retry_s = 600;    // give up retrying (429s included) after this long
+};
+
+struct RateLimit {
+  double rpm = 0;  // requests per minute; 0 = none
+  double tpm = 0;  // tokens per minute (embeddings); 0 = none
+};
+
+struct ClientOptions {
+  long max_host_connections = 0;   // 0 = libcurl's default (unlimited)
+  long max_total_connections = 0;
+  std::string user_agent = "sluice/0.1 (+https://github.com/sluice)";
+};
+
+struct ClientStats {
+  uint64_t submitted = 0, completed = 0, failed = 0, attempts = 0, retries = 0, throttled = 0;
+  uint64_t in_flight = 0;  // submitted and not yet called back
+};
+
+class Client {
+ public:
+  using Callback = std::function<void(Response&&)>;
+  explicit Client(ClientOptions options = {});
+  ~Client();  // stops the loop; anything still pending is called back with an error
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Queues `req`. `limit_key` names a rate limit set with set_rate_limit ("" = none); `tokens`
+  // is what the request costs against its tpm.
+  void submit(Request req, RetryPolicy policy, std::string limit_key, double tokens, Callback cb);
+  void set_rate_limit(const std::string& key, RateLimit limit);
+  ClientStats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> _impl;
+};
+
+// Seconds from a Retry-After value (delta seconds or an HTTP date); < 0 when unreadable.
+double parse_retry_after(const std::string& value, double now_epoch_s);
+
+}  // namespace sluice::http

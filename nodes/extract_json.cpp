@@ -1,0 +1,124 @@
+#include "nodes/extract_json.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/pointer.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "engine/text.hpp"
+
+namespace sluice {
+
+namespace {
+
+rapidjson::Pointer make_pointer(const std::string& text, const char* param) {
+  rapidjson::Pointer p(text.c_str(), text.size());
+  if (!p.IsValid() || (!text.empty() && text[0] != '/'))
+    throw ParamError(param, "\"" + text + "\" is not a JSON pointer (RFC 6901, e.g. /versions/0/text)");
+  return p;
+}
+
+class ExtractJson final : public Node {
+ public:
+  explicit ExtractJson(const NodeInit& init)
+      : _flatten(init.params.boolean("flatten")), _strip(init.params.boolean("strip_html")),
+        _keep_body(init.params.boolean("keep_body")) {
+    for (const auto& t : init.params.strings("text")) {
+      _text.push_back(make_pointer(t, "text"));
+      _text_names.push_back(t);
+    }
+    if (_text.empty()) throw ParamError("text", "give at least one JSON pointer");
+    if (const json::Value* m = init.params.get("meta"); m && m->kind == json::Kind::object) {
+      for (const auto& mm : m->members) {
+        if (mm.value.kind != json::Kind::string) throw ParamError("meta", "meta." + mm.key + " must be a JSON pointer string");
+        _meta.emplace_back(mm.key, make_pointer(mm.value.str, "meta"));
+      }
+    }
+  }
+
+  void process(RecordPtr in, Emitter& out) override {
+    rapidjson::Document d;
+    d.Parse(in->body.data(), in->body.size());
+    if (d.HasParseError()) return out.drop(Outcome::dead_lettered, "malformed JSON body");
+    RecordPtr r = own(in);
+    std::string text;
+    bool found = false;
+    for (size_t i = 0; i < _text.size(); ++i) {
+      const rapidjson::Value* v = _text[i].Get(d);
+      if (!v || v->IsNull()) continue;
+      found = true;
+      if (!text.empty()) text += '\n';
+      append(*v, text);
+    }
+    if (!found) {
+      std::string names;
+      for (const auto& n : _text_names) names += (names.empty() ? "" : ", ") + n;
+      return out.drop(Outcome::dead_lettered, "no value at " + names);
+    }
+    r->text = std::move(text);
+    for (const auto& [name, ptr] : _meta) {
+      const rapidjson::Value* v = ptr.Get(d);
+      if (!v) continue;
+      rapidjson::StringBuffer sb;
+      rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+      v->Accept(w);
+      r->meta.set_json(name, std::string(sb.GetString(), sb.GetSize()));
+    }
+    if (!_keep_body) std::string().swap(r->body);
+    out.emit(std::move(r));
+  }
+
+ private:
+  // Strings as text; arrays (Sefaria's jagged chapters/verses) as one line per non-empty leaf.
+  void append(const rapidjson::Value& v, std::string& out) const {
+    if (v.IsString()) {
+      std::string_view s(v.GetString(), v.GetStringLength());
+      if (s.empty()) return;
+      std::string t = _strip ? text::html_to_text(s) : std::string(s);
+      if (t.empty()) return;
+      if (!out.empty() && out.back() != '\n') out += '\n';
+      out += t;
+    } else if (v.IsArray() && _flatten) {
+      for (const auto& item : v.GetArray()) append(item, out);
+    } else if (v.IsNumber() || v.IsBool()) {
+      rapidjson::StringBuffer sb;
+      rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+      v.Accept(w);
+      if (!out.empty() && out.back() != '\n') out += '\n';
+      out.append(sb.GetString(), sb.GetSize());
+    } else if (!v.IsNull()) {
+      rapidjson::StringBuffer sb;
+      rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+      v.Accept(w);
+      out.append(sb.GetString(), sb.GetSize());
+    }
+  }
+
+  bool _flatten, _strip, _keep_body;
+  std::vector<rapidjson::Pointer> _text;
+  std::vector<std::string> _text_names;
+  std::vector<std::pair<std::string, rapidjson::Pointer>> _meta;
+};
+
+}  // namespace
+
+NodeTypeInfo extract_json_info() {
+  NodeTypeInfo info;
+  info.type = "extract.json";
+  info.role = NodeRole::transform;
+  info.description =
+      "Text and meta from a record's JSON body by JSON pointers. Nested arrays flatten to one line per "
+      "non-empty string; HTML is stripped (footnotes dropped with their content, entities decoded). A "
+      "malformed body or a missing text pointer dead-letters the record.";
+  info.params = {
+      required_param("text", ParamType::string_or_list, "JSON pointer(s) to the text; several are joined by lines"),
+      param("flatten", ParamType::boolean, "true", "nested arrays become lines (empty entries skipped)"),
+      param("strip_html", ParamType::boolean, "true", "remove tags and footnotes, decode entities"),
+      param("meta", ParamType::object, "{}", "meta name -> JSON pointer"),
+      param("keep_body", ParamType::boolean, "false", "keep the raw body on the record (memory)"),
+  };
+  info.make_node = [](const NodeInit& init) { return std::make_unique<ExtractJson>(init); };
+  return info;
+}
+
+}  // namespace sluice
