@@ -12,6 +12,7 @@
 #include "engine/graph_runner.hpp"
 #include "engine/graph_spec.hpp"
 #include "nodes/index_sqlite.hpp"
+#include "sim/sim.hpp"
 
 namespace {
 
@@ -192,6 +193,22 @@ int main(int argc, char** argv) {
   graph_cmd->add_flag("--dot", dot, "DOT output (the default and only format)");
   graph_cmd->add_option("--set", sets, "override a declared var: name=value (repeatable)");
 
+  sim::SimOptions sim_opts;
+  auto* sim_cmd = app.add_subcommand("sim", "Serve a simulated upstream on loopback for tests and benchmarks");
+  sim_cmd->add_option("--port", sim_opts.port, "port (0 = pick one); the first stdout line says which");
+  sim_cmd->add_option("--docs", sim_opts.docs, "corpus size");
+  sim_cmd->add_option("--latency-ms", sim_opts.latency_ms, "mean response latency");
+  sim_cmd->add_option("--latency-jitter-ms", sim_opts.latency_jitter_ms, "uniform jitter around the mean");
+  sim_cmd->add_option("--rpm", sim_opts.rpm, "requests per minute, enforced in 1-second windows (429 beyond)");
+  sim_cmd->add_option("--tpm", sim_opts.tpm, "embedding tokens per minute, likewise");
+  sim_cmd->add_option("--error-rate", sim_opts.error_rate, "fraction answered 500")->check(CLI::Range(0.0, 1.0));
+  sim_cmd->add_option("--reset-rate", sim_opts.reset_rate, "fraction whose connection is reset")->check(CLI::Range(0.0, 1.0));
+  sim_cmd->add_option("--timeout-rate", sim_opts.timeout_rate, "fraction never answered")->check(CLI::Range(0.0, 1.0));
+  sim_cmd->add_option("--malformed-rate", sim_opts.malformed_rate, "fraction with a broken JSON body")->check(CLI::Range(0.0, 1.0));
+  sim_cmd->add_option("--bulk-fail-rate", sim_opts.bulk_fail_rate, "fraction of _bulk items answered 429")->check(CLI::Range(0.0, 1.0));
+  sim_cmd->add_option("--doc-bytes", sim_opts.doc_bytes, "text bytes per generated document");
+  sim_cmd->add_option("--seed", sim_opts.seed, "seed for faults and content");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -204,6 +221,7 @@ int main(int argc, char** argv) {
     if (*nodes) return cmd_nodes(type);
     if (*search) return cmd_search(db, query, k, mode);
     if (*graph_cmd) return cmd_graph(graph, sets);
+    if (*sim_cmd) return sim::run_sim_forever(sim_opts);
   } catch (const ConfigError& e) {
     std::fputs(e.text.c_str(), stderr);
     std::fprintf(stderr, "%zu error%s\n", e.diagnostics.size(), e.diagnostics.size() == 1 ? "" : "s");

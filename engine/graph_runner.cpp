@@ -38,7 +38,7 @@ struct alignas(64) CounterSlot {
 
 class Runner;
 
-class NodeRuntime final : public NodeOutput {
+class NodeRuntime final : public NodeOutput, public SourceOutput {
  public:
   NodeRuntime(Runner& runner, const NodeSpec& spec, size_t index, int slots)
       : _runner(runner), spec(spec), index(index), _slots(new CounterSlot[slots]), _nslots(slots) {}
@@ -50,6 +50,11 @@ class NodeRuntime final : public NodeOutput {
   void hold() override;
   void release() override;
   http::Client& http() override;
+  // SourceOutput (push sources).
+  void emit(RecordPtr r) override;
+  void done() override { push_done.store(true, std::memory_order_release); }
+  size_t waiting() const override { return push_waiting.load(std::memory_order_acquire); }
+  bool stopping() const override;
   const std::string& node_id() const override { return spec.id; }
 
   CounterSlot& slot() {
@@ -89,6 +94,9 @@ class NodeRuntime final : public NodeOutput {
   std::unique_ptr<Source> source;
   std::unique_ptr<MultiNode> fn;  // the node itself, or a source's admission node
   std::unique_ptr<tbb::flow::input_node<RecordPtr>> input;
+  std::unique_ptr<tbb::flow::queue_node<RecordPtr>> push_queue;  // push sources
+  std::atomic<bool> push_done{false};
+  std::atomic<size_t> push_waiting{0};
   std::unique_ptr<tbb::flow::limiter_node<RecordPtr>> limiter;
   std::atomic<bool> exhausted{false};
 
@@ -228,6 +236,14 @@ void NodeRuntime::hold() { _runner.graph->reserve_wait(); }
 void NodeRuntime::release() { _runner.graph->release_wait(); }
 http::Client& NodeRuntime::http() { return _runner.http_client(); }
 
+bool NodeRuntime::stopping() const { return _runner.stopping(); }
+
+void NodeRuntime::emit(RecordPtr r) {
+  if (r->doc_id.empty()) r->doc_id = r->id;
+  push_waiting.fetch_add(1, std::memory_order_acq_rel);
+  push_queue->try_put(r);
+}
+
 void NodeRuntime::fail_run(std::string message) {
   _runner.fail("node \"" + spec.id + "\" (" + spec.type + "): " + message);
 }
@@ -288,7 +304,8 @@ void Runner::build(tbb::flow::graph& g) {
       if (auto t = nr.source->total()) total += *t;
       else all_known = false;
       nr.gate = static_cast<int>(i);
-      nr.input = std::make_unique<input_node<RecordPtr>>(g, [this, &nr](tbb::flow_control& fc) -> RecordPtr {
+      if (nr.source->pushes()) nr.push_queue = std::make_unique<queue_node<RecordPtr>>(g);
+      else nr.input = std::make_unique<input_node<RecordPtr>>(g, [this, &nr](tbb::flow_control& fc) -> RecordPtr {
         if (stopping()) {
           nr.exhausted.store(true);
           fc.stop();
@@ -316,6 +333,14 @@ void Runner::build(tbb::flow::graph& g) {
       // count is exact.
       nr.fn = std::make_unique<MultiNode>(g, unlimited, [this, &nr](const RecordPtr& r, MultiNode::output_ports_type&) {
         nr.slot().in.fetch_add(1, std::memory_order_relaxed);
+        if (nr.push_queue) {
+          nr.push_waiting.fetch_sub(1, std::memory_order_acq_rel);
+          if (stopping()) {  // never started: give the slot back, no ticket, not a document
+            nr.limiter->decrementer().try_put(tbb::flow::continue_msg());
+            return;
+          }
+          nr.source->on_admitted();
+        }
         admitted();
         if (!r->error.empty()) {
           r->ticket = std::make_shared<Ticket>(this, r->doc_id, nr.gate, 1);
@@ -326,7 +351,8 @@ void Runner::build(tbb::flow::graph& g) {
         nr.slot().out.fetch_add(1, std::memory_order_relaxed);
         nr.put(r);
       });
-      make_edge(*nr.input, *nr.limiter);
+      if (nr.input) make_edge(*nr.input, *nr.limiter);
+      else make_edge(*nr.push_queue, *nr.limiter);
       make_edge(*nr.limiter, *nr.fn);
     } else {
       nr.fn = std::make_unique<MultiNode>(g, conc, [&nr](const RecordPtr& r, MultiNode::output_ports_type&) {
@@ -474,12 +500,23 @@ RunReport Runner::run() {
     ticker = std::thread([this] { tick_loop(); });
     for (auto& nr : _nodes)
       if (nr->input) nr->input->activate();
+    for (auto& nr : _nodes) {
+      if (!nr->push_queue) continue;
+      try {
+        nr->source->start(*nr);
+      } catch (const std::exception& e) {
+        fail("source \"" + nr->spec.id + "\": " + e.what());
+        nr->push_done.store(true);
+      }
+    }
     auto idle_since = Clock::now();
     for (;;) {
       g.wait_for_all();
       bool exhausted = true;
-      for (auto& nr : _nodes)
+      for (auto& nr : _nodes) {
         if (nr->input && !nr->exhausted.load()) exhausted = false;
+        if (nr->push_queue && !(nr->push_done.load() && nr->push_waiting.load() == 0)) exhausted = false;
+      }
       if (any_pending()) {
         flush_all(true);  // end of input, or the limiter is full of documents waiting in batches
         idle_since = Clock::now();
@@ -505,6 +542,7 @@ RunReport Runner::run() {
     _graph_alive.store(false, std::memory_order_release);
     for (auto& nr : _nodes) {
       nr->input.reset();
+      nr->push_queue.reset();
       nr->limiter.reset();
       nr->fn.reset();
     }

@@ -21,6 +21,7 @@ struct VarValue {
   std::string value;
   bool secret = false;
   json::Location loc;
+  bool unset_env = false;
 };
 
 std::vector<std::string> keys_of(const std::map<std::string, VarValue>& m) {
@@ -119,7 +120,7 @@ class Builder {
         VarValue vv{m.value.is_null() ? "" : scalar_text(m.value), false, m.value.loc};
         bool changed = false;
         // Var values may use ${env:NAME} and built-ins, not other vars.
-        substitute(vv.value, m.value.loc, path, vv.secret, changed, /*env_only=*/true);
+        substitute(vv.value, m.value.loc, path, vv.secret, changed, vv.unset_env, /*env_only=*/true);
         _vars[m.key] = vv;
         declared.insert(m.key);
       }
@@ -140,12 +141,13 @@ class Builder {
       }
       _vars[o.name].value = o.value;
       _vars[o.name].secret = false;
+      _vars[o.name].unset_env = false;
     }
   }
 
   // Expands ${name}, ${env:NAME} and $$ in `s`. Unset env vars expand to "".
   void substitute(std::string& s, json::Location loc, const std::string& path, bool& secret,
-                  bool& changed, bool env_only = false) {
+                  bool& changed, bool& unset_env, bool env_only = false) {
     if (s.find('$') == std::string::npos) return;
     std::string out;
     for (size_t i = 0; i < s.size(); ++i) {
@@ -174,10 +176,12 @@ class Builder {
         const char* e = std::getenv(name.c_str() + 4);
         out += e ? e : "";
         secret = true;
+        unset_env = unset_env || !e || !*e;
       } else if (auto it = _vars.find(name); it != _vars.end() &&
                  (!env_only || name == "graph_dir" || name == "graph_name")) {
         out += it->second.value;
         secret = secret || it->second.secret;
+        unset_env = unset_env || it->second.unset_env;
       } else {
         _diag.error(loc, path,
                     "unknown var '" + name + "'" + did_you_mean(name, keys_of(_vars)) +
@@ -191,10 +195,11 @@ class Builder {
 
   void substitute_tree(Value& v, const std::string& path) {
     if (v.kind == Kind::string) {
-      bool secret = false, changed = false;
-      substitute(v.str, v.loc, path, secret, changed);
+      bool secret = false, changed = false, unset = false;
+      substitute(v.str, v.loc, path, secret, changed, unset);
       v.substituted = changed;
       v.secret = secret;
+      v.unset_env = unset;
     }
     for (size_t i = 0; i < v.items.size(); ++i)
       substitute_tree(v.items[i], path + "[" + std::to_string(i) + "]");

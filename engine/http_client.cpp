@@ -91,6 +91,26 @@ size_t on_write(char* data, size_t size, size_t n, void* user) {
   return len;
 }
 
+// Keeps the final response's headers (a new status line, e.g. after a redirect, starts over).
+size_t on_header(char* data, size_t size, size_t n, void* user) {
+  auto* job = static_cast<Job*>(user);
+  size_t len = size * n;
+  std::string_view line(data, len);
+  if (line.rfind("HTTP/", 0) == 0) {
+    job->resp.headers.clear();
+    return len;
+  }
+  size_t colon = line.find(':');
+  if (colon == std::string_view::npos || job->resp.headers.size() >= 200) return len;
+  std::string name(line.substr(0, colon));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string_view value = line.substr(colon + 1);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) value.remove_suffix(1);
+  if (value.size() <= 8192) job->resp.headers.emplace_back(std::move(name), std::string(value));
+  return len;
+}
+
 void global_init() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
@@ -233,12 +253,15 @@ void Client::Impl::start(Job* j) {
     pool.pop_back();
   }
   j->resp.body.clear();
+  j->resp.headers.clear();
   j->too_large = false;
   curl_easy_setopt(e, CURLOPT_URL, j->req.url.c_str());
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_PRIVATE, j);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, j->req.connect_timeout_ms);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, j->req.timeout_ms);
   curl_easy_setopt(e, CURLOPT_USERAGENT, opts.user_agent.c_str());
@@ -414,6 +437,12 @@ void Client::Impl::run() {
           std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count(), 0, 1000));
     curl_multi_poll(multi, nullptr, 0, timeout_ms, nullptr);
   }
+}
+
+std::string Response::header(std::string_view name) const {
+  for (const auto& [k, v] : headers)
+    if (k == name) return v;
+  return {};
 }
 
 double parse_retry_after(const std::string& value, double now_epoch_s) {

@@ -27,11 +27,13 @@ struct Request {
 struct Response {
   long status = 0;      // last HTTP status; 0 when no response came (network error, timeout)
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // last response's, names lowercased
   std::string error;    // empty on success; else why the request finally failed
   int attempts = 0;     // attempts that counted against max_attempts
   int throttled = 0;    // 429s answered (retried without using an attempt)
   double elapsed_s = 0;
   bool ok() const { return error.empty(); }
+  std::string header(std::string_view lowercase_name) const;  // "" when absent
 };
 
 struct RetryPolicy {

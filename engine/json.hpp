@@ -34,6 +34,7 @@ struct Value {
   std::vector<Member> members;  // object, in source order
   bool substituted = false;     // string produced by ${var} substitution
   bool secret = false;          // contains an ${env:...} value: never print it
+  bool unset_env = false;       // used an ${env:...} that is not set: optional headers are dropped
 
   const Value* find(std::string_view key) const;
   Value* find(std::string_view key);

@@ -99,7 +99,27 @@ class Node {
   NodeOutput* _output = nullptr;
 };
 
-// A source is pulled one record at a time; the engine gates it on in-flight documents.
+// What a push source (see Source::pushes) hands its records to. Thread-safe; never blocks.
+class SourceOutput {
+ public:
+  virtual ~SourceOutput() = default;
+  // A new document; it waits in a queue for admission under max_inflight_docs.
+  virtual void emit(RecordPtr r) = 0;
+  // No more documents will come (after the last emit).
+  virtual void done() = 0;
+  // Documents emitted and not yet admitted: fetch more only when this runs low.
+  virtual size_t waiting() const = 0;
+  virtual void hold() = 0;  // as NodeOutput::hold/release, around async work
+  virtual void release() = 0;
+  virtual http::Client& http() = 0;
+  virtual void fail_run(std::string message) = 0;
+  // The run is stopping (interrupt or failure): fetch nothing more, then call done().
+  virtual bool stopping() const = 0;
+};
+
+// A source is pulled one record at a time (next()), or pushes records it gets from async work
+// (pushes() = true: start(), then on_admitted()). Either way the engine gates documents on
+// max_inflight_docs.
 class Source {
  public:
   virtual ~Source() = default;
@@ -109,6 +129,13 @@ class Source {
   // Number of documents when known up front (progress ETA).
   virtual std::optional<uint64_t> total() const { return std::nullopt; }
   virtual void close() {}
+
+  // Push sources: next() is never called. start() runs once on the main thread after open();
+  // on_admitted() runs (on a TBB worker, possibly concurrently) each time one of its documents
+  // was admitted, so the source can fetch more when out.waiting() runs low. Neither may block.
+  virtual bool pushes() const { return false; }
+  virtual void start(SourceOutput& /*out*/) {}
+  virtual void on_admitted() {}
 };
 
 struct NodeInit {

@@ -3,10 +3,12 @@
 #include "nodes/chunk.hpp"
 #include "nodes/embed_hash.hpp"
 #include "nodes/extract_json.hpp"
+#include "nodes/extract_openalex.hpp"
 #include "nodes/fetch_http.hpp"
 #include "nodes/index_jsonl.hpp"
 #include "nodes/index_sqlite.hpp"
 #include "nodes/source_files.hpp"
+#include "nodes/source_http_list.hpp"
 #include "nodes/source_jsonl.hpp"
 #include "nodes/source_lines.hpp"
 #include "nodes/source_range.hpp"
@@ -19,8 +21,10 @@ void register_builtin_nodes(Registry& r) {
   r.add(source_jsonl_info());
   r.add(source_range_info());
   r.add(source_lines_info());
+  r.add(source_http_list_info());
   r.add(fetch_http_info());
   r.add(extract_json_info());
+  r.add(extract_openalex_abstract_info());
   r.add(chunk_recursive_info());
   r.add(chunk_sentence_info());
   r.add(embed_hash_info());

@@ -44,6 +44,7 @@ class FetchHttp final : public Node {
     if (const json::Value* h = init.params.get("headers"); h && h->kind == json::Kind::object) {
       for (const auto& m : h->members) {
         if (m.value.kind != json::Kind::string) throw ParamError("headers", "header \"" + m.key + "\" must be a string");
+        if (m.value.unset_env) continue;  // built from an unset ${env:...}: an optional key, not sent
         try {
           _headers.emplace_back(m.key, RecordTemplate(m.value.str));
         } catch (const std::invalid_argument& e) {
@@ -161,7 +162,7 @@ NodeTypeInfo fetch_http_info() {
   info.params = {
       required_param("url", ParamType::string, "URL template: {id}, {doc_id}, {meta.NAME} (values URL-encoded)"),
       param("method", ParamType::string, "\"GET\"", "GET, POST, PUT or HEAD"),
-      param("headers", ParamType::object, "{}", "header name -> value template; empty values are not sent"),
+      param("headers", ParamType::object, "{}", "header name -> value template; empty ones (or from an unset ${env:...}) are not sent"),
       param("body", ParamType::string, "null", "request body template (POST/PUT)"),
       with_min(param("rpm", ParamType::number, "0", "requests per minute for limit_key, whole job (0 = no limit)"), 0),
       param("limit_key", ParamType::string, "null", "rate-limit name shared by nodes (default: the URL's host)"),

@@ -1,0 +1,303 @@
+#include "nodes/source_http_list.hpp"
+
+#include <mutex>
+
+#include <rapidjson/document.h>
+#include <rapidjson/pointer.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "engine/http_client.hpp"
+#include "engine/record_template.hpp"
+
+namespace sluice {
+
+namespace {
+
+std::string to_json(const rapidjson::Value& v) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  v.Accept(w);
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+rapidjson::Pointer pointer_param(const Params& p, const char* name) {
+  std::string t = p.str(name);
+  rapidjson::Pointer ptr(t.c_str(), t.size());
+  if (!ptr.IsValid() || (!t.empty() && t[0] != '/'))
+    throw ParamError(name, "\"" + t + "\" is not a JSON pointer (RFC 6901, e.g. /results)");
+  return ptr;
+}
+
+// Query strings may carry keys (api_key=...): messages show only the path.
+std::string redacted(const std::string& url) {
+  size_t q = url.find('?');
+  return q == std::string::npos ? url : url.substr(0, q) + "?...";
+}
+
+bool truthy(const rapidjson::Value* v) {
+  if (!v || v->IsNull()) return false;
+  if (v->IsBool()) return v->GetBool();
+  if (v->IsNumber()) return v->GetDouble() != 0;
+  if (v->IsString()) return v->GetStringLength() > 0;
+  return true;
+}
+
+class HttpListSource final : public Source {
+ public:
+  explicit HttpListSource(const NodeInit& init) : _params(init.params), _node_id(init.id) {
+    const Params& p = init.params;
+    _url = p.str("url");
+    if (_url.rfind("http://", 0) != 0 && _url.rfind("https://", 0) != 0)
+      throw ParamError("url", "url must start with http:// or https://");
+    _items = pointer_param(p, "items");
+    _items_text = p.str("items");
+    _id = pointer_param(p, "id");
+    _id_text = p.str("id");
+    _paging = p.str("paging");
+    if (_paging == "cursor") {
+      if (!p.has("next")) throw ParamError("next", "cursor paging needs \"next\": the pointer to the next cursor (e.g. /meta/next_cursor)");
+      _next = pointer_param(p, "next");
+    }
+    if (_paging == "offset" && !p.has("per_page")) throw ParamError("per_page", "offset paging needs per_page");
+    if (p.has("text")) _text = pointer_param(p, "text");
+    if (p.has("skip")) _skip = pointer_param(p, "skip");
+    _recurse = p.has("recurse") ? p.str("recurse") : "";
+    _per_page = p.has("per_page") ? p.integer("per_page") : 0;
+    _max_pages = p.has("max_pages") ? p.integer("max_pages") : 0;
+    _page = p.integer("start_page");
+    _cursor = p.str("start_cursor");
+    if (const json::Value* m = p.get("meta"); m && m->kind == json::Kind::object)
+      for (const auto& mm : m->members) {
+        if (mm.value.kind != json::Kind::string) throw ParamError("meta", "meta." + mm.key + " must be a JSON pointer");
+        rapidjson::Pointer ptr(mm.value.str.c_str(), mm.value.str.size());
+        if (!ptr.IsValid()) throw ParamError("meta", "meta." + mm.key + ": \"" + mm.value.str + "\" is not a JSON pointer");
+        _meta.emplace_back(mm.key, ptr);
+      }
+    // Values that are empty or built from an unset ${env:...} are not sent (optional keys).
+    auto read_pairs = [&](const char* name, std::vector<std::pair<std::string, std::string>>& out) {
+      if (const json::Value* h = p.get(name); h && h->kind == json::Kind::object)
+        for (const auto& m : h->members) {
+          if (m.value.kind != json::Kind::string) throw ParamError(name, std::string(name) + "." + m.key + " must be a string");
+          if (!m.value.unset_env && !m.value.str.empty()) out.emplace_back(m.key, m.value.str);
+        }
+    };
+    read_pairs("headers", _headers);
+    read_pairs("query", _query);
+    _rpm = p.number("rpm");
+    _key = p.has("limit_key") ? p.str("limit_key") : "";
+    _policy.max_attempts = static_cast<int>(p.integer("max_attempts"));
+  }
+
+  bool pushes() const override { return true; }
+  RecordPtr next() override { return nullptr; }  // a push source: never pulled
+
+  void start(SourceOutput& out) override {
+    _out = &out;
+    _client = &out.http();
+    if (_key.empty()) {
+      size_t s = _url.find("://") + 3;
+      _key = _url.substr(s, _url.find_first_of("/?#", s) - s);
+    }
+    if (_rpm > 0) _client->set_rate_limit(_key, {_rpm, 0});
+    {
+      std::lock_guard lock(_mu);
+      _fetching = true;
+    }
+    request();
+  }
+
+  void on_admitted() override { maybe_fetch(); }
+
+ private:
+  size_t low_water() const { return static_cast<size_t>(std::max<int64_t>(_per_page, 100)); }
+
+  void maybe_fetch() {
+    {
+      std::lock_guard lock(_mu);
+      if (_fetching || _finished || _out->waiting() > low_water()) return;
+      _fetching = true;
+    }
+    request();
+  }
+
+  std::string page_url() const {
+    std::string u = _next_url.empty() ? _url : _next_url;
+    if (!_next_url.empty()) return u;
+    auto add = [&](const std::string& name, const std::string& value) {
+      u += (u.find('?') == std::string::npos ? '?' : '&');
+      u += url_encode(name) + "=" + url_encode(value);
+    };
+    for (const auto& [name, value] : _query) add(name, value);
+    if (_paging == "page") add(_params.str("page_param"), std::to_string(_page));
+    if (_paging == "offset") add(_params.str("offset_param"), std::to_string(_offset));
+    if (_paging == "cursor") add(_params.str("cursor_param"), _cursor);
+    if (_per_page > 0 && _paging != "link") add(_params.str("per_page_param"), std::to_string(_per_page));
+    return u;
+  }
+
+  void request() {
+    http::Request req;
+    req.url = page_url();
+    for (const auto& [name, value] : _headers) req.headers.push_back(name + ": " + value);
+    _out->hold();
+    _client->submit(std::move(req), _policy, _key, 0, [this, url = page_url()](http::Response&& resp) {
+      on_page(url, std::move(resp));
+    });
+  }
+
+  // Leaves of the listing (a tree when `recurse` names the child array) become documents.
+  size_t emit_items(const rapidjson::Value& arr, int depth) {
+    size_t n = 0;
+    for (const auto& item : arr.GetArray()) {
+      if (!_recurse.empty() && item.IsObject() && item.HasMember(_recurse.c_str()) &&
+          item[_recurse.c_str()].IsArray()) {
+        if (depth < 32) emit_items(item[_recurse.c_str()], depth + 1);
+        continue;
+      }
+      if (_skip && truthy(_skip->Get(item))) continue;
+      auto r = std::make_shared<Record>();
+      const rapidjson::Value* id = _id.Get(item);
+      if (id && id->IsString()) r->id.assign(id->GetString(), id->GetStringLength());
+      else if (id && id->IsNumber()) r->id = to_json(*id);
+      else {
+        r->id = _node_id + ":item" + std::to_string(_emitted);
+        r->error = "listing item has no id at " + _id_text;
+      }
+      if (_text) {
+        const rapidjson::Value* t = _text->Get(item);
+        if (t && t->IsString()) r->text.assign(t->GetString(), t->GetStringLength());
+      }
+      for (const auto& [name, ptr] : _meta)
+        if (const rapidjson::Value* v = ptr.Get(item)) r->meta.set_json(name, to_json(*v));
+      r->body = to_json(item);
+      ++_emitted;
+      ++n;
+      _out->emit(std::move(r));
+    }
+    return n;
+  }
+
+  void on_page(const std::string& url, http::Response&& resp) {
+    bool finished = false;
+    if (!resp.ok()) {
+      _out->fail_run("listing " + redacted(url) + " failed: " + resp.error);
+      finished = true;
+    } else {
+      rapidjson::Document d;
+      d.Parse(resp.body.data(), resp.body.size());
+      const rapidjson::Value* items = d.HasParseError() ? nullptr : _items.Get(d);
+      if (d.HasParseError()) {
+        _out->fail_run("listing " + redacted(url) + ": the response is not JSON");
+        finished = true;
+      } else if (!items || !items->IsArray()) {
+        _out->fail_run("listing " + redacted(url) + ": \"items\" " + _items_text + " does not point at an array" +
+                       (items ? "" : " (nothing there)"));
+        finished = true;
+      } else {
+        size_t raw = items->Size();
+        emit_items(*items, 0);
+        ++_pages;
+        // A short page is not the end: only an empty one, a missing cursor or link, or max_pages.
+        if (raw == 0 || _paging == "none") finished = true;
+        else if (_paging == "page") ++_page;
+        else if (_paging == "offset") _offset += static_cast<int64_t>(raw);
+        else if (_paging == "cursor") {
+          const rapidjson::Value* c = _next.Get(d);
+          if (!c || c->IsNull() || (c->IsString() && c->GetStringLength() == 0)) finished = true;
+          else _cursor = c->IsString() ? std::string(c->GetString(), c->GetStringLength()) : to_json(*c);
+        } else if (_paging == "link") {
+          _next_url = link_next(resp.header("link"));
+          if (_next_url.empty()) finished = true;
+        }
+        if (_max_pages > 0 && _pages >= _max_pages) finished = true;
+      }
+    }
+    if (_out->stopping()) finished = true;
+    {
+      std::lock_guard lock(_mu);
+      _fetching = false;
+      _finished = _finished || finished;
+    }
+    if (finished) _out->done();
+    else maybe_fetch();
+    _out->release();
+  }
+
+  Params _params;
+  std::string _node_id;
+  std::string _url, _items_text, _id_text, _paging, _recurse, _key;
+  rapidjson::Pointer _items, _id, _next;
+  std::optional<rapidjson::Pointer> _text, _skip;
+  std::vector<std::pair<std::string, rapidjson::Pointer>> _meta;
+  std::vector<std::pair<std::string, std::string>> _headers, _query;
+  int64_t _per_page = 0, _max_pages = 0, _page = 1, _offset = 0, _pages = 0;
+  std::string _cursor, _next_url;
+  uint64_t _emitted = 0;
+  double _rpm = 0;
+  http::RetryPolicy _policy;
+  SourceOutput* _out = nullptr;
+  http::Client* _client = nullptr;
+  std::mutex _mu;
+  bool _fetching = false, _finished = false;
+};
+
+}  // namespace
+
+std::string link_next(const std::string& header) {
+  // <url>; rel="next", <url2>; rel="last"
+  size_t pos = 0;
+  while (pos < header.size()) {
+    size_t lt = header.find('<', pos);
+    if (lt == std::string::npos) break;
+    size_t gt = header.find('>', lt);
+    if (gt == std::string::npos) break;
+    size_t end = header.find('<', gt);
+    std::string params = header.substr(gt + 1, end == std::string::npos ? std::string::npos : end - gt - 1);
+    if (params.find("rel=\"next\"") != std::string::npos || params.find("rel=next") != std::string::npos)
+      return header.substr(lt + 1, gt - lt - 1);
+    pos = gt + 1;
+  }
+  return {};
+}
+
+NodeTypeInfo source_http_list_info() {
+  NodeTypeInfo info;
+  info.type = "source.http_list";
+  info.role = NodeRole::source;
+  info.description =
+      "Documents from a paginated JSON listing. Pages are fetched on the HTTP loop one at a time, only when "
+      "fewer than a page of documents wait for admission. Stops at the first page with no items, a "
+      "missing/null/empty cursor, no rel=\"next\" link, or max_pages (a short page is not a stop). Each "
+      "document's body is its item's JSON, for extract nodes.";
+  info.params = {
+      required_param("url", ParamType::string, "first page URL (paging params are appended)"),
+      required_param("items", ParamType::string, "JSON pointer to the array of items in a page, e.g. /results"),
+      param("id", ParamType::string, "\"/id\"", "JSON pointer to an item's id"),
+      param("text", ParamType::string, "null", "JSON pointer to an item's text (optional)"),
+      param("meta", ParamType::object, "{}", "meta name -> JSON pointer within an item"),
+      param("paging", ParamType::string, "\"none\"", "none, page, offset, cursor or link"),
+      param("next", ParamType::string, "null", "cursor paging: JSON pointer to the next cursor"),
+      param("cursor_param", ParamType::string, "\"cursor\"", "cursor paging: query parameter name"),
+      param("start_cursor", ParamType::string, "\"*\"", "cursor paging: first cursor"),
+      param("page_param", ParamType::string, "\"page\"", "page paging: query parameter name"),
+      param("start_page", ParamType::integer, "1", "page paging: first page number"),
+      param("offset_param", ParamType::string, "\"offset\"", "offset paging: query parameter name"),
+      with_min(param("per_page", ParamType::integer, "null", "sent as per_page_param only when set"), 1),
+      param("per_page_param", ParamType::string, "\"per_page\"", "query parameter for per_page"),
+      with_min(param("max_pages", ParamType::integer, "0", "stop after this many pages (0 = no limit)"), 0),
+      param("query", ParamType::object, "{}", "query parameters added to every page; empty ones are not sent"),
+      param("headers", ParamType::object, "{}", "request headers; empty ones (or from an unset ${env:...}) are not sent"),
+      param("recurse", ParamType::string, "null", "tree walk: the child-array field (e.g. contents); leaves are items without it"),
+      param("skip", ParamType::string, "null", "JSON pointer whose truthy value drops a leaf (e.g. /isCollection)"),
+      with_min(param("rpm", ParamType::number, "0", "requests per minute for the listing (0 = no limit)"), 0),
+      param("limit_key", ParamType::string, "null", "rate-limit name (default: the URL's host)"),
+      with_min(param("max_attempts", ParamType::integer, "8", "attempts per page before the run fails"), 1),
+  };
+  for (auto& p : info.params)
+    if (p.name == "paging") p.choices = {"none", "page", "offset", "cursor", "link"};
+  info.make_source = [](const NodeInit& init) { return std::make_unique<HttpListSource>(init); };
+  return info;
+}
+
+}  // namespace sluice

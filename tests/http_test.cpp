@@ -1,0 +1,282 @@
+// fetch.http and the curl-multi loop against an in-process `sluice sim` on loopback: faults,
+// dead letters, the concurrency cap, rate limits, and no TBB worker blocking on I/O.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <fstream>
+
+#include <rapidjson/document.h>
+
+#include "engine/http_client.hpp"
+#include "engine/record_template.hpp"
+#include "nodes/source_http_list.hpp"
+#include "sim/sim.hpp"
+#include "tests/test_util.hpp"
+
+namespace sluice {
+namespace {
+
+std::string ids_file(const test::TempDir& dir, int n, const std::vector<std::string>& extra = {}) {
+  std::string path = dir / "ids.txt";
+  std::ofstream out(path);
+  char buf[32];
+  for (int i = 1; i <= n; ++i) {
+    std::snprintf(buf, sizeof buf, "doc-%06d\n", i);
+    out << buf;
+  }
+  for (const auto& e : extra) out << e << "\n";
+  return path;
+}
+
+std::string fetch_graph(const std::string& ids, const std::string& url, const std::string& sink_path,
+                        const std::string& fetch_params, const std::string& fetch_conc,
+                        const std::string& settings = "") {
+  return R"({"settings": {"max_inflight_docs": 2000)" + settings + R"(},
+  "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": ")" + ids + R"("}},
+    {"id": "fetch", "type": "fetch.http", "params": {"url": ")" + url + R"(")" + fetch_params + R"(}, "concurrency": )" +
+         fetch_conc + R"(},
+    {"id": "extract", "type": "extract.json", "params": {"text": "/text", "meta": {"title": "/title"}}},
+    {"id": "index", "type": "index.sqlite", "params": {"path": ")" + sink_path + R"(", "batch": 64}}],
+  "edges": [["ids", "fetch"], ["fetch", "extract"], ["extract", "index"]]})";
+}
+
+int64_t count(const std::string& db, const char* sql) {
+  sqlite3* h = nullptr;
+  sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(h, sql, -1, &s, nullptr);
+  int64_t n = -1;
+  if (sqlite3_step(s) == SQLITE_ROW) n = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+  return n;
+}
+
+rapidjson::Document stats(const sim::SimServer& s) {
+  rapidjson::Document d;
+  d.Parse(s.stats_json().c_str());
+  EXPECT_FALSE(d.HasParseError());
+  return d;
+}
+
+std::string base(const sim::SimServer& s) { return "http://127.0.0.1:" + std::to_string(s.port()); }
+
+TEST(FetchHttp, EveryDocIndexedExactlyOnceThroughFaults) {
+  sim::SimOptions o;
+  o.docs = 300;
+  o.latency_ms = 5;
+  o.error_rate = 0.05;
+  o.reset_rate = 0.02;
+  o.timeout_rate = 0.01;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  std::string db = dir / "f.db";
+  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 300), base(server) + "/docs/{id}", db,
+                                             R"(, "timeout_ms": 500, "retry": {"max_attempts": 12, "base_delay_s": 0.01, "max_delay_s": 0.2})",
+                                             "64", R"(, "dead_letter": ")" + (dir / "dlq.jsonl") + "\""));
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.dead_lettered, 0u) << test::read_file(dir / "dlq.jsonl");
+  EXPECT_EQ(rep.docs_indexed, 300u);
+  EXPECT_EQ(count(db, "SELECT count(*) FROM chunks"), 300);
+  EXPECT_EQ(count(db, "SELECT count(DISTINCT doc_id) FROM chunks"), 300);
+  auto st = stats(server);
+  EXPECT_GT(st["requests"].GetInt64(), 300) << "faults must have caused retries";
+  EXPECT_GT(st["resets"].GetInt64() + st["timeouts"].GetInt64(), 0);
+}
+
+TEST(FetchHttp, ClientErrorsGoToTheDeadLetterFileWithTheServersMessage) {
+  sim::SimOptions o;
+  o.docs = 5;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 5, {"nosuch"}), base(server) + "/docs/{id}", dir / "f.db", "",
+                                             "4", R"(, "dead_letter": ")" + (dir / "dlq.jsonl") + "\""));
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 5u);
+  EXPECT_EQ(rep.dead_lettered, 1u);
+  auto lines = test::read_lines(dir / "dlq.jsonl");
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("\"id\":\"nosuch\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"status\":404"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("no such doc"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"attempts\":1"), std::string::npos) << "a 404 is not retried: " << lines[0];
+}
+
+TEST(FetchHttp, MalformedAndOversizeBodiesAreDeadLetteredNotCrashes) {
+  sim::SimOptions o;
+  o.docs = 20;
+  o.malformed_rate = 1.0;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 20), base(server) + "/docs/{id}", dir / "f.db", "", "8"));
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.dead_lettered, 20u);
+
+  sim::SimServer plain(sim::SimOptions{});
+  plain.start();
+  RunReport big = test::run_json(fetch_graph(ids_file(dir, 3), base(plain) + "/big?{id}", dir / "g.db",
+                                             R"(, "max_bytes": 1048576)", "2", R"(, "dead_letter": ")" + (dir / "big.jsonl") + "\""));
+  EXPECT_EQ(big.lost, 0u);
+  EXPECT_EQ(big.dead_lettered, 3u);
+  EXPECT_NE(test::read_file(dir / "big.jsonl").find("response larger than 1048576 bytes"), std::string::npos);
+}
+
+TEST(FetchHttp, ConcurrencyCapsRequestsInFlight) {
+  sim::SimOptions o;
+  o.docs = 120;
+  o.latency_ms = 40;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 120), base(server) + "/docs/{id}", dir / "f.db", "", "8"));
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 120u);
+  int64_t peak = stats(server)["peak_concurrent"].GetInt64();
+  EXPECT_LE(peak, 8);
+  EXPECT_GE(peak, 6) << "the cap should also be used";
+}
+
+TEST(FetchHttp, OneThreadKeepsThousandsInFlightWithoutBlocking) {
+  // 2,000 requests at 100 ms on one TBB thread: blocking would take 200 s; the loop takes ~0.1 s
+  // per wave.
+  sim::SimOptions o;
+  o.docs = 2000;
+  o.latency_ms = 100;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  std::string g = fetch_graph(ids_file(dir, 2000), base(server) + "/docs/{id}", dir / "f.db", "", "2000");
+  RunReport rep = test::run_json(g, 1);
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 2000u);
+  EXPECT_LT(rep.elapsed_s, 10.0);
+  EXPECT_GE(stats(server)["peak_concurrent"].GetInt64(), 500);
+}
+
+TEST(FetchHttp, RateLimitIsRespectedAndThrottlingRetried) {
+  // The sim allows 20 requests per 1-second window; the config says the same.
+  sim::SimOptions o;
+  o.docs = 50;
+  o.rpm = 1200;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 50), base(server) + "/docs/{id}", dir / "f.db",
+                                             R"(, "rpm": 1200)", "50"));
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 50u);
+  auto st = stats(server);
+  const auto& by = st["by_endpoint"];
+  int64_t throttled = 0, total = st["requests"].GetInt64();
+  for (auto it = by.MemberBegin(); it != by.MemberEnd(); ++it)
+    if (it->value["statuses"].HasMember("429")) throttled += it->value["statuses"]["429"].GetInt64();
+  EXPECT_LE(throttled, total / 10) << "pacing should avoid most 429s";
+  EXPECT_GE(rep.elapsed_s, 49.0 / 20 * 0.9) << "faster than the limit allows";
+
+  // Without a configured limit, every 429 is retried until all documents are in.
+  sim::SimServer strict(o);
+  strict.start();
+  RunReport unpaced = test::run_json(fetch_graph(ids_file(dir, 40), base(strict) + "/docs/{id}", dir / "g.db",
+                                                 R"(, "retry": {"max_retry_s": 30})", "40"));
+  EXPECT_EQ(unpaced.lost, 0u);
+  EXPECT_EQ(unpaced.docs_indexed, 40u);
+}
+
+std::string list_graph(const std::string& list_params, const std::string& fetch_url, const std::string& db,
+                       int max_inflight = 2000) {
+  return R"({"settings": {"max_inflight_docs": )" + std::to_string(max_inflight) + R"(},
+  "nodes": [{"id": "list", "type": "source.http_list", "params": {)" + list_params + R"(}},
+    {"id": "fetch", "type": "fetch.http", "params": {"url": ")" + fetch_url + R"("}, "concurrency": 16},
+    {"id": "extract", "type": "extract.json", "params": {"text": "/text"}},
+    {"id": "index", "type": "index.sqlite", "params": {"path": ")" + db + R"("}}],
+  "edges": [["list", "fetch"], ["fetch", "extract"], ["extract", "index"]]})";
+}
+
+TEST(HttpList, PagesUntilAnEmptyPageAndAShortPageIsNotTheEnd) {
+  sim::SimOptions o;
+  o.docs = 230;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  std::string params = R"("url": ")" + base(server) + R"(/docs", "items": "/items", "paging": "page", "per_page": 50)";
+  RunReport rep = test::run_json(list_graph(params, base(server) + "/docs/{id}", dir / "l.db", 40));
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs, 230u);
+  EXPECT_EQ(rep.docs_indexed, 230u);
+  EXPECT_LE(rep.peak_inflight_docs, 40);
+  auto st = stats(server);
+  // 5 pages with items (the 5th short) and 1 empty page that ends the listing.
+  EXPECT_EQ(st["by_endpoint"]["/docs"]["requests"].GetInt64(), 6);
+  EXPECT_EQ(count(dir / "l.db", "SELECT count(DISTINCT doc_id) FROM chunks"), 230);
+}
+
+TEST(HttpList, MaxPagesStopsAndItemsMustBeAnArray) {
+  sim::SimOptions o;
+  o.docs = 100;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  RunReport rep = test::run_json(list_graph(R"("url": ")" + base(server) +
+                                                R"(/docs", "items": "/items", "paging": "page", "per_page": 10, "max_pages": 3)",
+                                            base(server) + "/docs/{id}", dir / "a.db"));
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 30u);
+  RunReport bad = test::run_json(list_graph(R"("url": ")" + base(server) + R"(/docs", "items": "/page")",
+                                            base(server) + "/docs/{id}", dir / "b.db"));
+  EXPECT_NE(bad.error.find("\"items\" /page does not point at an array"), std::string::npos) << bad.error;
+  EXPECT_EQ(bad.exit_code(), 1);
+}
+
+TEST(PredefinedGraphs, PapersBackfillAgainstTheSim) {
+  sim::SimOptions o;
+  o.docs = 450;  // 3 pages of 200: the last one short, so its next_cursor is null
+  o.latency_ms = 2;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  GraphSpec spec = load_graph(test::source_dir() + "/graphs/papers-backfill.json",
+                              {{"base_url", base(server) + "/openalex"}, {"db", dir / "p.db"}, {"max_pages", "0"}},
+                              builtin_registry());
+  spec.settings.dead_letter = dir / "dlq.jsonl";
+  RunReport rep = run_graph(spec, {});
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs, 450u);
+  EXPECT_EQ(rep.dead_lettered, 0u) << test::read_file(dir / "dlq.jsonl");
+  EXPECT_GT(rep.docs_filtered, 0u) << "works without an abstract are filtered";
+  EXPECT_EQ(rep.docs_indexed + rep.docs_filtered, 450u);
+  EXPECT_EQ(count(dir / "p.db", "SELECT count(DISTINCT doc_id) FROM chunks"), static_cast<int64_t>(rep.docs_indexed));
+  EXPECT_EQ(count(dir / "p.db", "SELECT count(*) FROM chunks WHERE doc_id NOT LIKE 'https://openalex.org/W%'"), 0);
+  EXPECT_EQ(stats(server)["by_endpoint"]["/openalex/works"]["requests"].GetInt64(), 3);
+}
+
+TEST(HttpList, LinkHeaderNext) {
+  EXPECT_EQ(link_next(R"(<https://x/a?page=2>; rel="next", <https://x/a?page=9>; rel="last")"), "https://x/a?page=2");
+  EXPECT_EQ(link_next(R"(<https://x/a?page=9>; rel="last")"), "");
+  EXPECT_EQ(link_next(""), "");
+}
+
+TEST(HttpClient, RetryAfterParsesSecondsAndDates) {
+  EXPECT_EQ(http::parse_retry_after("7", 0), 7.0);
+  EXPECT_EQ(http::parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470.0), 10.0);
+  EXPECT_LT(http::parse_retry_after("soon", 0), 0);
+}
+
+TEST(RecordTemplate, ExpandsAndEncodes) {
+  Record r;
+  r.id = "Genesis 1";
+  r.doc_id = "Genesis";
+  r.meta.set_string("v", "english|The Koren/2");
+  RecordTemplate t("https://x/api/v3/texts/{id}?version={meta.v}&d={doc_id}{{x}}");
+  EXPECT_EQ(t.expand(r, true), "https://x/api/v3/texts/Genesis%201?version=english%7CThe%20Koren%2F2&d=Genesis{x}");
+  EXPECT_THROW(RecordTemplate("{nope}"), std::invalid_argument);
+  EXPECT_THROW(RecordTemplate("{id"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace sluice
