@@ -18,6 +18,7 @@
 
 #include "engine/http_client.hpp"
 #include "engine/json.hpp"
+#include "engine/thread_role.hpp"
 
 namespace sluice {
 
@@ -50,7 +51,8 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
   void hold() override;
   void release() override;
   http::Client& http() override;
-  // SourceOutput (push sources).
+  // Both NodeOutput::emit (a new record of a held document) and SourceOutput::emit (a new
+  // document): told apart by whether the record already has a ticket.
   void emit(RecordPtr r) override;
   void done() override { push_done.store(true, std::memory_order_release); }
   size_t waiting() const override { return push_waiting.load(std::memory_order_acquire); }
@@ -80,7 +82,7 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
     return n;
   }
 
-  void put(const RecordPtr& r) { std::get<0>(fn->output_ports()).try_put(r); }
+  void put(const RecordPtr& r);
 
   // Runs a node body on one input and settles the input's ticket.
   void run_body(const RecordPtr& in);
@@ -134,7 +136,11 @@ class Runner final : public CompletionListener {
     _done_docs.fetch_add(1, std::memory_order_relaxed);
     if (t.gate() >= 0 && _graph_alive.load(std::memory_order_acquire)) {
       auto& gate_node = *_nodes[static_cast<size_t>(t.gate())];
-      if (gate_node.limiter) gate_node.limiter->decrementer().try_put(tbb::flow::continue_msg());
+      if (gate_node.limiter) {
+        auto* lim = gate_node.limiter.get();
+        if (t_outside_arena) post([lim] { lim->decrementer().try_put(tbb::flow::continue_msg()); });
+        else lim->decrementer().try_put(tbb::flow::continue_msg());
+      }
     }
   }
 
@@ -185,6 +191,15 @@ class Runner final : public CompletionListener {
 
  public:
   tbb::flow::graph* graph = nullptr;
+  tbb::task_arena* arena = nullptr;
+  // Runs `f` on one of the arena's threads; the graph counts it as work until it has run.
+  void post(std::function<void()> f) {
+    graph->reserve_wait();
+    arena->enqueue([this, f = std::move(f)] {
+      f();
+      graph->release_wait();
+    });
+  }
   http::Client& http_client() {
     std::lock_guard lock(_http_mu);
     if (!_http) _http = std::make_unique<http::Client>();
@@ -232,6 +247,14 @@ void NodeRuntime::finish(const RecordPtr& r, Outcome o, std::string_view reason,
   r->ticket->finish(o);
 }
 
+void NodeRuntime::put(const RecordPtr& r) {
+  if (!t_outside_arena) {
+    std::get<0>(fn->output_ports()).try_put(r);
+    return;
+  }
+  _runner.post([this, r] { std::get<0>(fn->output_ports()).try_put(r); });
+}
+
 void NodeRuntime::hold() { _runner.graph->reserve_wait(); }
 void NodeRuntime::release() { _runner.graph->release_wait(); }
 http::Client& NodeRuntime::http() { return _runner.http_client(); }
@@ -239,9 +262,17 @@ http::Client& NodeRuntime::http() { return _runner.http_client(); }
 bool NodeRuntime::stopping() const { return _runner.stopping(); }
 
 void NodeRuntime::emit(RecordPtr r) {
+  if (r->ticket) {
+    slot().out.fetch_add(1, std::memory_order_relaxed);
+    if (fanout == 0) return;  // a sink has nowhere to send it; it never counted on the ticket
+    r->ticket->add(fanout);
+    put(r);
+    return;
+  }
   if (r->doc_id.empty()) r->doc_id = r->id;
   push_waiting.fetch_add(1, std::memory_order_acq_rel);
-  push_queue->try_put(r);
+  if (t_outside_arena) _runner.post([this, r] { push_queue->try_put(r); });
+  else push_queue->try_put(r);
 }
 
 void NodeRuntime::fail_run(std::string message) {
@@ -398,6 +429,7 @@ void Runner::flush_all(bool force) {
 }
 
 void Runner::tick_loop() {
+  t_outside_arena = true;
   auto last_progress = Clock::now();
   while (!_ticker_stop.load(std::memory_order_acquire)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -491,9 +523,10 @@ RunReport Runner::run() {
     return rep;
   }
 
-  tbb::task_arena arena(_threads);
+  tbb::task_arena task_arena(_threads);
+  arena = &task_arena;
   std::thread ticker;
-  arena.execute([&] {
+  task_arena.execute([&] {
     tbb::flow::graph g;
     graph = &g;
     build(g);

@@ -1,5 +1,7 @@
 #include "engine/http_client.hpp"
 
+#include "engine/thread_role.hpp"
+
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -377,6 +379,7 @@ void Client::Impl::on_done(CURL* e, CURLcode rc, Clock::time_point now) {
 }
 
 void Client::Impl::run() {
+  t_outside_arena = true;
   for (;;) {
     std::vector<Job*> fresh;
     std::vector<std::pair<std::string, RateLimit>> limits;

@@ -51,7 +51,7 @@ struct RateLimit {
 struct ClientOptions {
   long max_host_connections = 0;   // 0 = libcurl's default (unlimited)
   long max_total_connections = 0;
-  std::string user_agent = "sluice/0.1 (+https://github.com/sluice)";
+  std::string user_agent = "sluice/0.1";
 };
 
 struct ClientStats {

@@ -29,6 +29,9 @@ class NodeOutput {
   // Sends a record this node kept (Emitter::defer) or created to every successor. The node's
   // hold on the record's ticket passes downstream.
   virtual void forward(RecordPtr r) = 0;
+  // Sends a new record of a document whose ticket this node holds (e.g. one of the records an
+  // async node derived from a kept input) to every successor.
+  virtual void emit(RecordPtr r) = 0;
   // A kept record reached its outcome (dead-lettered ones go to the DLQ with `reason`, the
   // number of attempts and the last HTTP status, 0 if none).
   virtual void finish(const RecordPtr& r, Outcome o, std::string_view reason = {}, int attempts = 1,

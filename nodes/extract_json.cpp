@@ -22,7 +22,7 @@ class ExtractJson final : public Node {
  public:
   explicit ExtractJson(const NodeInit& init)
       : _flatten(init.params.boolean("flatten")), _strip(init.params.boolean("strip_html")),
-        _keep_body(init.params.boolean("keep_body")) {
+        _keep_body(init.params.boolean("keep_body")), _missing_filters(init.params.str("missing") == "filter") {
     for (const auto& t : init.params.strings("text")) {
       _text.push_back(make_pointer(t, "text"));
       _text_names.push_back(t);
@@ -53,7 +53,7 @@ class ExtractJson final : public Node {
     if (!found) {
       std::string names;
       for (const auto& n : _text_names) names += (names.empty() ? "" : ", ") + n;
-      return out.drop(Outcome::dead_lettered, "no value at " + names);
+      return out.drop(_missing_filters ? Outcome::filtered : Outcome::dead_lettered, "no value at " + names);
     }
     r->text = std::move(text);
     for (const auto& [name, ptr] : _meta) {
@@ -94,7 +94,7 @@ class ExtractJson final : public Node {
     }
   }
 
-  bool _flatten, _strip, _keep_body;
+  bool _flatten, _strip, _keep_body, _missing_filters;
   std::vector<rapidjson::Pointer> _text;
   std::vector<std::string> _text_names;
   std::vector<std::pair<std::string, rapidjson::Pointer>> _meta;
@@ -116,7 +116,9 @@ NodeTypeInfo extract_json_info() {
       param("strip_html", ParamType::boolean, "true", "remove tags and footnotes, decode entities"),
       param("meta", ParamType::object, "{}", "meta name -> JSON pointer"),
       param("keep_body", ParamType::boolean, "false", "keep the raw body on the record (memory)"),
+      param("missing", ParamType::string, "\"dead_letter\"", "no text at the pointers: dead_letter or filter"),
   };
+  info.params.back().choices = {"dead_letter", "filter"};
   info.make_node = [](const NodeInit& init) { return std::make_unique<ExtractJson>(init); };
   return info;
 }

@@ -1,7 +1,12 @@
 #include "nodes/fetch_http.hpp"
 
 #include <deque>
+#include <memory>
 #include <mutex>
+#include <unordered_set>
+
+#include <rapidjson/document.h>
+#include <rapidjson/pointer.h>
 
 #include "engine/http_client.hpp"
 #include "engine/record_template.hpp"
@@ -63,6 +68,22 @@ class FetchHttp final : public Node {
       }
       if (_policy.max_attempts < 1) throw ParamError("retry", "retry.max_attempts must be at least 1");
     }
+    if (const json::Value* f = init.params.get("follow"); f && f->kind == json::Kind::object && !f->members.empty()) {
+      _follow = true;
+      for (const auto& m : f->members) {
+        if (m.key == "max") {
+          if (m.value.kind != json::Kind::number || m.value.number < 1) throw ParamError("follow", "follow.max must be a number >= 1");
+          _follow_max = static_cast<int>(m.value.number);
+          continue;
+        }
+        if (m.key != "first" && m.key != "next")
+          throw ParamError("follow", "unknown follow setting \"" + m.key + "\" (first, next, max)");
+        if (m.value.kind != json::Kind::string || !rapidjson::Pointer(m.value.str.c_str()).IsValid())
+          throw ParamError("follow", "follow." + m.key + " must be a JSON pointer");
+        (m.key == "first" ? _first : _next) = m.value.str;
+      }
+      if (_next.empty()) throw ParamError("follow", "follow needs \"next\": the pointer to the next id in a response");
+    }
     _timeout_ms = init.params.integer("timeout_ms");
     _connect_timeout_ms = init.params.integer("connect_timeout_ms");
     _max_bytes = static_cast<size_t>(init.params.integer("max_bytes"));
@@ -77,19 +98,49 @@ class FetchHttp final : public Node {
   void process(RecordPtr in, Emitter& out) override {
     out.defer();
     _output->hold();
+    auto chain = std::make_shared<Chain>();
+    chain->input = in;
+    chain->current = std::move(in);
+    chain->phase = !_follow ? Chain::single : _first.empty() ? Chain::follow : Chain::first;
+    if (chain->phase == Chain::follow) chain->current = step_record(*chain, chain->input->id);
     {
       std::lock_guard lock(_mu);
       if (_inflight >= _cap) {
-        _queue.push_back(std::move(in));
+        _queue.push_back(std::move(chain));
         return;
       }
       ++_inflight;
     }
-    submit(std::move(in));
+    submit(std::move(chain));
   }
 
  private:
-  void submit(RecordPtr r) {
+  // One input's requests: a single fetch, or (follow) a chain of fetches through `next`, one
+  // request in flight at a time, each response a new record of the input's document.
+  struct Chain {
+    enum Phase { single, first, follow } phase = single;
+    RecordPtr input;    // holds the document's ticket
+    RecordPtr current;  // the record whose id fills the URL
+    int steps = 0;
+    std::unordered_set<std::string> seen;
+  };
+
+  RecordPtr step_record(Chain& c, const std::string& ref) {
+    c.seen.insert(ref);
+    auto r = c.input->derive(ref);
+    r->doc_id = ref;  // each followed record is a document of its own in the index
+    r->ticket = c.input->ticket;
+    return r;
+  }
+
+  static std::string pointer_text(const rapidjson::Document& d, const std::string& ptr) {
+    const rapidjson::Value* v = rapidjson::Pointer(ptr.c_str()).Get(d);
+    if (!v || !v->IsString()) return {};
+    return std::string(v->GetString(), v->GetStringLength());
+  }
+
+  void submit(std::shared_ptr<Chain> chain) {
+    const RecordPtr& r = chain->current;
     http::Request req;
     req.method = _method;
     req.url = _url.expand(*r, true);
@@ -101,23 +152,62 @@ class FetchHttp final : public Node {
     req.timeout_ms = _timeout_ms;
     req.connect_timeout_ms = _connect_timeout_ms;
     req.max_bytes = _max_bytes;
-    _client->submit(std::move(req), _policy, _key, 0, [this, r = std::move(r)](http::Response&& resp) mutable {
-      done(std::move(r), std::move(resp));
+    _client->submit(std::move(req), _policy, _key, 0, [this, chain = std::move(chain)](http::Response&& resp) mutable {
+      done(std::move(chain), std::move(resp));
     });
   }
 
-  // On the HTTP loop thread.
-  void done(RecordPtr r, http::Response&& resp) {
-    if (resp.ok()) {
+  // On the HTTP loop thread. Returns true when the chain goes on with another request.
+  bool advance(Chain& c, http::Response&& resp) {
+    if (!resp.ok()) {
+      std::string reason = resp.error;
+      if (!resp.body.empty()) reason += ": " + resp.body.substr(0, 300);
+      if (c.phase == Chain::follow) reason = c.current->id + ": " + reason;
+      _output->finish(c.input, Outcome::dead_lettered, reason, resp.attempts, resp.status);
+      return false;
+    }
+    if (c.phase == Chain::single) {
+      RecordPtr r = std::move(c.input);
       if (r.use_count() > 1) r = r->clone();  // fanned out upstream: others see the original
       r->body = std::move(resp.body);
       _output->forward(std::move(r));
-    } else {
-      std::string reason = resp.error;
-      if (!resp.body.empty()) reason += ": " + resp.body.substr(0, 300);
-      _output->finish(r, Outcome::dead_lettered, reason, resp.attempts, resp.status);
+      return false;
     }
-    RecordPtr next;
+    rapidjson::Document d;
+    d.Parse(resp.body.data(), resp.body.size());
+    if (d.HasParseError()) {
+      _output->finish(c.input, Outcome::dead_lettered, "malformed JSON while following " + c.current->id);
+      return false;
+    }
+    std::string next;
+    if (c.phase == Chain::first) {
+      next = pointer_text(d, _first);
+      if (next.empty()) {
+        _output->finish(c.input, Outcome::dead_lettered, "no value at " + _first + " to start from");
+        return false;
+      }
+      c.phase = Chain::follow;
+    } else {
+      next = pointer_text(d, _next);
+      c.current->body = std::move(resp.body);
+      _output->emit(std::move(c.current));
+      ++c.steps;
+    }
+    if (next.empty() || c.seen.count(next) || c.steps >= _follow_max) {
+      // The input itself was a container: it ends here, its records go on.
+      _output->finish(c.input, Outcome::filtered, "followed into " + std::to_string(c.steps) + " records");
+      return false;
+    }
+    c.current = step_record(c, next);
+    return true;
+  }
+
+  void done(std::shared_ptr<Chain> chain, http::Response&& resp) {
+    if (advance(*chain, std::move(resp))) {
+      submit(std::move(chain));  // same slot: one request in flight per chain
+      return;
+    }
+    std::shared_ptr<Chain> next;
     {
       std::lock_guard lock(_mu);
       if (!_queue.empty()) {
@@ -144,7 +234,10 @@ class FetchHttp final : public Node {
   http::Client* _client = nullptr;
   std::mutex _mu;
   int _inflight = 0;
-  std::deque<RecordPtr> _queue;
+  std::deque<std::shared_ptr<Chain>> _queue;
+  bool _follow = false;
+  std::string _first, _next;
+  int _follow_max = 100000;
 };
 
 }  // namespace
@@ -170,6 +263,9 @@ NodeTypeInfo fetch_http_info() {
       with_min(param("timeout_ms", ParamType::integer, "60000", "total time for one attempt"), 1),
       with_min(param("connect_timeout_ms", ParamType::integer, "10000", "time to connect"), 1),
       with_min(param("max_bytes", ParamType::integer, "67108864", "larger responses are dead-lettered"), 1),
+      param("follow", ParamType::object, "{}",
+            "enumerate: {\"first\": pointer to the first id (optional), \"next\": pointer to the next id, \"max\": N}; "
+            "each response becomes a record with that id, until next is null"),
   };
   info.params[1].choices = {"GET", "POST", "PUT", "HEAD"};
   info.default_concurrency = 32;

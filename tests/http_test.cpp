@@ -255,6 +255,32 @@ TEST(PredefinedGraphs, PapersBackfillAgainstTheSim) {
   EXPECT_EQ(stats(server)["by_endpoint"]["/openalex/works"]["requests"].GetInt64(), 3);
 }
 
+TEST(PredefinedGraphs, SefariaAgainstTheSim) {
+  sim::SimOptions o;
+  o.latency_ms = 2;
+  o.error_rate = 0.05;  // retried
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  GraphSpec spec = load_graph(test::source_dir() + "/graphs/sefaria.json",
+                              {{"base_url", base(server) + "/sefaria"}, {"db", dir / "s.db"}}, builtin_registry());
+  spec.settings.dead_letter = dir / "dlq.jsonl";
+  RunReport rep = run_graph(spec, {});
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  // The complex book answers 400 at book level: dead-lettered with Sefaria's message.
+  auto dlq = test::read_lines(dir / "dlq.jsonl");
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_NE(dlq[0].find("\"status\":400"), std::string::npos) << dlq[0];
+  EXPECT_NE(dlq[0].find("complex book-level ref"), std::string::npos) << dlq[0];
+  // Every other book is in, section by section: ids are refs, meta names book and version.
+  EXPECT_EQ(rep.docs_indexed, rep.docs - 1);
+  EXPECT_GT(count(dir / "s.db", "SELECT count(DISTINCT doc_id) FROM chunks"), static_cast<int64_t>(rep.docs));
+  EXPECT_EQ(count(dir / "s.db", "SELECT count(*) FROM chunks WHERE meta NOT LIKE '%\"book\":%' OR meta NOT LIKE '%\"version\":%'"), 0);
+  // Footnotes are dropped as a unit and entities decoded.
+  EXPECT_EQ(count(dir / "s.db", "SELECT count(*) FROM chunks WHERE text LIKE '%&nbsp;%' OR text LIKE '%<%' OR text LIKE '%footnote%'"), 0);
+}
+
 TEST(HttpList, LinkHeaderNext) {
   EXPECT_EQ(link_next(R"(<https://x/a?page=2>; rel="next", <https://x/a?page=9>; rel="last")"), "https://x/a?page=2");
   EXPECT_EQ(link_next(R"(<https://x/a?page=9>; rel="last")"), "");
