@@ -138,7 +138,7 @@ class Runner final : public CompletionListener {
       auto& gate_node = *_nodes[static_cast<size_t>(t.gate())];
       if (gate_node.limiter) {
         auto* lim = gate_node.limiter.get();
-        if (t_outside_arena) post([lim] { lim->decrementer().try_put(tbb::flow::continue_msg()); });
+        if (t_outside_arena) post({Posted::decrement, &gate_node, nullptr});
         else lim->decrementer().try_put(tbb::flow::continue_msg());
       }
     }
@@ -192,14 +192,37 @@ class Runner final : public CompletionListener {
  public:
   tbb::flow::graph* graph = nullptr;
   tbb::task_arena* arena = nullptr;
-  // Runs `f` on one of the arena's threads; the graph counts it as work until it has run.
-  void post(std::function<void()> f) {
+  // Graph work from threads outside the arena (the ticker, the HTTP loop) is queued and run by
+  // one arena task that drains the queue: one enqueue and one wake-up per burst, not per record.
+  // The graph counts the drain task as work, so wait_for_all covers everything queued.
+  struct Posted {
+    enum Kind { put, decrement, push } kind;
+    NodeRuntime* node;
+    RecordPtr record;
+  };
+  void post(Posted p) {
+    bool schedule;
+    {
+      std::lock_guard lock(_post_mu);
+      _posted.push_back(std::move(p));
+      schedule = !_drain_scheduled;
+      _drain_scheduled = true;
+    }
+    if (!schedule) return;
     graph->reserve_wait();
-    arena->enqueue([this, f = std::move(f)] {
-      f();
+    arena->enqueue([this] {
+      drain_posted();
       graph->release_wait();
     });
   }
+  void drain_posted();
+
+ private:
+  std::mutex _post_mu;
+  std::vector<Posted> _posted;
+  bool _drain_scheduled = false;
+
+ public:
   http::Client& http_client() {
     std::lock_guard lock(_http_mu);
     if (!_http) _http = std::make_unique<http::Client>();
@@ -252,7 +275,7 @@ void NodeRuntime::put(const RecordPtr& r) {
     std::get<0>(fn->output_ports()).try_put(r);
     return;
   }
-  _runner.post([this, r] { std::get<0>(fn->output_ports()).try_put(r); });
+  _runner.post({Runner::Posted::put, this, r});
 }
 
 void NodeRuntime::hold() { _runner.graph->reserve_wait(); }
@@ -271,7 +294,7 @@ void NodeRuntime::emit(RecordPtr r) {
   }
   if (r->doc_id.empty()) r->doc_id = r->id;
   push_waiting.fetch_add(1, std::memory_order_acq_rel);
-  if (t_outside_arena) _runner.post([this, r] { push_queue->try_put(r); });
+  if (t_outside_arena) _runner.post({Runner::Posted::push, this, r});
   else push_queue->try_put(r);
 }
 
@@ -315,6 +338,28 @@ void NodeRuntime::run_body(const RecordPtr& in) {
     finish(in, em.outcome(), em.reason());
   } else if (n == 0) {
     finish(in, Outcome::lost, "node produced no output and no outcome");
+  }
+}
+
+void Runner::drain_posted() {
+  std::vector<Posted> batch;
+  for (;;) {
+    {
+      std::lock_guard lock(_post_mu);
+      if (_posted.empty()) {
+        _drain_scheduled = false;
+        return;
+      }
+      batch.swap(_posted);
+    }
+    for (auto& p : batch) {
+      switch (p.kind) {
+        case Posted::put: std::get<0>(p.node->fn->output_ports()).try_put(p.record); break;
+        case Posted::decrement: p.node->limiter->decrementer().try_put(tbb::flow::continue_msg()); break;
+        case Posted::push: p.node->push_queue->try_put(p.record); break;
+      }
+    }
+    batch.clear();
   }
 }
 

@@ -82,6 +82,9 @@ struct Job {
   }
 };
 
+// The loop thread's own client, so a submit from inside a callback skips the wake-up.
+thread_local const void* t_loop_owner = nullptr;
+
 size_t on_write(char* data, size_t size, size_t n, void* user) {
   auto* job = static_cast<Job*>(user);
   size_t len = size * n;
@@ -188,7 +191,8 @@ void Client::submit(Request req, RetryPolicy policy, std::string limit_key, doub
     std::lock_guard lock(_impl->mu);
     _impl->incoming.push_back(j);
   }
-  curl_multi_wakeup(_impl->multi);
+  // From a callback on the loop itself the next iteration picks it up: no wake-up needed.
+  if (t_loop_owner != _impl.get()) curl_multi_wakeup(_impl->multi);
 }
 
 void Client::set_rate_limit(const std::string& key, RateLimit limit) {
@@ -380,6 +384,7 @@ void Client::Impl::on_done(CURL* e, CURLcode rc, Clock::time_point now) {
 
 void Client::Impl::run() {
   t_outside_arena = true;
+  t_loop_owner = this;
   for (;;) {
     std::vector<Job*> fresh;
     std::vector<std::pair<std::string, RateLimit>> limits;
@@ -438,6 +443,10 @@ void Client::Impl::run() {
     if (next != Clock::time_point::max())
       timeout_ms = static_cast<int>(std::clamp<int64_t>(
           std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count(), 0, 1000));
+    {
+      std::lock_guard lock(mu);
+      if (!incoming.empty() || stop) timeout_ms = 0;  // submitted by a callback just now
+    }
     curl_multi_poll(multi, nullptr, 0, timeout_ms, nullptr);
   }
 }

@@ -1,5 +1,7 @@
 // Templates filled from a record: "{id}", "{doc_id}", "{meta.NAME}" ("{{" and "}}" are literal
-// braces). Used for URLs (values percent-encoded), headers and bodies. Pure; thread-safe.
+// braces). Used for URLs (values percent-encoded), headers and bodies. "{+id}" inserts a value
+// as is even in a URL (RFC 6570 reserved expansion), e.g. when the id is a whole URL.
+// Pure; thread-safe.
 #pragma once
 
 #include <string>
@@ -21,6 +23,7 @@ class RecordTemplate {
   struct Part {
     enum Kind { literal, id, doc_id, meta } kind;
     std::string text;  // literal text, or the meta name
+    bool raw = false;  // {+name}: never encoded
   };
   std::vector<Part> _parts;
 };

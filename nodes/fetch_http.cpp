@@ -42,8 +42,8 @@ class FetchHttp final : public Node {
         _cap(init.concurrency > 0 ? init.concurrency : 1 << 30),
         _rpm(init.params.number("rpm")) {
     const std::string url = init.params.str("url");
-    if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
-      throw ParamError("url", "url must start with http:// or https:// (got \"" + url.substr(0, 40) + "\")");
+    if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0 && url.rfind("{+", 0) != 0)
+      throw ParamError("url", "url must start with http:// or https:// (or be {+id}: a whole URL from the record)");
     _key = init.params.has("limit_key") ? init.params.str("limit_key") : host_of(url);
     if (_key.empty()) _key = init.id;
     if (const json::Value* h = init.params.get("headers"); h && h->kind == json::Kind::object) {
@@ -253,7 +253,7 @@ NodeTypeInfo fetch_http_info() {
       "errors, 408 and 5xx with backoff; a 429 slows the rate limit and retries without using an attempt; "
       "other 4xx are dead-lettered with the server's message.";
   info.params = {
-      required_param("url", ParamType::string, "URL template: {id}, {doc_id}, {meta.NAME} (values URL-encoded)"),
+      required_param("url", ParamType::string, "URL template: {id}, {doc_id}, {meta.NAME} (values URL-encoded; {+id} as is)"),
       param("method", ParamType::string, "\"GET\"", "GET, POST, PUT or HEAD"),
       param("headers", ParamType::object, "{}", "header name -> value template; empty ones (or from an unset ${env:...}) are not sent"),
       param("body", ParamType::string, "null", "request body template (POST/PUT)"),

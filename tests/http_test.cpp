@@ -300,6 +300,7 @@ TEST(RecordTemplate, ExpandsAndEncodes) {
   r.meta.set_string("v", "english|The Koren/2");
   RecordTemplate t("https://x/api/v3/texts/{id}?version={meta.v}&d={doc_id}{{x}}");
   EXPECT_EQ(t.expand(r, true), "https://x/api/v3/texts/Genesis%201?version=english%7CThe%20Koren%2F2&d=Genesis{x}");
+  EXPECT_EQ(RecordTemplate("{+id}").expand(r, true), "Genesis 1");
   EXPECT_THROW(RecordTemplate("{nope}"), std::invalid_argument);
   EXPECT_THROW(RecordTemplate("{id"), std::invalid_argument);
 }
