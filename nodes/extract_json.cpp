@@ -1,5 +1,7 @@
 #include "nodes/extract_json.hpp"
 
+#include "engine/json_value.hpp"
+
 #include <rapidjson/document.h>
 #include <rapidjson/pointer.h>
 #include <rapidjson/stringbuffer.h>
@@ -11,12 +13,7 @@ namespace sluice {
 
 namespace {
 
-rapidjson::Pointer make_pointer(const std::string& text, const char* param) {
-  rapidjson::Pointer p(text.c_str(), text.size());
-  if (!p.IsValid() || (!text.empty() && text[0] != '/'))
-    throw ParamError(param, "\"" + text + "\" is not a JSON pointer (RFC 6901, e.g. /versions/0/text)");
-  return p;
-}
+rapidjson::Pointer make_pointer(const std::string& text, const char* param) { return json_pointer(text, param); }
 
 class ExtractJson final : public Node {
  public:
@@ -59,10 +56,7 @@ class ExtractJson final : public Node {
     for (const auto& [name, ptr] : _meta) {
       const rapidjson::Value* v = ptr.Get(d);
       if (!v) continue;
-      rapidjson::StringBuffer sb;
-      rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-      v->Accept(w);
-      r->meta.set_json(name, std::string(sb.GetString(), sb.GetSize()));
+      r->meta.set_json(name, json_text(*v));
     }
     if (!_keep_body) std::string().swap(r->body);
     out.emit(std::move(r));
@@ -81,16 +75,10 @@ class ExtractJson final : public Node {
     } else if (v.IsArray() && _flatten) {
       for (const auto& item : v.GetArray()) append(item, out);
     } else if (v.IsNumber() || v.IsBool()) {
-      rapidjson::StringBuffer sb;
-      rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-      v.Accept(w);
       if (!out.empty() && out.back() != '\n') out += '\n';
-      out.append(sb.GetString(), sb.GetSize());
+      out += json_text(v);
     } else if (!v.IsNull()) {
-      rapidjson::StringBuffer sb;
-      rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-      v.Accept(w);
-      out.append(sb.GetString(), sb.GetSize());
+      out += json_text(v);
     }
   }
 

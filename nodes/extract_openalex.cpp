@@ -1,5 +1,7 @@
 #include "nodes/extract_openalex.hpp"
 
+#include "engine/json_value.hpp"
+
 #include <rapidjson/document.h>
 #include <rapidjson/pointer.h>
 #include <rapidjson/stringbuffer.h>
@@ -70,12 +72,7 @@ class OpenAlexAbstract final : public Node {
     r->text = title.empty() ? abstract : title + "\n\n" + abstract;
     if (!title.empty()) r->meta.set_string("title", title);
     for (const auto& [name, ptr] : _meta)
-      if (const rapidjson::Value* v = rapidjson::Pointer(ptr.c_str()).Get(d)) {
-        rapidjson::StringBuffer sb;
-        rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-        v->Accept(w);
-        r->meta.set_json(name, std::string(sb.GetString(), sb.GetSize()));
-      }
+      if (const rapidjson::Value* v = rapidjson::Pointer(ptr.c_str()).Get(d)) r->meta.set_json(name, json_text(*v));
     std::string().swap(r->body);
     out.emit(std::move(r));
   }

@@ -1,5 +1,7 @@
 #include "nodes/source_files.hpp"
 
+#include "engine/json_value.hpp"
+
 #include <fnmatch.h>
 
 #include <algorithm>
@@ -117,10 +119,7 @@ class FilesSource final : public Source {
       d.Parse(data.data(), data.size());
       if (d.HasParseError()) return fail("malformed JSON");
       auto add = [&](const rapidjson::Value& v, const std::string& fallback) {
-        rapidjson::StringBuffer sb;
-        rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-        v.Accept(w);
-        auto r = record_from_json({sb.GetString(), sb.GetSize()}, fallback, _id_field, _text_field);
+        auto r = record_from_json(json_text(v), fallback, _id_field, _text_field);
         r->meta.set_string("path", rel);
         _pending.push_back(std::move(r));
       };

@@ -1,5 +1,7 @@
 #include "nodes/source_http_list.hpp"
 
+#include "engine/json_value.hpp"
+
 #include <mutex>
 
 #include <rapidjson/document.h>
@@ -14,20 +16,7 @@ namespace sluice {
 
 namespace {
 
-std::string to_json(const rapidjson::Value& v) {
-  rapidjson::StringBuffer sb;
-  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-  v.Accept(w);
-  return std::string(sb.GetString(), sb.GetSize());
-}
-
-rapidjson::Pointer pointer_param(const Params& p, const char* name) {
-  std::string t = p.str(name);
-  rapidjson::Pointer ptr(t.c_str(), t.size());
-  if (!ptr.IsValid() || (!t.empty() && t[0] != '/'))
-    throw ParamError(name, "\"" + t + "\" is not a JSON pointer (RFC 6901, e.g. /results)");
-  return ptr;
-}
+rapidjson::Pointer pointer_param(const Params& p, const char* name) { return json_pointer(p.str(name), name); }
 
 // Query strings may carry keys (api_key=...): messages show only the path.
 std::string redacted(const std::string& url) {
@@ -159,7 +148,7 @@ class HttpListSource final : public Source {
       auto r = std::make_shared<Record>();
       const rapidjson::Value* id = _id.Get(item);
       if (id && id->IsString()) r->id.assign(id->GetString(), id->GetStringLength());
-      else if (id && id->IsNumber()) r->id = to_json(*id);
+      else if (id && id->IsNumber()) r->id = json_text(*id);
       else {
         r->id = _node_id + ":item" + std::to_string(_emitted);
         r->error = "listing item has no id at " + _id_text;
@@ -169,8 +158,8 @@ class HttpListSource final : public Source {
         if (t && t->IsString()) r->text.assign(t->GetString(), t->GetStringLength());
       }
       for (const auto& [name, ptr] : _meta)
-        if (const rapidjson::Value* v = ptr.Get(item)) r->meta.set_json(name, to_json(*v));
-      r->body = to_json(item);
+        if (const rapidjson::Value* v = ptr.Get(item)) r->meta.set_json(name, json_text(*v));
+      r->body = json_text(item);
       ++_emitted;
       ++n;
       _out->emit(std::move(r));
@@ -205,7 +194,7 @@ class HttpListSource final : public Source {
         else if (_paging == "cursor") {
           const rapidjson::Value* c = _next.Get(d);
           if (!c || c->IsNull() || (c->IsString() && c->GetStringLength() == 0)) finished = true;
-          else _cursor = c->IsString() ? std::string(c->GetString(), c->GetStringLength()) : to_json(*c);
+          else _cursor = c->IsString() ? std::string(c->GetString(), c->GetStringLength()) : json_text(*c);
         } else if (_paging == "link") {
           _next_url = link_next(resp.header("link"));
           if (_next_url.empty()) finished = true;

@@ -1,5 +1,7 @@
 #include "nodes/source_jsonl.hpp"
 
+#include "engine/json_value.hpp"
+
 #include <fstream>
 
 #include <rapidjson/document.h>
@@ -10,11 +12,11 @@
 
 namespace sluice {
 
-RecordPtr record_from_json(std::string_view json_text, const std::string& fallback_id,
+RecordPtr record_from_json(std::string_view object_json, const std::string& fallback_id,
                            const std::string& id_field, const std::string& text_field) {
   auto r = std::make_shared<Record>();
   rapidjson::Document d;
-  d.Parse(json_text.data(), json_text.size());
+  d.Parse(object_json.data(), object_json.size());
   if (d.HasParseError() || !d.IsObject()) {
     r->id = fallback_id;
     r->error = d.HasParseError() ? "malformed JSON" : "not a JSON object";
@@ -28,10 +30,7 @@ RecordPtr record_from_json(std::string_view json_text, const std::string& fallba
       if (v.IsString()) {
         r->id.assign(v.GetString(), v.GetStringLength());
       } else {
-        rapidjson::StringBuffer sb;
-        rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-        v.Accept(w);
-        r->id.assign(sb.GetString(), sb.GetSize());
+        r->id = json_text(v);
       }
       continue;
     }
@@ -40,10 +39,7 @@ RecordPtr record_from_json(std::string_view json_text, const std::string& fallba
       else if (!v.IsNull()) r->error = "field \"" + text_field + "\" is not a string";
       continue;
     }
-    rapidjson::StringBuffer sb;
-    rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-    v.Accept(w);
-    r->meta.set_json(key, std::string(sb.GetString(), sb.GetSize()));
+    r->meta.set_json(key, json_text(v));
   }
   if (r->id.empty()) r->id = fallback_id;
   if (!text::is_valid_utf8(r->text)) r->text = text::sanitize_utf8(r->text);
