@@ -58,6 +58,11 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
   size_t waiting() const override { return push_waiting.load(std::memory_order_acquire); }
   bool stopping() const override;
   const std::string& node_id() const override { return spec.id; }
+  void add_usage(uint64_t tokens, double cost_usd) override {
+    _tokens.fetch_add(tokens, std::memory_order_relaxed);
+    std::lock_guard lock(_cost_mu);
+    _cost += cost_usd;
+  }
 
   CounterSlot& slot() {
     int i = tbb::this_task_arena::current_thread_index();
@@ -65,7 +70,7 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
     return _slots[i];
   }
   NodeReport report() const {
-    NodeReport r{spec.id, spec.type, spec.info->role, spec.concurrency, 0, 0, 0, 0};
+    NodeReport r{spec.id, spec.type, spec.info->role, spec.concurrency, 0, 0, 0, 0, 0, 0};
     uint64_t busy = 0;
     for (int i = 0; i < _nslots; ++i) {
       r.in += _slots[i].in.load(std::memory_order_relaxed);
@@ -74,6 +79,9 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
       busy += _slots[i].busy_ns.load(std::memory_order_relaxed);
     }
     r.busy_s = busy / 1e9;
+    r.tokens = _tokens.load(std::memory_order_relaxed);
+    std::lock_guard lock(_cost_mu);
+    r.cost_usd = _cost;
     return r;
   }
   uint64_t out_count() const {
@@ -105,6 +113,9 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
  private:
   std::unique_ptr<CounterSlot[]> _slots;
   int _nslots;
+  std::atomic<uint64_t> _tokens{0};
+  mutable std::mutex _cost_mu;
+  double _cost = 0;
 };
 
 class Runner final : public CompletionListener {
@@ -648,6 +659,8 @@ RunReport Runner::run() {
   for (const auto& nr : _nodes) {
     rep.nodes.push_back(nr->report());
     if (nr->spec.info->role == NodeRole::chunker) rep.chunks += rep.nodes.back().out;
+    rep.tokens += rep.nodes.back().tokens;
+    rep.cost_usd += rep.nodes.back().cost_usd;
   }
   rep.indexed = _indexed.load();
   rep.filtered = _filtered.load();
@@ -710,6 +723,8 @@ std::string RunReport::to_json() const {
   w.Key("elapsed_s"); w.Double(elapsed_s);
   w.Key("docs_per_s"); w.Double(docs_per_s());
   w.Key("peak_rss_bytes"); w.Uint64(peak_rss_bytes);
+  w.Key("tokens"); w.Uint64(tokens);
+  w.Key("cost_usd"); w.Double(cost_usd);
   w.Key("interrupted"); w.Bool(interrupted);
   w.Key("error"); if (error.empty()) w.Null(); else w.String(error.c_str());
   w.Key("nodes");
@@ -724,6 +739,8 @@ std::string RunReport::to_json() const {
     w.Key("out"); w.Uint64(n.out);
     w.Key("errors"); w.Uint64(n.errors);
     w.Key("busy_s"); w.Double(n.busy_s);
+    w.Key("tokens"); w.Uint64(n.tokens);
+    w.Key("cost_usd"); w.Double(n.cost_usd);
     w.Key("utilization"); w.Double(elapsed_s > 0 ? n.busy_s / elapsed_s : 0);
     w.EndObject();
   }
@@ -761,6 +778,10 @@ std::string RunReport::table() const {
                 elapsed_s, docs_per_s(), peak_rss_bytes / 1048576.0, threads,
                 static_cast<long long>(peak_inflight_docs), max_inflight_docs);
   out += line;
+  if (tokens > 0) {
+    std::snprintf(line, sizeof line, "tokens %llu  cost $%.4f\n", static_cast<unsigned long long>(tokens), cost_usd);
+    out += line;
+  }
   if (interrupted) out += "interrupted: in-flight work was drained; run again to finish\n";
   if (!error.empty()) out += "error: " + error + "\n";
   return out;

@@ -28,6 +28,8 @@ struct NodeReport {
   uint64_t out = 0;
   uint64_t errors = 0;
   double busy_s = 0;
+  uint64_t tokens = 0;  // upstream usage (embedding tokens)
+  double cost_usd = 0;
 };
 
 struct RunReport {
@@ -47,6 +49,8 @@ struct RunReport {
   int64_t peak_inflight_docs = 0;
   double elapsed_s = 0;
   uint64_t peak_rss_bytes = 0;
+  uint64_t tokens = 0;
+  double cost_usd = 0;
   bool interrupted = false;
   std::string error;  // fatal run error, empty on success
   std::vector<NodeReport> nodes;

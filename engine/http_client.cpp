@@ -422,7 +422,8 @@ void Client::Impl::run() {
     }
     for (Job* j : fresh) {
       j->first = now;
-      enqueue_ready(j, now);
+      if (j->req.delay_s > 0) timers.emplace(now + std::chrono::microseconds(static_cast<int64_t>(j->req.delay_s * 1e6)), j);
+      else enqueue_ready(j, now);
     }
     while (!timers.empty() && timers.top().first <= now) {
       Job* j = timers.top().second;

@@ -22,6 +22,7 @@ struct Request {
   long connect_timeout_ms = 10000;
   long timeout_ms = 60000;
   size_t max_bytes = size_t{64} << 20;  // a larger response is a failure, never a crash
+  double delay_s = 0;  // start no sooner than this after submit (e.g. retrying failed bulk items)
 };
 
 struct Response {

@@ -46,6 +46,8 @@ class NodeOutput {
   // Aborts the run with a message shown to the user (e.g. the index cannot be written).
   virtual void fail_run(std::string message) = 0;
   virtual const std::string& node_id() const = 0;
+  // Upstream usage for the run report (e.g. embedding tokens and their price).
+  virtual void add_usage(uint64_t tokens, double cost_usd) = 0;
 };
 
 // Collects what one process() call did with its input. Not thread-safe: one per call.

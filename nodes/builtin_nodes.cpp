@@ -2,9 +2,11 @@
 #include "engine/node.hpp"
 #include "nodes/chunk.hpp"
 #include "nodes/embed_hash.hpp"
+#include "nodes/embed_openai.hpp"
 #include "nodes/extract_json.hpp"
 #include "nodes/extract_openalex.hpp"
 #include "nodes/fetch_http.hpp"
+#include "nodes/index_elasticsearch.hpp"
 #include "nodes/index_jsonl.hpp"
 #include "nodes/index_sqlite.hpp"
 #include "nodes/source_files.hpp"
@@ -28,11 +30,13 @@ void register_builtin_nodes(Registry& r) {
   r.add(chunk_recursive_info());
   r.add(chunk_sentence_info());
   r.add(embed_hash_info());
+  r.add(embed_openai_info());
   r.add(util_filter_info());
   r.add(util_dedup_info());
   r.add(util_pass_info());
   r.add(index_sqlite_info());
   r.add(index_jsonl_info());
+  r.add(index_elasticsearch_info());
 }
 
 }  // namespace sluice

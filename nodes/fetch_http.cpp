@@ -9,6 +9,7 @@
 #include <rapidjson/pointer.h>
 
 #include "engine/http_client.hpp"
+#include "engine/inflight_cap.hpp"
 #include "engine/record_template.hpp"
 
 namespace sluice {
@@ -39,7 +40,7 @@ class FetchHttp final : public Node {
         _url(compile(init.params, "url")),
         _body(init.params.has("body") ? compile(init.params, "body") : RecordTemplate("")),
         _method(init.params.str("method")),
-        _cap(init.concurrency > 0 ? init.concurrency : 1 << 30),
+        _cap(init.concurrency),
         _rpm(init.params.number("rpm")) {
     const std::string url = init.params.str("url");
     if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0 && url.rfind("{+", 0) != 0)
@@ -103,15 +104,7 @@ class FetchHttp final : public Node {
     chain->current = std::move(in);
     chain->phase = !_follow ? Chain::single : _first.empty() ? Chain::follow : Chain::first;
     if (chain->phase == Chain::follow) chain->current = step_record(*chain, chain->input->id);
-    {
-      std::lock_guard lock(_mu);
-      if (_inflight >= _cap) {
-        _queue.push_back(std::move(chain));
-        return;
-      }
-      ++_inflight;
-    }
-    submit(std::move(chain));
+    if (_cap.admit(chain)) submit(std::move(chain));
   }
 
  private:
@@ -207,17 +200,7 @@ class FetchHttp final : public Node {
       submit(std::move(chain));  // same slot: one request in flight per chain
       return;
     }
-    std::shared_ptr<Chain> next;
-    {
-      std::lock_guard lock(_mu);
-      if (!_queue.empty()) {
-        next = std::move(_queue.front());
-        _queue.pop_front();
-      } else {
-        --_inflight;
-      }
-    }
-    if (next) submit(std::move(next));
+    if (auto next = _cap.done()) submit(std::move(*next));
     _output->release();
   }
 
@@ -225,16 +208,13 @@ class FetchHttp final : public Node {
   RecordTemplate _url, _body;
   std::string _method;
   std::vector<std::pair<std::string, RecordTemplate>> _headers;
-  int _cap;
+  InflightCap<std::shared_ptr<Chain>> _cap;
   double _rpm;
   std::string _key;
   http::RetryPolicy _policy;
   int64_t _timeout_ms = 60000, _connect_timeout_ms = 10000;
   size_t _max_bytes = size_t{64} << 20;
   http::Client* _client = nullptr;
-  std::mutex _mu;
-  int _inflight = 0;
-  std::deque<std::shared_ptr<Chain>> _queue;
   bool _follow = false;
   std::string _first, _next;
   int _follow_max = 100000;

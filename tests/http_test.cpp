@@ -9,6 +9,7 @@
 
 #include "engine/http_client.hpp"
 #include "engine/record_template.hpp"
+#include "nodes/index_sqlite.hpp"
 #include "nodes/source_http_list.hpp"
 #include "sim/sim.hpp"
 #include "tests/test_util.hpp"
@@ -279,6 +280,79 @@ TEST(PredefinedGraphs, SefariaAgainstTheSim) {
   EXPECT_EQ(count(dir / "s.db", "SELECT count(*) FROM chunks WHERE meta NOT LIKE '%\"book\":%' OR meta NOT LIKE '%\"version\":%'"), 0);
   // Footnotes are dropped as a unit and entities decoded.
   EXPECT_EQ(count(dir / "s.db", "SELECT count(*) FROM chunks WHERE text LIKE '%&nbsp;%' OR text LIKE '%<%' OR text LIKE '%footnote%'"), 0);
+}
+
+TEST(EmbedAndBulk, EveryChunkEmbeddedAndIndexedOnceThroughBulkFailures) {
+  sim::SimOptions o;
+  o.bulk_fail_rate = 0.1;  // items answered 429 inside a 200: retried alone
+  o.error_rate = 0.02;     // whole requests answered 500: retried by the client
+  o.latency_ms = 3;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  RunReport rep = test::run_json(R"({"settings": {"max_inflight_docs": 64, "dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
+  "nodes": [{"id": "docs", "type": "source.range", "params": {"count": 120, "size": 1500}},
+    {"id": "chunk", "type": "chunk.recursive", "params": {"size": 300}},
+    {"id": "embed", "type": "embed.openai", "params": {"url": ")" + base(server) + R"(/v1/embeddings", "model": "m",
+      "batch": 16, "price_per_mtok": 0.02, "api_key": "${env:SLUICE_TEST_NO_SUCH_KEY}"}, "concurrency": 4},
+    {"id": "es", "type": "index.elasticsearch", "params": {"url": ")" + base(server) + R"(", "index": "docs", "batch": 50}}],
+  "edges": [["docs", "chunk"], ["chunk", "embed"], ["embed", "es"]]})");
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.dead_lettered, 0u) << test::read_file(dir / "dlq.jsonl");
+  EXPECT_EQ(rep.docs_indexed, 120u);
+  auto st = stats(server);
+  EXPECT_EQ(st["bulk"]["distinct_ids"].GetUint64(), rep.chunks) << "every chunk id reached the index";
+  EXPECT_EQ(rep.indexed, rep.chunks);
+  EXPECT_EQ(st["embeddings"]["inputs"].GetUint64() >= rep.chunks, true);
+  // Tokens come from the server's usage; cost from price_per_mtok.
+  EXPECT_GT(rep.tokens, 0u);
+  EXPECT_LE(rep.tokens, st["embeddings"]["tokens"].GetUint64());
+  EXPECT_NEAR(rep.cost_usd, rep.tokens / 1e6 * 0.02, 1e-9);
+  EXPECT_NE(rep.to_json().find("\"tokens\":"), std::string::npos);
+}
+
+TEST(EmbedAndBulk, OpenAIVectorsAreRecordedWithTheirEmbedder) {
+  sim::SimServer server(sim::SimOptions{});
+  server.start();
+  test::TempDir dir;
+  RunReport rep = test::run_json(R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 10, "size": 200}},
+    {"id": "embed", "type": "embed.openai", "params": {"url": ")" + base(server) + R"(/v1/embeddings", "model": "m", "dimensions": 32}},
+    {"id": "db", "type": "index.sqlite", "params": {"path": ")" + (dir / "e.db") + R"("}}],
+  "edges": [["docs", "embed"], ["embed", "db"]]})");
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.docs_indexed, 10u);
+  EXPECT_EQ(count(dir / "e.db", "SELECT count(*) FROM chunks WHERE length(vector) = 32 * 4"), 10);
+  EXPECT_EQ(count(dir / "e.db", "SELECT count(*) FROM sluice_meta WHERE key = 'embedder' AND value = "
+                                "'{\"type\":\"embed.openai\",\"model\":\"m\",\"dim\":32}'"), 1);
+  try {
+    search_index(dir / "e.db", "x", 3, SearchMode::vector);
+    FAIL() << "an API embedder cannot be run locally for a query";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("--mode bm25"), std::string::npos);
+  }
+}
+
+TEST(Interrupt, SigintDrainsInFlightWritesTheReportAndExits130) {
+  sim::SimOptions o;
+  o.docs = 5000;
+  o.latency_ms = 100;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  test::write_file(dir / "g.json", fetch_graph(ids_file(dir, 5000), base(server) + "/docs/{id}", dir / "i.db", "", "50"));
+  std::string cmd = "bash -c '\"" + std::string(SLUICE_BIN) + "\" run " + (dir / "g.json") + " --quiet --report " +
+                    (dir / "r.json") + " & pid=$!; sleep 0.8; kill -INT $pid; wait $pid; echo $? > " + (dir / "rc") + "'";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  EXPECT_EQ(test::read_file(dir / "rc"), "130\n");
+  rapidjson::Document rep;
+  rep.Parse(test::read_file(dir / "r.json").c_str());
+  ASSERT_FALSE(rep.HasParseError());
+  EXPECT_TRUE(rep["interrupted"].GetBool());
+  EXPECT_EQ(rep["lost"].GetUint64(), 0u);
+  EXPECT_LT(rep["docs"].GetUint64(), 5000u);
+  EXPECT_EQ(rep["docs_indexed"].GetUint64(), rep["docs"].GetUint64()) << "admitted documents finish";
+  EXPECT_EQ(count(dir / "i.db", "SELECT count(*) FROM chunks"), static_cast<int64_t>(rep["docs"].GetUint64()));
 }
 
 TEST(HttpList, LinkHeaderNext) {

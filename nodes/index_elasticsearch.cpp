@@ -1,0 +1,225 @@
+#include "nodes/index_elasticsearch.hpp"
+
+#include <cmath>
+#include <future>
+#include <random>
+
+#include "engine/batcher.hpp"
+#include "engine/http_client.hpp"
+#include "engine/inflight_cap.hpp"
+#include "engine/json.hpp"
+#include "engine/json_value.hpp"
+
+namespace sluice {
+
+namespace {
+
+struct Bulk {
+  std::vector<RecordPtr> records;
+  int round = 0;  // how many times these items were sent already
+};
+using BulkPtr = std::shared_ptr<Bulk>;
+
+class ElasticIndex final : public Node {
+ public:
+  explicit ElasticIndex(const NodeInit& init)
+      : _url(init.params.str("url")),
+        _index(init.params.str("index")),
+        _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))),
+        _cap(init.concurrency),
+        _create_index(init.params.boolean("create_index")),
+        _max_rounds(static_cast<int>(init.params.integer("max_attempts"))) {
+    while (!_url.empty() && _url.back() == '/') _url.pop_back();
+    if (_url.rfind("http://", 0) != 0 && _url.rfind("https://", 0) != 0)
+      throw ParamError("url", "url must be the cluster's base URL, e.g. http://localhost:9200");
+    if (_index.empty() || _index.find_first_of("/ ,\"*?<>|\\#") != std::string::npos)
+      throw ParamError("index", "index must be a valid index name");
+    _batcher.set_max_bytes(static_cast<size_t>(init.params.integer("max_batch_bytes")));
+    auto usable = [](const json::Value* v) { return v && v->kind == json::Kind::string && !v->unset_env && !v->str.empty(); };
+    if (usable(init.params.get("api_key"))) _auth = "Authorization: ApiKey " + init.params.str("api_key");
+    else if (usable(init.params.get("username")))
+      _auth = "Authorization: Basic " + base64(init.params.str("username") + ":" + init.params.str("password"));
+  }
+
+  void open(NodeOutput& out) override {
+    Node::open(out);
+    _client = &out.http();
+    if (_create_index) create_index();
+  }
+
+  void process(RecordPtr in, Emitter& out) override {
+    out.defer();
+    _output->hold();
+    size_t bytes = in->text.size() + in->vector.size() * 10 + 128;
+    auto full = _batcher.add(std::move(in), bytes);
+    if (!full.empty()) send(std::make_shared<Bulk>(Bulk{std::move(full), 0}));
+  }
+
+  void flush(bool force) override {
+    auto due = _batcher.take_due(force);
+    if (!due.empty()) send(std::make_shared<Bulk>(Bulk{std::move(due), 0}));
+  }
+
+  bool has_pending() const override { return _batcher.pending(); }
+
+ private:
+  http::Request request(const std::string& method, const std::string& url, std::string body, const char* type) {
+    http::Request req;
+    req.method = method;
+    req.url = url;
+    req.body = std::move(body);
+    req.headers.push_back(std::string("Content-Type: ") + type);
+    if (!_auth.empty()) req.headers.push_back(_auth);
+    return req;
+  }
+
+  // Optional: many clusters forbid ingest keys to create indices, so only when asked.
+  void create_index() {
+    std::promise<http::Response> p;
+    auto f = p.get_future();
+    _client->submit(request("PUT", _url + "/" + _index, "{}", "application/json"), {}, "", 0,
+                    [&p](http::Response&& r) { p.set_value(std::move(r)); });
+    http::Response r = f.get();  // open() runs on the main thread before records flow
+    if (!r.ok() && r.body.find("resource_already_exists_exception") == std::string::npos)
+      throw std::runtime_error("creating index \"" + _index + "\" failed: " + r.error + " " + r.body.substr(0, 200));
+  }
+
+  void send(BulkPtr bulk) {
+    if (_cap.admit(bulk)) submit(std::move(bulk));
+  }
+
+  void submit(BulkPtr bulk) {
+    std::string body;
+    for (const auto& r : bulk->records) {
+      body += "{\"index\":{\"_index\":";
+      json::append_quoted(body, _index);
+      body += ",\"_id\":";
+      json::append_quoted(body, r->id);
+      body += "}}\n{\"doc_id\":";
+      json::append_quoted(body, r->doc_id);
+      body += ",\"seq\":" + std::to_string(r->seq) + ",\"text\":";
+      json::append_quoted(body, r->text);
+      body += ",\"meta\":" + r->meta.to_json();
+      if (!r->vector.empty()) {
+        body += ",\"vector\":[";
+        char buf[32];
+        for (size_t i = 0; i < r->vector.size(); ++i) {
+          int n = std::snprintf(buf, sizeof buf, i ? ",%.7g" : "%.7g", static_cast<double>(r->vector[i]));
+          body.append(buf, static_cast<size_t>(n));
+        }
+        body += ']';
+      }
+      body += "}\n";
+    }
+    auto req = request("POST", _url + "/_bulk", std::move(body), "application/x-ndjson");
+    if (bulk->round > 0) {
+      // Items a 200 refused (429/5xx): back off with full jitter before sending them again.
+      double cap = std::min(30.0, 0.2 * std::pow(2.0, bulk->round - 1));
+      req.delay_s = std::uniform_real_distribution<double>(cap / 2, cap)(_rng);
+    }
+    _client->submit(std::move(req), {}, "", 0, [this, bulk](http::Response&& resp) { done(bulk, std::move(resp)); });
+  }
+
+  // On the HTTP loop thread.
+  void done(const BulkPtr& bulk, http::Response&& resp) {
+    size_t settled = 0;
+    std::vector<RecordPtr> again;
+    if (!resp.ok()) {
+      std::string why = resp.error + (resp.body.empty() ? "" : ": " + resp.body.substr(0, 300));
+      for (auto& r : bulk->records) _output->finish(r, Outcome::dead_lettered, why, resp.attempts, resp.status);
+      settled = bulk->records.size();
+    } else {
+      rapidjson::Document d;
+      d.Parse(resp.body.data(), resp.body.size());
+      const bool shaped = !d.HasParseError() && d.IsObject() && d.HasMember("items") && d["items"].IsArray() &&
+                          d["items"].Size() == bulk->records.size();
+      if (!shaped) {
+        for (auto& r : bulk->records) _output->finish(r, Outcome::dead_lettered, "malformed _bulk response", 1, resp.status);
+        settled = bulk->records.size();
+      } else {
+        const auto& items = d["items"];
+        for (size_t i = 0; i < bulk->records.size(); ++i) {
+          const rapidjson::Value& item = items[static_cast<rapidjson::SizeType>(i)];
+          const rapidjson::Value* action = item.IsObject() && item.MemberCount() == 1 ? &item.MemberBegin()->value : nullptr;
+          int status = action && action->IsObject() && action->HasMember("status") && (*action)["status"].IsInt()
+                           ? (*action)["status"].GetInt() : 0;
+          RecordPtr& r = bulk->records[i];
+          if (status >= 200 && status < 300) {
+            _output->finish(r, Outcome::indexed);
+            ++settled;
+          } else if ((status == 429 || status >= 500) && bulk->round + 1 < _max_rounds) {
+            again.push_back(std::move(r));
+          } else {
+            std::string why = "bulk item status " + std::to_string(status);
+            if (action && action->HasMember("error")) why += ": " + json_text((*action)["error"]).substr(0, 300);
+            _output->finish(r, Outcome::dead_lettered, why, bulk->round + 1, status);
+            ++settled;
+          }
+        }
+      }
+    }
+    if (!again.empty()) {
+      // Only the refused items go again, in the same slot: their chunk ids make it an upsert.
+      submit(std::make_shared<Bulk>(Bulk{std::move(again), bulk->round + 1}));
+    } else if (auto next = _cap.done()) {
+      submit(std::move(*next));
+    }
+    for (size_t i = 0; i < settled; ++i) _output->release();
+  }
+
+  std::string _url, _index, _auth;
+  Batcher _batcher;
+  InflightCap<BulkPtr> _cap;
+  bool _create_index;
+  int _max_rounds;
+  http::Client* _client = nullptr;
+  std::mt19937_64 _rng{7};  // used on the HTTP loop thread only
+};
+
+}  // namespace
+
+std::string base64(std::string_view in) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], t[v & 63]};
+  }
+  if (i + 1 == in.size()) {
+    uint32_t v = uint8_t(in[i]) << 16;
+    out += {t[v >> 18], t[(v >> 12) & 63], '=', '='};
+  } else if (i + 2 == in.size()) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], '='};
+  }
+  return out;
+}
+
+NodeTypeInfo index_elasticsearch_info() {
+  NodeTypeInfo info;
+  info.type = "index.elasticsearch";
+  info.role = NodeRole::sink;
+  info.io = true;
+  info.description =
+      "Elasticsearch or OpenSearch via POST {url}/_bulk: an index action per record with _id = chunk id (an "
+      "upsert). Items a 200 answers with 429 or 5xx are retried alone with backoff; other failed items are "
+      "dead-lettered. Sends nothing else (no health check, no index creation unless create_index).";
+  info.params = {
+      required_param("url", ParamType::string, "cluster base URL, e.g. http://localhost:9200"),
+      required_param("index", ParamType::string, "index name (named in every action)"),
+      with_min(param("batch", ParamType::integer, "500", "records per _bulk request"), 1),
+      with_min(param("max_batch_bytes", ParamType::integer, "5000000", "approximate bytes per _bulk request"), 1),
+      with_min(param("linger_ms", ParamType::integer, "200", "send a partial batch after this long"), 0),
+      param("api_key", ParamType::string, "null", "sent as Authorization: ApiKey (e.g. \"${env:ES_API_KEY}\")"),
+      param("username", ParamType::string, "null", "basic auth user"),
+      param("password", ParamType::string, "null", "basic auth password (e.g. \"${env:ES_PASSWORD}\")"),
+      param("create_index", ParamType::boolean, "false", "PUT the index first (ignored if it exists)"),
+      with_min(param("max_attempts", ParamType::integer, "8", "sends of an item refused with 429/5xx"), 1),
+  };
+  info.default_concurrency = 2;
+  info.make_node = [](const NodeInit& init) { return std::make_unique<ElasticIndex>(init); };
+  return info;
+}
+
+}  // namespace sluice

@@ -1,0 +1,8 @@
+// index.elasticsearch: _bulk NDJSON into Elasticsearch or OpenSearch, upsert by chunk id.
+#pragma once
+#include <string>
+#include "engine/node.hpp"
+namespace sluice {
+NodeTypeInfo index_elasticsearch_info();
+std::string base64(std::string_view in);
+}
