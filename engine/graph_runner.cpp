@@ -598,9 +598,25 @@ RunReport Runner::run() {
         nr->push_done.store(true);
       }
     }
+    // "Stalled" means no document or record reached anything for 30 s, not merely that the
+    // graph went idle: the ticker may be committing the last batch right now.
+    auto progress_mark = [this] {
+      return _docs.load() + _done_docs.load() + _indexed.load() + _filtered.load() + _dead.load();
+    };
     auto idle_since = Clock::now();
+    uint64_t last_mark = progress_mark();
     for (;;) {
       g.wait_for_all();
+      if (stopping()) {
+        // wait_for_all returned, so no listing page is in flight (pages hold the graph): a
+        // stopping run ends its push sources here, whether or not they were about to fetch.
+        for (auto& nr : _nodes)
+          if (nr->push_queue) nr->push_done.store(true);
+      }
+      if (uint64_t mark = progress_mark(); mark != last_mark) {
+        last_mark = mark;
+        idle_since = Clock::now();
+      }
       bool exhausted = true;
       for (auto& nr : _nodes) {
         if (nr->input && !nr->exhausted.load()) exhausted = false;

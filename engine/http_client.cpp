@@ -14,6 +14,7 @@
 #include <queue>
 #include <random>
 #include <thread>
+#include <unordered_set>
 
 namespace sluice::http {
 
@@ -139,7 +140,7 @@ struct Client::Impl {
   std::vector<CURL*> pool;
   size_t active = 0;
   std::mt19937_64 rng{0x5111ce};
-  std::vector<CURL*> running_handles;  // added to the multi handle and not yet done
+  std::unordered_set<CURL*> running_handles;  // added to the multi handle and not yet done
 
   std::atomic<uint64_t> submitted{0}, completed{0}, failed{0}, attempts{0}, retries{0}, throttled{0};
 
@@ -293,7 +294,7 @@ void Client::Impl::start(Job* j) {
   }
   ++active;
   attempts.fetch_add(1, std::memory_order_relaxed);
-  running_handles.push_back(e);
+  running_handles.insert(e);
   curl_multi_add_handle(multi, e);
 }
 
@@ -327,7 +328,7 @@ void Client::Impl::on_done(CURL* e, CURLcode rc, Clock::time_point now) {
   curl_off_t retry_after = -1;
   curl_easy_getinfo(e, CURLINFO_RETRY_AFTER, &retry_after);
   curl_multi_remove_handle(multi, e);
-  running_handles.erase(std::find(running_handles.begin(), running_handles.end(), e));
+  running_handles.erase(e);
   curl_easy_reset(e);
   pool.push_back(e);
   --active;
@@ -402,7 +403,15 @@ void Client::Impl::run() {
       ks.tpm.configure(lim.tpm, now);
     }
     if (stopping) {
-      for (Job* j : fresh) finish(j, "HTTP client shut down");
+      // Callbacks below may submit more (a node starting its next queued request): keep failing
+      // whatever arrives until nothing does, so every submit is called back exactly once.
+      for (;;) {
+        for (Job* j : fresh) finish(j, "HTTP client shut down");
+        fresh.clear();
+        std::lock_guard lock(mu);
+        if (incoming.empty()) break;
+        fresh.swap(incoming);
+      }
       while (!timers.empty()) {
         finish(timers.top().second, "HTTP client shut down");
         timers.pop();
@@ -410,14 +419,24 @@ void Client::Impl::run() {
       for (auto& [k, ks] : keys)
         for (Job* j : ks.waiting) finish(j, "HTTP client shut down");
       keys.clear();
-      for (CURL* e : running_handles) {
+      std::vector<CURL*> handles(running_handles.begin(), running_handles.end());
+      running_handles.clear();
+      for (CURL* e : handles) {
         Job* j = nullptr;
         curl_easy_getinfo(e, CURLINFO_PRIVATE, reinterpret_cast<char**>(&j));
         curl_multi_remove_handle(multi, e);
         curl_easy_cleanup(e);
         if (j) finish(j, "HTTP client shut down");
       }
-      running_handles.clear();
+      for (;;) {  // again: those callbacks may have submitted too
+        std::vector<Job*> late;
+        {
+          std::lock_guard lock(mu);
+          late.swap(incoming);
+        }
+        if (late.empty()) break;
+        for (Job* j : late) finish(j, "HTTP client shut down");
+      }
       return;
     }
     for (Job* j : fresh) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include <rapidjson/document.h>
 #include <rapidjson/pointer.h>
@@ -18,6 +19,38 @@ inline std::string json_text(const rapidjson::Value& v) {
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);
   v.Accept(w);
   return std::string(sb.GetString(), sb.GetSize());
+}
+
+// False when `text` nests arrays/objects deeper than `max_depth`. RapidJSON's parser, Accept()
+// and destructors all recurse per level, so an untrusted body is checked with this linear scan
+// before it is parsed: a hostile "[[[[..." must be a malformed body, not a stack overflow.
+inline bool json_depth_ok(std::string_view text, int max_depth = 256) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+// Parses an untrusted body: false (and an empty document) when it is too deep or malformed.
+inline bool parse_untrusted(rapidjson::Document& d, std::string_view text) {
+  if (!json_depth_ok(text)) {
+    d.SetNull();
+    return false;
+  }
+  d.Parse(text.data(), text.size());
+  return !d.HasParseError();
 }
 
 // An RFC 6901 pointer from a param value ("" is the whole document); a bad one is a ParamError

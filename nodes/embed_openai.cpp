@@ -108,8 +108,7 @@ class OpenAIEmbed final : public Node {
   // response does not fit the request.
   std::string apply(std::vector<RecordPtr>& batch, const std::string& body) {
     rapidjson::Document d;
-    d.Parse(body.data(), body.size());
-    if (d.HasParseError() || !d.IsObject() || !d.HasMember("data") || !d["data"].IsArray())
+    if (!parse_untrusted(d, body) || !d.IsObject() || !d.HasMember("data") || !d["data"].IsArray())
       return "malformed embeddings response (no data array)";
     const auto& data = d["data"];
     if (data.Size() != batch.size())
@@ -122,11 +121,14 @@ class OpenAIEmbed final : public Node {
       if (idx >= batch.size() || !vectors[idx].empty()) return "malformed embeddings response (bad index)";
       for (const auto& x : item["embedding"].GetArray()) {
         if (!x.IsNumber()) return "malformed embeddings response (non-number in a vector)";
-        vectors[idx].push_back(static_cast<float>(x.GetDouble()));
+        float f = static_cast<float>(x.GetDouble());
+        if (!std::isfinite(f)) return "malformed embeddings response (a value is not a finite float)";
+        vectors[idx].push_back(f);
       }
-      if (vectors[idx].empty() || (!vectors[0].empty() && vectors[idx].size() != vectors[0].size()))
-        return "malformed embeddings response (vectors of different sizes)";
+      if (vectors[idx].empty()) return "malformed embeddings response (empty vector)";
     }
+    for (const auto& v : vectors)
+      if (v.size() != vectors[0].size()) return "malformed embeddings response (vectors of different sizes)";
     if (!_spec) _spec = make_spec(static_cast<int64_t>(vectors[0].size()));
     uint64_t tokens = 0;
     if (d.HasMember("usage") && d["usage"].IsObject() && d["usage"].HasMember("total_tokens") &&

@@ -35,8 +35,7 @@ class ExtractJson final : public Node {
 
   void process(RecordPtr in, Emitter& out) override {
     rapidjson::Document d;
-    d.Parse(in->body.data(), in->body.size());
-    if (d.HasParseError()) return out.drop(Outcome::dead_lettered, "malformed JSON body");
+    if (!parse_untrusted(d, in->body)) return out.drop(Outcome::dead_lettered, "malformed JSON body");
     RecordPtr r = own(in);
     std::string text;
     bool found = false;

@@ -54,8 +54,7 @@ class OpenAlexAbstract final : public Node {
 
   void process(RecordPtr in, Emitter& out) override {
     rapidjson::Document d;
-    d.Parse(in->body.data(), in->body.size());
-    if (d.HasParseError() || !d.IsObject()) return out.drop(Outcome::dead_lettered, "malformed JSON body");
+    if (!parse_untrusted(d, in->body) || !d.IsObject()) return out.drop(Outcome::dead_lettered, "malformed JSON body");
     const rapidjson::Value* idx = rapidjson::Pointer(_abstract.c_str()).Get(d);
     if (!idx || idx->IsNull()) return out.drop(Outcome::filtered, "no abstract");
     std::string abstract;
@@ -87,8 +86,7 @@ class OpenAlexAbstract final : public Node {
 
 std::string abstract_from_inverted_index(std::string_view work_json, const std::string& pointer, size_t max_words) {
   rapidjson::Document d;
-  d.Parse(work_json.data(), work_json.size());
-  if (d.HasParseError()) throw std::runtime_error("malformed JSON");
+  if (!parse_untrusted(d, work_json)) throw std::runtime_error("malformed JSON");
   const rapidjson::Value* idx = rapidjson::Pointer(pointer.c_str()).Get(d);
   if (!idx || idx->IsNull()) return {};
   return rebuild(*idx, max_words);

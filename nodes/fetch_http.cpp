@@ -1,5 +1,7 @@
 #include "nodes/fetch_http.hpp"
 
+#include "engine/json_value.hpp"
+
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -160,6 +162,7 @@ class FetchHttp final : public Node {
       return false;
     }
     if (c.phase == Chain::single) {
+      c.current.reset();  // the same record as the input: drop it so use_count sees one owner
       RecordPtr r = std::move(c.input);
       if (r.use_count() > 1) r = r->clone();  // fanned out upstream: others see the original
       r->body = std::move(resp.body);
@@ -167,8 +170,7 @@ class FetchHttp final : public Node {
       return false;
     }
     rapidjson::Document d;
-    d.Parse(resp.body.data(), resp.body.size());
-    if (d.HasParseError()) {
+    if (!parse_untrusted(d, resp.body)) {
       _output->finish(c.input, Outcome::dead_lettered, "malformed JSON while following " + c.current->id);
       return false;
     }

@@ -130,8 +130,7 @@ class ElasticIndex final : public Node {
       settled = bulk->records.size();
     } else {
       rapidjson::Document d;
-      d.Parse(resp.body.data(), resp.body.size());
-      const bool shaped = !d.HasParseError() && d.IsObject() && d.HasMember("items") && d["items"].IsArray() &&
+      const bool shaped = parse_untrusted(d, resp.body) && d.IsObject() && d.HasMember("items") && d["items"].IsArray() &&
                           d["items"].Size() == bulk->records.size();
       if (!shaped) {
         for (auto& r : bulk->records) _output->finish(r, Outcome::dead_lettered, "malformed _bulk response", 1, resp.status);

@@ -116,8 +116,7 @@ class FilesSource final : public Source {
     }
     if (ext == ".json") {
       rapidjson::Document d;
-      d.Parse(data.data(), data.size());
-      if (d.HasParseError()) return fail("malformed JSON");
+      if (!parse_untrusted(d, data)) return fail("malformed JSON");
       auto add = [&](const rapidjson::Value& v, const std::string& fallback) {
         auto r = record_from_json(json_text(v), fallback, _id_field, _text_field);
         r->meta.set_string("path", rel);

@@ -3,6 +3,7 @@
 #include "engine/json_value.hpp"
 
 #include <mutex>
+#include <unordered_set>
 
 #include <rapidjson/document.h>
 #include <rapidjson/pointer.h>
@@ -174,9 +175,9 @@ class HttpListSource final : public Source {
       finished = true;
     } else {
       rapidjson::Document d;
-      d.Parse(resp.body.data(), resp.body.size());
-      const rapidjson::Value* items = d.HasParseError() ? nullptr : _items.Get(d);
-      if (d.HasParseError()) {
+      const bool parsed = parse_untrusted(d, resp.body);
+      const rapidjson::Value* items = parsed ? _items.Get(d) : nullptr;
+      if (!parsed) {
         _out->fail_run("listing " + redacted(url) + ": the response is not JSON");
         finished = true;
       } else if (!items || !items->IsArray()) {
@@ -195,9 +196,20 @@ class HttpListSource final : public Source {
           const rapidjson::Value* c = _next.Get(d);
           if (!c || c->IsNull() || (c->IsString() && c->GetStringLength() == 0)) finished = true;
           else _cursor = c->IsString() ? std::string(c->GetString(), c->GetStringLength()) : json_text(*c);
+          if (!finished && !_seen.insert(_cursor).second) {
+            _out->fail_run("listing " + redacted(url) + " returned a cursor it gave before: stopping instead of looping");
+            finished = true;
+          }
         } else if (_paging == "link") {
           _next_url = link_next(resp.header("link"));
           if (_next_url.empty()) finished = true;
+          else if (_next_url.rfind("http://", 0) != 0 && _next_url.rfind("https://", 0) != 0) {
+            _out->fail_run("listing " + redacted(url) + ": rel=\"next\" is not an absolute http(s) URL");
+            finished = true;
+          } else if (!_seen.insert(_next_url).second) {
+            _out->fail_run("listing " + redacted(url) + " links back to a page it already gave: stopping instead of looping");
+            finished = true;
+          }
         }
         if (_max_pages > 0 && _pages >= _max_pages) finished = true;
       }
@@ -222,6 +234,7 @@ class HttpListSource final : public Source {
   std::vector<std::pair<std::string, std::string>> _headers, _query;
   int64_t _per_page = 0, _max_pages = 0, _page = 1, _offset = 0, _pages = 0;
   std::string _cursor, _next_url;
+  std::unordered_set<std::string> _seen;  // cursors / next links already followed
   uint64_t _emitted = 0;
   double _rpm = 0;
   http::RetryPolicy _policy;

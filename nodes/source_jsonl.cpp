@@ -16,10 +16,10 @@ RecordPtr record_from_json(std::string_view object_json, const std::string& fall
                            const std::string& id_field, const std::string& text_field) {
   auto r = std::make_shared<Record>();
   rapidjson::Document d;
-  d.Parse(object_json.data(), object_json.size());
-  if (d.HasParseError() || !d.IsObject()) {
+  const bool parsed = parse_untrusted(d, object_json);
+  if (!parsed || !d.IsObject()) {
     r->id = fallback_id;
-    r->error = d.HasParseError() ? "malformed JSON" : "not a JSON object";
+    r->error = !parsed ? "malformed JSON" : "not a JSON object";
     return r;
   }
   r->id = fallback_id;

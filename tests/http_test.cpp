@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <fstream>
+#include <thread>
 
 #include <rapidjson/document.h>
 
@@ -355,6 +356,35 @@ TEST(Interrupt, SigintDrainsInFlightWritesTheReportAndExits130) {
   EXPECT_LT(rep["docs"].GetUint64(), 5000u);
   EXPECT_EQ(rep["docs_indexed"].GetUint64(), rep["docs"].GetUint64()) << "admitted documents finish";
   EXPECT_EQ(count(dir / "i.db", "SELECT count(*) FROM chunks"), static_cast<int64_t>(rep["docs"].GetUint64()));
+}
+
+TEST(HttpList, InterruptEndsAListingThatIsNotFetching) {
+  // Pages of 1000 leave more than enough waiting, so the listing is idle (no page in flight)
+  // when the run is interrupted: it must still end promptly and cleanly.
+  sim::SimOptions o;
+  o.docs = 5000;
+  o.latency_ms = 20;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  GraphSpec spec = test::spec_from(list_graph(R"("url": ")" + base(server) +
+                                                  R"(/docs", "items": "/items", "paging": "page", "per_page": 1000)",
+                                              base(server) + "/docs/{id}", dir / "i.db", 50));
+  std::atomic<bool> interrupt{false};
+  RunOptions opts;
+  opts.interrupt = &interrupt;
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    interrupt = true;
+  });
+  RunReport rep = run_graph(spec, opts);
+  stopper.join();
+  EXPECT_TRUE(rep.interrupted);
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_LT(rep.docs, 5000u);
+  EXPECT_EQ(rep.docs_indexed, rep.docs);
+  EXPECT_LT(rep.elapsed_s, 5.0);
 }
 
 TEST(HttpList, LinkHeaderNext) {

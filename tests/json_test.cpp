@@ -2,6 +2,7 @@
 
 #include "engine/diagnostics.hpp"
 #include "engine/json.hpp"
+#include "engine/json_value.hpp"
 
 namespace sluice {
 namespace {
@@ -34,6 +35,17 @@ TEST(Json, ErrorsPointAtTheProblem) {
   std::string deep(100, '[');
   EXPECT_FALSE(json::parse(deep, v, e));
   EXPECT_EQ(e.message, "nesting deeper than 64 levels");
+}
+
+TEST(UntrustedJson, DeepNestingIsRejectedBeforeParsing) {
+  std::string deep(300000, '[');  // would overflow the stack in a recursive parser or destructor
+  rapidjson::Document d;
+  EXPECT_FALSE(json_depth_ok(deep));
+  EXPECT_FALSE(parse_untrusted(d, deep));
+  EXPECT_TRUE(json_depth_ok(std::string(200, '[') + std::string(200, ']')));
+  EXPECT_TRUE(json_depth_ok(R"({"a": "[[[[[[[[[[\"[[[["})", 3)) << "brackets inside strings do not count";
+  EXPECT_TRUE(parse_untrusted(d, R"({"a": [1, {"b": 2}]})"));
+  EXPECT_FALSE(parse_untrusted(d, "{\"a\": "));
 }
 
 TEST(DidYouMean, SuggestsOnlyCloseNames) {
