@@ -275,7 +275,8 @@ void Client::Impl::start(Job* j) {
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
-  curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  // No CURLOPT_PIPEWAIT: it makes new transfers wait on connections that may multiplex, which
+  // starved HTTP/1.1 upstreams of requests (0.66x of ideal at 500 in flight).
   // Templated URLs come from data: never let them reach file:// or other schemes.
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
