@@ -472,6 +472,19 @@ void Client::Impl::run() {
   }
 }
 
+std::string Response::failure() const {
+  return body.empty() ? error : error + ": " + body.substr(0, 300);
+}
+
+bool is_http_url(std::string_view url) { return url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0; }
+
+std::string host_of(std::string_view url) {
+  size_t s = url.find("://");
+  size_t start = s == std::string_view::npos ? 0 : s + 3;
+  size_t end = url.find_first_of("/?#", start);
+  return std::string(url.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+}
+
 std::string Response::header(std::string_view name) const {
   for (const auto& [k, v] : headers)
     if (k == name) return v;

@@ -35,7 +35,14 @@ struct Response {
   double elapsed_s = 0;
   bool ok() const { return error.empty(); }
   std::string header(std::string_view lowercase_name) const;  // "" when absent
+  // `error`, then the start of the body (the server's own message), for dead letters.
+  std::string failure() const;
 };
+
+// True for an absolute http:// or https:// URL (the only schemes the client allows).
+bool is_http_url(std::string_view url);
+// "https://host:port/path" → "host:port".
+std::string host_of(std::string_view url);
 
 struct RetryPolicy {
   int max_attempts = 8;        // network errors, timeouts, 408 and 5xx

@@ -79,6 +79,16 @@ void append_quoted(std::string& out, std::string_view s) {
   out += '"';
 }
 
+void append_floats(std::string& out, const std::vector<float>& v) {
+  out += '[';
+  char buf[32];
+  for (size_t i = 0; i < v.size(); ++i) {
+    int n = std::snprintf(buf, sizeof buf, i ? ",%.7g" : "%.7g", static_cast<double>(v[i]));
+    out.append(buf, static_cast<size_t>(n));
+  }
+  out += ']';
+}
+
 std::string quoted(std::string_view s) {
   std::string out;
   append_quoted(out, s);

@@ -65,4 +65,7 @@ bool parse(std::string_view text, Value& out, ParseError& error);
 void append_quoted(std::string& out, std::string_view s);
 std::string quoted(std::string_view s);
 
+// Appends `v` as a JSON array of floats (7 significant digits, enough for float32).
+void append_floats(std::string& out, const std::vector<float>& v);
+
 }  // namespace sluice::json

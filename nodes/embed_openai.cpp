@@ -28,7 +28,7 @@ class OpenAIEmbed final : public Node {
         _rpm(init.params.number("rpm")),
         _tpm(init.params.number("tpm")),
         _price(init.params.number("price_per_mtok")) {
-    if (_url.rfind("http://", 0) != 0 && _url.rfind("https://", 0) != 0)
+    if (!http::is_http_url(_url))
       throw ParamError("url", "url must be the full endpoint, e.g. https://api.openai.com/v1/embeddings");
     _batcher.set_max_bytes(static_cast<size_t>(init.params.integer("max_batch_tokens")) * 4);
     if (const json::Value* k = init.params.get("api_key"); k && k->kind == json::Kind::string && !k->unset_env && !k->str.empty())
@@ -95,7 +95,7 @@ class OpenAIEmbed final : public Node {
 
   // On the HTTP loop thread.
   void done(const Batch& batch, http::Response&& resp) {
-    std::string error = resp.ok() ? apply(*batch, resp.body) : resp.error + (resp.body.empty() ? "" : ": " + resp.body.substr(0, 300));
+    std::string error = resp.ok() ? apply(*batch, resp.body) : resp.failure();
     if (!error.empty())
       for (auto& r : *batch) _output->finish(r, Outcome::dead_lettered, error, resp.attempts, resp.status);
     size_t n = batch->size();

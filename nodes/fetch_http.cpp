@@ -26,12 +26,9 @@ RecordTemplate compile(const Params& p, const char* name) {
   }
 }
 
-// "https://host:port/path" → "host:port"; "" when the host is templated.
-std::string host_of(const std::string& url) {
-  size_t s = url.find("://");
-  size_t start = s == std::string::npos ? 0 : s + 3;
-  size_t end = url.find_first_of("/?#", start);
-  std::string host = url.substr(start, end == std::string::npos ? std::string::npos : end - start);
+// The URL's host as the default rate-limit key; "" when the host is templated.
+std::string literal_host(const std::string& url) {
+  std::string host = http::host_of(url);
   return host.find('{') == std::string::npos ? host : "";
 }
 
@@ -45,9 +42,9 @@ class FetchHttp final : public Node {
         _cap(init.concurrency),
         _rpm(init.params.number("rpm")) {
     const std::string url = init.params.str("url");
-    if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0 && url.rfind("{+", 0) != 0)
+    if (!http::is_http_url(url) && url.rfind("{+", 0) != 0)
       throw ParamError("url", "url must start with http:// or https:// (or be {+id}: a whole URL from the record)");
-    _key = init.params.has("limit_key") ? init.params.str("limit_key") : host_of(url);
+    _key = init.params.has("limit_key") ? init.params.str("limit_key") : literal_host(url);
     if (_key.empty()) _key = init.id;
     if (const json::Value* h = init.params.get("headers"); h && h->kind == json::Kind::object) {
       for (const auto& m : h->members) {
@@ -155,8 +152,7 @@ class FetchHttp final : public Node {
   // On the HTTP loop thread. Returns true when the chain goes on with another request.
   bool advance(Chain& c, http::Response&& resp) {
     if (!resp.ok()) {
-      std::string reason = resp.error;
-      if (!resp.body.empty()) reason += ": " + resp.body.substr(0, 300);
+      std::string reason = resp.failure();
       if (c.phase == Chain::follow) reason = c.current->id + ": " + reason;
       _output->finish(c.input, Outcome::dead_lettered, reason, resp.attempts, resp.status);
       return false;

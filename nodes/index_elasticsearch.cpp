@@ -30,7 +30,7 @@ class ElasticIndex final : public Node {
         _create_index(init.params.boolean("create_index")),
         _max_rounds(static_cast<int>(init.params.integer("max_attempts"))) {
     while (!_url.empty() && _url.back() == '/') _url.pop_back();
-    if (_url.rfind("http://", 0) != 0 && _url.rfind("https://", 0) != 0)
+    if (!http::is_http_url(_url))
       throw ParamError("url", "url must be the cluster's base URL, e.g. http://localhost:9200");
     if (_index.empty() || _index.find_first_of("/ ,\"*?<>|\\#") != std::string::npos)
       throw ParamError("index", "index must be a valid index name");
@@ -101,13 +101,8 @@ class ElasticIndex final : public Node {
       json::append_quoted(body, r->text);
       body += ",\"meta\":" + r->meta.to_json();
       if (!r->vector.empty()) {
-        body += ",\"vector\":[";
-        char buf[32];
-        for (size_t i = 0; i < r->vector.size(); ++i) {
-          int n = std::snprintf(buf, sizeof buf, i ? ",%.7g" : "%.7g", static_cast<double>(r->vector[i]));
-          body.append(buf, static_cast<size_t>(n));
-        }
-        body += ']';
+        body += ",\"vector\":";
+        json::append_floats(body, r->vector);
       }
       body += "}\n";
     }
@@ -125,7 +120,7 @@ class ElasticIndex final : public Node {
     size_t settled = 0;
     std::vector<RecordPtr> again;
     if (!resp.ok()) {
-      std::string why = resp.error + (resp.body.empty() ? "" : ": " + resp.body.substr(0, 300));
+      std::string why = resp.failure();
       for (auto& r : bulk->records) _output->finish(r, Outcome::dead_lettered, why, resp.attempts, resp.status);
       settled = bulk->records.size();
     } else {

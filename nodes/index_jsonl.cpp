@@ -21,13 +21,8 @@ std::string jsonl_line(const Record& r) {
   json::append_quoted(line, r.text);
   line += ",\"meta\":" + r.meta.to_json();
   if (!r.vector.empty()) {
-    line += ",\"vector\":[";
-    char buf[32];
-    for (size_t i = 0; i < r.vector.size(); ++i) {
-      int n = std::snprintf(buf, sizeof buf, i ? ",%.7g" : "%.7g", static_cast<double>(r.vector[i]));
-      line.append(buf, static_cast<size_t>(n));
-    }
-    line += ']';
+    line += ",\"vector\":";
+    json::append_floats(line, r.vector);
   }
   line += "}\n";
   return line;

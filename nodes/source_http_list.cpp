@@ -38,7 +38,7 @@ class HttpListSource final : public Source {
   explicit HttpListSource(const NodeInit& init) : _params(init.params), _node_id(init.id) {
     const Params& p = init.params;
     _url = p.str("url");
-    if (_url.rfind("http://", 0) != 0 && _url.rfind("https://", 0) != 0)
+    if (!http::is_http_url(_url))
       throw ParamError("url", "url must start with http:// or https://");
     _items = pointer_param(p, "items");
     _items_text = p.str("items");
@@ -85,10 +85,7 @@ class HttpListSource final : public Source {
   void start(SourceOutput& out) override {
     _out = &out;
     _client = &out.http();
-    if (_key.empty()) {
-      size_t s = _url.find("://") + 3;
-      _key = _url.substr(s, _url.find_first_of("/?#", s) - s);
-    }
+    if (_key.empty()) _key = http::host_of(_url);
     if (_rpm > 0) _client->set_rate_limit(_key, {_rpm, 0});
     {
       std::lock_guard lock(_mu);
@@ -203,7 +200,7 @@ class HttpListSource final : public Source {
         } else if (_paging == "link") {
           _next_url = link_next(resp.header("link"));
           if (_next_url.empty()) finished = true;
-          else if (_next_url.rfind("http://", 0) != 0 && _next_url.rfind("https://", 0) != 0) {
+          else if (!http::is_http_url(_next_url)) {
             _out->fail_run("listing " + redacted(url) + ": rel=\"next\" is not an absolute http(s) URL");
             finished = true;
           } else if (!_seen.insert(_next_url).second) {
