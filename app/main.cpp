@@ -4,13 +4,20 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <unordered_set>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 
+#include "app/launcher.hpp"
+#include "app/plan.hpp"
+#include "engine/checkpoint_ledger.hpp"
 #include "engine/graph_runner.hpp"
 #include "engine/graph_spec.hpp"
+#include "engine/shard.hpp"
 #include "nodes/index_sqlite.hpp"
 #include "sim/sim.hpp"
 
@@ -39,34 +46,162 @@ std::vector<VarOverride> parse_sets(const std::vector<std::string>& sets) {
   return out;
 }
 
-int cmd_run(const std::string& graph, int threads, const std::vector<std::string>& sets,
-            const std::string& report_path, bool quiet) {
-  GraphSpec spec = load_graph(graph, parse_sets(sets), builtin_registry());
-  RunOptions opts;
-  opts.threads = threads;
-  opts.interrupt = &g_interrupt;
-  if (!quiet) {
-    if (isatty(STDERR_FILENO)) opts.progress_line = true;
-    else opts.events_interval_s = 5;
+struct RunArgs {
+  std::string graph;
+  int threads = 0;
+  std::vector<std::string> sets;
+  std::string report_path;
+  bool quiet = false;
+  int processes = 1;
+  std::string shard;
+  int shards = 0;
+  std::string state_dir;
+  bool resume = false;
+  bool force = false;
+  int max_restarts = 3;
+  std::string worker;  // hidden: "w/P", set by the launcher
+};
+
+// Beside the first sink that writes a file (out/x.db → out/<graph>.state), else out/<graph>.state.
+std::string default_state_dir(const GraphSpec& spec) {
+  for (const auto& n : spec.nodes) {
+    if (n.info->role != NodeRole::sink || !n.params.has("path")) continue;
+    std::filesystem::path p(n.params.str("path"));
+    if (p.string().rfind("/dev/", 0) == 0) continue;
+    return (p.parent_path() / (spec.name + ".state")).string();
   }
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  if (!quiet)
-    std::fprintf(stderr, "sluice: running %s (%zu nodes) with %d threads\n", spec.name.c_str(), spec.nodes.size(),
-                 threads > 0 ? threads : spec.settings.threads > 0 ? spec.settings.threads : hardware_threads());
-  RunReport rep = run_graph(spec, opts);
-  if (!quiet) std::fputs(rep.table().c_str(), stdout);
+  return "out/" + spec.name + ".state";
+}
+
+int finish_run(const RunReport& rep, const RunArgs& a) {
+  if (!a.quiet) std::fputs(rep.table().c_str(), stdout);
   else if (!rep.error.empty()) std::fprintf(stderr, "error: %s\n", rep.error.c_str());
-  if (!report_path.empty()) {
-    std::ofstream out(report_path);
+  if (!a.report_path.empty()) {
+    std::ofstream out(a.report_path);
     out << rep.to_json();
     if (!out) {
-      std::fprintf(stderr, "sluice: cannot write report \"%s\"\n", report_path.c_str());
+      std::fprintf(stderr, "sluice: cannot write report \"%s\"\n", a.report_path.c_str());
       return 1;
     }
   }
   if (rep.lost > 0) std::fprintf(stderr, "sluice: %llu documents lost\n", static_cast<unsigned long long>(rep.lost));
   return rep.exit_code();
+}
+
+int cmd_run(const RunArgs& a) {
+  ShardSpec shard = resolve_shard(a.shard, a.shards, [](const char* n) -> const char* { return std::getenv(n); });
+  GraphSpec spec = load_graph(a.graph, parse_sets(a.sets), builtin_registry(), {{"shard", std::to_string(shard.index)}});
+  const std::string state_dir = a.state_dir.empty() ? default_state_dir(spec) : a.state_dir;
+  const std::string ledger_path = CheckpointLedger::file_for(state_dir, shard.index, shard.count);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+
+  if (!a.worker.empty()) {
+    // A worker of a launcher: sub-shard w of P inside `shard`, resuming from the shared ledger
+    // (which the launcher reset for a fresh run), events to fd 3.
+    ShardSpec wp = parse_shard(a.worker);
+    const int P = wp.count;
+    split_job_limits(spec, P * (spec.settings.limits_per_shard ? 1 : shard.count));
+    CheckpointLedger ledger(ledger_path, spec.config_hash, CheckpointLedger::Mode::attach, /*force=*/true);
+    auto skip = ledger.done_ids();
+    RunOptions opts;
+    opts.threads = a.threads;
+    opts.interrupt = &g_interrupt;
+    opts.events_fd = 3;
+    opts.events_interval_s = 0.5;
+    opts.shard = shard;
+    opts.worker = wp.index;
+    opts.workers = P;
+    opts.ledger = &ledger;
+    opts.skip = &skip;
+    opts.reset_outputs = false;
+    opts.merge_outputs = false;
+    RunReport rep = run_graph(spec, opts);
+    std::string ev = report_event(rep);
+    ssize_t ignored = write(3, ev.data(), ev.size());
+    (void)ignored;
+    if (!rep.error.empty()) std::fprintf(stderr, "sluice: worker %s: error: %s\n", a.worker.c_str(), rep.error.c_str());
+    return rep.exit_code();
+  }
+
+  const char* scope = spec.settings.limits_per_shard ? "per shard" : "for the whole job";
+  if (!a.quiet && !shard.all())
+    std::fprintf(stderr, "sluice: shard %s (from %s); rate limits and I/O concurrency are %s\n", shard.text().c_str(),
+                 shard.origin.c_str(), scope);
+  // Opening the ledger checks a resume against the config (or resets it for a fresh run) once,
+  // before any worker starts.
+  auto ledger = std::make_unique<CheckpointLedger>(
+      ledger_path, spec.config_hash, a.resume ? CheckpointLedger::Mode::resume : CheckpointLedger::Mode::fresh, a.force);
+  const int divisor = a.processes * (spec.settings.limits_per_shard ? 1 : shard.count);
+
+  if (a.processes > 1) {
+    ledger.reset();
+    if (!a.resume) {
+      reset_outputs(spec, shard);
+      // Workers append to the dead-letter file: a fresh job starts it empty.
+      if (!spec.settings.dead_letter.empty() && std::filesystem::exists(spec.settings.dead_letter))
+        std::filesystem::resize_file(spec.settings.dead_letter, 0);
+    }
+    LaunchPlan plan;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) throw std::runtime_error("cannot find this program's path (/proc/self/exe)");
+    plan.self_exe.assign(exe, static_cast<size_t>(n));
+    plan.worker_args = {"run", a.graph, "--quiet", "--shard", shard.text(), "--state", state_dir,
+                        "--max-restarts", "0"};
+    for (const auto& s : a.sets) {
+      plan.worker_args.push_back("--set");
+      plan.worker_args.push_back(s);
+    }
+    plan.processes = a.processes;
+    int total_threads = a.threads > 0 ? a.threads * a.processes
+                        : spec.settings.threads > 0 ? spec.settings.threads * a.processes
+                                                    : hardware_threads();
+    plan.threads_per_worker = a.threads > 0 ? a.threads : std::max(1, total_threads / a.processes);
+    plan.max_restarts = a.max_restarts;
+    plan.interrupt = &g_interrupt;
+    if (!a.quiet) {
+      if (isatty(STDERR_FILENO)) plan.progress_line = true;
+      else plan.events_interval_s = 5;
+      std::fprintf(stderr, "sluice: running %s (%zu nodes) in %d processes x %d threads%s\n", spec.name.c_str(),
+                   spec.nodes.size(), a.processes, plan.threads_per_worker, a.resume ? ", resuming" : "");
+    }
+    RunReport rep = launch_workers(spec, plan);
+    rep.shard = shard.text();
+    try {
+      merge_outputs(spec, shard);
+    } catch (const std::exception& e) {
+      if (rep.error.empty()) rep.error = e.what();
+    }
+    return finish_run(rep, a);
+  }
+
+  split_job_limits(spec, divisor);
+  std::unordered_set<std::string> skip;
+  if (a.resume) skip = ledger->done_ids();
+  RunOptions opts;
+  opts.threads = a.threads;
+  opts.interrupt = &g_interrupt;
+  opts.shard = shard;
+  opts.ledger = ledger.get();
+  opts.skip = &skip;
+  opts.reset_outputs = !a.resume;
+  if (!a.quiet) {
+    if (isatty(STDERR_FILENO)) opts.progress_line = true;
+    else opts.events_interval_s = 5;
+    std::fprintf(stderr, "sluice: running %s (%zu nodes) with %d threads%s\n", spec.name.c_str(), spec.nodes.size(),
+                 a.threads > 0 ? a.threads : spec.settings.threads > 0 ? spec.settings.threads : hardware_threads(),
+                 a.resume ? (", resuming: " + std::to_string(skip.size()) + " documents already done").c_str() : "");
+  }
+  RunReport rep = run_graph(spec, opts);
+  return finish_run(rep, a);
+}
+
+int cmd_plan(const std::string& graph, const std::vector<std::string>& sets, const PlanInput& in) {
+  GraphSpec spec = load_graph(graph, parse_sets(sets), builtin_registry());
+  Plan plan = make_plan(spec, in);
+  std::fputs(plan_table(spec, in, plan).c_str(), stdout);
+  return 0;
 }
 
 int cmd_validate(const std::string& graph, const std::vector<std::string>& sets) {
@@ -102,16 +237,20 @@ int cmd_nodes(const std::string& type) {
     std::fprintf(stderr, "error: unknown node type \"%s\"%s\n", type.c_str(), did_you_mean(type, reg.types()).c_str());
     return 2;
   }
-  std::printf("%s (%s)\n  %s\n  default concurrency: %s\n\n", i->type.c_str(), role_name(i->role),
-              i->description.c_str(), concurrency_text(i->default_concurrency).c_str());
+  std::printf("%s (%s)\n  %s\n  default concurrency: %s%s\n\n", i->type.c_str(), role_name(i->role),
+              i->description.c_str(), concurrency_text(i->default_concurrency).c_str(),
+              i->io ? " (requests in flight, a total for the whole job: each of P processes in each of N shards "
+                      "gets 1/(N*P), at least 1; settings.limits_scope \"shard\" makes it per shard)"
+                    : "");
   if (i->params.empty()) {
     std::printf("  (no params)\n");
     return 0;
   }
   std::printf("  %-14s %-22s %-12s %s\n", "PARAM", "TYPE", "DEFAULT", "DOC");
   for (const auto& p : i->params)
-    std::printf("  %-14s %-22s %-12s %s\n", p.name.c_str(), param_type_name(p.type),
-                p.required ? "(required)" : p.default_json.c_str(), p.doc.c_str());
+    std::printf("  %-14s %-22s %-12s %s%s\n", p.name.c_str(), param_type_name(p.type),
+                p.required ? "(required)" : p.default_json.c_str(), p.doc.c_str(),
+                p.job_total ? " [job total: split evenly across processes and shards]" : "");
   return 0;
 }
 
@@ -161,18 +300,57 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("sluice ") + kVersion);
   app.require_subcommand(1);
 
-  std::string graph, report, db, query, mode = "bm25", type;
-  int threads = 0, k = 10;
-  bool quiet = false, dot = false;
+  std::string graph, db, query, mode = "bm25", type;
+  int k = 10;
+  bool dot = false;
   std::vector<std::string> sets;
 
+  RunArgs ra;
   auto* run = app.add_subcommand("run", "Run a graph config");
-  run->add_option("GRAPH", graph, "graph config (JSON)")->required();
-  run->add_option("--threads", threads, "worker threads (default: settings.threads, else all cores)")
+  run->add_option("GRAPH", ra.graph, "graph config (JSON)")->required();
+  run->add_option("--threads", ra.threads,
+                  "threads per process (default: settings.threads, else all cores divided among --processes)")
       ->check(CLI::Range(1, 4096));
-  run->add_option("--set", sets, "override a declared var: name=value (repeatable)");
-  run->add_option("--report", report, "write the run report as JSON to FILE");
-  run->add_flag("--quiet,-q", quiet, "no progress and no summary table");
+  run->add_option("--set", ra.sets, "override a declared var: name=value (repeatable)");
+  run->add_option("--report", ra.report_path, "write the run report as JSON to FILE");
+  run->add_flag("--quiet,-q", ra.quiet, "no progress and no summary table");
+  run->add_option("--processes,-P", ra.processes,
+                  "worker processes on this machine, each with its own threads and HTTP loop (default 1)")
+      ->check(CLI::Range(1, 1024));
+  run->add_option("--shard", ra.shard,
+                  "handle shard INDEX/COUNT of the documents (hash of doc id mod COUNT); default: from Slurm, "
+                  "MPI or JOB_COMPLETION_INDEX in the environment, else everything");
+  run->add_option("--shards", ra.shards, "shard count where the scheduler gives only an index (JOB_COMPLETION_INDEX)")
+      ->check(CLI::Range(1, 1000000));
+  run->add_option("--state", ra.state_dir,
+                  "checkpoint directory (default: beside the first sink's file, e.g. out/GRAPH.state)");
+  run->add_flag("--resume", ra.resume, "skip documents the checkpoint ledger lists as done");
+  run->add_flag("--force", ra.force, "resume even though the graph config changed since the ledger was written");
+  run->add_option("--max-restarts", ra.max_restarts, "restarts of a crashed worker, with resume (default 3)")
+      ->check(CLI::Range(0, 1000));
+  run->add_option("--worker", ra.worker)->group("");  // set by the launcher for its workers
+
+  PlanInput plan_in;
+  plan_in.jobs = {1, 5, 10, 20};
+  plan_in.processes = {1, 4};
+  double latency_ms = 200;
+  auto* plan = app.add_subcommand("plan", "Estimate requests, tokens, cost and wall time for a job size and worker counts");
+  plan->add_option("GRAPH", graph, "graph config (JSON)")->required();
+  plan->add_option("--docs", plan_in.docs, "documents in the job")->required()->check(CLI::PositiveNumber);
+  plan->add_option("--latency-ms", latency_ms, "upstream latency per request (default 200)")->check(CLI::PositiveNumber);
+  plan->add_option("--doc-chars", plan_in.doc_chars, "text per document, for chunks and tokens (default 2000)")
+      ->check(CLI::PositiveNumber);
+  plan->add_option("--cpu-ms-per-doc", plan_in.cpu_ms_per_doc,
+                   "CPU time per document on one thread, e.g. from a `sluice run --report` (default: not a limit)")
+      ->check(CLI::NonNegativeNumber);
+  plan->add_option("--threads", plan_in.threads, "threads per process (default 1)")->check(CLI::Range(1, 4096));
+  plan->add_option("--jobs", plan_in.jobs, "job (shard) counts, comma-separated (default 1,5,10,20)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1000000));
+  plan->add_option("--processes", plan_in.processes, "processes per job, comma-separated (default 1,4)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 4096));
+  plan->add_option("--set", sets, "override a declared var: name=value (repeatable)");
 
   auto* validate = app.add_subcommand("validate", "Check a graph config; print every error at once");
   validate->add_option("GRAPH", graph, "graph config (JSON)")->required();
@@ -216,8 +394,12 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   try {
-    if (*run) return cmd_run(graph, threads, sets, report, quiet);
+    if (*run) return cmd_run(ra);
     if (*validate) return cmd_validate(graph, sets);
+    if (*plan) {
+      plan_in.latency_s = latency_ms / 1000.0;
+      return cmd_plan(graph, sets, plan_in);
+    }
     if (*nodes) return cmd_nodes(type);
     if (*search) return cmd_search(db, query, k, mode);
     if (*graph_cmd) return cmd_graph(graph, sets);
@@ -227,6 +409,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%zu error%s\n", e.diagnostics.size(), e.diagnostics.size() == 1 ? "" : "s");
     return 2;
   } catch (const CLI::ValidationError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  } catch (const std::invalid_argument& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 2;
   } catch (const std::exception& e) {

@@ -1,5 +1,6 @@
 #include "engine/graph_runner.hpp"
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -11,11 +12,13 @@
 #include <mutex>
 #include <thread>
 
+#include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <tbb/flow_graph.h>
 #include <tbb/task_arena.h>
 
+#include "engine/checkpoint_ledger.hpp"
 #include "engine/http_client.hpp"
 #include "engine/json.hpp"
 #include "engine/thread_role.hpp"
@@ -120,7 +123,8 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
 
 class Runner final : public CompletionListener {
  public:
-  Runner(const GraphSpec& spec, const RunOptions& opts) : _spec(spec), _opts(opts) {
+  Runner(const GraphSpec& spec, const RunOptions& opts)
+      : _spec(spec), _opts(opts), _part(opts.shard.split(opts.worker, opts.workers)) {
     _threads = opts.threads > 0 ? opts.threads
                : spec.settings.threads > 0 ? spec.settings.threads
                                            : hardware_threads();
@@ -143,6 +147,7 @@ class Runner final : public CompletionListener {
       case Outcome::dead_lettered: _docs_dead.fetch_add(1, std::memory_order_relaxed); break;
       case Outcome::lost: _lost.fetch_add(1, std::memory_order_relaxed); break;
     }
+    if (_opts.ledger && t.doc_outcome() != Outcome::lost) _opts.ledger->record(t.doc_id(), t.doc_outcome());
     _inflight.fetch_sub(1, std::memory_order_acq_rel);
     _done_docs.fetch_add(1, std::memory_order_relaxed);
     if (t.gate() >= 0 && _graph_alive.load(std::memory_order_acquire)) {
@@ -172,6 +177,14 @@ class Runner final : public CompletionListener {
     }
   }
 
+  void commit_ledger() {
+    try {
+      _opts.ledger->commit();
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+  }
+
   void fail(std::string message) {
     std::lock_guard lock(_mu);
     if (_error.empty()) _error = std::move(message);
@@ -181,6 +194,16 @@ class Runner final : public CompletionListener {
   bool stopping() const {
     return _stop.load(std::memory_order_acquire) ||
            (_opts.interrupt && _opts.interrupt->load(std::memory_order_acquire));
+  }
+
+  // Whether this process handles the document at all (its shard, not done in an earlier run).
+  bool wanted(const std::string& doc_id) {
+    if (!_part.owns(doc_id)) return false;
+    if (_opts.skip && _opts.skip->count(doc_id)) {
+      _skipped_done.fetch_add(1, std::memory_order_relaxed);
+      return false;
+    }
+    return true;
   }
 
   void admitted() {
@@ -250,6 +273,7 @@ class Runner final : public CompletionListener {
 
   const GraphSpec& _spec;
   RunOptions _opts;
+  ShardSpec _part;  // the documents this process handles: its shard's share for this worker
   int _threads = 1;
   std::vector<std::unique_ptr<NodeRuntime>> _nodes;
   std::atomic<bool> _stop{false};
@@ -257,9 +281,9 @@ class Runner final : public CompletionListener {
   std::atomic<bool> _graph_alive{true};
   std::mutex _mu;  // _error, dead letter file
   std::string _error;
-  FILE* _dead_letter = nullptr;
+  int _dead_letter = -1;  // O_APPEND: one write() per line, so processes sharing the file never interleave
   std::atomic<uint64_t> _docs{0}, _done_docs{0}, _indexed{0}, _filtered{0}, _dead{0}, _lost{0};
-  std::atomic<uint64_t> _docs_indexed{0}, _docs_filtered{0}, _docs_dead{0};
+  std::atomic<uint64_t> _docs_indexed{0}, _docs_filtered{0}, _docs_dead{0}, _skipped_done{0};
   std::atomic<int64_t> _inflight{0}, _peak_inflight{0};
   Clock::time_point _t0;
   std::optional<uint64_t> _total;
@@ -304,6 +328,7 @@ void NodeRuntime::emit(RecordPtr r) {
     return;
   }
   if (r->doc_id.empty()) r->doc_id = r->id;
+  if (!_runner.wanted(r->doc_id)) return;
   push_waiting.fetch_add(1, std::memory_order_acq_rel);
   if (t_outside_arena) _runner.post({Runner::Posted::push, this, r});
   else push_queue->try_put(r);
@@ -401,7 +426,16 @@ void Runner::build(tbb::flow::graph& g) {
         RecordPtr r;
         auto t0 = Clock::now();
         try {
-          r = nr.source->next();
+          for (;;) {
+            r = nr.source->next();
+            if (!r) break;
+            if (r->doc_id.empty()) r->doc_id = r->id;
+            if (wanted(r->doc_id)) break;
+            if (stopping()) {
+              r.reset();
+              break;
+            }
+          }
         } catch (const std::exception& e) {
           fail("source \"" + nr.spec.id + "\": " + e.what());
         }
@@ -447,7 +481,12 @@ void Runner::build(tbb::flow::graph& g) {
       });
     }
   }
-  if (all_known) _total = total;
+  if (all_known) {
+    // Sharded or resumed: the share of this process, assuming the hash spreads ids evenly.
+    total /= static_cast<uint64_t>(std::max(1, _part.count));
+    uint64_t skip = _opts.skip ? _opts.skip->size() : 0;
+    _total = total > skip ? total - skip : 0;
+  }
   for (auto [a, b] : _spec.edges) make_edge(output_port<0>(*_nodes[a]->fn), *_nodes[b]->fn);
 }
 
@@ -487,9 +526,14 @@ void Runner::flush_all(bool force) {
 void Runner::tick_loop() {
   t_outside_arena = true;
   auto last_progress = Clock::now();
+  auto last_commit = Clock::now();
   while (!_ticker_stop.load(std::memory_order_acquire)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     flush_all(false);
+    if (_opts.ledger && Clock::now() - last_commit >= std::chrono::milliseconds(500)) {
+      last_commit = Clock::now();
+      commit_ledger();
+    }
     if (Clock::now() - last_progress >= std::chrono::milliseconds(250)) {
       last_progress = Clock::now();
       progress(false);
@@ -527,31 +571,33 @@ void Runner::progress(bool final_line) {
   }
   if (_opts.events_interval_s > 0 && !final_line && el - _last_events >= _opts.events_interval_s) {
     _last_events = el;
-    std::fprintf(stderr,
-                 "{\"event\":\"progress\",\"elapsed_s\":%.1f,\"docs\":%llu,\"docs_done\":%llu,\"chunks\":%llu,"
-                 "\"docs_per_s\":%.1f%s}\n",
-                 el, static_cast<unsigned long long>(docs), static_cast<unsigned long long>(done),
-                 static_cast<unsigned long long>(chunks), rate,
-                 _total ? (",\"total\":" + std::to_string(*_total)).c_str() : "");
-    std::fflush(stderr);
+    dprintf(_opts.events_fd >= 0 ? _opts.events_fd : STDERR_FILENO,
+            "{\"event\":\"progress\",\"elapsed_s\":%.1f,\"docs\":%llu,\"docs_done\":%llu,\"chunks\":%llu,"
+            "\"docs_per_s\":%.1f,\"in_flight\":%lld,\"docs_skipped_done\":%llu%s}\n",
+            el, static_cast<unsigned long long>(docs), static_cast<unsigned long long>(done),
+            static_cast<unsigned long long>(chunks), rate, static_cast<long long>(_inflight.load()),
+            static_cast<unsigned long long>(_skipped_done.load()),
+            _total ? (",\"total\":" + std::to_string(*_total)).c_str() : "");
   }
 }
 
 void Runner::write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason, int attempts,
                                long status) {
-  if (!_dead_letter) return;
+  if (_dead_letter < 0) return;
   std::string line = "{\"id\":" + json::quoted(r->id) + ",\"doc_id\":" + json::quoted(r->doc_id) +
                      ",\"node\":" + json::quoted(node.spec.id) + ",\"attempts\":" + std::to_string(attempts) +
                      ",\"status\":" + (status ? std::to_string(status) : std::string("null")) + ",\"error\":" +
                      json::quoted(reason) + "}\n";
   std::lock_guard lock(_mu);
-  std::fwrite(line.data(), 1, line.size(), _dead_letter);
+  ssize_t ignored = ::write(_dead_letter, line.data(), line.size());
+  (void)ignored;
 }
 
 RunReport Runner::run() {
   RunReport rep;
   rep.graph = _spec.name;
   rep.config_hash = _spec.config_hash;
+  rep.shard = _part.text();
   rep.threads = _threads;
   rep.max_inflight_docs = _spec.settings.max_inflight_docs;
   _t0 = Clock::now();
@@ -560,8 +606,12 @@ RunReport Runner::run() {
   for (size_t i = 0; i < _spec.nodes.size(); ++i) {
     const NodeSpec& ns = _spec.nodes[i];
     auto nr = std::make_unique<NodeRuntime>(*this, ns, i, slots);
-    NodeInit init{ns.id, ns.type, ns.params, _spec.name, ns.concurrency};
-    if (ns.info->make_source) nr->source = ns.info->make_source(init);
+    NodeInit init{ns.id, ns.type, ns.params, _spec.name, ns.concurrency, _opts.shard,
+                  "w" + std::to_string(_opts.worker) + "." + std::to_string(getpid())};
+    if (ns.info->make_source) {
+      nr->source = ns.info->make_source(init);
+      if (!_part.all() || _opts.skip) nr->source->set_wanted([this](const std::string& id) { return wanted(id); });
+    }
     else nr->node = ns.info->make_node(init);
     _nodes.push_back(std::move(nr));
   }
@@ -569,13 +619,15 @@ RunReport Runner::run() {
     if (!_spec.settings.dead_letter.empty()) {
       std::filesystem::path p(_spec.settings.dead_letter);
       if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-      _dead_letter = std::fopen(p.c_str(), "w");
-      if (!_dead_letter) throw std::runtime_error("cannot write dead-letter file " + p.string());
+      // A fresh run starts the file anew; a resume or a launcher's worker appends to it.
+      _dead_letter = ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (_opts.reset_outputs ? O_TRUNC : 0), 0644);
+      if (_dead_letter < 0) throw std::runtime_error("cannot write dead-letter file " + p.string());
     }
+    if (_opts.reset_outputs) reset_outputs(_spec, _opts.shard);
     open_all();
   } catch (const std::exception& e) {
     rep.error = e.what();
-    if (_dead_letter) std::fclose(_dead_letter);
+    if (_dead_letter >= 0) ::close(_dead_letter);
     return rep;
   }
 
@@ -668,10 +720,19 @@ RunReport Runner::run() {
     n->source.reset();
   }
   if (_inflight.load() > 0) _lost.fetch_add(static_cast<uint64_t>(_inflight.load()));
-  if (_dead_letter) std::fclose(_dead_letter);
+  if (_dead_letter >= 0) ::close(_dead_letter);
+  if (_opts.ledger) commit_ledger();
+  if (_opts.merge_outputs) {
+    try {
+      merge_outputs(_spec, _opts.shard);
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+  }
 
   rep.elapsed_s = seconds_since(_t0);
   rep.docs = _docs.load();
+  rep.docs_skipped_done = _skipped_done.load();
   for (const auto& nr : _nodes) {
     rep.nodes.push_back(nr->report());
     if (nr->spec.info->role == NodeRole::chunker) rep.chunks += rep.nodes.back().out;
@@ -696,6 +757,28 @@ RunReport Runner::run() {
 }
 
 }  // namespace
+
+void reset_outputs(const GraphSpec& spec, const ShardSpec& shard) {
+  for (const auto& n : spec.nodes)
+    if (n.info->reset_outputs) {
+      try {
+        n.info->reset_outputs(n.params, shard);
+      } catch (const std::exception& e) {
+        throw std::runtime_error("node \"" + n.id + "\" (" + n.type + "): " + e.what());
+      }
+    }
+}
+
+void merge_outputs(const GraphSpec& spec, const ShardSpec& shard) {
+  for (const auto& n : spec.nodes)
+    if (n.info->merge_outputs) {
+      try {
+        n.info->merge_outputs(n.params, shard);
+      } catch (const std::exception& e) {
+        throw std::runtime_error("node \"" + n.id + "\" (" + n.type + "): merging its output failed: " + e.what());
+      }
+    }
+}
 
 uint64_t peak_rss_bytes() {
   struct rusage ru {};
@@ -724,8 +807,10 @@ std::string RunReport::to_json() const {
   w.StartObject();
   w.Key("graph"); w.String(graph.c_str());
   w.Key("config_hash"); w.String(config_hash.c_str());
+  w.Key("shard"); w.String(shard.c_str());
   w.Key("threads"); w.Int(threads);
   w.Key("docs"); w.Uint64(docs);
+  w.Key("docs_skipped_done"); w.Uint64(docs_skipped_done);
   w.Key("chunks"); w.Uint64(chunks);
   w.Key("indexed"); w.Uint64(indexed);
   w.Key("filtered"); w.Uint64(filtered);
@@ -743,6 +828,13 @@ std::string RunReport::to_json() const {
   w.Key("cost_usd"); w.Double(cost_usd);
   w.Key("interrupted"); w.Bool(interrupted);
   w.Key("error"); if (error.empty()) w.Null(); else w.String(error.c_str());
+  w.Key("restarts"); w.Int(restarts);
+  if (!workers_json.empty()) {
+    w.Key("workers");
+    w.StartArray();
+    for (const auto& wj : workers_json) w.RawValue(wj.data(), wj.size(), rapidjson::kObjectType);
+    w.EndArray();
+  }
   w.Key("nodes");
   w.StartArray();
   for (const auto& n : nodes) {
@@ -763,6 +855,73 @@ std::string RunReport::to_json() const {
   w.EndArray();
   w.EndObject();
   return std::string(sb.GetString(), sb.GetSize()) + "\n";
+}
+
+bool RunReport::from_json(std::string_view text, RunReport& r) {
+  rapidjson::Document d;
+  d.Parse(text.data(), text.size());
+  if (d.HasParseError() || !d.IsObject()) return false;
+  auto u64 = [&](const char* k) -> uint64_t {
+    auto it = d.FindMember(k);
+    return it != d.MemberEnd() && it->value.IsUint64() ? it->value.GetUint64() : 0;
+  };
+  auto dbl = [&](const rapidjson::Value& o, const char* k) -> double {
+    auto it = o.FindMember(k);
+    return it != o.MemberEnd() && it->value.IsNumber() ? it->value.GetDouble() : 0;
+  };
+  auto str = [&](const char* k) -> std::string {
+    auto it = d.FindMember(k);
+    return it != d.MemberEnd() && it->value.IsString() ? it->value.GetString() : "";
+  };
+  r.graph = str("graph");
+  r.config_hash = str("config_hash");
+  r.shard = str("shard");
+  r.threads = static_cast<int>(u64("threads"));
+  r.docs = u64("docs");
+  r.docs_skipped_done = u64("docs_skipped_done");
+  r.chunks = u64("chunks");
+  r.indexed = u64("indexed");
+  r.filtered = u64("filtered");
+  r.dead_lettered = u64("dead_lettered");
+  r.lost = u64("lost");
+  r.docs_indexed = u64("docs_indexed");
+  r.docs_filtered = u64("docs_filtered");
+  r.docs_dead_lettered = u64("docs_dead_lettered");
+  r.max_inflight_docs = static_cast<int>(u64("max_inflight_docs"));
+  r.peak_inflight_docs = static_cast<int64_t>(u64("peak_inflight_docs"));
+  r.elapsed_s = dbl(d, "elapsed_s");
+  r.peak_rss_bytes = u64("peak_rss_bytes");
+  r.tokens = u64("tokens");
+  r.cost_usd = dbl(d, "cost_usd");
+  auto it = d.FindMember("interrupted");
+  r.interrupted = it != d.MemberEnd() && it->value.IsBool() && it->value.GetBool();
+  r.error = str("error");
+  r.nodes.clear();
+  if (auto n = d.FindMember("nodes"); n != d.MemberEnd() && n->value.IsArray()) {
+    for (const auto& o : n->value.GetArray()) {
+      if (!o.IsObject()) continue;
+      NodeReport nr;
+      auto s = [&](const char* k) -> std::string {
+        auto m = o.FindMember(k);
+        return m != o.MemberEnd() && m->value.IsString() ? m->value.GetString() : "";
+      };
+      nr.id = s("id");
+      nr.type = s("type");
+      std::string role = s("role");
+      for (NodeRole cand : {NodeRole::source, NodeRole::transform, NodeRole::chunker, NodeRole::embedder,
+                            NodeRole::sink})
+        if (role == role_name(cand)) nr.role = cand;
+      nr.concurrency = static_cast<int>(dbl(o, "concurrency"));
+      nr.in = static_cast<uint64_t>(dbl(o, "in"));
+      nr.out = static_cast<uint64_t>(dbl(o, "out"));
+      nr.errors = static_cast<uint64_t>(dbl(o, "errors"));
+      nr.busy_s = dbl(o, "busy_s");
+      nr.tokens = static_cast<uint64_t>(dbl(o, "tokens"));
+      nr.cost_usd = dbl(o, "cost_usd");
+      r.nodes.push_back(std::move(nr));
+    }
+  }
+  return true;
 }
 
 std::string RunReport::table() const {
@@ -798,7 +957,13 @@ std::string RunReport::table() const {
     std::snprintf(line, sizeof line, "tokens %llu  cost $%.4f\n", static_cast<unsigned long long>(tokens), cost_usd);
     out += line;
   }
-  if (interrupted) out += "interrupted: in-flight work was drained; run again to finish\n";
+  if (docs_skipped_done > 0) {
+    std::snprintf(line, sizeof line, "skipped %llu documents done in an earlier run (--resume)\n",
+                  static_cast<unsigned long long>(docs_skipped_done));
+    out += line;
+  }
+  if (restarts > 0) out += "worker restarts " + std::to_string(restarts) + "\n";
+  if (interrupted) out += "interrupted: in-flight work was drained; run again with --resume to finish\n";
   if (!error.empty()) out += "error: " + error + "\n";
   return out;
 }

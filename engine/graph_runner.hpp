@@ -6,17 +6,33 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/graph_spec.hpp"
+#include "engine/shard.hpp"
 
 namespace sluice {
+
+class CheckpointLedger;
 
 struct RunOptions {
   int threads = 0;                           // > 0 overrides settings.threads
   bool progress_line = false;                // redraw a progress line on stderr (a TTY)
   double events_interval_s = 0;              // > 0: JSON-lines progress events on stderr
   const std::atomic<bool>* interrupt = nullptr;  // set (e.g. by SIGINT) to stop pulling sources
+  int events_fd = -1;  // >= 0: JSON-lines events go to this fd (a worker's pipe to its launcher)
+
+  // Scale-out (all optional). Sources skip documents outside this process's part of the job
+  // (`shard`, split among `workers` local processes, this one being `worker`) and those in `skip`
+  // before admission, so they cost no slot, no fetch and no record.
+  ShardSpec shard;
+  int worker = 0;
+  int workers = 1;
+  CheckpointLedger* ledger = nullptr;                     // done documents are recorded here
+  const std::unordered_set<std::string>* skip = nullptr;  // done in an earlier run (--resume)
+  bool reset_outputs = true;   // call NodeTypeInfo::reset_outputs before the run (fresh, one process)
+  bool merge_outputs = true;   // call NodeTypeInfo::merge_outputs after it (one process, no worker)
 };
 
 struct NodeReport {
@@ -37,7 +53,9 @@ struct RunReport {
   std::string config_hash;
   int threads = 0;
   int max_inflight_docs = 0;
+  std::string shard;    // "i/N" this run handled; "0/1" = everything
   uint64_t docs = 0;    // source documents admitted
+  uint64_t docs_skipped_done = 0;  // skipped: done in an earlier run (--resume)
   uint64_t chunks = 0;  // records the chunkers produced
   uint64_t indexed = 0;        // record outcomes
   uint64_t filtered = 0;
@@ -54,15 +72,25 @@ struct RunReport {
   bool interrupted = false;
   std::string error;  // fatal run error, empty on success
   std::vector<NodeReport> nodes;
+  // Multi-process runs (the launcher): worker restarts and each worker's own report as JSON.
+  int restarts = 0;
+  std::vector<std::string> workers_json;
 
   double docs_per_s() const { return elapsed_s > 0 ? docs / elapsed_s : 0; }
   std::string to_json() const;
+  // Reads what to_json wrote (a worker's report, in the launcher). False if it is not a report.
+  static bool from_json(std::string_view text, RunReport& out);
   std::string table() const;  // human summary
   // 0 ok; 1 failed or lost > 0; 130 interrupted.
   int exit_code() const;
 };
 
 RunReport run_graph(const GraphSpec& spec, const RunOptions& options = {});
+
+// The NodeTypeInfo::reset_outputs / merge_outputs hooks of every node in `spec` (the launcher
+// calls these once per job; a single-process run_graph calls them itself). Throw on failure.
+void reset_outputs(const GraphSpec& spec, const ShardSpec& shard);
+void merge_outputs(const GraphSpec& spec, const ShardSpec& shard);
 
 uint64_t peak_rss_bytes();
 int hardware_threads();

@@ -32,7 +32,8 @@ std::vector<std::string> keys_of(const std::map<std::string, VarValue>& m) {
 
 class Builder {
  public:
-  Builder(const std::string& file, const Registry& registry) : _diag(file), _registry(registry) {}
+  Builder(const std::string& file, const Registry& registry, const std::map<std::string, std::string>& builtins)
+      : _diag(file), _registry(registry), _builtins(builtins) {}
 
   GraphSpec build(std::string_view text, const std::vector<VarOverride>& overrides) {
     GraphSpec spec;
@@ -90,6 +91,7 @@ class Builder {
  private:
   Diagnostics _diag;
   const Registry& _registry;
+  const std::map<std::string, std::string>& _builtins;
   std::map<std::string, VarValue> _vars;
   std::vector<json::Location> _node_locs;
 
@@ -109,6 +111,8 @@ class Builder {
     fs::path dir = fs::path(spec.file).parent_path();
     _vars["graph_dir"] = {dir.empty() ? "." : dir.string(), false, {}};
     _vars["graph_name"] = {spec.name, false, {}};
+    _vars["shard"] = {"0", false, {}};
+    for (const auto& [k, v] : _builtins) _vars[k] = {v, false, {}};
     std::set<std::string> declared;
     if (vars && expect(*vars, Kind::object, "vars")) {
       for (const auto& m : vars->members) {
@@ -178,14 +182,14 @@ class Builder {
         secret = true;
         unset_env = unset_env || !e || !*e;
       } else if (auto it = _vars.find(name); it != _vars.end() &&
-                 (!env_only || name == "graph_dir" || name == "graph_name")) {
+                 (!env_only || name == "graph_dir" || name == "graph_name" || name == "shard")) {
         out += it->second.value;
         secret = secret || it->second.secret;
         unset_env = unset_env || it->second.unset_env;
       } else {
         _diag.error(loc, path,
                     "unknown var '" + name + "'" + did_you_mean(name, keys_of(_vars)) +
-                        (env_only ? " (a var's value may use only ${env:NAME}, ${graph_dir})"
+                        (env_only ? " (a var's value may use only ${env:NAME}, ${graph_dir}, ${graph_name}, ${shard})"
                                   : " (declare it under \"vars\")"));
       }
       i = close;
@@ -245,7 +249,7 @@ class Builder {
 
   void read_settings(Value& s, GraphSettings& out) {
     if (!expect(s, Kind::object, "settings")) return;
-    static const std::vector<std::string> keys = {"threads", "max_inflight_docs", "dead_letter"};
+    static const std::vector<std::string> keys = {"threads", "max_inflight_docs", "dead_letter", "limits_scope"};
     for (auto& m : s.members) {
       std::string path = "settings." + m.key;
       int64_t n = 0;
@@ -255,6 +259,15 @@ class Builder {
         if (read_int(m.value, path, 1, n)) out.max_inflight_docs = static_cast<int>(n);
       } else if (m.key == "dead_letter") {
         if (expect(m.value, Kind::string, path)) out.dead_letter = m.value.str;
+      } else if (m.key == "limits_scope") {
+        if (!expect(m.value, Kind::string, path)) continue;
+        if (m.value.str == "job") out.limits_per_shard = false;
+        else if (m.value.str == "shard") out.limits_per_shard = true;
+        else
+          _diag.error(m.value.loc, path,
+                      "expected \"job\" (rate limits and I/O concurrency are totals for every shard together) "
+                      "or \"shard\" (each shard has its own quota), got \"" + m.value.str + "\"" +
+                          did_you_mean(m.value.str, {"job", "shard"}));
       } else {
         _diag.error(m.key_loc, path, "unknown setting" + did_you_mean(m.key, keys));
       }
@@ -423,7 +436,7 @@ class Builder {
 
   // Factories check value-level rules (e.g. a valid regex, overlap < size) without I/O.
   void try_construct(const NodeSpec& ns, const std::string& path, const std::string& graph_name) {
-    NodeInit init{ns.id, ns.type, ns.params, graph_name, ns.concurrency};
+    NodeInit init{ns.id, ns.type, ns.params, graph_name, ns.concurrency, {}, {}};
     try {
       if (ns.info->make_source) ns.info->make_source(init);
       else ns.info->make_node(init);
@@ -564,6 +577,18 @@ class Builder {
 
 }  // namespace
 
+void split_job_limits(GraphSpec& spec, int parts) {
+  if (parts <= 1) return;
+  for (auto& n : spec.nodes) {
+    if (n.info->io && n.concurrency > 0) n.concurrency = std::max(1, (n.concurrency + parts - 1) / parts);
+    for (const auto& p : n.info->params) {
+      if (!p.job_total) continue;
+      if (const json::Value* v = n.params.get(p.name); v && v->kind == json::Kind::number)
+        n.params.set_number(p.name, v->number / parts);
+    }
+  }
+}
+
 size_t GraphSpec::index_of(std::string_view id) const {
   for (size_t i = 0; i < nodes.size(); ++i)
     if (nodes[i].id == id) return i;
@@ -579,13 +604,14 @@ bool parse_override(std::string_view text, VarOverride& out) {
 }
 
 GraphSpec parse_graph(std::string_view text, const std::string& file,
-                      const std::vector<VarOverride>& overrides, const Registry& registry) {
-  Builder b(file, registry);
+                      const std::vector<VarOverride>& overrides, const Registry& registry,
+                      const std::map<std::string, std::string>& builtins) {
+  Builder b(file, registry, builtins);
   return b.build(text, overrides);
 }
 
 GraphSpec load_graph(const std::string& path, const std::vector<VarOverride>& overrides,
-                     const Registry& registry) {
+                     const Registry& registry, const std::map<std::string, std::string>& builtins) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     Diagnostics d(path);
@@ -596,7 +622,7 @@ GraphSpec load_graph(const std::string& path, const std::vector<VarOverride>& ov
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse_graph(ss.str(), path, overrides, registry);
+  return parse_graph(ss.str(), path, overrides, registry, builtins);
 }
 
 }  // namespace sluice

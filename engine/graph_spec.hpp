@@ -25,6 +25,9 @@ struct GraphSettings {
   int threads = 0;  // 0 = hardware concurrency
   int max_inflight_docs = 256;
   std::string dead_letter;  // JSONL path; empty = none
+  // "limits_scope": "job" (default) splits rate limits and I/O concurrency across every process
+  // of every shard; "shard" gives each shard its own (separate quotas), split across its processes.
+  bool limits_per_shard = false;
 };
 
 struct GraphSpec {
@@ -51,9 +54,16 @@ struct VarOverride {
 bool parse_override(std::string_view text, VarOverride& out);
 
 // Throws ConfigError with every problem found. `file` is used for messages and ${graph_dir}.
+// `builtins` sets built-in vars (e.g. "shard" → "3", so a path can say out/part-${shard}.db).
 GraphSpec parse_graph(std::string_view text, const std::string& file,
-                      const std::vector<VarOverride>& overrides, const Registry& registry);
+                      const std::vector<VarOverride>& overrides, const Registry& registry,
+                      const std::map<std::string, std::string>& builtins = {});
 GraphSpec load_graph(const std::string& path, const std::vector<VarOverride>& overrides,
-                     const Registry& registry);
+                     const Registry& registry, const std::map<std::string, std::string>& builtins = {});
+
+// Rate limits (params declared job_total) and I/O nodes' `concurrency` are totals for the whole
+// job: each of `parts` processes gets 1/parts of them (concurrency rounded up, at least 1).
+// Leaves config_hash alone, so every worker of a job has the same hash.
+void split_job_limits(GraphSpec& spec, int parts);
 
 }  // namespace sluice

@@ -16,6 +16,7 @@ namespace sluice::http {
 class Client;
 }
 #include "engine/record.hpp"
+#include "engine/shard.hpp"
 
 namespace sluice {
 
@@ -141,6 +142,17 @@ class Source {
   virtual bool pushes() const { return false; }
   virtual void start(SourceOutput& /*out*/) {}
   virtual void on_admitted() {}
+
+  // The runner's filter (this process's shard, documents done before a --resume), set before
+  // open(). A source that knows a document's id before the costly part (reading a file,
+  // generating text) asks wanted() and skips the document; the runner filters again anyway.
+  void set_wanted(std::function<bool(const std::string&)> f) { _wanted = std::move(f); }
+
+ protected:
+  bool wanted(const std::string& doc_id) const { return !_wanted || _wanted(doc_id); }
+
+ private:
+  std::function<bool(const std::string&)> _wanted;
 };
 
 struct NodeInit {
@@ -149,6 +161,10 @@ struct NodeInit {
   Params params;
   std::string graph_name;
   int concurrency = 0;  // the node's `concurrency` (0 = unlimited): I/O nodes cap requests in flight
+  // This process's part of the job: its shard (sinks that write part files name them after it)
+  // and a tag unique to this worker and attempt (e.g. "w1.12345").
+  ShardSpec shard;
+  std::string part_tag;
 };
 
 struct NodeTypeInfo {
@@ -163,6 +179,12 @@ struct NodeTypeInfo {
   // Exactly one of these is set. Factories validate params (throw ParamError) and do no I/O.
   std::function<std::unique_ptr<Source>(const NodeInit&)> make_source;
   std::function<std::unique_ptr<Node>(const NodeInit&)> make_node;
+  // Sinks whose output is written as part files by each process (index.jsonl). Called once per
+  // shard, by the single process or by the launcher, never by a worker: `reset_outputs` before a
+  // fresh run (not a resume), `merge_outputs` after the last worker ended. Shards sharing one
+  // output path may call them concurrently. Both may throw.
+  std::function<void(const Params&, const ShardSpec&)> reset_outputs;
+  std::function<void(const Params&, const ShardSpec&)> merge_outputs;
 };
 
 class Registry {

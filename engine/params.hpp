@@ -22,6 +22,8 @@ struct ParamSpec {
   bool required = false;
   std::optional<double> min;  // inclusive lower bound for numbers
   std::vector<std::string> choices;  // allowed values for a string
+  // A total for the whole job (a rate limit): split evenly across processes and shards.
+  bool job_total = false;
 };
 
 // Resolved parameter values of one node (defaults filled in). Read-only after validation.
@@ -39,6 +41,13 @@ class Params {
   std::vector<std::string> strings(std::string_view name) const;  // string_list or string_or_list
   json::Location loc(std::string_view name) const;
   const json::Value& value() const { return _v; }
+  // Replaces a number param's value (scaling a job's limit to one process's share).
+  void set_number(std::string_view name, double v) {
+    if (json::Value* p = _v.find(name); p && p->kind == json::Kind::number) {
+      p->number = v;
+      p->is_integer = false;
+    }
+  }
 
  private:
   json::Value _v;
@@ -69,6 +78,10 @@ inline ParamSpec param(std::string name, ParamType type, std::string default_jso
 inline ParamSpec required_param(std::string name, ParamType type, std::string doc) {
   ParamSpec p = param(std::move(name), type, "", std::move(doc));
   p.required = true;
+  return p;
+}
+inline ParamSpec job_total(ParamSpec p) {
+  p.job_total = true;
   return p;
 }
 inline ParamSpec with_min(ParamSpec p, double min) {

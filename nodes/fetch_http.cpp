@@ -235,7 +235,7 @@ NodeTypeInfo fetch_http_info() {
       param("method", ParamType::string, "\"GET\"", "GET, POST, PUT or HEAD"),
       param("headers", ParamType::object, "{}", "header name -> value template; empty ones (or from an unset ${env:...}) are not sent"),
       param("body", ParamType::string, "null", "request body template (POST/PUT)"),
-      with_min(param("rpm", ParamType::number, "0", "requests per minute for limit_key, whole job (0 = no limit)"), 0),
+      job_total(with_min(param("rpm", ParamType::number, "0", "requests per minute for limit_key, whole job (0 = no limit)"), 0)),
       param("limit_key", ParamType::string, "null", "rate-limit name shared by nodes (default: the URL's host)"),
       param("retry", ParamType::object, "{}", "max_attempts (8), base_delay_s (0.2), max_delay_s (30), max_retry_s (600)"),
       with_min(param("timeout_ms", ParamType::integer, "60000", "total time for one attempt"), 1),

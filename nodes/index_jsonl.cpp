@@ -1,9 +1,15 @@
 #include "nodes/index_jsonl.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <unordered_set>
 
 #include "engine/batcher.hpp"
 #include "engine/json.hpp"
@@ -30,10 +36,110 @@ std::string jsonl_line(const Record& r) {
 
 namespace {
 
+namespace fs = std::filesystem;
+
+// A regular file (or a path to be created) is written as part files and merged; /dev/null, a
+// FIFO or a terminal is written directly.
+bool uses_parts(const std::string& path) {
+  std::error_code ec;
+  auto st = fs::status(path, ec);
+  return ec || !fs::exists(st) || fs::is_regular_file(st);
+}
+
+std::string parts_dir(const std::string& path) { return path + ".parts"; }
+
+// The id of a line index.jsonl wrote ({"id":"...",...}), escapes kept; empty if it is not one.
+std::string_view line_id(std::string_view line) {
+  constexpr std::string_view head = "{\"id\":\"";
+  if (line.substr(0, head.size()) != head || line.back() != '}') return {};
+  for (size_t i = head.size(); i < line.size(); ++i) {
+    if (line[i] == '\\') ++i;
+    else if (line[i] == '"') return line.substr(head.size(), i - head.size());
+  }
+  return {};
+}
+
+std::string part_prefix(const ShardSpec& shard) {
+  std::string p = "s";  // built by appending: GCC 12 warns (-Wrestrict, falsely) on "s" + to_string()
+  p += std::to_string(shard.index);
+  p += "-of-";
+  p += std::to_string(shard.count);
+  p += '.';
+  return p;
+}
+
+// Shards that share a filesystem may merge into one path at the same time: one at a time.
+class MergeLock {
+ public:
+  explicit MergeLock(const fs::path& dir) {
+    _fd = ::open((dir / ".merge.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (_fd < 0) throw std::runtime_error("cannot create a lock in \"" + dir.string() + "\": " + std::strerror(errno));
+    while (flock(_fd, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  ~MergeLock() { ::close(_fd); }
+  MergeLock(const MergeLock&) = delete;
+  MergeLock& operator=(const MergeLock&) = delete;
+
+ private:
+  int _fd = -1;
+};
+
+}  // namespace
+
+uint64_t merge_jsonl_parts(const std::string& path, const ShardSpec& shard) {
+  const fs::path dir = parts_dir(path);
+  if (!fs::is_directory(dir)) return 0;
+  MergeLock lock(dir);
+  // This shard's parts first, then what earlier merges wrote: the first copy of an id wins, so
+  // a fresh run's chunks replace a previous run's.
+  const std::string prefix = part_prefix(shard);
+  std::vector<fs::path> parts;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    std::string name = e.path().filename().string();
+    if (e.is_regular_file() && e.path().extension() == ".jsonl" && name.rfind(prefix, 0) == 0) parts.push_back(e.path());
+  }
+  std::sort(parts.begin(), parts.end());
+  std::vector<fs::path> inputs = parts;
+  if (fs::is_regular_file(path)) inputs.emplace_back(path);
+
+  const std::string tmp = path + ".merging";
+  FILE* out = std::fopen(tmp.c_str(), "w");
+  if (!out) throw std::runtime_error("cannot write \"" + tmp + "\": " + std::strerror(errno));
+  std::unordered_set<std::string> seen;
+  uint64_t lines = 0;
+  bool ok = true;
+  for (const auto& f : inputs) {
+    std::ifstream in(f, std::ios::binary);
+    std::string line;
+    while (ok && std::getline(in, line)) {
+      if (in.eof()) break;  // no newline: the torn last line of a killed writer
+      std::string_view id = line_id(line);
+      if (id.empty() || !seen.emplace(id).second) continue;
+      line += '\n';
+      ok = std::fwrite(line.data(), 1, line.size(), out) == line.size();
+      ++lines;
+    }
+  }
+  if (std::fclose(out) != 0) ok = false;
+  if (!ok) {
+    fs::remove(tmp);
+    throw std::runtime_error("writing \"" + tmp + "\" failed: " + std::strerror(errno));
+  }
+  fs::rename(tmp, path);
+  for (const auto& p : parts) fs::remove(p);
+  // Other shards may still write parts here; a job of one shard owns the directory.
+  if (shard.count <= 1) fs::remove_all(dir);
+  return lines;
+}
+
+namespace {
+
 class JsonlIndex final : public Node {
  public:
   explicit JsonlIndex(const NodeInit& init)
       : _path(init.params.str("path")),
+        _part_tag(part_prefix(init.shard) + init.part_tag),
         _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))) {
     if (_path.empty()) throw ParamError("path", "path must not be empty");
   }
@@ -43,10 +149,14 @@ class JsonlIndex final : public Node {
 
   void open(NodeOutput& out) override {
     Node::open(out);
-    std::filesystem::path p(_path);
-    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-    _file = std::fopen(_path.c_str(), "w");
-    if (!_file) throw std::runtime_error("cannot write \"" + _path + "\": " + std::strerror(errno));
+    std::string target = _path;
+    if (uses_parts(_path)) {
+      // Each process writes its own part; the run's end (or the launcher) merges them into _path.
+      fs::create_directories(parts_dir(_path));
+      target = (fs::path(parts_dir(_path)) / (_part_tag + ".jsonl")).string();
+    }
+    _file = std::fopen(target.c_str(), "w");
+    if (!_file) throw std::runtime_error("cannot write \"" + target + "\": " + std::strerror(errno));
   }
 
   void process(RecordPtr in, Emitter& out) override {
@@ -82,6 +192,7 @@ class JsonlIndex final : public Node {
   }
 
   std::string _path;
+  std::string _part_tag;
   Batcher _batcher;
   std::mutex _mu;
   FILE* _file = nullptr;
@@ -94,8 +205,10 @@ NodeTypeInfo index_jsonl_info() {
   info.type = "index.jsonl";
   info.role = NodeRole::sink;
   info.description =
-      "Writes one JSON object per record (id, doc_id, seq, text, meta, vector if present) to a file, "
-      "replacing the file at the start of the run.";
+      "Writes one JSON object per record (id, doc_id, seq, text, meta, vector if present) to a file. "
+      "Each process writes a part file under PATH.parts/; the end of the run merges them into PATH with "
+      "each chunk id once, so many processes and a resume after kill -9 end as one file. A fresh run "
+      "replaces PATH; --resume keeps it.";
   info.params = {
       required_param("path", ParamType::string, "output file (/dev/null to discard)"),
       with_min(param("batch", ParamType::integer, "256", "records per write"), 1),
@@ -103,6 +216,21 @@ NodeTypeInfo index_jsonl_info() {
   };
   info.default_concurrency = 1;
   info.make_node = [](const NodeInit& init) { return std::make_unique<JsonlIndex>(init); };
+  info.reset_outputs = [](const Params& p, const ShardSpec& shard) {
+    std::string path = p.str("path");
+    if (!uses_parts(path)) return;
+    if (shard.count <= 1) {
+      fs::remove(path);
+      fs::remove_all(parts_dir(path));
+      return;
+    }
+    // Shards sharing the path: forget only this shard's parts; the merged file is everyone's.
+    std::error_code ec;
+    const std::string prefix = part_prefix(shard);
+    for (const auto& e : fs::directory_iterator(parts_dir(path), ec))
+      if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove(e.path());
+  };
+  info.merge_outputs = [](const Params& p, const ShardSpec& shard) { merge_jsonl_parts(p.str("path"), shard); };
   return info;
 }
 

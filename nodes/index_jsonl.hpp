@@ -5,4 +5,9 @@ namespace sluice {
 NodeTypeInfo index_jsonl_info();
 // The line index.jsonl writes for `r` (with a trailing newline).
 std::string jsonl_line(const Record& r);
+// Merges shard `shard`'s part files in `path`.parts/ and then `path` (if any) into `path`: each
+// chunk id once, the first copy winning (a new run's chunk replaces an old one), a torn last line
+// of a killed process skipped; then removes those parts. Shards sharing `path` take turns (flock).
+// Returns the number of lines written.
+uint64_t merge_jsonl_parts(const std::string& path, const ShardSpec& shard);
 }

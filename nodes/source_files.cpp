@@ -89,6 +89,8 @@ class FilesSource final : public Source {
       r->error = std::move(why);
       _pending.push_back(std::move(r));
     };
+    // A file that is one document (not json/jsonl) is skipped unread when it is not wanted.
+    if (ext != ".jsonl" && ext != ".ndjson" && ext != ".json" && !wanted(rel)) return;
     std::error_code ec;
     uint64_t size = fs::file_size(full, ec);
     if (ec) return fail("cannot stat: " + ec.message());

@@ -289,7 +289,7 @@ NodeTypeInfo source_http_list_info() {
       param("headers", ParamType::object, "{}", "request headers; empty ones (or from an unset ${env:...}) are not sent"),
       param("recurse", ParamType::string, "null", "tree walk: the child-array field (e.g. contents); leaves are items without it"),
       param("skip", ParamType::string, "null", "JSON pointer whose truthy value drops a leaf (e.g. /isCollection)"),
-      with_min(param("rpm", ParamType::number, "0", "requests per minute for the listing (0 = no limit)"), 0),
+      job_total(with_min(param("rpm", ParamType::number, "0", "requests per minute for the listing (0 = no limit)"), 0)),
       param("limit_key", ParamType::string, "null", "rate-limit name (default: the URL's host)"),
       with_min(param("max_attempts", ParamType::integer, "8", "attempts per page before the run fails"), 1),
   };

@@ -42,10 +42,13 @@ class RangeSource final : public Source {
   std::optional<uint64_t> total() const override { return _count; }
 
   RecordPtr next() override {
-    if (_next >= _count) return nullptr;
-    auto r = std::make_shared<Record>();
     char id[32];
-    std::snprintf(id, sizeof id, "range-%08llu", static_cast<unsigned long long>(_next));
+    for (;; ++_next) {
+      if (_next >= _count) return nullptr;
+      std::snprintf(id, sizeof id, "range-%08llu", static_cast<unsigned long long>(_next));
+      if (wanted(id)) break;
+    }
+    auto r = std::make_shared<Record>();
     r->id = r->doc_id = id;
     r->text = range_text(_seed, _next, _size);
     ++_next;

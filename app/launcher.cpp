@@ -1,0 +1,296 @@
+#include "app/launcher.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+
+#include <rapidjson/document.h>
+
+namespace sluice {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int kEventsFd = 3;
+
+struct Worker {
+  int index = 0;
+  pid_t pid = -1;
+  int fd = -1;  // read end of the events pipe
+  std::string buffer;
+  int attempts = 0;
+  int last_exit = 0;        // exit status, or 128 + signal
+  bool finished = false;    // ended and will not be started again
+  bool have_report = false;
+  RunReport report;         // the last attempt's report
+  std::string report_json;
+  // Last progress event of the running attempt.
+  uint64_t docs_done = 0, chunks = 0;
+  int64_t in_flight = 0;
+  uint64_t total = 0;
+  bool total_known = false;
+};
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+void start(Worker& w, const LaunchPlan& plan) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  std::vector<std::string> args = plan.worker_args;
+  args.push_back("--worker");
+  args.push_back(std::to_string(w.index) + "/" + std::to_string(plan.processes));
+  args.push_back("--threads");
+  args.push_back(std::to_string(plan.threads_per_worker));
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(plan.self_exe.c_str()));
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  const pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    // Child: only async-signal-safe calls until exec.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the launcher died before prctl took effect
+    if (fds[1] == kEventsFd) fcntl(kEventsFd, F_SETFD, 0);
+    else if (dup2(fds[1], kEventsFd) < 0) _exit(127);
+    execv(plan.self_exe.c_str(), argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  w.pid = pid;
+  w.fd = fds[0];
+  w.buffer.clear();
+  w.docs_done = w.chunks = 0;
+  w.in_flight = 0;
+  ++w.attempts;
+}
+
+void handle_line(Worker& w, const std::string& line) {
+  rapidjson::Document d;
+  d.Parse(line.data(), line.size());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("event") || !d["event"].IsString()) return;
+  std::string ev = d["event"].GetString();
+  auto u64 = [&](const char* k) -> uint64_t {
+    auto it = d.FindMember(k);
+    return it != d.MemberEnd() && it->value.IsNumber() ? static_cast<uint64_t>(it->value.GetDouble()) : 0;
+  };
+  if (ev == "progress") {
+    w.docs_done = u64("docs_done");
+    w.chunks = u64("chunks");
+    w.in_flight = static_cast<int64_t>(u64("in_flight"));
+    w.total_known = d.HasMember("total");
+    w.total = u64("total");
+  } else if (ev == "report" && d.HasMember("report")) {
+    size_t at = line.find("\"report\":");
+    std::string body = line.substr(at + 9, line.rfind('}') - at - 9);
+    RunReport r;
+    if (RunReport::from_json(body, r)) {
+      w.report = std::move(r);
+      w.report_json = std::move(body);
+      w.have_report = true;
+    }
+  }
+}
+
+// Reads what is there; false at end of file.
+bool drain(Worker& w) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(w.fd, buf, sizeof buf);
+    if (n > 0) {
+      w.buffer.append(buf, static_cast<size_t>(n));
+      size_t nl;
+      while ((nl = w.buffer.find('\n')) != std::string::npos) {
+        handle_line(w, w.buffer.substr(0, nl));
+        w.buffer.erase(0, nl + 1);
+      }
+      continue;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    return true;  // EAGAIN
+  }
+}
+
+std::string human_duration(double s) {
+  char buf[32];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
+  return buf;
+}
+
+RunReport aggregate(const GraphSpec& spec, std::vector<Worker>& workers, double elapsed, int threads) {
+  RunReport rep;
+  rep.graph = spec.name;
+  rep.config_hash = spec.config_hash;
+  rep.elapsed_s = elapsed;
+  rep.threads = threads;
+  rep.max_inflight_docs = spec.settings.max_inflight_docs;
+  for (auto& w : workers) {
+    rep.restarts += std::max(0, w.attempts - 1);
+    std::string tail = ",\"worker\":" + std::to_string(w.index) + ",\"attempts\":" + std::to_string(w.attempts) +
+                       ",\"exit_status\":" + std::to_string(w.last_exit) + "}";
+    if (!w.have_report) {
+      rep.workers_json.push_back("{\"report\":null" + tail);
+      if (rep.error.empty())
+        rep.error = "worker " + std::to_string(w.index) + " ended without a report (exit status " +
+                    std::to_string(w.last_exit) + ")";
+      continue;
+    }
+    const RunReport& r = w.report;
+    std::string j = w.report_json;
+    j.pop_back();  // the closing brace: append the worker's own keys
+    rep.workers_json.push_back(j + tail);
+    rep.docs += r.docs;
+    rep.docs_skipped_done += r.docs_skipped_done;
+    rep.chunks += r.chunks;
+    rep.indexed += r.indexed;
+    rep.filtered += r.filtered;
+    rep.dead_lettered += r.dead_lettered;
+    rep.lost += r.lost;
+    rep.docs_indexed += r.docs_indexed;
+    rep.docs_filtered += r.docs_filtered;
+    rep.docs_dead_lettered += r.docs_dead_lettered;
+    rep.peak_inflight_docs += r.peak_inflight_docs;
+    rep.peak_rss_bytes = std::max(rep.peak_rss_bytes, r.peak_rss_bytes);
+    rep.tokens += r.tokens;
+    rep.cost_usd += r.cost_usd;
+    rep.interrupted = rep.interrupted || r.interrupted;
+    if (rep.error.empty() && !r.error.empty()) rep.error = "worker " + std::to_string(w.index) + ": " + r.error;
+    if (rep.nodes.empty()) {
+      rep.nodes = r.nodes;
+    } else {
+      for (size_t i = 0; i < rep.nodes.size() && i < r.nodes.size(); ++i) {
+        rep.nodes[i].in += r.nodes[i].in;
+        rep.nodes[i].out += r.nodes[i].out;
+        rep.nodes[i].errors += r.nodes[i].errors;
+        rep.nodes[i].busy_s += r.nodes[i].busy_s;
+        rep.nodes[i].tokens += r.nodes[i].tokens;
+        rep.nodes[i].cost_usd += r.nodes[i].cost_usd;
+      }
+    }
+  }
+  // Busy time summed over P workers: utilization is per worker on average.
+  for (auto& n : rep.nodes) n.busy_s /= static_cast<double>(std::max<size_t>(1, workers.size()));
+  return rep;
+}
+
+}  // namespace
+
+std::string report_event(const RunReport& report) {
+  std::string j = report.to_json();
+  while (!j.empty() && j.back() == '\n') j.pop_back();
+  return "{\"event\":\"report\",\"report\":" + j + "}\n";
+}
+
+RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
+  auto t0 = Clock::now();
+  std::vector<Worker> workers(static_cast<size_t>(plan.processes));
+  for (int i = 0; i < plan.processes; ++i) {
+    workers[static_cast<size_t>(i)].index = i;
+    start(workers[static_cast<size_t>(i)], plan);
+  }
+  bool forwarded = false;
+  double last_events = 0;
+  auto last_line = Clock::now();
+  for (;;) {
+    bool interrupted = plan.interrupt && plan.interrupt->load();
+    if (interrupted && !forwarded) {
+      forwarded = true;
+      for (auto& w : workers)
+        if (w.pid > 0) kill(w.pid, SIGINT);
+    }
+    std::vector<pollfd> pfds;
+    for (auto& w : workers)
+      if (w.fd >= 0) pfds.push_back({w.fd, POLLIN, 0});
+    if (!pfds.empty()) poll(pfds.data(), pfds.size(), 100);
+    else usleep(20000);
+    for (auto& w : workers) {
+      if (w.fd >= 0 && !drain(w)) {
+        close(w.fd);
+        w.fd = -1;
+      }
+      if (w.pid <= 0) continue;
+      int status = 0;
+      pid_t got = waitpid(w.pid, &status, w.fd >= 0 ? WNOHANG : 0);
+      if (got != w.pid) continue;
+      if (w.fd >= 0) {
+        drain(w);
+        close(w.fd);
+        w.fd = -1;
+      }
+      w.pid = -1;
+      w.last_exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      const bool failed = w.last_exit != 0 && !(interrupted && w.last_exit == 130);
+      if (failed && !interrupted && w.attempts <= plan.max_restarts) {
+        std::fprintf(stderr, "\r\033[Ksluice: worker %d %s; restarting it with resume (%d of %d)\n", w.index,
+                     WIFSIGNALED(status) ? ("killed by signal " + std::to_string(WTERMSIG(status))).c_str()
+                                         : ("exited with status " + std::to_string(w.last_exit)).c_str(),
+                     w.attempts, plan.max_restarts);
+        w.have_report = false;
+        start(w, plan);
+        continue;
+      }
+      w.finished = true;
+    }
+    bool all_done = true;
+    for (auto& w : workers) all_done = all_done && w.finished;
+    if (all_done) break;
+
+    double el = seconds_since(t0);
+    uint64_t done = 0, chunks = 0, total = 0;
+    int64_t in_flight = 0;
+    bool total_known = true;
+    for (auto& w : workers) {
+      done += w.have_report ? w.report.docs_indexed + w.report.docs_filtered + w.report.docs_dead_lettered
+                            : w.docs_done;
+      chunks += w.have_report ? w.report.chunks : w.chunks;
+      in_flight += w.in_flight;
+      total += w.total;
+      total_known = total_known && w.total_known;
+    }
+    double rate = el > 0 ? done / el : 0;
+    if (plan.progress_line && Clock::now() - last_line >= std::chrono::milliseconds(250)) {
+      last_line = Clock::now();
+      std::string eta = total_known && rate > 0 && total > done ? "  ETA " + human_duration((total - done) / rate) : "";
+      std::string of_total;
+      if (total_known) of_total.append("/").append(std::to_string(total));
+      std::fprintf(stderr, "\r\033[Kdocs %llu%s  in flight %lld  chunks %llu  %.0f docs/s  %d workers  %s%s",
+                   static_cast<unsigned long long>(done),
+                   of_total.c_str(), static_cast<long long>(in_flight),
+                   static_cast<unsigned long long>(chunks), rate, plan.processes, human_duration(el).c_str(),
+                   eta.c_str());
+      std::fflush(stderr);
+    }
+    if (plan.events_interval_s > 0 && el - last_events >= plan.events_interval_s) {
+      last_events = el;
+      std::fprintf(stderr,
+                   "{\"event\":\"progress\",\"elapsed_s\":%.1f,\"docs_done\":%llu,\"chunks\":%llu,\"docs_per_s\":%.1f,"
+                   "\"workers\":%d}\n",
+                   el, static_cast<unsigned long long>(done), static_cast<unsigned long long>(chunks), rate,
+                   plan.processes);
+    }
+  }
+  if (plan.progress_line) std::fputs("\r\033[K", stderr);
+  RunReport rep = aggregate(spec, workers, seconds_since(t0), plan.threads_per_worker);
+  if (plan.interrupt && plan.interrupt->load()) rep.interrupted = true;
+  return rep;
+}
+
+}  // namespace sluice

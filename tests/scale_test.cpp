@@ -1,0 +1,562 @@
+// Scale-out: shards, the checkpoint ledger and resume, the multi-process launcher, and output from
+// many processes (part files merged into one path, one SQLite index).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <rapidjson/document.h>
+
+#include "app/plan.hpp"
+#include "engine/checkpoint_ledger.hpp"
+#include "engine/shard.hpp"
+#include "engine/text.hpp"
+#include "sim/sim.hpp"
+#include "tests/test_util.hpp"
+
+namespace sluice {
+namespace {
+
+using test::run_sluice;
+using Clock = std::chrono::steady_clock;
+
+// ---- shards ------------------------------------------------------------------------------------
+
+TEST(Shard, ParsesIndexOverCountAndRejectsNonsense) {
+  ShardSpec s = parse_shard("2/3");
+  EXPECT_EQ(s.index, 2);
+  EXPECT_EQ(s.count, 3);
+  auto message = [](const char* text) {
+    try {
+      parse_shard(text);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(message("3/2"), "--shard 3/2: shard 3 is out of range for 2 shards (0 to 1)");
+  EXPECT_EQ(message("1/0"), "--shard 1/0: the shard count must be at least 1, got 0");
+  EXPECT_EQ(message("abc"), "--shard: expected INDEX/COUNT such as 0/4, got \"abc\"");
+  EXPECT_EQ(message("-1/2"), "--shard -1/2: shard -1 is out of range for 2 shards (0 to 1)");
+  EXPECT_EQ(message("1/2x"), "--shard: expected INDEX/COUNT such as 0/4, got \"1/2x\"");
+}
+
+std::map<std::string, std::string> g_env;
+const char* fake_env(const char* name) {
+  auto it = g_env.find(name);
+  return it == g_env.end() ? nullptr : it->second.c_str();
+}
+
+TEST(Shard, ComesFromTheSchedulersEnvironment) {
+  g_env = {{"SLURM_ARRAY_TASK_ID", "3"}, {"SLURM_ARRAY_TASK_COUNT", "10"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}};
+  ShardSpec s = resolve_shard("", 0, fake_env);
+  EXPECT_EQ(s.text(), "3/10");
+  EXPECT_EQ(s.origin, "SLURM_ARRAY_TASK_ID=3, SLURM_ARRAY_TASK_COUNT=10");
+  EXPECT_EQ(resolve_shard("1/4", 0, fake_env).text(), "1/4") << "an explicit --shard wins";
+  g_env = {{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}};
+  EXPECT_EQ(resolve_shard("", 0, fake_env).text(), "1/2");
+  g_env = {{"OMPI_COMM_WORLD_RANK", "5"}, {"OMPI_COMM_WORLD_SIZE", "8"}};
+  EXPECT_EQ(resolve_shard("", 0, fake_env).text(), "5/8");
+  g_env = {{"PMI_RANK", "0"}, {"PMI_SIZE", "3"}};
+  EXPECT_EQ(resolve_shard("", 0, fake_env).text(), "0/3");
+  g_env = {{"JOB_COMPLETION_INDEX", "7"}};
+  EXPECT_EQ(resolve_shard("", 20, fake_env).text(), "7/20");
+  EXPECT_THROW(resolve_shard("", 0, fake_env), std::invalid_argument) << "an Indexed Job needs --shards";
+  EXPECT_THROW(resolve_shard("", 5, fake_env), std::invalid_argument) << "index 7 of 5";
+  g_env = {{"OMPI_COMM_WORLD_RANK", "x"}, {"OMPI_COMM_WORLD_SIZE", "8"}};
+  EXPECT_THROW(resolve_shard("", 0, fake_env), std::invalid_argument);
+  g_env = {};
+  EXPECT_EQ(resolve_shard("", 0, fake_env).text(), "0/1");
+  EXPECT_THROW(resolve_shard("", 4, fake_env), std::invalid_argument) << "--shards without an index";
+}
+
+TEST(Shard, EveryDocumentHasExactlyOneShardAndWorkersSplitTheirShard) {
+  const int n = 4, p = 3;
+  std::vector<int> per_shard(n);
+  for (int d = 0; d < 20000; ++d) {
+    std::string id = "doc-" + std::to_string(d);
+    int owners = 0;
+    for (int i = 0; i < n; ++i) {
+      ShardSpec s{i, n, ""};
+      if (!s.owns(id)) continue;
+      ++owners;
+      ++per_shard[static_cast<size_t>(i)];
+      int workers = 0;
+      for (int w = 0; w < p; ++w) workers += s.split(w, p).owns(id);
+      EXPECT_EQ(workers, 1) << id;
+    }
+    ASSERT_EQ(owners, 1) << id;
+  }
+  for (int c : per_shard) EXPECT_NEAR(c, 5000, 300) << "the hash spreads ids evenly";
+  // Pinned: the shard of an id must never change between versions, machines or runs.
+  EXPECT_EQ(shard_of("01-Genesis.txt", 10), shard_of(std::string("01-Genesis.txt"), 10));
+  EXPECT_EQ(shard_of("W2741809807", 16), static_cast<int>(text::stable_hash64("W2741809807") % 16));
+}
+
+// ---- the ledger ----------------------------------------------------------------------------------
+
+TEST(Ledger, RemembersDoneDocumentsAndRefusesAnotherConfig) {
+  test::TempDir dir;
+  std::string path = CheckpointLedger::file_for(dir.path().string(), 0, 1);
+  {
+    CheckpointLedger l(path, "hash-a", CheckpointLedger::Mode::fresh, false);
+    l.record("a", Outcome::indexed);
+    l.record("b", Outcome::filtered);
+    l.record("c", Outcome::dead_lettered);
+    l.commit();
+  }
+  {
+    CheckpointLedger l(path, "hash-a", CheckpointLedger::Mode::resume, false);
+    auto done = l.done_ids();
+    EXPECT_EQ(done, (std::unordered_set<std::string>{"a", "b"})) << "dead-lettered documents are tried again";
+    EXPECT_EQ(l.done_count(), 3u);
+  }
+  try {
+    CheckpointLedger l(path, "hash-b", CheckpointLedger::Mode::resume, false);
+    FAIL() << "a changed config must be refused";
+  } catch (const LedgerError& e) {
+    EXPECT_NE(std::string(e.what()).find("different graph config (hash hash-a, this one is hash-b)"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("--force"), std::string::npos);
+  }
+  {
+    CheckpointLedger l(path, "hash-b", CheckpointLedger::Mode::resume, true);
+    EXPECT_EQ(l.done_ids().size(), 2u) << "--force keeps the ledger";
+  }
+  {
+    CheckpointLedger l(path, "hash-b", CheckpointLedger::Mode::fresh, false);
+    EXPECT_EQ(l.done_count(), 0u) << "a fresh run forgets";
+  }
+}
+
+// ---- helpers for whole runs ------------------------------------------------------------------------
+
+std::set<std::string> jsonl_chunks(const std::string& path, size_t* lines = nullptr) {
+  std::set<std::string> out;
+  size_t n = 0;
+  for (const auto& line : test::read_lines(path)) {
+    if (line.empty()) continue;
+    ++n;
+    rapidjson::Document d;
+    d.Parse(line.c_str());
+    if (d.HasParseError()) {
+      out.insert("<malformed line>");
+      continue;
+    }
+    out.insert(std::string(d["id"].GetString()) + "\t" + d["text"].GetString());
+  }
+  if (lines) *lines = n;
+  return out;
+}
+
+std::set<std::string> sqlite_chunks(const std::string& db, size_t* rows = nullptr) {
+  std::set<std::string> out;
+  sqlite3* h = nullptr;
+  sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(h, "SELECT id, text FROM chunks", -1, &s, nullptr);
+  size_t n = 0;
+  while (s && sqlite3_step(s) == SQLITE_ROW) {
+    ++n;
+    out.insert(std::string(reinterpret_cast<const char*>(sqlite3_column_text(s, 0))) + "\t" +
+               reinterpret_cast<const char*>(sqlite3_column_text(s, 1)));
+  }
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+  if (rows) *rows = n;
+  return out;
+}
+
+rapidjson::Document report(const std::string& path) {
+  rapidjson::Document d;
+  d.Parse(test::read_file(path).c_str());
+  EXPECT_FALSE(d.HasParseError()) << path;
+  return d;
+}
+
+// Starts `sluice args` in the background (stdout/stderr to files in `dir`).
+pid_t spawn_sluice(const std::string& args, const test::TempDir& dir) {
+  std::string cmd = "cd '" + test::source_dir() + "' && exec '" + std::string(SLUICE_BIN) + "' " + args + " </dev/null >>'" + (dir / "out.txt") + "' 2>>'" +
+                    (dir / "err.txt") + "'";
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid, double timeout_s) {
+  auto t0 = Clock::now();
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::duration<double>(Clock::now() - t0).count() > timeout_s) {
+      kill(-pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> out;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  pid_t c;
+  while (in >> c) out.push_back(c);
+  return out;
+}
+
+bool alive(pid_t pid) { return kill(pid, 0) == 0; }
+
+// The sim's document ids.
+std::string ids_file(const test::TempDir& dir, int n) {
+  std::string text;
+  char buf[32];
+  for (int i = 1; i <= n; ++i) {
+    std::snprintf(buf, sizeof buf, "doc-%06d\n", i);
+    text += buf;
+  }
+  test::write_file(dir / "ids.txt", text);
+  return dir / "ids.txt";
+}
+
+// ids → fetch from the sim → extract → chunk → both a JSONL file and an SQLite index.
+std::string fetch_graph(const test::TempDir& dir, int port, int concurrency, int max_inflight) {
+  std::string g = R"({"name": "scale",
+  "vars": {"jsonl": ")" + (dir / "out.jsonl") + R"(", "db": ")" + (dir / "out.db") + R"("},
+  "settings": {"max_inflight_docs": )" + std::to_string(max_inflight) + R"(},
+  "nodes": [
+    {"id": "ids", "type": "source.lines", "params": {"path": ")" + (dir / "ids.txt") + R"("}},
+    {"id": "fetch", "type": "fetch.http", "params": {"url": "http://127.0.0.1:)" + std::to_string(port) + R"(/docs/{id}"},
+     "concurrency": )" + std::to_string(concurrency) + R"(},
+    {"id": "extract", "type": "extract.json", "params": {"text": "/text"}},
+    {"id": "chunk", "type": "chunk.recursive", "params": {"size": 200}},
+    {"id": "jsonl", "type": "index.jsonl", "params": {"path": "${jsonl}"}},
+    {"id": "db", "type": "index.sqlite", "params": {"path": "${db}"}}],
+  "edges": [["ids", "fetch"], ["fetch", "extract"], ["extract", "chunk"], ["chunk", "jsonl"], ["chunk", "db"]]})";
+  test::write_file(dir / "g.json", g);
+  return dir / "g.json";
+}
+
+// The chunk set a clean single-process run of the same graph gives.
+std::set<std::string> clean_chunks(int docs, int port) {
+  test::TempDir dir;
+  ids_file(dir, docs);
+  auto r = run_sluice("run " + fetch_graph(dir, port, 50, 256) + " --quiet --report " + (dir / "r.json"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(report(dir / "r.json")["docs_indexed"].GetUint64(), static_cast<uint64_t>(docs));
+  auto chunks = jsonl_chunks(dir / "out.jsonl");
+  EXPECT_GT(chunks.size(), static_cast<size_t>(docs));
+  return chunks;
+}
+
+// ---- the launcher and many-process output ---------------------------------------------------
+
+TEST(ScaleOut, OneTwoAndThreeProcessesGiveTheSameChunks) {
+  test::TempDir dir;
+  std::set<std::string> first_jsonl, first_db;
+  for (int p : {1, 2, 3}) {
+    std::string jl = dir / ("p" + std::to_string(p) + ".jsonl"), db = dir / ("p" + std::to_string(p) + ".db");
+    std::string rep = dir / ("r" + std::to_string(p) + ".json");
+    auto a = run_sluice("run graphs/bench-cpu.json --quiet -P " + std::to_string(p) +
+                        " --set count=1500 --set size=3000 --set out=" + jl + " --report " + rep);
+    ASSERT_EQ(a.exit_code, 0) << a.err;
+    auto b = run_sluice("run graphs/local-files.json --quiet --processes " + std::to_string(p) + " --set db=" + db);
+    ASSERT_EQ(b.exit_code, 0) << b.err;
+    size_t lines = 0, rows = 0;
+    auto jset = jsonl_chunks(jl, &lines);
+    auto dset = sqlite_chunks(db, &rows);
+    EXPECT_EQ(lines, jset.size()) << "P=" << p << ": no chunk twice in the JSONL file";
+    EXPECT_EQ(rows, dset.size());
+    EXPECT_FALSE(std::filesystem::exists(jl + ".parts")) << "part files are merged and removed";
+    auto r = report(rep);
+    EXPECT_EQ(r["lost"].GetUint64(), 0u);
+    EXPECT_EQ(r["docs"].GetUint64(), 1500u);
+    EXPECT_EQ(r["chunks"].GetUint64(), lines);
+    if (p == 1) {
+      first_jsonl = jset;
+      first_db = dset;
+      EXPECT_GT(jset.size(), 1500u);
+      EXPECT_FALSE(r.HasMember("workers"));
+    } else {
+      EXPECT_EQ(jset, first_jsonl) << "P=" << p;
+      EXPECT_EQ(dset, first_db) << "P=" << p;
+      ASSERT_TRUE(r.HasMember("workers"));
+      EXPECT_EQ(r["workers"].Size(), static_cast<unsigned>(p));
+      EXPECT_EQ(r["restarts"].GetInt(), 0);
+    }
+  }
+}
+
+TEST(ScaleOut, ShardsSharingAFilesystemEndInOneFile) {
+  test::TempDir dir;
+  auto one = run_sluice("run graphs/bench-cpu.json --quiet --set count=900 --set out=" + (dir / "one.jsonl"));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 3; ++i)
+    pids.push_back(spawn_sluice("run graphs/bench-cpu.json --quiet --set count=900 --shard " + std::to_string(i) +
+                                    "/3 --state " + (dir / "state") + " --set out=" + (dir / "all.jsonl"),
+                                dir));
+  for (pid_t p : pids) EXPECT_EQ(wait_exit(p, 120), 0) << test::read_file(dir / "err.txt");
+  size_t lines = 0;
+  EXPECT_EQ(jsonl_chunks(dir / "all.jsonl", &lines), jsonl_chunks(dir / "one.jsonl"));
+  EXPECT_EQ(lines, jsonl_chunks(dir / "one.jsonl").size());
+  for (int i = 0; i < 3; ++i)
+    EXPECT_TRUE(std::filesystem::exists(CheckpointLedger::file_for(dir / "state", i, 3))) << "a ledger per shard";
+}
+
+TEST(ScaleOut, ShardAndProcessArgumentsAreChecked) {
+  auto bad = run_sluice("run graphs/local-files.json --shard 3/2");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(bad.err, "error: --shard 3/2: shard 3 is out of range for 2 shards (0 to 1)\n");
+  auto word = run_sluice("run graphs/local-files.json --shard first");
+  EXPECT_EQ(word.exit_code, 2);
+  EXPECT_NE(word.err.find("expected INDEX/COUNT such as 0/4"), std::string::npos) << word.err;
+  auto zero = run_sluice("run graphs/local-files.json --processes 0");
+  EXPECT_EQ(zero.exit_code, 2);
+  EXPECT_NE(zero.err.find("--processes"), std::string::npos) << zero.err;
+  auto indexed = test::run_sluice("run graphs/local-files.json --shards 4");
+  EXPECT_EQ(indexed.exit_code, 2);
+  EXPECT_NE(indexed.err.find("--shards 4 needs --shard i/N or a scheduler's index"), std::string::npos) << indexed.err;
+}
+
+TEST(ScaleOut, ResumeRefusesAChangedConfigUnlessForced) {
+  test::TempDir dir;
+  std::string base = "run graphs/bench-cpu.json --quiet --state " + (dir / "st") + " --set count=200 --set out=" + (dir / "o.jsonl");
+  ASSERT_EQ(run_sluice(base).exit_code, 0);
+  auto same = run_sluice(base + " --resume --report " + (dir / "r.json"));
+  EXPECT_EQ(same.exit_code, 0) << same.err;
+  EXPECT_EQ(report(dir / "r.json")["docs_skipped_done"].GetUint64(), 200u) << "everything was done";
+  EXPECT_EQ(report(dir / "r.json")["docs"].GetUint64(), 0u);
+  EXPECT_EQ(jsonl_chunks(dir / "o.jsonl").size() > 0, true) << "a resume keeps the earlier output";
+  auto changed = run_sluice(base + " --set size=100 --resume");
+  EXPECT_EQ(changed.exit_code, 2);
+  EXPECT_NE(changed.err.find("was written by a different graph config"), std::string::npos) << changed.err;
+  auto forced = run_sluice(base + " --set size=100 --resume --force");
+  EXPECT_EQ(forced.exit_code, 0) << forced.err;
+}
+
+TEST(ScaleOut, AKilledWorkerIsRestartedAndNothingIsMissingOrTwice) {
+  sim::SimOptions o;
+  o.docs = 1200;
+  o.latency_ms = 20;
+  sim::SimServer server(o);
+  server.start();
+  const auto expected = clean_chunks(1200, server.port());
+  test::TempDir dir;
+  ids_file(dir, 1200);
+  std::string g = fetch_graph(dir, server.port(), 16, 32);
+  pid_t launcher = spawn_sluice("run " + g + " --quiet -P 2 --report " + (dir / "r.json"), dir);
+  // Wait until the workers made progress, then kill one of them.
+  std::vector<pid_t> workers;
+  for (int i = 0; i < 200 && workers.size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    workers = children_of(launcher);
+  }
+  ASSERT_EQ(workers.size(), 2u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  ASSERT_TRUE(alive(workers[0])) << "the run ended before the kill: make it longer";
+  kill(workers[0], SIGKILL);
+  EXPECT_EQ(wait_exit(launcher, 120), 0) << test::read_file(dir / "err.txt");
+  EXPECT_NE(test::read_file(dir / "err.txt").find("worker 0 killed by signal 9; restarting it with resume (1 of 3)"),
+            std::string::npos)
+      << test::read_file(dir / "err.txt");
+  auto r = report(dir / "r.json");
+  EXPECT_EQ(r["restarts"].GetInt(), 1);
+  EXPECT_EQ(r["lost"].GetUint64(), 0u);
+  size_t lines = 0, rows = 0;
+  EXPECT_EQ(jsonl_chunks(dir / "out.jsonl", &lines), expected);
+  EXPECT_EQ(lines, expected.size());
+  EXPECT_EQ(sqlite_chunks(dir / "out.db", &rows), expected);
+  EXPECT_EQ(rows, expected.size());
+}
+
+TEST(ScaleOut, KillNineThenResumeGivesTheCleanIndexAndRefetchesWithinTheBound) {
+  sim::SimOptions o;
+  o.docs = 1500;
+  o.latency_ms = 40;
+  sim::SimServer server(o);
+  server.start();
+  const auto expected = clean_chunks(1500, server.port());
+  test::TempDir dir;
+  ids_file(dir, 1500);
+  const int max_inflight = 24;
+  std::string g = fetch_graph(dir, server.port(), 12, max_inflight);  // about 300 documents/s
+  auto before = [&] {
+    rapidjson::Document d;
+    d.Parse(server.stats_json().c_str());
+    return d["requests"].GetUint64();
+  };
+  const uint64_t base_requests = before();
+  auto t0 = Clock::now();
+  pid_t run = spawn_sluice("run " + g + " --quiet", dir);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  ASSERT_TRUE(alive(run));
+  kill(run, SIGKILL);
+  double at_kill = std::chrono::duration<double>(Clock::now() - t0).count();
+  wait_exit(run, 10);
+  const uint64_t first = before() - base_requests;
+  ASSERT_GT(first, 200u);
+  ASSERT_LT(first, 1500u) << "the kill came after the end: make the run longer";
+  auto resumed = run_sluice("run " + g + " --quiet --resume --report " + (dir / "r.json"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const uint64_t total = before() - base_requests;
+  const uint64_t refetched = total - 1500;
+  // The bound: documents in flight at the kill (at most max_inflight_docs) plus about one second
+  // of completions (the ledger commits twice a second).
+  const double rate = first / at_kill;
+  EXPECT_LE(static_cast<double>(refetched), max_inflight + rate * 1.0)
+      << "first run " << first << " requests in " << at_kill << " s";
+  auto r = report(dir / "r.json");
+  EXPECT_GT(r["docs_skipped_done"].GetUint64(), first - max_inflight - rate * 1.0);
+  EXPECT_EQ(r["lost"].GetUint64(), 0u);
+  size_t lines = 0, rows = 0;
+  EXPECT_EQ(jsonl_chunks(dir / "out.jsonl", &lines), expected);
+  EXPECT_EQ(lines, expected.size()) << "no duplicate chunks";
+  EXPECT_EQ(sqlite_chunks(dir / "out.db", &rows), expected);
+  EXPECT_EQ(rows, expected.size());
+  std::printf("kill -9 after %.1f s: %llu requests; resume refetched %llu (bound %.0f)\n", at_kill,
+              static_cast<unsigned long long>(first), static_cast<unsigned long long>(refetched),
+              max_inflight + rate * 1.0);
+}
+
+TEST(ScaleOut, KillingTheLauncherLeavesNoWorkerRunning) {
+  test::TempDir dir;
+  pid_t launcher = spawn_sluice("run graphs/bench-cpu.json --quiet -P 2 --set count=2000000 --set out=" + (dir / "o.jsonl"), dir);
+  std::vector<pid_t> workers;
+  for (int i = 0; i < 300 && workers.size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    workers = children_of(launcher);
+  }
+  ASSERT_EQ(workers.size(), 2u);
+  kill(launcher, SIGKILL);
+  wait_exit(launcher, 10);
+  auto t0 = Clock::now();
+  bool any = true;
+  while (any && std::chrono::duration<double>(Clock::now() - t0).count() < 5) {
+    any = false;
+    for (pid_t w : workers) {
+      std::ifstream st("/proc/" + std::to_string(w) + "/stat");
+      std::string pid, comm, state;
+      st >> pid >> comm >> state;
+      any = any || (st && state != "Z");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(any) << "workers outlived their launcher";
+}
+
+TEST(ScaleOut, MpirunRanksEachTakeAShard) {
+  if (std::system("command -v mpirun >/dev/null 2>&1") != 0) GTEST_FAIL() << "mpirun missing: scripts/setup installs openmpi-bin";
+  test::TempDir dir;
+  auto one = run_sluice("run graphs/bench-cpu.json --quiet --set count=600 --set out=" + (dir / "one.jsonl"));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  std::string cmd = "cd '" + test::source_dir() + "' && timeout 120 mpirun -np 2 --oversubscribe --allow-run-as-root '" +
+                    std::string(SLUICE_BIN) + "' run graphs/bench-cpu.json --quiet --set count=600 --state " +
+                    (dir / "st") + " --set out=" + (dir / "mpi.jsonl") + " >'" + (dir / "mpi.log") + "' 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << test::read_file(dir / "mpi.log");
+  EXPECT_EQ(jsonl_chunks(dir / "mpi.jsonl"), jsonl_chunks(dir / "one.jsonl"));
+  EXPECT_TRUE(std::filesystem::exists(CheckpointLedger::file_for(dir / "st", 1, 2))) << test::read_file(dir / "mpi.log");
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+GraphSpec plan_graph(const std::string& fetch_extra, const std::string& settings = "{}") {
+  return test::spec_from(R"({"settings": )" + settings + R"(,
+    "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": "ids.txt"}},
+              {"id": "fetch", "type": "fetch.http", "params": {"url": "http://x/{id}")" + fetch_extra + R"(},
+              {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
+    "edges": [["ids", "fetch"], ["fetch", "out"]]})");
+}
+
+TEST(Plan, TheRateLimitBindsAndIsSharedByEveryWorker) {
+  GraphSpec g = plan_graph(R"(, "rpm": 600}, "concurrency": 10)");
+  PlanInput in;
+  in.docs = 1000;
+  in.latency_s = 0.1;
+  in.jobs = {1, 4};
+  in.processes = {1, 2};
+  Plan p = make_plan(g, in);
+  ASSERT_EQ(p.rows.size(), 4u);
+  for (const auto& r : p.rows) {
+    EXPECT_DOUBLE_EQ(r.docs_per_s, 10.0) << "600 rpm = 10 requests/s, whatever the worker count";
+    EXPECT_DOUBLE_EQ(r.wall_s, 100.0);
+    EXPECT_EQ(r.binds, "fetch rpm");
+  }
+  ASSERT_EQ(p.stages.size(), 1u);
+  EXPECT_DOUBLE_EQ(p.stages[0].requests, 1000.0);
+}
+
+TEST(Plan, PerShardLimitsMultiplyWithJobs) {
+  GraphSpec g = plan_graph(R"(, "rpm": 600}, "concurrency": 10)", R"({"limits_scope": "shard"})");
+  PlanInput in;
+  in.docs = 1000;
+  in.latency_s = 0.1;
+  in.jobs = {4};
+  Plan p = make_plan(g, in);
+  EXPECT_DOUBLE_EQ(p.rows[0].docs_per_s, 40.0);
+  EXPECT_EQ(p.rows[0].binds, "fetch rpm");
+}
+
+TEST(Plan, ConcurrencyBindsAndRoundsUpToOnePerWorker) {
+  GraphSpec g = plan_graph("}, \"concurrency\": 10");
+  PlanInput in;
+  in.docs = 2000;
+  in.latency_s = 0.1;
+  in.jobs = {1, 20};
+  Plan p = make_plan(g, in);
+  EXPECT_DOUBLE_EQ(p.rows[0].docs_per_s, 100.0) << "10 in flight / 0.1 s";
+  EXPECT_EQ(p.rows[0].binds, "fetch concurrency");
+  EXPECT_DOUBLE_EQ(p.rows[1].docs_per_s, 200.0) << "20 workers get at least one request each";
+  EXPECT_DOUBLE_EQ(p.rows[1].wall_s, 10.0);
+}
+
+TEST(Plan, EmbeddingTokensCostAndTpm) {
+  GraphSpec g = test::spec_from(R"({
+    "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": "ids.txt"}},
+              {"id": "chunk", "type": "chunk.recursive", "params": {"size": 1000}},
+              {"id": "embed", "type": "embed.openai", "params": {"url": "http://x/v1/embeddings", "model": "m",
+                 "tpm": 1000000, "price_per_mtok": 0.02}},
+              {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
+    "edges": [["ids", "chunk"], ["chunk", "embed"], ["embed", "out"]]})");
+  PlanInput in;
+  in.docs = 34000;
+  in.doc_chars = 2000;
+  in.latency_s = 0.5;
+  Plan p = make_plan(g, in);
+  EXPECT_DOUBLE_EQ(p.chunks_per_doc, 2.0);
+  EXPECT_DOUBLE_EQ(p.tokens, 34000.0 * 2 * 250);
+  EXPECT_NEAR(p.cost_usd, 0.34, 1e-9);
+  ASSERT_EQ(p.stages.size(), 1u);
+  EXPECT_DOUBLE_EQ(p.stages[0].requests, 34000.0 * 2 / 32) << "batches of 32: 8000 tokens / 250 per chunk";
+  EXPECT_NEAR(p.rows[0].docs_per_s, 1e6 / 60 / 500, 1e-9);
+  EXPECT_EQ(p.rows[0].binds, "embed tpm");
+}
+
+TEST(Plan, CliPrintsTheTable) {
+  auto r = run_sluice("plan graphs/papers-backfill.json --docs 34000 --jobs 1,20 --processes 1,100");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("plan: papers-backfill, 34000 documents"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("limit that binds"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("    20    100     2000"), std::string::npos) << r.out;
+  auto bad = run_sluice("plan graphs/papers-backfill.json");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--docs is required"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace sluice
