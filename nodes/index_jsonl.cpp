@@ -5,13 +5,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <unordered_set>
 
-#include "engine/batcher.hpp"
 #include "engine/json.hpp"
 
 namespace sluice {
@@ -140,7 +141,8 @@ class JsonlIndex final : public Node {
   explicit JsonlIndex(const NodeInit& init)
       : _path(init.params.str("path")),
         _part_tag(part_prefix(init.shard) + init.part_tag),
-        _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))) {
+        _batch(static_cast<size_t>(init.params.integer("batch"))),
+        _linger(init.params.integer("linger_ms")) {
     if (_path.empty()) throw ParamError("path", "path must not be empty");
   }
   ~JsonlIndex() override {
@@ -159,16 +161,40 @@ class JsonlIndex final : public Node {
     if (!_file) throw std::runtime_error("cannot write \"" + target + "\": " + std::strerror(errno));
   }
 
+  // Lines are formatted in parallel (formatting 256 floats as text is most of the cost); only
+  // appending to the batch and writing the file are serialized.
   void process(RecordPtr in, Emitter& out) override {
     out.defer();
-    auto batch = _batcher.add(std::move(in));
-    if (!batch.empty()) write(batch);
+    std::string line = jsonl_line(*in);
+    std::vector<RecordPtr> batch;
+    std::string buf;
+    {
+      std::lock_guard lock(_mu);
+      if (_pending.empty()) _oldest = Clock::now();
+      _buf += line;
+      _pending.push_back(std::move(in));
+      if (_pending.size() >= _batch) {
+        batch.swap(_pending);
+        buf.swap(_buf);
+      }
+    }
+    if (!batch.empty()) write(batch, buf);
   }
   void flush(bool force) override {
-    auto batch = _batcher.take_due(force);
-    if (!batch.empty()) write(batch);
+    std::vector<RecordPtr> batch;
+    std::string buf;
+    {
+      std::lock_guard lock(_mu);
+      if (_pending.empty() || (!force && Clock::now() - _oldest < _linger)) return;
+      batch.swap(_pending);
+      buf.swap(_buf);
+    }
+    write(batch, buf);
   }
-  bool has_pending() const override { return _batcher.pending(); }
+  bool has_pending() const override {
+    std::lock_guard lock(_mu);
+    return !_pending.empty();
+  }
   void close() override {
     if (_file && std::fclose(_file) != 0) {
       _file = nullptr;
@@ -178,12 +204,17 @@ class JsonlIndex final : public Node {
   }
 
  private:
-  void write(std::vector<RecordPtr>& batch) {
-    std::lock_guard lock(_mu);
-    std::string buf;
-    for (const auto& r : batch) buf += jsonl_line(*r);
-    bool ok = std::fwrite(buf.data(), 1, buf.size(), _file) == buf.size() && std::fflush(_file) == 0;
-    std::string err = ok ? "" : std::string("write failed: ") + std::strerror(errno);
+  using Clock = std::chrono::steady_clock;
+
+  // Acknowledges after the bytes reached the kernel (fflush): a kill -9 cannot lose them.
+  void write(std::vector<RecordPtr>& batch, const std::string& buf) {
+    bool ok;
+    std::string err;
+    {
+      std::lock_guard lock(_file_mu);
+      ok = std::fwrite(buf.data(), 1, buf.size(), _file) == buf.size() && std::fflush(_file) == 0;
+      if (!ok) err = std::string("write failed: ") + std::strerror(errno);
+    }
     for (const auto& r : batch) {
       if (ok) _output->finish(r, Outcome::indexed);
       else _output->finish(r, Outcome::dead_lettered, err);
@@ -193,8 +224,13 @@ class JsonlIndex final : public Node {
 
   std::string _path;
   std::string _part_tag;
-  Batcher _batcher;
-  std::mutex _mu;
+  size_t _batch;
+  std::chrono::milliseconds _linger;
+  mutable std::mutex _mu;  // _pending, _buf, _oldest
+  std::vector<RecordPtr> _pending;
+  std::string _buf;
+  Clock::time_point _oldest;
+  std::mutex _file_mu;
   FILE* _file = nullptr;
 };
 
@@ -214,7 +250,7 @@ NodeTypeInfo index_jsonl_info() {
       with_min(param("batch", ParamType::integer, "256", "records per write"), 1),
       with_min(param("linger_ms", ParamType::integer, "50", "write a partial batch after this long"), 0),
   };
-  info.default_concurrency = 1;
+  info.default_concurrency = 0;  // lines are formatted in parallel; writes are serialized
   info.make_node = [](const NodeInit& init) { return std::make_unique<JsonlIndex>(init); };
   info.reset_outputs = [](const Params& p, const ShardSpec& shard) {
     std::string path = p.str("path");
