@@ -143,7 +143,12 @@ class Builder {
         _diag.error({}, "--set " + o.name, "unknown var '" + o.name + "'" + hint);
         continue;
       }
-      _vars[o.name].value = o.value;
+      // A --set value is taken as written, except ${shard}: each shard of a job run with one
+      // command line (srun, mpirun, an Indexed Job) names its own files with it.
+      std::string v = o.value;
+      for (size_t at = v.find("${shard}"); at != std::string::npos; at = v.find("${shard}", at))
+        v.replace(at, 8, _vars["shard"].value);
+      _vars[o.name].value = v;
       _vars[o.name].secret = false;
       _vars[o.name].unset_env = false;
     }

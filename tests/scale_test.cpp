@@ -330,6 +330,61 @@ TEST(ScaleOut, ShardAndProcessArgumentsAreChecked) {
   EXPECT_NE(indexed.err.find("--shards 4 needs --shard i/N or a scheduler's index"), std::string::npos) << indexed.err;
 }
 
+TEST(ScaleOut, ShardInAPathNamesTheShardsOwnFile) {
+  test::TempDir dir;
+  auto r = run_sluice("run graphs/bench-cpu.json --quiet --set count=90 --shard 1/3 --state " + (dir / "st") +
+                      " --set 'out=" + (dir / "part-${shard}.jsonl") + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir / "part-1.jsonl"));
+  for (const auto& line : test::read_lines(dir / "part-1.jsonl")) {
+    if (line.empty()) continue;
+    rapidjson::Document d;
+    d.Parse(line.c_str());
+    EXPECT_EQ(shard_of(d["doc_id"].GetString(), 3), 1) << "only shard 1's documents";
+  }
+}
+
+TEST(ScaleOut, LimitsAreJobTotalsSplitAcrossProcesses) {
+  GraphSpec g = test::spec_from(R"({
+    "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": "ids.txt"}},
+              {"id": "fetch", "type": "fetch.http", "params": {"url": "http://x/{id}", "rpm": 600}, "concurrency": 10},
+              {"id": "chunk", "type": "chunk.recursive", "concurrency": 3},
+              {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
+    "edges": [["ids", "fetch"], ["fetch", "chunk"], ["chunk", "out"]]})");
+  const std::string hash = g.config_hash;
+  split_job_limits(g, 4);
+  EXPECT_DOUBLE_EQ(g.nodes[1].params.number("rpm"), 150.0);
+  EXPECT_EQ(g.nodes[1].concurrency, 3) << "10 requests in flight over 4 processes: 3 each, rounded up";
+  EXPECT_EQ(g.nodes[2].concurrency, 3) << "a CPU node's parallelism is per process";
+  EXPECT_EQ(g.config_hash, hash) << "every worker has the job's config hash";
+  split_job_limits(g, 100);
+  EXPECT_EQ(g.nodes[1].concurrency, 1) << "at least 1";
+}
+
+TEST(ScaleOut, SigintToTheLauncherDrainsEveryWorker) {
+  sim::SimOptions o;
+  o.docs = 3000;
+  o.latency_ms = 100;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  ids_file(dir, 3000);
+  std::string g = fetch_graph(dir, server.port(), 20, 40);
+  pid_t launcher = spawn_sluice("run " + g + " --quiet -P 2 --report " + (dir / "r.json"), dir);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  kill(launcher, SIGINT);  // the launcher alone, as `kill -INT` from a script would
+  EXPECT_EQ(wait_exit(launcher, 60), 130) << test::read_file(dir / "err.txt");
+  auto r = report(dir / "r.json");
+  EXPECT_TRUE(r["interrupted"].GetBool());
+  EXPECT_EQ(r["lost"].GetUint64(), 0u);
+  EXPECT_EQ(r["restarts"].GetInt(), 0) << "an interrupted worker is not restarted";
+  EXPECT_LT(r["docs"].GetUint64(), 3000u);
+  EXPECT_EQ(r["docs_indexed"].GetUint64(), r["docs"].GetUint64()) << "admitted documents finish";
+  size_t lines = 0;
+  jsonl_chunks(dir / "out.jsonl", &lines);
+  EXPECT_GT(lines, 0u) << "the interrupted run's parts are merged too";
+}
+
 TEST(ScaleOut, ResumeRefusesAChangedConfigUnlessForced) {
   test::TempDir dir;
   std::string base = "run graphs/bench-cpu.json --quiet --state " + (dir / "st") + " --set count=200 --set out=" + (dir / "o.jsonl");
