@@ -541,13 +541,6 @@ void Runner::tick_loop() {
   }
 }
 
-std::string human_duration(double s) {
-  char buf[32];
-  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
-  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
-  else std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
-  return buf;
-}
 
 void Runner::progress(bool final_line) {
   double el = seconds_since(_t0);
@@ -758,26 +751,37 @@ RunReport Runner::run() {
 
 }  // namespace
 
-void reset_outputs(const GraphSpec& spec, const ShardSpec& shard) {
-  for (const auto& n : spec.nodes)
-    if (n.info->reset_outputs) {
-      try {
-        n.info->reset_outputs(n.params, shard);
-      } catch (const std::exception& e) {
-        throw std::runtime_error("node \"" + n.id + "\" (" + n.type + "): " + e.what());
-      }
+namespace {
+
+using OutputHook = std::function<void(const Params&, const ShardSpec&)> NodeTypeInfo::*;
+
+void run_output_hooks(const GraphSpec& spec, const ShardSpec& shard, OutputHook hook, const char* what) {
+  for (const auto& n : spec.nodes) {
+    if (!(n.info->*hook)) continue;
+    try {
+      (n.info->*hook)(n.params, shard);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("node \"" + n.id + "\" (" + n.type + "): " + what + e.what());
     }
+  }
+}
+
+}  // namespace
+
+void reset_outputs(const GraphSpec& spec, const ShardSpec& shard) {
+  run_output_hooks(spec, shard, &NodeTypeInfo::reset_outputs, "");
 }
 
 void merge_outputs(const GraphSpec& spec, const ShardSpec& shard) {
-  for (const auto& n : spec.nodes)
-    if (n.info->merge_outputs) {
-      try {
-        n.info->merge_outputs(n.params, shard);
-      } catch (const std::exception& e) {
-        throw std::runtime_error("node \"" + n.id + "\" (" + n.type + "): merging its output failed: " + e.what());
-      }
-    }
+  run_output_hooks(spec, shard, &NodeTypeInfo::merge_outputs, "merging its output failed: ");
+}
+
+std::string human_duration(double s) {
+  char buf[32];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
+  return buf;
 }
 
 uint64_t peak_rss_bytes() {

@@ -92,6 +92,9 @@ RunReport run_graph(const GraphSpec& spec, const RunOptions& options = {});
 void reset_outputs(const GraphSpec& spec, const ShardSpec& shard);
 void merge_outputs(const GraphSpec& spec, const ShardSpec& shard);
 
+// "42s", "3m05s", "2h10m": for progress lines and ETAs.
+std::string human_duration(double seconds);
+
 uint64_t peak_rss_bytes();
 int hardware_threads();
 

@@ -218,6 +218,26 @@ std::vector<pid_t> children_of(pid_t pid) {
 
 bool alive(pid_t pid) { return kill(pid, 0) == 0; }
 
+// The launcher's workers, once `n` of them have started (empty after 3 s without).
+std::vector<pid_t> wait_for_workers(pid_t launcher, size_t n) {
+  for (int i = 0; i < 300; ++i) {
+    auto w = children_of(launcher);
+    if (w.size() >= n) return w;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return {};
+}
+
+// A started sim serving `docs` documents at `latency_ms`.
+std::unique_ptr<sim::SimServer> started_sim(int docs, int latency_ms) {
+  sim::SimOptions o;
+  o.docs = docs;
+  o.latency_ms = latency_ms;
+  auto s = std::make_unique<sim::SimServer>(o);
+  s->start();
+  return s;
+}
+
 // The sim's document ids.
 std::string ids_file(const test::TempDir& dir, int n) {
   std::string text;
@@ -362,11 +382,8 @@ TEST(ScaleOut, LimitsAreJobTotalsSplitAcrossProcesses) {
 }
 
 TEST(ScaleOut, SigintToTheLauncherDrainsEveryWorker) {
-  sim::SimOptions o;
-  o.docs = 3000;
-  o.latency_ms = 100;
-  sim::SimServer server(o);
-  server.start();
+  auto sim = started_sim(3000, 100);
+  sim::SimServer& server = *sim;
   test::TempDir dir;
   ids_file(dir, 3000);
   std::string g = fetch_graph(dir, server.port(), 20, 40);
@@ -402,22 +419,15 @@ TEST(ScaleOut, ResumeRefusesAChangedConfigUnlessForced) {
 }
 
 TEST(ScaleOut, AKilledWorkerIsRestartedAndNothingIsMissingOrTwice) {
-  sim::SimOptions o;
-  o.docs = 1200;
-  o.latency_ms = 20;
-  sim::SimServer server(o);
-  server.start();
+  auto sim = started_sim(1200, 20);
+  sim::SimServer& server = *sim;
   const auto expected = clean_chunks(1200, server.port());
   test::TempDir dir;
   ids_file(dir, 1200);
   std::string g = fetch_graph(dir, server.port(), 16, 32);
   pid_t launcher = spawn_sluice("run " + g + " --quiet -P 2 --report " + (dir / "r.json"), dir);
   // Wait until the workers made progress, then kill one of them.
-  std::vector<pid_t> workers;
-  for (int i = 0; i < 200 && workers.size() < 2; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    workers = children_of(launcher);
-  }
+  std::vector<pid_t> workers = wait_for_workers(launcher, 2);
   ASSERT_EQ(workers.size(), 2u);
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
   ASSERT_TRUE(alive(workers[0])) << "the run ended before the kill: make it longer";
@@ -437,11 +447,8 @@ TEST(ScaleOut, AKilledWorkerIsRestartedAndNothingIsMissingOrTwice) {
 }
 
 TEST(ScaleOut, KillNineThenResumeGivesTheCleanIndexAndRefetchesWithinTheBound) {
-  sim::SimOptions o;
-  o.docs = 1500;
-  o.latency_ms = 40;
-  sim::SimServer server(o);
-  server.start();
+  auto sim = started_sim(1500, 40);
+  sim::SimServer& server = *sim;
   const auto expected = clean_chunks(1500, server.port());
   test::TempDir dir;
   ids_file(dir, 1500);
@@ -488,11 +495,7 @@ TEST(ScaleOut, KillNineThenResumeGivesTheCleanIndexAndRefetchesWithinTheBound) {
 TEST(ScaleOut, KillingTheLauncherLeavesNoWorkerRunning) {
   test::TempDir dir;
   pid_t launcher = spawn_sluice("run graphs/bench-cpu.json --quiet -P 2 --set count=2000000 --set out=" + (dir / "o.jsonl"), dir);
-  std::vector<pid_t> workers;
-  for (int i = 0; i < 300 && workers.size() < 2; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    workers = children_of(launcher);
-  }
+  std::vector<pid_t> workers = wait_for_workers(launcher, 2);
   ASSERT_EQ(workers.size(), 2u);
   kill(launcher, SIGKILL);
   wait_exit(launcher, 10);
