@@ -230,8 +230,8 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
       }
       w.pid = -1;
       w.last_exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      const bool failed = w.last_exit != 0 && !(interrupted && w.last_exit == 130);
-      if (failed && !interrupted && w.attempts <= plan.max_restarts) {
+      // An interrupted worker exits 130 on purpose and is never restarted.
+      if (w.last_exit != 0 && !interrupted && w.attempts <= plan.max_restarts) {
         std::fprintf(stderr, "\r\033[Ksluice: worker %d %s; restarting it with resume (%d of %d)\n", w.index,
                      WIFSIGNALED(status) ? ("killed by signal " + std::to_string(WTERMSIG(status))).c_str()
                                          : ("exited with status " + std::to_string(w.last_exit)).c_str(),

@@ -95,13 +95,15 @@ int cmd_run(const RunArgs& a) {
   const std::string ledger_path = CheckpointLedger::file_for(state_dir, shard.index, shard.count);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  // A launcher's worker is told "w/P"; every process of the job takes 1/(processes x shards) of
+  // its limits, or 1/processes when each shard has its own quota.
+  const ShardSpec worker = a.worker.empty() ? ShardSpec{0, a.processes, ""} : parse_shard(a.worker);
+  const int divisor = worker.count * (spec.settings.limits_per_shard ? 1 : shard.count);
 
   if (!a.worker.empty()) {
     // A worker of a launcher: sub-shard w of P inside `shard`, resuming from the shared ledger
     // (which the launcher reset for a fresh run), events to fd 3.
-    ShardSpec wp = parse_shard(a.worker);
-    const int P = wp.count;
-    split_job_limits(spec, P * (spec.settings.limits_per_shard ? 1 : shard.count));
+    split_job_limits(spec, divisor);
     CheckpointLedger ledger(ledger_path, spec.config_hash, CheckpointLedger::Mode::attach, /*force=*/true);
     auto skip = ledger.done_ids();
     RunOptions opts;
@@ -110,8 +112,8 @@ int cmd_run(const RunArgs& a) {
     opts.events_fd = 3;
     opts.events_interval_s = 0.5;
     opts.shard = shard;
-    opts.worker = wp.index;
-    opts.workers = P;
+    opts.worker = worker.index;
+    opts.workers = worker.count;
     opts.ledger = &ledger;
     opts.skip = &skip;
     opts.reset_outputs = false;
@@ -132,16 +134,10 @@ int cmd_run(const RunArgs& a) {
   // before any worker starts.
   auto ledger = std::make_unique<CheckpointLedger>(
       ledger_path, spec.config_hash, a.resume ? CheckpointLedger::Mode::resume : CheckpointLedger::Mode::fresh, a.force);
-  const int divisor = a.processes * (spec.settings.limits_per_shard ? 1 : shard.count);
 
   if (a.processes > 1) {
     ledger.reset();
-    if (!a.resume) {
-      reset_outputs(spec, shard);
-      // Workers append to the dead-letter file: a fresh job starts it empty.
-      if (!spec.settings.dead_letter.empty() && std::filesystem::exists(spec.settings.dead_letter))
-        std::filesystem::resize_file(spec.settings.dead_letter, 0);
-    }
+    if (!a.resume) reset_outputs(spec, shard);
     LaunchPlan plan;
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -154,10 +150,9 @@ int cmd_run(const RunArgs& a) {
       plan.worker_args.push_back(s);
     }
     plan.processes = a.processes;
-    int total_threads = a.threads > 0 ? a.threads * a.processes
-                        : spec.settings.threads > 0 ? spec.settings.threads * a.processes
-                                                    : hardware_threads();
-    plan.threads_per_worker = a.threads > 0 ? a.threads : std::max(1, total_threads / a.processes);
+    plan.threads_per_worker = a.threads > 0                ? a.threads
+                              : spec.settings.threads > 0 ? spec.settings.threads
+                                                          : std::max(1, hardware_threads() / a.processes);
     plan.max_restarts = a.max_restarts;
     plan.interrupt = &g_interrupt;
     if (!a.quiet) {

@@ -11,11 +11,6 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-double num(const Params& p, const char* name, double fallback) {
-  const json::Value* v = p.get(name);
-  return v && v->kind == json::Kind::number ? v->number : fallback;
-}
-
 // One I/O node's demand per document and its limits for the whole job.
 struct IoStage {
   std::string node;
@@ -47,7 +42,7 @@ std::vector<IoStage> io_stages(const GraphSpec& spec, const PlanInput& in, doubl
     const NodeSpec& n = spec.nodes[i];
     const Params& p = n.params;
     if (n.type == "chunk.recursive" || n.type == "chunk.sentence") {
-      double size = num(p, "size", 1000), overlap = num(p, "overlap", 0);
+      double size = p.number("size"), overlap = p.number("overlap");
       chunks_per_doc = std::max(1.0, std::ceil(std::max(0.0, in.doc_chars - overlap) / std::max(1.0, size - overlap)));
       chunk_chars = std::min(size, in.doc_chars);
       continue;
@@ -55,23 +50,23 @@ std::vector<IoStage> io_stages(const GraphSpec& spec, const PlanInput& in, doubl
     IoStage s;
     s.node = n.id;
     s.concurrency = n.concurrency;
-    s.rpm = num(p, "rpm", 0);
-    s.tpm = num(p, "tpm", 0);
+    s.rpm = p.number("rpm");  // params carry their defaults: 0 when the node has none
+    s.tpm = p.number("tpm");
     if (n.type == "source.http_list") {
       s.listing = true;
       s.what = "pages";
-      s.per_page = num(p, "per_page", 25);
+      s.per_page = p.has("per_page") ? p.number("per_page") : 25;  // the upstream's own default page
       s.requests_per_doc = 1.0 / s.per_page;
     } else if (n.type == "fetch.http") {
       s.requests_per_doc = 1;
     } else if (n.type == "embed.openai") {
       double tokens_per_chunk = std::max(1.0, std::ceil(chunk_chars / 4));
-      double batch = std::max(1.0, std::min(num(p, "batch", 64), std::floor(num(p, "max_batch_tokens", 8000) / tokens_per_chunk)));
+      double batch = std::max(1.0, std::min(p.number("batch"), std::floor(p.number("max_batch_tokens") / tokens_per_chunk)));
       s.requests_per_doc = chunks_per_doc / batch;
       s.tokens_per_doc = chunks_per_doc * tokens_per_chunk;
-      s.cost_per_doc = s.tokens_per_doc * num(p, "price_per_mtok", 0) / 1e6;
+      s.cost_per_doc = s.tokens_per_doc * p.number("price_per_mtok") / 1e6;
     } else if (n.type == "index.elasticsearch") {
-      s.requests_per_doc = chunks_per_doc / std::max(1.0, num(p, "batch", 500));
+      s.requests_per_doc = chunks_per_doc / std::max(1.0, p.number("batch"));
     } else {
       continue;
     }

@@ -446,7 +446,6 @@ void Runner::build(tbb::flow::graph& g) {
           fc.stop();
           return {};
         }
-        if (r->doc_id.empty()) r->doc_id = r->id;
         return r;
       });
       nr.limiter = std::make_unique<limiter_node<RecordPtr>>(g, static_cast<size_t>(per_source));
@@ -609,14 +608,14 @@ RunReport Runner::run() {
     _nodes.push_back(std::move(nr));
   }
   try {
+    if (_opts.reset_outputs) reset_outputs(_spec, _opts.shard);
     if (!_spec.settings.dead_letter.empty()) {
       std::filesystem::path p(_spec.settings.dead_letter);
       if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-      // A fresh run starts the file anew; a resume or a launcher's worker appends to it.
-      _dead_letter = ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (_opts.reset_outputs ? O_TRUNC : 0), 0644);
+      // Appended to: reset_outputs() empties it for a fresh run; a resume or a worker adds to it.
+      _dead_letter = ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
       if (_dead_letter < 0) throw std::runtime_error("cannot write dead-letter file " + p.string());
     }
-    if (_opts.reset_outputs) reset_outputs(_spec, _opts.shard);
     open_all();
   } catch (const std::exception& e) {
     rep.error = e.what();
@@ -769,6 +768,8 @@ void run_output_hooks(const GraphSpec& spec, const ShardSpec& shard, OutputHook 
 }  // namespace
 
 void reset_outputs(const GraphSpec& spec, const ShardSpec& shard) {
+  if (!spec.settings.dead_letter.empty() && std::filesystem::is_regular_file(spec.settings.dead_letter))
+    std::filesystem::resize_file(spec.settings.dead_letter, 0);
   run_output_hooks(spec, shard, &NodeTypeInfo::reset_outputs, "");
 }
 

@@ -87,8 +87,9 @@ struct RunReport {
 
 RunReport run_graph(const GraphSpec& spec, const RunOptions& options = {});
 
-// The NodeTypeInfo::reset_outputs / merge_outputs hooks of every node in `spec` (the launcher
-// calls these once per job; a single-process run_graph calls them itself). Throw on failure.
+// The NodeTypeInfo::reset_outputs / merge_outputs hooks of every node in `spec`; reset_outputs
+// also empties the dead-letter file. The launcher calls these once per job; a single-process
+// run_graph calls them itself. Throw on failure.
 void reset_outputs(const GraphSpec& spec, const ShardSpec& shard);
 void merge_outputs(const GraphSpec& spec, const ShardSpec& shard);
 
