@@ -5,12 +5,11 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "engine/graph_runner.hpp"
 #include "engine/graph_spec.hpp"
 #include "engine/text.hpp"
+#include "tests/sample_corpus.hpp"
 
 namespace {
 
@@ -18,21 +17,11 @@ using namespace sluice;
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-const std::string kCorpus = std::string(SLUICE_SOURCE_DIR) + "/graphs/data/kjv";
-
 // The chunks local-files.json makes (chunk.recursive, size 800).
 std::vector<std::string> corpus_chunks() {
   std::vector<std::string> chunks;
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(kCorpus)) files.push_back(e.path());
-  std::sort(files.begin(), files.end());
-  for (const auto& f : files) {
-    std::ifstream in(f);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string t = ss.str();
+  for (const auto& t : test::sample_corpus_files())
     for (auto s : text::split_recursive(t, 800, 0, text::default_separators())) chunks.push_back(t.substr(s.begin, s.end - s.begin));
-  }
   return chunks;
 }
 

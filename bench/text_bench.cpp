@@ -1,13 +1,10 @@
 // Throughput of the text algorithms on the KJV corpus (all files concatenated). The chunker target
 // is >= 500 MB/s per core; bytes/second in the output is that figure.
 #include "engine/text.hpp"
+#include "tests/sample_corpus.hpp"
 
 #include <benchmark/benchmark.h>
 
-#include <algorithm>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -22,19 +19,7 @@ namespace tx = sluice::text;
 const std::string& corpus() {
   static const std::string text = [] {
     std::string all;
-    const std::filesystem::path dir = std::filesystem::path(SLUICE_SOURCE_DIR) / "graphs/data/kjv";
-    std::error_code ec;
-    std::vector<std::filesystem::path> files;
-    if (std::filesystem::is_directory(dir, ec))
-      for (const auto& e : std::filesystem::directory_iterator(dir, ec))
-        if (e.is_regular_file()) files.push_back(e.path());
-    std::sort(files.begin(), files.end());
-    for (const auto& f : files) {
-      std::ifstream in(f, std::ios::binary);
-      std::ostringstream ss;
-      ss << in.rdbuf();
-      all += ss.str();
-    }
+    for (const auto& t : sluice::test::sample_corpus_files()) all += t;
     if (all.empty()) {  // keep the benchmark meaningful without the corpus
       while (all.size() < (4u << 20))
         all += "And God said, Let there be light: and there was light. And God saw the light.\n";

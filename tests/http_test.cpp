@@ -18,17 +18,7 @@
 namespace sluice {
 namespace {
 
-std::string ids_file(const test::TempDir& dir, int n, const std::vector<std::string>& extra = {}) {
-  std::string path = dir / "ids.txt";
-  std::ofstream out(path);
-  char buf[32];
-  for (int i = 1; i <= n; ++i) {
-    std::snprintf(buf, sizeof buf, "doc-%06d\n", i);
-    out << buf;
-  }
-  for (const auto& e : extra) out << e << "\n";
-  return path;
-}
+using test::ids_file;
 
 std::string fetch_graph(const std::string& ids, const std::string& url, const std::string& sink_path,
                         const std::string& fetch_params, const std::string& fetch_conc,

@@ -238,17 +238,7 @@ std::unique_ptr<sim::SimServer> started_sim(int docs, int latency_ms) {
   return s;
 }
 
-// The sim's document ids.
-std::string ids_file(const test::TempDir& dir, int n) {
-  std::string text;
-  char buf[32];
-  for (int i = 1; i <= n; ++i) {
-    std::snprintf(buf, sizeof buf, "doc-%06d\n", i);
-    text += buf;
-  }
-  test::write_file(dir / "ids.txt", text);
-  return dir / "ids.txt";
-}
+using test::ids_file;
 
 // ids → fetch from the sim → extract → chunk → both a JSONL file and an SQLite index.
 std::string fetch_graph(const test::TempDir& dir, int port, int concurrency, int max_inflight) {

@@ -71,6 +71,18 @@ std::string config_errors(const std::string& json, const Registry& reg, const st
   }
 }
 
+std::string ids_file(const TempDir& dir, int n, const std::vector<std::string>& extra) {
+  std::string text;
+  char buf[32];
+  for (int i = 1; i <= n; ++i) {
+    std::snprintf(buf, sizeof buf, "doc-%06d\n", i);
+    text += buf;
+  }
+  for (const auto& e : extra) text += e + "\n";
+  write_file(dir / "ids.txt", text);
+  return dir / "ids.txt";
+}
+
 CommandResult run_sluice(const std::string& args, const std::string& cwd) {
   TempDir tmp;
   std::string out = tmp / "stdout", err = tmp / "stderr";

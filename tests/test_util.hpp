@@ -36,6 +36,9 @@ struct CommandResult {
   std::string out;  // stdout
   std::string err;  // stderr
 };
+// `dir`/ids.txt with the sim's document ids doc-000001 .. doc-N, one a line, then `extra`.
+std::string ids_file(const TempDir& dir, int n, const std::vector<std::string>& extra = {});
+
 // Runs the sluice binary with `args` (a shell-quoted string) in `cwd` (default: the source dir).
 CommandResult run_sluice(const std::string& args, const std::string& cwd = "");
 

@@ -3,16 +3,14 @@
 // HTML converter survives malformed input in linear time, and pinned hash values catch any change to
 // the (stable, persisted) hash.
 #include "engine/text.hpp"
+#include "tests/sample_corpus.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <random>
 #include <set>
-#include <sstream>
 
 #ifndef SLUICE_SOURCE_DIR
 #define SLUICE_SOURCE_DIR "/work/main"
@@ -29,18 +27,8 @@ std::string slice(std::string_view s, Span sp) { return std::string(s.substr(sp.
 const std::string& kjv_text() {
   static const std::string text = [] {
     std::string all;
-    const std::filesystem::path dir = std::filesystem::path(SLUICE_SOURCE_DIR) / "graphs/data/kjv";
-    std::error_code ec;
-    if (!std::filesystem::is_directory(dir, ec)) return all;
-    std::vector<std::filesystem::path> files;
-    for (const auto& e : std::filesystem::directory_iterator(dir, ec))
-      if (e.is_regular_file()) files.push_back(e.path());
-    std::sort(files.begin(), files.end());
-    for (const auto& f : files) {
-      std::ifstream in(f, std::ios::binary);
-      std::ostringstream ss;
-      ss << in.rdbuf();
-      all += ss.str();
+    for (const auto& t : sluice::test::sample_corpus_files()) {
+      all += t;
       if (all.size() > 700'000) break;
     }
     return all;
