@@ -162,6 +162,14 @@ RunReport aggregate(const GraphSpec& spec, std::vector<Worker>& workers, double 
     rep.docs_dead_lettered += r.docs_dead_lettered;
     rep.peak_inflight_docs += r.peak_inflight_docs;
     rep.peak_rss_bytes = std::max(rep.peak_rss_bytes, r.peak_rss_bytes);
+    rep.peak_rss_total_bytes += r.peak_rss_bytes;
+    rep.cpu_s += r.cpu_s;
+    rep.http.requests += r.http.requests;
+    rep.http.attempts += r.http.attempts;
+    rep.http.retries += r.http.retries;
+    rep.http.throttled += r.http.throttled;
+    rep.http.failed += r.http.failed;
+    rep.http.latency.merge(r.http.latency);
     rep.tokens += r.tokens;
     rep.cost_usd += r.cost_usd;
     rep.interrupted = rep.interrupted || r.interrupted;
@@ -176,6 +184,12 @@ RunReport aggregate(const GraphSpec& spec, std::vector<Worker>& workers, double 
         rep.nodes[i].busy_s += r.nodes[i].busy_s;
         rep.nodes[i].tokens += r.nodes[i].tokens;
         rep.nodes[i].cost_usd += r.nodes[i].cost_usd;
+        rep.nodes[i].queue_mean += r.nodes[i].queue_mean;
+        rep.nodes[i].queue_peak += r.nodes[i].queue_peak;
+        rep.nodes[i].in_flight_mean += r.nodes[i].in_flight_mean;
+        rep.nodes[i].in_flight_peak += r.nodes[i].in_flight_peak;
+        // An I/O node's cap is split among the workers: the job's cap is their sum.
+        if (rep.nodes[i].io) rep.nodes[i].concurrency += r.nodes[i].concurrency;
       }
     }
   }

@@ -73,7 +73,11 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
     return _slots[i];
   }
   NodeReport report() const {
-    NodeReport r{spec.id, spec.type, spec.info->role, spec.concurrency, 0, 0, 0, 0, 0, 0};
+    NodeReport r;
+    r.id = spec.id;
+    r.type = spec.type;
+    r.role = spec.info->role;
+    r.concurrency = spec.concurrency;
     uint64_t busy = 0;
     for (int i = 0; i < _nslots; ++i) {
       r.in += _slots[i].in.load(std::memory_order_relaxed);
@@ -83,6 +87,13 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
     }
     r.busy_s = busy / 1e9;
     r.tokens = _tokens.load(std::memory_order_relaxed);
+    r.io = spec.info->io;
+    if (_samples > 0) {
+      r.queue_mean = _queue_sum / static_cast<double>(_samples);
+      r.in_flight_mean = _inflight_sum / static_cast<double>(_samples);
+    }
+    r.queue_peak = _queue_peak;
+    r.in_flight_peak = _inflight_peak;
     std::lock_guard lock(_cost_mu);
     r.cost_usd = _cost;
     return r;
@@ -112,10 +123,29 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
   std::atomic<size_t> push_waiting{0};
   std::unique_ptr<tbb::flow::limiter_node<RecordPtr>> limiter;
   std::atomic<bool> exhausted{false};
+  std::vector<const NodeRuntime*> preds;
+
+  // Load samples, taken by the ticker thread only and read after it stopped.
+  void sample_load() {
+    if (source) return;
+    uint64_t arrived = 0;
+    for (const NodeRuntime* p : preds) arrived += p->out_count();
+    uint64_t in = 0;
+    for (int i = 0; i < _nslots; ++i) in += _slots[i].in.load(std::memory_order_relaxed);
+    Node::Load l = node ? node->load() : Node::Load{};
+    uint64_t queued = (arrived > in ? arrived - in : 0) + l.queued;
+    ++_samples;
+    _queue_sum += static_cast<double>(queued);
+    _queue_peak = std::max<uint64_t>(_queue_peak, queued);
+    _inflight_sum += static_cast<double>(l.in_flight);
+    _inflight_peak = std::max<uint64_t>(_inflight_peak, l.in_flight);
+  }
 
  private:
   std::unique_ptr<CounterSlot[]> _slots;
   int _nslots;
+  uint64_t _samples = 0, _queue_peak = 0, _inflight_peak = 0;
+  double _queue_sum = 0, _inflight_sum = 0;
   std::atomic<uint64_t> _tokens{0};
   mutable std::mutex _cost_mu;
   double _cost = 0;
@@ -228,22 +258,41 @@ class Runner final : public CompletionListener {
   tbb::task_arena* arena = nullptr;
   // Graph work from threads outside the arena (the ticker, the HTTP loop) is queued and run by
   // one arena task that drains the queue: one enqueue and one wake-up per burst, not per record.
-  // The graph counts the drain task as work, so wait_for_all covers everything queued.
+  // Wake-ups are also spaced at least kDrainGap apart: every wake-up of an idle arena costs a
+  // thread's spin-then-yield phase (about a millisecond of CPU on a VM), so completions arriving
+  // one per millisecond (a paced rate limit) would otherwise keep a core spinning. A drain owed
+  // inside the gap is enqueued by the ticker (every 5 ms). The graph is held (reserve_wait) from
+  // the first queued item, so wait_for_all covers everything queued.
   struct Posted {
     enum Kind { put, decrement, push } kind;
     NodeRuntime* node;
     RecordPtr record;
   };
+  static constexpr std::chrono::microseconds kDrainGap{5000};
   void post(Posted p) {
-    bool schedule;
     {
       std::lock_guard lock(_post_mu);
       _posted.push_back(std::move(p));
-      schedule = !_drain_scheduled;
-      _drain_scheduled = true;
+      if (_drain != DrainState::idle) return;  // the owed or enqueued drain will take it
+      graph->reserve_wait();
+      _drain = DrainState::owed;
+      if (Clock::now() - _last_drain < kDrainGap) return;
+      _drain = DrainState::enqueued;
+      _last_drain = Clock::now();
     }
-    if (!schedule) return;
-    graph->reserve_wait();
+    enqueue_drain();
+  }
+  // The ticker: enqueue a drain that post() left owed.
+  void kick_drain() {
+    {
+      std::lock_guard lock(_post_mu);
+      if (_drain != DrainState::owed) return;
+      _drain = DrainState::enqueued;
+      _last_drain = Clock::now();
+    }
+    enqueue_drain();
+  }
+  void enqueue_drain() {
     arena->enqueue([this] {
       drain_posted();
       graph->release_wait();
@@ -254,7 +303,9 @@ class Runner final : public CompletionListener {
  private:
   std::mutex _post_mu;
   std::vector<Posted> _posted;
-  bool _drain_scheduled = false;
+  enum class DrainState { idle, owed, enqueued };
+  DrainState _drain = DrainState::idle;
+  Clock::time_point _last_drain{};
 
  public:
   http::Client& http_client() {
@@ -264,12 +315,14 @@ class Runner final : public CompletionListener {
   }
   void stop_http() {
     std::lock_guard lock(_http_mu);
+    if (_http) _http_stats = _http->stats();
     _http.reset();
   }
 
  private:
   std::mutex _http_mu;
   std::unique_ptr<http::Client> _http;
+  http::ClientStats _http_stats;
 
   const GraphSpec& _spec;
   RunOptions _opts;
@@ -383,7 +436,7 @@ void Runner::drain_posted() {
     {
       std::lock_guard lock(_post_mu);
       if (_posted.empty()) {
-        _drain_scheduled = false;
+        _drain = DrainState::idle;
         return;
       }
       batch.swap(_posted);
@@ -486,7 +539,10 @@ void Runner::build(tbb::flow::graph& g) {
     uint64_t skip = _opts.skip ? _opts.skip->size() : 0;
     _total = total > skip ? total - skip : 0;
   }
-  for (auto [a, b] : _spec.edges) make_edge(output_port<0>(*_nodes[a]->fn), *_nodes[b]->fn);
+  for (auto [a, b] : _spec.edges) {
+    make_edge(output_port<0>(*_nodes[a]->fn), *_nodes[b]->fn);
+    _nodes[b]->preds.push_back(_nodes[a].get());
+  }
 }
 
 void Runner::open_all() {
@@ -526,9 +582,15 @@ void Runner::tick_loop() {
   t_outside_arena = true;
   auto last_progress = Clock::now();
   auto last_commit = Clock::now();
+  auto last_sample = Clock::now();
   while (!_ticker_stop.load(std::memory_order_acquire)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     flush_all(false);
+    kick_drain();
+    if (Clock::now() - last_sample >= std::chrono::milliseconds(100)) {
+      last_sample = Clock::now();
+      for (auto& nr : _nodes) nr->sample_load();
+    }
     if (_opts.ledger && Clock::now() - last_commit >= std::chrono::milliseconds(500)) {
       last_commit = Clock::now();
       commit_ledger();
@@ -593,6 +655,7 @@ RunReport Runner::run() {
   rep.threads = _threads;
   rep.max_inflight_docs = _spec.settings.max_inflight_docs;
   _t0 = Clock::now();
+  const double cpu0 = process_cpu_seconds();
 
   const int slots = _threads + 1;
   for (size_t i = 0; i < _spec.nodes.size(); ++i) {
@@ -740,6 +803,14 @@ RunReport Runner::run() {
   rep.docs_dead_lettered = _docs_dead.load();
   rep.peak_inflight_docs = _peak_inflight.load();
   rep.peak_rss_bytes = peak_rss_bytes();
+  rep.peak_rss_total_bytes = rep.peak_rss_bytes;
+  rep.cpu_s = process_cpu_seconds() - cpu0;
+  rep.http.requests = _http_stats.completed + _http_stats.failed;
+  rep.http.attempts = _http_stats.attempts;
+  rep.http.retries = _http_stats.retries;
+  rep.http.throttled = _http_stats.throttled;
+  rep.http.failed = _http_stats.failed;
+  rep.http.latency = _http_stats.latency;
   rep.interrupted = _opts.interrupt && _opts.interrupt->load();
   {
     std::lock_guard lock(_mu);
@@ -791,6 +862,20 @@ uint64_t peak_rss_bytes() {
   return static_cast<uint64_t>(ru.ru_maxrss) * 1024;
 }
 
+double process_cpu_seconds() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return sec(ru.ru_utime) + sec(ru.ru_stime);
+}
+
+double NodeReport::utilization(double elapsed, int threads) const {
+  if (elapsed <= 0) return 0;
+  if (io) return concurrency > 0 ? in_flight_mean / concurrency : 0;
+  int lanes = concurrency > 0 ? std::min(concurrency, std::max(1, threads)) : std::max(1, threads);
+  return busy_s / elapsed / lanes;
+}
+
 int hardware_threads() {
   return std::max(1, tbb::this_task_arena::max_concurrency());
 }
@@ -831,6 +916,27 @@ std::string RunReport::to_json() const {
   w.Key("peak_rss_bytes"); w.Uint64(peak_rss_bytes);
   w.Key("tokens"); w.Uint64(tokens);
   w.Key("cost_usd"); w.Double(cost_usd);
+  w.Key("cpu_s"); w.Double(cpu_s);
+  w.Key("cpu_ms_per_doc"); w.Double(docs > 0 ? 1000.0 * cpu_s / static_cast<double>(docs) : 0);
+  w.Key("peak_rss_total_bytes"); w.Uint64(peak_rss_total_bytes);
+  w.Key("http");
+  w.StartObject();
+  w.Key("requests"); w.Uint64(http.requests);
+  w.Key("requests_per_s"); w.Double(elapsed_s > 0 ? static_cast<double>(http.requests) / elapsed_s : 0);
+  w.Key("attempts"); w.Uint64(http.attempts);
+  w.Key("retries"); w.Uint64(http.retries);
+  w.Key("throttled"); w.Uint64(http.throttled);
+  w.Key("failed"); w.Uint64(http.failed);
+  w.Key("latency_ms");
+  w.StartObject();
+  w.Key("p50"); w.Double(http.latency.quantile_ms(0.50));
+  w.Key("p95"); w.Double(http.latency.quantile_ms(0.95));
+  w.Key("p99"); w.Double(http.latency.quantile_ms(0.99));
+  w.EndObject();
+  w.Key("latency_histogram");
+  std::string hist = http.latency.to_json();
+  w.RawValue(hist.data(), hist.size(), rapidjson::kArrayType);
+  w.EndObject();
   w.Key("interrupted"); w.Bool(interrupted);
   w.Key("error"); if (error.empty()) w.Null(); else w.String(error.c_str());
   w.Key("restarts"); w.Int(restarts);
@@ -854,7 +960,12 @@ std::string RunReport::to_json() const {
     w.Key("busy_s"); w.Double(n.busy_s);
     w.Key("tokens"); w.Uint64(n.tokens);
     w.Key("cost_usd"); w.Double(n.cost_usd);
-    w.Key("utilization"); w.Double(elapsed_s > 0 ? n.busy_s / elapsed_s : 0);
+    w.Key("io"); w.Bool(n.io);
+    w.Key("utilization"); w.Double(n.utilization(elapsed_s, threads));
+    w.Key("queue_mean"); w.Double(n.queue_mean);
+    w.Key("queue_peak"); w.Uint64(n.queue_peak);
+    w.Key("in_flight_mean"); w.Double(n.in_flight_mean);
+    w.Key("in_flight_peak"); w.Uint64(n.in_flight_peak);
     w.EndObject();
   }
   w.EndArray();
@@ -898,6 +1009,22 @@ bool RunReport::from_json(std::string_view text, RunReport& r) {
   r.peak_rss_bytes = u64("peak_rss_bytes");
   r.tokens = u64("tokens");
   r.cost_usd = dbl(d, "cost_usd");
+  r.cpu_s = dbl(d, "cpu_s");
+  r.peak_rss_total_bytes = u64("peak_rss_total_bytes");
+  if (auto h = d.FindMember("http"); h != d.MemberEnd() && h->value.IsObject()) {
+    const auto& o = h->value;
+    auto hu = [&](const char* k) { return static_cast<uint64_t>(dbl(o, k)); };
+    r.http.requests = hu("requests");
+    r.http.attempts = hu("attempts");
+    r.http.retries = hu("retries");
+    r.http.throttled = hu("throttled");
+    r.http.failed = hu("failed");
+    r.http.latency = LatencyHistogram();
+    if (auto lh = o.FindMember("latency_histogram"); lh != o.MemberEnd() && lh->value.IsArray())
+      for (const auto& b : lh->value.GetArray())
+        if (b.IsArray() && b.Size() == 2 && b[0].IsInt() && b[1].IsUint64())
+          r.http.latency.add_bucket(b[0].GetInt(), b[1].GetUint64());
+  }
   auto it = d.FindMember("interrupted");
   r.interrupted = it != d.MemberEnd() && it->value.IsBool() && it->value.GetBool();
   r.error = str("error");
@@ -923,6 +1050,12 @@ bool RunReport::from_json(std::string_view text, RunReport& r) {
       nr.busy_s = dbl(o, "busy_s");
       nr.tokens = static_cast<uint64_t>(dbl(o, "tokens"));
       nr.cost_usd = dbl(o, "cost_usd");
+      nr.queue_mean = dbl(o, "queue_mean");
+      nr.queue_peak = static_cast<uint64_t>(dbl(o, "queue_peak"));
+      nr.in_flight_mean = dbl(o, "in_flight_mean");
+      nr.in_flight_peak = static_cast<uint64_t>(dbl(o, "in_flight_peak"));
+      auto io = o.FindMember("io");
+      nr.io = io != o.MemberEnd() && io->value.IsBool() && io->value.GetBool();
       r.nodes.push_back(std::move(nr));
     }
   }
@@ -937,14 +1070,14 @@ std::string RunReport::table() const {
     idw = std::max(idw, n.id.size());
     tw = std::max(tw, n.type.size());
   }
-  std::snprintf(line, sizeof line, "%-*s  %-*s  %10s  %10s  %7s  %9s  %5s\n", int(idw), "node", int(tw),
-                "type", "in", "out", "errors", "busy_s", "util");
+  std::snprintf(line, sizeof line, "%-*s  %-*s  %10s  %10s  %7s  %9s  %5s  %8s\n", int(idw), "node", int(tw),
+                "type", "in", "out", "errors", "busy_s", "util", "queue");
   out += line;
   for (const auto& n : nodes) {
-    std::snprintf(line, sizeof line, "%-*s  %-*s  %10llu  %10llu  %7llu  %9.3f  %4.0f%%\n", int(idw),
+    std::snprintf(line, sizeof line, "%-*s  %-*s  %10llu  %10llu  %7llu  %9.3f  %4.0f%%  %8.1f\n", int(idw),
                   n.id.c_str(), int(tw), n.type.c_str(), static_cast<unsigned long long>(n.in),
                   static_cast<unsigned long long>(n.out), static_cast<unsigned long long>(n.errors), n.busy_s,
-                  elapsed_s > 0 ? 100.0 * n.busy_s / elapsed_s : 0.0);
+                  100.0 * n.utilization(elapsed_s, threads), n.queue_mean);
     out += line;
   }
   std::snprintf(line, sizeof line,
@@ -958,6 +1091,19 @@ std::string RunReport::table() const {
                 elapsed_s, docs_per_s(), peak_rss_bytes / 1048576.0, threads,
                 static_cast<long long>(peak_inflight_docs), max_inflight_docs);
   out += line;
+  std::snprintf(line, sizeof line, "cpu %.2f s (%.2f ms/doc)\n", cpu_s,
+                docs > 0 ? 1000.0 * cpu_s / static_cast<double>(docs) : 0.0);
+  out += line;
+  if (http.requests > 0) {
+    std::snprintf(line, sizeof line,
+                  "http %llu requests (%.1f/s)  retries %llu  429s %llu  failed %llu  latency p50 %.1f ms  p95 %.1f ms  "
+                  "p99 %.1f ms\n",
+                  static_cast<unsigned long long>(http.requests), elapsed_s > 0 ? http.requests / elapsed_s : 0.0,
+                  static_cast<unsigned long long>(http.retries), static_cast<unsigned long long>(http.throttled),
+                  static_cast<unsigned long long>(http.failed), http.latency.quantile_ms(0.5),
+                  http.latency.quantile_ms(0.95), http.latency.quantile_ms(0.99));
+    out += line;
+  }
   if (tokens > 0) {
     std::snprintf(line, sizeof line, "tokens %llu  cost $%.4f\n", static_cast<unsigned long long>(tokens), cost_usd);
     out += line;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/graph_spec.hpp"
+#include "engine/histogram.hpp"
 #include "engine/shard.hpp"
 
 namespace sluice {
@@ -46,6 +47,27 @@ struct NodeReport {
   double busy_s = 0;
   uint64_t tokens = 0;  // upstream usage (embedding tokens)
   double cost_usd = 0;
+  // Sampled every 100 ms: records waiting at the node's input (in the flow graph, plus work an
+  // I/O node holds for a slot under its concurrency), and an I/O node's requests in flight.
+  // Summed over workers in a multi-process report.
+  double queue_mean = 0;
+  uint64_t queue_peak = 0;
+  double in_flight_mean = 0;
+  uint64_t in_flight_peak = 0;
+  bool io = false;  // an I/O node: `concurrency` caps requests in flight
+  // Share of capacity used: an I/O node's mean in flight / concurrency; a CPU node's busy time /
+  // (elapsed x parallel bodies it could run, at most the threads).
+  double utilization(double elapsed_s, int threads) const;
+};
+
+// HTTP client counters of a run (all I/O nodes of a process share one client).
+struct HttpReport {
+  uint64_t requests = 0;   // submitted requests that finished, successful or not
+  uint64_t attempts = 0;   // transfers, retries included
+  uint64_t retries = 0;
+  uint64_t throttled = 0;  // 429 answers
+  uint64_t failed = 0;     // requests that finally failed
+  LatencyHistogram latency;  // per attempt
 };
 
 struct RunReport {
@@ -69,6 +91,9 @@ struct RunReport {
   uint64_t peak_rss_bytes = 0;
   uint64_t tokens = 0;
   double cost_usd = 0;
+  double cpu_s = 0;  // user + system CPU time of the run (all workers of a launcher)
+  uint64_t peak_rss_total_bytes = 0;  // the sum of every worker's peak (= peak_rss_bytes for one process)
+  HttpReport http;
   bool interrupted = false;
   std::string error;  // fatal run error, empty on success
   std::vector<NodeReport> nodes;
@@ -97,6 +122,7 @@ void merge_outputs(const GraphSpec& spec, const ShardSpec& shard);
 std::string human_duration(double seconds);
 
 uint64_t peak_rss_bytes();
+double process_cpu_seconds();  // user + system time of this process so far
 int hardware_threads();
 
 }  // namespace sluice

@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -75,6 +76,7 @@ struct Job {
   Client::Callback cb;
   Response resp;
   Clock::time_point first{};
+  Clock::time_point started{};  // this attempt's transfer
   int counted = 0;  // attempts that count against max_attempts
   bool too_large = false;
   curl_slist* headers = nullptr;
@@ -143,6 +145,7 @@ struct Client::Impl {
   std::unordered_set<CURL*> running_handles;  // added to the multi handle and not yet done
 
   std::atomic<uint64_t> submitted{0}, completed{0}, failed{0}, attempts{0}, retries{0}, throttled{0};
+  std::array<std::atomic<uint64_t>, LatencyHistogram::kBuckets> latency{};  // written by the loop only
 
   void run();
   void enqueue_ready(Job* j, Clock::time_point now);
@@ -213,6 +216,8 @@ ClientStats Client::stats() const {
   s.retries = _impl->retries.load();
   s.throttled = _impl->throttled.load();
   s.in_flight = s.submitted - s.completed - s.failed;
+  for (int i = 0; i < LatencyHistogram::kBuckets; ++i)
+    s.latency.add_bucket(i, _impl->latency[static_cast<size_t>(i)].load(std::memory_order_relaxed));
   return s;
 }
 
@@ -295,6 +300,7 @@ void Client::Impl::start(Job* j) {
   }
   ++active;
   attempts.fetch_add(1, std::memory_order_relaxed);
+  j->started = Clock::now();
   running_handles.insert(e);
   curl_multi_add_handle(multi, e);
 }
@@ -333,6 +339,8 @@ void Client::Impl::on_done(CURL* e, CURLcode rc, Clock::time_point now) {
   curl_easy_reset(e);
   pool.push_back(e);
   --active;
+  latency[static_cast<size_t>(LatencyHistogram::bucket_of(seconds_between(j->started, now)))].fetch_add(
+      1, std::memory_order_relaxed);
   j->resp.status = status;
   j->resp.attempts++;
   auto key_it = j->key.empty() ? keys.end() : keys.find(j->key);
@@ -462,8 +470,10 @@ void Client::Impl::run() {
     if (!timers.empty()) next = std::min(next, timers.top().first);
     int timeout_ms = 1000;
     if (next != Clock::time_point::max())
+      // Rounded up: a token or timer due in 0.3 ms must not turn into a zero timeout, which
+      // would spin this thread at 100% between paced requests.
       timeout_ms = static_cast<int>(std::clamp<int64_t>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count(), 0, 1000));
+          std::chrono::ceil<std::chrono::milliseconds>(next - now).count(), 0, 1000));
     {
       std::lock_guard lock(mu);
       if (!incoming.empty() || stop) timeout_ms = 0;  // submitted by a callback just now

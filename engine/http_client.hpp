@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/histogram.hpp"
+
 namespace sluice::http {
 
 struct Request {
@@ -65,6 +67,7 @@ struct ClientOptions {
 struct ClientStats {
   uint64_t submitted = 0, completed = 0, failed = 0, attempts = 0, retries = 0, throttled = 0;
   uint64_t in_flight = 0;  // submitted and not yet called back
+  LatencyHistogram latency;  // per attempt: from handing the transfer to libcurl to its end
 };
 
 class Client {

@@ -5,6 +5,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 namespace sluice {
 
@@ -24,6 +25,12 @@ class InflightCap {
     return false;
   }
 
+  // Work waiting and work admitted, for load sampling.
+  std::pair<size_t, size_t> load() const {
+    std::lock_guard lock(_mu);
+    return {_queue.size(), static_cast<size_t>(_inflight)};
+  }
+
   // A request finished: the next queued work to start in its place, if any.
   std::optional<Work> done() {
     std::lock_guard lock(_mu);
@@ -38,7 +45,7 @@ class InflightCap {
 
  private:
   int _cap;
-  std::mutex _mu;
+  mutable std::mutex _mu;
   int _inflight = 0;
   std::deque<Work> _queue;
 };

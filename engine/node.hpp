@@ -98,6 +98,13 @@ class Node {
   // process() runs on a worker: the node locks its own batch.
   virtual void flush(bool /*force*/) {}
   virtual bool has_pending() const { return false; }
+  // I/O nodes: work waiting for a slot under `concurrency`, and requests in flight now (units the
+  // node submits: a record, a batch). Sampled by the runner's ticker thread for the report.
+  struct Load {
+    size_t queued = 0;
+    size_t in_flight = 0;
+  };
+  virtual Load load() const { return {}; }
   // After the run, on the main thread.
   virtual void close() {}
 

@@ -60,6 +60,11 @@ class OpenAIEmbed final : public Node {
 
   bool has_pending() const override { return _batcher.pending(); }
 
+  Load load() const override {
+    auto [queued, in_flight] = _cap.load();
+    return {queued, in_flight};
+  }
+
  private:
   std::shared_ptr<const std::string> make_spec(int64_t dim) const {
     return std::make_shared<const std::string>("{\"type\":\"embed.openai\",\"model\":" + json::quoted(_model) +

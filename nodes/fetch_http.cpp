@@ -106,6 +106,11 @@ class FetchHttp final : public Node {
     if (_cap.admit(chain)) submit(std::move(chain));
   }
 
+  Load load() const override {
+    auto [queued, in_flight] = _cap.load();
+    return {queued, in_flight};
+  }
+
  private:
   // One input's requests: a single fetch, or (follow) a chain of fetches through `next`, one
   // request in flight at a time, each response a new record of the input's document.

@@ -62,6 +62,11 @@ class ElasticIndex final : public Node {
 
   bool has_pending() const override { return _batcher.pending(); }
 
+  Load load() const override {
+    auto [queued, in_flight] = _cap.load();
+    return {queued, in_flight};
+  }
+
  private:
   http::Request request(const std::string& method, const std::string& url, std::string body, const char* type) {
     http::Request req;
