@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "app/bench.hpp"
 #include "app/launcher.hpp"
 #include "app/plan.hpp"
 #include "engine/checkpoint_ledger.hpp"
@@ -44,6 +45,13 @@ std::vector<VarOverride> parse_sets(const std::vector<std::string>& sets) {
     out.push_back(o);
   }
   return out;
+}
+
+std::string self_exe() {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) throw std::runtime_error("cannot find this program's path (/proc/self/exe)");
+  return std::string(exe, static_cast<size_t>(n));
 }
 
 struct RunArgs {
@@ -139,10 +147,7 @@ int cmd_run(const RunArgs& a) {
     ledger.reset();
     if (!a.resume) reset_outputs(spec, shard);
     LaunchPlan plan;
-    char exe[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) throw std::runtime_error("cannot find this program's path (/proc/self/exe)");
-    plan.self_exe.assign(exe, static_cast<size_t>(n));
+    plan.self_exe = self_exe();
     plan.worker_args = {"run", a.graph, "--quiet", "--shard", shard.text(), "--state", state_dir,
                         "--max-restarts", "0"};
     for (const auto& s : a.sets) {
@@ -347,6 +352,29 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 4096));
   plan->add_option("--set", sets, "override a declared var: name=value (repeatable)");
 
+  BenchOptions bo;
+  auto* bench = app.add_subcommand(
+      "bench", "Benchmark a graph: docs/s and more for each threads x processes combination, as a table, CSV, JSON and SVG");
+  bench->add_option("GRAPH", bo.graph, "graph config (JSON), e.g. graphs/bench-sim.json or graphs/bench-cpu.json")
+      ->required();
+  bench->add_option("--threads", bo.threads, "threads per process, comma-separated (default: 1, 2, 4 ... up to the cores)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 4096));
+  bench->add_option("--processes,-P", bo.processes, "process counts, comma-separated (default 1)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1024));
+  bench->add_option("--repeat", bo.repeat, "measured runs per combination; the table shows their median (default 3)")
+      ->check(CLI::Range(1, 1000));
+  bench->add_option("--warmup", bo.warmup, "discarded runs before them (default 1)")->check(CLI::Range(0, 1000));
+  bench->add_option("--sim", bo.sim,
+                    "flags for the sim bench starts when the graph has a `sim` var, e.g. "
+                    "\"latency-ms=50,rpm=60000,error-rate=0.01,docs=20000\"");
+  bench->add_option("--set", bo.sets, "override a declared var: name=value (repeatable); --set sim=URL uses your own sim");
+  bench->add_option("--out", bo.out_dir, "directory for results.csv, results.json, throughput.svg (default out/bench-GRAPH)");
+  bench->add_option("--timeout", bo.run_timeout_s, "seconds one run may take before it is interrupted (default 1800)")
+      ->check(CLI::PositiveNumber);
+  bench->add_flag("--quiet,-q", bo.quiet, "no progress lines");
+
   auto* validate = app.add_subcommand("validate", "Check a graph config; print every error at once");
   validate->add_option("GRAPH", graph, "graph config (JSON)")->required();
   validate->add_option("--set", sets, "override a declared var: name=value (repeatable)");
@@ -391,6 +419,14 @@ int main(int argc, char** argv) {
   try {
     if (*run) return cmd_run(ra);
     if (*validate) return cmd_validate(graph, sets);
+    if (*bench) {
+      bo.self_exe = self_exe();
+      for (int i = 0; i < argc; ++i) bo.command_line += (i ? " " : "") + std::string(argv[i]);
+      bo.interrupt = &g_interrupt;
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      return run_bench(bo);
+    }
     if (*plan) {
       plan_in.latency_s = latency_ms / 1000.0;
       return cmd_plan(graph, sets, plan_in);
