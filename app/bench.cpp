@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -105,7 +106,8 @@ Machine machine_info() {
   for (std::string line; std::getline(cpu, line);) {
     if (line.rfind("model name", 0) == 0) {
       auto c = line.find(':');
-      if (c != std::string::npos) m.cpu_model = line.substr(line.find_first_not_of(" \t", c + 1));
+      size_t v = c == std::string::npos ? c : line.find_first_not_of(" \t", c + 1);
+      if (v != std::string::npos) m.cpu_model = line.substr(v);
       break;
     }
   }
@@ -177,6 +179,7 @@ ChildResult run_child(const std::string& exe, const std::vector<std::string>& ar
     int status = 0;
     struct rusage ru {};
     pid_t w = wait4(pid, &status, WNOHANG, &ru);
+    if (w < 0 && errno != EINTR) return res;  // not our child any more: nothing to wait for
     if (w == pid) {
       auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
       res.cpu_s = sec(ru.ru_utime) + sec(ru.ru_stime);
@@ -366,7 +369,8 @@ std::string xml_escape(const std::string& s) {
       case '>': o += "&gt;"; break;
       case '&': o += "&amp;"; break;
       case '"': o += "&quot;"; break;
-      default: o += c;
+      default:
+        if (static_cast<unsigned char>(c) >= 0x20 || c == '\t' || c == '\n') o += c;  // XML 1.0 forbids the rest
     }
   }
   return o;
@@ -722,10 +726,10 @@ int run_bench(const BenchOptions& o) {
         if (c) j += ',';
         j += json::quoted(cols[c]) + ":";
         const std::string& v = vals[c];
-        char* e = nullptr;
-        if (v.empty()) j += "null";
-        else if (std::strtod(v.c_str(), &e), *e == '\0') j += v;
-        else j += json::quoted(v);
+        const bool text = cols[c] == "ideal_from" || cols[c] == "bottleneck" || cols[c] == "busiest_node";
+        if (text) j += json::quoted(v);
+        else if (v.empty()) j += "null";
+        else j += v;  // numbers, always finite (num() leaves non-finite values empty)
       }
       j += "},\"runs\":[";
       for (size_t k = 0; k < rows[i].runs.size(); ++k) j += (k ? "," : "") + run_json(rows[i].runs[k]);

@@ -261,7 +261,7 @@ class Runner final : public CompletionListener {
   // Wake-ups are also spaced at least kDrainGap apart: every wake-up of an idle arena costs a
   // thread's spin-then-yield phase (about a millisecond of CPU on a VM), so completions arriving
   // one per millisecond (a paced rate limit) would otherwise keep a core spinning. A drain owed
-  // inside the gap is enqueued by the ticker (every 5 ms). The graph is held (reserve_wait) from
+  // inside the gap is enqueued by the ticker (every 5 ms, and once as it stops). The graph is held (reserve_wait) from
   // the first queued item, so wait_for_all covers everything queued.
   struct Posted {
     enum Kind { put, decrement, push } kind;
@@ -276,7 +276,8 @@ class Runner final : public CompletionListener {
       if (_drain != DrainState::idle) return;  // the owed or enqueued drain will take it
       graph->reserve_wait();
       _drain = DrainState::owed;
-      if (Clock::now() - _last_drain < kDrainGap) return;
+      // Once the ticker stopped (the end of a run) nobody would enqueue an owed drain.
+      if (Clock::now() - _last_drain < kDrainGap && !_ticker_stop.load(std::memory_order_acquire)) return;
       _drain = DrainState::enqueued;
       _last_drain = Clock::now();
     }
@@ -600,6 +601,7 @@ void Runner::tick_loop() {
       progress(false);
     }
   }
+  kick_drain();  // owed before the stop; post() enqueues at once from now on
 }
 
 
