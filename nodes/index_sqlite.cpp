@@ -148,7 +148,9 @@ class SqliteIndex final : public Node {
     }
     _embedder = _db.meta("embedder");
     _select = _db.prepare("SELECT rowid, text, doc_id, seq, meta, vector FROM chunks WHERE id = ?1");
-    _insert = _db.prepare("INSERT INTO chunks(id, doc_id, seq, text, meta, vector) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    _insert = _db.prepare(
+        "INSERT INTO chunks(id, doc_id, seq, text, meta, vector) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+        "ON CONFLICT(id) DO NOTHING");
     _update = _db.prepare("UPDATE chunks SET doc_id = ?2, seq = ?3, text = ?4, meta = ?5, vector = ?6 WHERE rowid = ?1");
     _fts_insert = _db.prepare("INSERT INTO chunks_fts(rowid, text) VALUES (?1, ?2)");
     _fts_delete = _db.prepare("INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', ?1, ?2)");
@@ -223,18 +225,23 @@ class SqliteIndex final : public Node {
       if (r.vector.empty()) sqlite3_bind_null(st, 6);
       else sqlite3_bind_blob(st, 6, r.vector.data(), static_cast<int>(r.vector.size() * sizeof(float)), SQLITE_STATIC);
     };
-    sqlite3_bind_text(_select, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
-    int rc = sqlite3_step(_select);
-    if (rc != SQLITE_ROW) {
-      sqlite3_reset(_select);
-      if (rc != SQLITE_DONE) throw std::runtime_error(std::string("SQLite: ") + _db.errmsg());
-      sqlite3_bind_text(_insert, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
-      bind_row(_insert);
-      step(_insert);
+    // A new chunk (the common case) costs one insert; only an existing id is read back.
+    sqlite3_bind_text(_insert, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
+    bind_row(_insert);
+    step(_insert);
+    if (sqlite3_changes(_db.get()) == 1) {
       sqlite3_bind_int64(_fts_insert, 1, sqlite3_last_insert_rowid(_db.get()));
       sqlite3_bind_text(_fts_insert, 2, r.text.data(), static_cast<int>(r.text.size()), SQLITE_STATIC);
       step(_fts_insert);
       return;
+    }
+    sqlite3_bind_text(_select, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
+    int rc = sqlite3_step(_select);
+    if (rc != SQLITE_ROW) {
+      sqlite3_reset(_select);
+      std::string msg = "SQLite: ";
+      msg += rc == SQLITE_DONE ? "chunk \"" + r.id + "\" was neither inserted nor found" : _db.errmsg();
+      throw std::runtime_error(msg);
     }
     int64_t rowid = sqlite3_column_int64(_select, 0);
     std::string_view vec(reinterpret_cast<const char*>(r.vector.data()), r.vector.size() * sizeof(float));
