@@ -2,7 +2,7 @@
 #include "engine/node.hpp"
 #include "nodes/chunk.hpp"
 #include "nodes/embed_hash.hpp"
-#include "nodes/embed_openai.hpp"
+#include "nodes/embed_http.hpp"
 #include "nodes/extract_json.hpp"
 #include "nodes/extract_openalex.hpp"
 #include "nodes/fetch_http.hpp"
@@ -31,6 +31,7 @@ void register_builtin_nodes(Registry& r) {
   r.add(chunk_sentence_info());
   r.add(embed_hash_info());
   r.add(embed_openai_info());
+  r.add(embed_gemini_info());
   r.add(util_filter_info());
   r.add(util_dedup_info());
   r.add(util_pass_info());

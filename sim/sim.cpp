@@ -308,6 +308,7 @@ enum Ep {
   kBig,
   kStats,
   kEmbed,
+  kGemini,
   kBulk,
   kIndexBulk,
   kSefIndex,
@@ -319,7 +320,8 @@ enum Ep {
 };
 constexpr const char* kEpNames[kEpCount] = {
     "/docs",         "/docs/{id}",         "/big",                        "/stats",
-    "/v1/embeddings", "/_bulk",            "/{index}/_bulk",              "/sefaria/api/index",
+    "/v1/embeddings", "/v1beta/models/{model}:batchEmbedContents", "/_bulk", "/{index}/_bulk",
+    "/sefaria/api/index",
     "/sefaria/api/v3/texts/{ref}",         "/sefaria/api/shape/{title}", "/openalex/works",
     "other"};
 
@@ -386,6 +388,8 @@ struct Timer {
 struct Request {
   std::string_view method, path, query;
   std::string_view body;  // inside Conn::in
+  std::string_view goog_api_key;  // the x-goog-api-key header, inside Conn::in
+  bool has_goog_api_key = false;
   bool keep_alive = true;
 };
 
@@ -848,6 +852,9 @@ struct SimServer::Impl {
       } else if (iequals(name, "connection")) {
         if (icontains(value, "close")) req.keep_alive = false;
         else if (icontains(value, "keep-alive")) req.keep_alive = true;
+      } else if (iequals(name, "x-goog-api-key")) {
+        req.goog_api_key = value;
+        req.has_goog_api_key = true;
       } else if (iequals(name, "expect")) {
         expect_continue = iequals(value, "100-continue");
       }
@@ -967,6 +974,10 @@ struct SimServer::Impl {
     if (path == "/big") return kBig;
     if (path == "/stats") return kStats;
     if (path == "/v1/embeddings") return kEmbed;
+    if (path.starts_with("/v1beta/models/") && path.ends_with(":batchEmbedContents")) {
+      param = path.substr(15, path.size() - 15 - 19);
+      return param.empty() || param.find('/') != std::string_view::npos ? kOther : kGemini;
+    }
     if (path == "/_bulk") return kBulk;
     if (path == "/sefaria/api/index" || path == "/sefaria/api/index/") return kSefIndex;
     if (path.starts_with("/sefaria/api/v3/texts/")) {
@@ -981,7 +992,7 @@ struct SimServer::Impl {
     return kOther;
   }
 
-  static bool is_post(Ep ep) { return ep == kEmbed || ep == kBulk || ep == kIndexBulk; }
+  static bool is_post(Ep ep) { return ep == kEmbed || ep == kGemini || ep == kBulk || ep == kIndexBulk; }
 
   void error_body(std::string_view msg) {
     body.clear();
@@ -1022,22 +1033,38 @@ struct SimServer::Impl {
     }
 
     delay = draw_latency_ns();
+    if (ep == kGemini) {
+      // As the real API: no key at all is 403, a key it does not know is 400. "bad" is the
+      // unknown key here; any other passes.
+      std::string_view qkey;
+      bool has_key = req.has_goog_api_key || find_param(req.query, "key", qkey);
+      if (req.has_goog_api_key) qkey = req.goog_api_key;
+      if (!has_key || qkey.empty() || qkey == "bad") {
+        if (!has_key) google_error(403, "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.");
+        else google_error(400, "API key not valid. Please pass a valid API key.");
+        finish(c, ep, kind, has_key ? 400 : 403, false, close, delay);
+        return;
+      }
+    }
     if (!rpm_ok()) {
-      error_body("rate limited");
+      if (ep == kGemini) google_error(429, "Resource has been exhausted (e.g. check quota).");
+      else error_body("rate limited");
       if (ep == kOaWorks) body.insert(body.size() - 1, ",\"retryAfter\":1");
       finish(c, ep, kind, 429, true, close, delay);
       return;
     }
     int64_t tokens = 0;
-    if (ep == kEmbed) {
+    if (ep == kEmbed || ep == kGemini) {
       std::string_view err;
-      if (!parse_embeddings(req.body, tokens, err)) {
-        error_body(err);
+      if (ep == kEmbed ? !parse_embeddings(req.body, tokens, err) : !parse_gemini(req.body, param, tokens, err)) {
+        if (ep == kEmbed) error_body(err);
+        else google_error(400, err);
         finish(c, ep, kind, 400, false, close, delay);
         return;
       }
       if (!tpm_ok(tokens)) {
-        error_body("rate limited");
+        if (ep == kGemini) google_error(429, "Resource has been exhausted (e.g. check quota).");
+        else error_body("rate limited");
         finish(c, ep, kind, 429, true, close, delay);
         return;
       }
@@ -1070,6 +1097,7 @@ struct SimServer::Impl {
       case kDoc: status = doc(req, param, retry_after); break;
       case kBig: status = big(); break;
       case kEmbed: status = embeddings(tokens); break;
+      case kGemini: status = gemini_embeddings(tokens); break;
       case kBulk: status = bulk(req.body, {}); break;
       case kIndexBulk: status = bulk(req.body, param); break;
       case kSefIndex: status = sefaria_index(); break;
@@ -1254,24 +1282,13 @@ struct SimServer::Impl {
     body.clear();
     body.reserve(inputs.size() * size_t(emb_dim) * 12 + 256);
     body.append("{\"object\":\"list\",\"data\":[");
-    vec.resize(size_t(emb_dim));
     for (size_t i = 0; i < inputs.size(); ++i) {
-      uint64_t s = text::stable_hash64(inputs[i]);
-      double norm = 0;
-      for (auto& x : vec) {
-        x = float(unit(s) * 2 - 1);
-        norm += double(x) * double(x);
-      }
-      float inv = norm > 0 ? float(1 / std::sqrt(norm)) : 0.f;
       if (i) body.push_back(',');
       body.append("{\"object\":\"embedding\",\"index\":");
       append_uint(body, i);
-      body.append(",\"embedding\":[");
-      for (size_t k = 0; k < vec.size(); ++k) {
-        if (k) body.push_back(',');
-        append_float(body, vec[k] * inv);
-      }
-      body.append("]}");
+      body.append(",\"embedding\":");
+      append_vector(inputs[i]);
+      body.push_back('}');
     }
     body.append("],\"model\":");
     json::append_quoted(body, emb_model);
@@ -1280,6 +1297,135 @@ struct SimServer::Impl {
     body.append(",\"total_tokens\":");
     append_int(body, tokens);
     body.append("}}");
+    std::lock_guard lk(stats_mu);
+    stats.emb_inputs += inputs.size();
+    stats.emb_tokens += uint64_t(tokens);
+    return 200;
+  }
+
+  // The deterministic unit vector of `input` (emb_dim floats from its hash) as a JSON array:
+  // the same text gets the same vector from both embedding endpoints.
+  void append_vector(std::string_view input) {
+    vec.resize(size_t(emb_dim));
+    uint64_t s = text::stable_hash64(input);
+    double norm = 0;
+    for (auto& x : vec) {
+      x = float(unit(s) * 2 - 1);
+      norm += double(x) * double(x);
+    }
+    float inv = norm > 0 ? float(1 / std::sqrt(norm)) : 0.f;
+    body.push_back('[');
+    for (size_t k = 0; k < vec.size(); ++k) {
+      if (k) body.push_back(',');
+      append_float(body, vec[k] * inv);
+    }
+    body.push_back(']');
+  }
+
+  // Google APIs' error shape: {"error": {"code": 400, "message": "...", "status": "INVALID_ARGUMENT"}}.
+  void google_error(int code, std::string_view msg) {
+    body.assign("{\"error\":{\"code\":");
+    append_int(body, code);
+    body.append(",\"message\":");
+    json::append_quoted(body, msg);
+    body.append(",\"status\":\"");
+    body.append(code == 429 ? "RESOURCE_EXHAUSTED" : code == 403 ? "PERMISSION_DENIED" : "INVALID_ARGUMENT");
+    body.append("\"}}");
+  }
+
+  // Parses a Gemini batchEmbedContents request into `inputs`, as the real API checks it: at most
+  // 100 requests, each naming the model of the URL, one text part or more (joined).
+  bool parse_gemini(std::string_view b, std::string_view url_model, int64_t& tokens, std::string_view& err) {
+    parse_buf.assign(b);
+    pool.Clear();
+    rapidjson::Document d(&pool);
+    d.ParseInsitu(parse_buf.data());
+    inputs.clear();
+    joined.clear();
+    emb_model = url_model;
+    emb_dim = kDefaultEmbeddingDim;
+    if (d.HasParseError() || !d.IsObject()) {
+      err = "Invalid JSON payload received.";
+      return false;
+    }
+    auto reqs = d.FindMember("requests");
+    if (reqs == d.MemberEnd() || !reqs->value.IsArray() || reqs->value.Empty()) {
+      err = "* BatchEmbedContentsRequest.requests: requests must not be empty";
+      return false;
+    }
+    if (reqs->value.Size() > 100) {
+      err = "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch";
+      return false;
+    }
+    std::string want = "models/";
+    want.append(url_model);
+    auto member = [](const rapidjson::Value& v, const char* name) -> const rapidjson::Value* {
+      if (!v.IsObject()) return nullptr;
+      auto it = v.FindMember(name);
+      return it == v.MemberEnd() ? nullptr : &it->value;
+    };
+    int dim = 0;
+    for (auto& r : reqs->value.GetArray()) {
+      const rapidjson::Value* m = member(r, "model");
+      if (!m || !m->IsString() || m->GetString() != want) {
+        err = "* BatchEmbedContentsRequest.model: each request's model must match the model of the call";
+        return false;
+      }
+      const rapidjson::Value* content = member(r, "content");
+      const rapidjson::Value* parts = content ? member(*content, "parts") : nullptr;
+      if (!parts || !parts->IsArray() || parts->Empty()) {
+        err = "* BatchEmbedContentsRequest.requests[].content.parts: contents are required";
+        return false;
+      }
+      std::string text;
+      for (auto& part : parts->GetArray()) {
+        const rapidjson::Value* t = member(part, "text");
+        if (!t || !t->IsString()) {
+          err = "* BatchEmbedContentsRequest.requests[].content.parts[].text: a text part is required";
+          return false;
+        }
+        text.append(t->GetString(), t->GetStringLength());
+      }
+      joined.push_back(std::move(text));
+      const rapidjson::Value* od = member(r, "outputDimensionality");
+      int this_dim = kDefaultEmbeddingDim;
+      if (od) {
+        if (!od->IsInt() || od->GetInt() < 1 || od->GetInt() > kMaxEmbeddingDim) {
+          err = "* BatchEmbedContentsRequest.requests[].output_dimensionality: must be between 1 and 8192";
+          return false;
+        }
+        this_dim = od->GetInt();
+      }
+      if (dim != 0 && this_dim != dim) {
+        err = "* BatchEmbedContentsRequest.requests[].output_dimensionality: must be the same for every request";
+        return false;
+      }
+      dim = this_dim;
+    }
+    emb_model_buf.assign(url_model);
+    emb_model = emb_model_buf;
+    emb_dim = dim;
+    tokens = 0;
+    for (const auto& t : joined) {
+      inputs.emplace_back(t);
+      tokens += int64_t((text::count_code_points(t) + 3) / 4);
+    }
+    return true;
+  }
+  std::vector<std::string> joined;  // Gemini inputs (parts joined); `inputs` views into it
+  std::string emb_model_buf;
+
+  int gemini_embeddings(int64_t tokens) {
+    body.clear();
+    body.reserve(inputs.size() * size_t(emb_dim) * 12 + 64);
+    body.append("{\"embeddings\":[");
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (i) body.push_back(',');
+      body.append("{\"values\":");
+      append_vector(inputs[i]);
+      body.push_back('}');
+    }
+    body.append("]}");
     std::lock_guard lk(stats_mu);
     stats.emb_inputs += inputs.size();
     stats.emb_tokens += uint64_t(tokens);

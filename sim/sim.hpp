@@ -7,6 +7,7 @@
 //   GET  /big                              a 5 MiB JSON body (size-cap tests)
 //   GET  /stats                            counters (same JSON as stats_json())
 //   POST /v1/embeddings                    OpenAI-shaped embeddings
+//   POST /v1beta/models/{m}:batchEmbedContents  Gemini-shaped embeddings (x-goog-api-key or ?key=)
 //   POST /_bulk, POST /{index}/_bulk       Elasticsearch-shaped bulk indexing
 //   GET  /sefaria/api/index, /sefaria/api/v3/texts/{ref}, /sefaria/api/shape/{title}
 //   GET  /openalex/works?per_page=N&cursor=C

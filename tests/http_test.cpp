@@ -326,6 +326,65 @@ TEST(EmbedAndBulk, OpenAIVectorsAreRecordedWithTheirEmbedder) {
   }
 }
 
+TEST(EmbedAndBulk, GeminiSendsAtMost100PerCallWithTheKeyInAHeader) {
+  sim::SimServer server(sim::SimOptions{});
+  server.start();
+  test::TempDir dir;
+  ::setenv("SLUICE_TEST_GEMINI_KEY", "secret-test-key", 1);
+  RunReport rep = test::run_json(R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 250, "size": 200}},
+    {"id": "embed", "type": "embed.gemini", "params": {"base_url": ")" + base(server) + R"(/v1beta/",
+      "model": "gemini-embedding-001", "dimensions": 48, "api_key": "${env:SLUICE_TEST_GEMINI_KEY}", "price_per_mtok": 0.15}},
+    {"id": "db", "type": "index.sqlite", "params": {"path": ")" + (dir / "g.db") + R"("}}],
+  "edges": [["docs", "embed"], ["embed", "db"]]})");
+  ::unsetenv("SLUICE_TEST_GEMINI_KEY");
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.dead_lettered, 0u) << "the sim refuses calls without x-goog-api-key (403)";
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 250u);
+  EXPECT_EQ(count(dir / "g.db", "SELECT count(*) FROM chunks WHERE length(vector) = 48 * 4"), 250);
+  EXPECT_EQ(count(dir / "g.db", "SELECT count(*) FROM sluice_meta WHERE key = 'embedder' AND value = "
+                                "'{\"type\":\"embed.gemini\",\"model\":\"gemini-embedding-001\",\"dim\":48}'"), 1);
+  auto st = stats(server);
+  const auto& ep = st["by_endpoint"]["/v1beta/models/{model}:batchEmbedContents"];
+  EXPECT_GE(ep["requests"].GetUint64(), 3u) << "250 inputs need at least 3 calls of at most 100";
+  EXPECT_EQ(st["embeddings"]["inputs"].GetUint64(), 250u);
+  // Gemini does not count tokens: the report's are the 4-characters-a-token estimate, priced.
+  EXPECT_EQ(rep.tokens, static_cast<uint64_t>(count(dir / "g.db", "SELECT sum((length(CAST(text AS BLOB)) + 3) / 4) FROM chunks")));
+  EXPECT_NEAR(rep.cost_usd, rep.tokens / 1e6 * 0.15, 1e-9);
+}
+
+TEST(EmbedAndBulk, GeminiWithoutAKeyIsDeadLetteredWithTheApisMessage) {
+  sim::SimServer server(sim::SimOptions{});
+  server.start();
+  test::TempDir dir;
+  RunReport rep = test::run_json(R"({"settings": {"dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
+    "nodes": [{"id": "docs", "type": "source.range", "params": {"count": 5, "size": 100}},
+    {"id": "embed", "type": "embed.gemini", "params": {"base_url": ")" + base(server) + R"(/v1beta", "model": "m",
+      "api_key": "${env:SLUICE_TEST_NO_SUCH_KEY}"}},
+    {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
+  "edges": [["docs", "embed"], ["embed", "out"]]})");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.dead_lettered, 5u);
+  auto dlq = test::read_lines(dir / "dlq.jsonl");
+  ASSERT_EQ(dlq.size(), 5u);
+  EXPECT_NE(dlq[0].find("\"status\":403"), std::string::npos) << dlq[0];
+  EXPECT_NE(dlq[0].find("unregistered callers"), std::string::npos) << dlq[0];
+}
+
+TEST(EmbedAndBulk, GeminiParamsAreCheckedBeforeAnyRequest) {
+  auto error_of = [](const std::string& params) {
+    return test::config_errors(R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 1}},
+      {"id": "embed", "type": "embed.gemini", "params": {)" + params + R"(}},
+      {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
+      "edges": [["docs", "embed"], ["embed", "out"]]})");
+  };
+  EXPECT_EQ(error_of(R"("model": "m", "batch": 101)"),
+            "test.json:2:81: nodes[1].params.batch: batch must be at most 100: batchEmbedContents takes at most 100 "
+            "requests a call\n");
+  EXPECT_NE(error_of(R"("model": "models/m")").find("no \"models/\" prefix"), std::string::npos);
+  EXPECT_NE(error_of(R"("model": "m", "base_url": "ftp://x")").find("base_url must be an http(s) URL"), std::string::npos);
+}
+
 TEST(Interrupt, SigintDrainsInFlightWritesTheReportAndExits130) {
   sim::SimOptions o;
   o.docs = 5000;

@@ -645,6 +645,57 @@ TEST(Sim, EmbeddingsShape) {
   EXPECT_EQ(st["embeddings"]["tokens"].GetUint64(), 7u + 2u + 1u + 2u);
 }
 
+TEST(Sim, GeminiBatchEmbedContentsShape) {
+  Server s(SimOptions{});
+  Client c(s.port);
+  std::string path = "/v1beta/models/gemini-embedding-001:batchEmbedContents";
+  auto req = [](const std::string& text, const char* model = "models/gemini-embedding-001", int dim = 0) {
+    std::string r = std::string(R"({"model":")") + model + R"(","content":{"parts":[{"text":")" + text + R"("}]})";
+    if (dim) r += ",\"outputDimensionality\":" + std::to_string(dim);
+    return r + "}";
+  };
+  // The key: none is 403, an unknown one 400, in Google's error shape.
+  Resp nokey = c.roundtrip("POST", path, "{\"requests\":[" + req("hello") + "]}");
+  EXPECT_EQ(nokey.status, 403);
+  EXPECT_STREQ(parse(nokey.body)["error"]["status"].GetString(), "PERMISSION_DENIED");
+  EXPECT_EQ(c.roundtrip("POST", path + "?key=bad", "{\"requests\":[" + req("hello") + "]}").status, 400);
+  EXPECT_EQ(c.roundtrip("POST", path + "?key=k", "{\"requests\":[" + req("hello") + "]}").status, 200);
+  path += "?key=k";
+  Resp r = c.roundtrip("POST", path, "{\"requests\":[" + req("hello") + "," + req("a longer text here") + "]}");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto d = parse(r.body);
+  ASSERT_EQ(d["embeddings"].Size(), 2u);
+  ASSERT_EQ(d["embeddings"][0]["values"].Size(), 64u);
+  double norm = 0;
+  for (const auto& x : d["embeddings"][0]["values"].GetArray()) norm += x.GetDouble() * x.GetDouble();
+  EXPECT_NEAR(norm, 1.0, 1e-4);
+  // The same text gets the same vector as from /v1/embeddings, so graphs can switch embedders.
+  auto o = parse(c.roundtrip("POST", "/v1/embeddings", R"({"input":["hello"]})").body);
+  EXPECT_EQ(o["data"][0]["embedding"][5].GetDouble(), d["embeddings"][0]["values"][5].GetDouble());
+  auto d8 = parse(c.roundtrip("POST", path, "{\"requests\":[" + req("x", "models/gemini-embedding-001", 8) + "]}").body);
+  EXPECT_EQ(d8["embeddings"][0]["values"].Size(), 8u);
+
+  // What the real API refuses, in its error shape.
+  std::string many = "{\"requests\":[";
+  for (int i = 0; i < 101; ++i) many += (i ? "," : "") + req("t");
+  many += "]}";
+  for (const std::string& bad : {many, std::string("{\"requests\":[]}"), std::string("not json"),
+                                 "{\"requests\":[" + req("x", "models/other") + "]}",
+                                 std::string(R"({"requests":[{"model":"models/gemini-embedding-001","content":{}}]})")}) {
+    Resp b = c.roundtrip("POST", path, bad);
+    EXPECT_EQ(b.status, 400) << bad.substr(0, 80);
+    auto e = parse(b.body);
+    ASSERT_TRUE(e.HasMember("error")) << b.body;
+    EXPECT_EQ(e["error"]["code"].GetInt(), 400);
+    EXPECT_STREQ(e["error"]["status"].GetString(), "INVALID_ARGUMENT");
+  }
+  EXPECT_NE(parse(c.roundtrip("POST", path, many).body)["error"]["message"].GetString(), std::string());
+  EXPECT_EQ(c.roundtrip("GET", path, "").status, 405);
+  auto st = s.stats();
+  EXPECT_EQ(st["embeddings"]["inputs"].GetUint64(), 5u);  // 4 here, 1 from /v1/embeddings
+  EXPECT_EQ(st["by_endpoint"]["/v1beta/models/{model}:batchEmbedContents"]["requests"].GetUint64(), 12u);
+}
+
 // ---- bulk --------------------------------------------------------------------------------------
 
 TEST(Sim, BulkIndexesAndTracksDuplicates) {

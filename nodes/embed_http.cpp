@@ -1,0 +1,335 @@
+#include "nodes/embed_http.hpp"
+
+#include <cmath>
+
+#include "engine/batcher.hpp"
+#include "engine/http_client.hpp"
+#include "engine/inflight_cap.hpp"
+#include "engine/json.hpp"
+#include "engine/json_value.hpp"
+
+namespace sluice {
+
+namespace {
+
+using Batch = std::shared_ptr<std::vector<RecordPtr>>;
+
+// Token estimate for pacing under tpm before the server counts them: ~4 characters a token.
+uint64_t estimate_tokens(const std::string& text) { return (text.size() + 3) / 4; }
+
+// What both HTTP embedders share: batching by count and estimated tokens, the cap on batches in
+// flight, rate limits, retries, and checking a response's vectors before they go on the records.
+// A subclass says how a batch becomes a request and where the vectors are in the answer.
+class HttpEmbedder : public Node {
+ public:
+  explicit HttpEmbedder(const NodeInit& init)
+      : _model(init.params.str("model")),
+        _dimensions(init.params.has("dimensions") ? init.params.integer("dimensions") : 0),
+        _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))),
+        _cap(init.concurrency),
+        _rpm(init.params.number("rpm")),
+        _tpm(init.params.number("tpm")),
+        _price(init.params.number("price_per_mtok")) {
+    _batcher.set_max_bytes(static_cast<size_t>(init.params.integer("max_batch_tokens")) * 4);
+    if (const json::Value* k = init.params.get("api_key"); k && k->kind == json::Kind::string && !k->unset_env && !k->str.empty())
+      _api_key = k->str;
+    _timeout_ms = init.params.integer("timeout_ms");
+    _policy.max_attempts = static_cast<int>(init.params.integer("max_attempts"));
+  }
+
+  void open(NodeOutput& out) override {
+    Node::open(out);
+    _client = &out.http();
+    if (_rpm > 0 || _tpm > 0) _client->set_rate_limit(_key, {_rpm, _tpm});
+  }
+
+  void process(RecordPtr in, Emitter& out) override {
+    out.defer();
+    _output->hold();
+    size_t bytes = in->text.size();
+    auto full = _batcher.add(std::move(in), bytes);
+    if (!full.empty()) send(std::move(full));
+  }
+
+  void flush(bool force) override {
+    auto due = _batcher.take_due(force);
+    if (!due.empty()) send(std::move(due));
+  }
+
+  bool has_pending() const override { return _batcher.pending(); }
+
+  Load load() const override {
+    auto [queued, in_flight] = _cap.load();
+    return {queued, in_flight};
+  }
+
+ protected:
+  // The request for `batch` (url, headers, body); method, timeout and content type are set.
+  virtual void build(const std::vector<RecordPtr>& batch, http::Request& req) const = 0;
+  // The vectors in a parsed response, one per input in order, or an error. `tokens` is left 0
+  // where the response does not count them.
+  virtual std::string vectors(const rapidjson::Document& d, size_t inputs, std::vector<std::vector<float>>& out,
+                              uint64_t& tokens) const = 0;
+  virtual const char* type() const = 0;
+
+  // Appends one JSON array of numbers to `out`; an error for anything but finite floats.
+  static std::string read_vector(const rapidjson::Value& arr, std::vector<float>& out) {
+    if (!arr.IsArray()) return "malformed embeddings response (a vector is not an array)";
+    for (const auto& x : arr.GetArray()) {
+      if (!x.IsNumber()) return "malformed embeddings response (non-number in a vector)";
+      float f = static_cast<float>(x.GetDouble());
+      if (!std::isfinite(f)) return "malformed embeddings response (a value is not a finite float)";
+      out.push_back(f);
+    }
+    if (out.empty()) return "malformed embeddings response (empty vector)";
+    return {};
+  }
+
+  std::string _model, _api_key, _key;
+  int64_t _dimensions;
+
+ private:
+  std::shared_ptr<const std::string> make_spec(int64_t dim) const {
+    std::string spec = "{\"type\":\"";
+    spec += type();
+    spec += "\",\"model\":" + json::quoted(_model) + ",\"dim\":" + std::to_string(dim) + "}";
+    return std::make_shared<const std::string>(std::move(spec));
+  }
+
+  void send(std::vector<RecordPtr> records) {
+    auto batch = std::make_shared<std::vector<RecordPtr>>(std::move(records));
+    if (_cap.admit(batch)) submit(std::move(batch));
+  }
+
+  void submit(Batch batch) {
+    http::Request req;
+    req.method = "POST";
+    req.timeout_ms = _timeout_ms;
+    req.headers.push_back("Content-Type: application/json");
+    build(*batch, req);
+    uint64_t tokens = 0;
+    for (const auto& r : *batch) tokens += estimate_tokens(r->text);
+    _client->submit(std::move(req), _policy, _key, static_cast<double>(tokens),
+                    [this, batch](http::Response&& resp) { done(batch, std::move(resp)); });
+  }
+
+  // On the HTTP loop thread.
+  void done(const Batch& batch, http::Response&& resp) {
+    std::string error = resp.ok() ? apply(*batch, resp.body) : resp.failure();
+    if (!error.empty())
+      for (auto& r : *batch) _output->finish(r, Outcome::dead_lettered, error, resp.attempts, resp.status);
+    size_t n = batch->size();
+    batch->clear();
+    if (auto next = _cap.done()) submit(std::move(*next));
+    for (size_t i = 0; i < n; ++i) _output->release();
+  }
+
+  // Puts the vectors on the records and sends them on; returns an error instead if the
+  // response does not fit the request.
+  std::string apply(std::vector<RecordPtr>& batch, const std::string& body) {
+    rapidjson::Document d;
+    if (!parse_untrusted(d, body) || !d.IsObject()) return "malformed embeddings response (not a JSON object)";
+    std::vector<std::vector<float>> vecs(batch.size());
+    uint64_t tokens = 0;
+    if (std::string err = vectors(d, batch.size(), vecs, tokens); !err.empty()) return err;
+    for (const auto& v : vecs)
+      if (v.size() != vecs[0].size()) return "malformed embeddings response (vectors of different sizes)";
+    if (_dimensions > 0 && vecs[0].size() != static_cast<size_t>(_dimensions))
+      return "embeddings response has " + std::to_string(vecs[0].size()) + " dimensions, not the " +
+             std::to_string(_dimensions) + " asked for";
+    if (!_spec) _spec = make_spec(static_cast<int64_t>(vecs[0].size()));
+    if (tokens == 0)
+      for (const auto& r : batch) tokens += estimate_tokens(r->text);
+    _output->add_usage(tokens, static_cast<double>(tokens) / 1e6 * _price);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      RecordPtr r = std::move(batch[i]);
+      if (r.use_count() > 1) r = r->clone();
+      r->vector = std::move(vecs[i]);
+      r->embedder = _spec;
+      _output->forward(std::move(r));
+    }
+    return {};
+  }
+
+  Batcher _batcher;
+  InflightCap<Batch> _cap;
+  double _rpm, _tpm, _price;
+  int64_t _timeout_ms = 60000;
+  http::RetryPolicy _policy;
+  http::Client* _client = nullptr;
+  std::shared_ptr<const std::string> _spec;  // written once on the HTTP loop thread
+};
+
+class OpenAIEmbed final : public HttpEmbedder {
+ public:
+  explicit OpenAIEmbed(const NodeInit& init) : HttpEmbedder(init), _url(init.params.str("url")) {
+    if (!http::is_http_url(_url))
+      throw ParamError("url", "url must be the full endpoint, e.g. https://api.openai.com/v1/embeddings");
+    if (!_api_key.empty()) _auth = "Authorization: Bearer " + _api_key;
+    _key = init.params.has("limit_key") ? init.params.str("limit_key") : _url;
+  }
+
+ private:
+  const char* type() const override { return "embed.openai"; }
+
+  void build(const std::vector<RecordPtr>& batch, http::Request& req) const override {
+    req.url = _url;
+    if (!_auth.empty()) req.headers.push_back(_auth);
+    std::string body = "{\"model\":" + json::quoted(_model) + ",\"input\":[";
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (i) body += ',';
+      json::append_quoted(body, batch[i]->text);
+    }
+    body += ']';
+    if (_dimensions > 0) body += ",\"dimensions\":" + std::to_string(_dimensions);
+    body += '}';
+    req.body = std::move(body);
+  }
+
+  // {"data": [{"index": i, "embedding": [...]}, ...], "usage": {"total_tokens": n}}
+  std::string vectors(const rapidjson::Document& d, size_t inputs, std::vector<std::vector<float>>& out,
+                      uint64_t& tokens) const override {
+    if (!d.HasMember("data") || !d["data"].IsArray()) return "malformed embeddings response (no data array)";
+    const auto& data = d["data"];
+    if (data.Size() != inputs)
+      return "embeddings response has " + std::to_string(data.Size()) + " vectors for " + std::to_string(inputs) + " inputs";
+    for (const auto& item : data.GetArray()) {
+      if (!item.IsObject() || !item.HasMember("embedding") || !item["embedding"].IsArray())
+        return "malformed embeddings response (item without embedding)";
+      size_t idx = item.HasMember("index") && item["index"].IsUint() ? item["index"].GetUint() : 0;
+      if (idx >= inputs || !out[idx].empty()) return "malformed embeddings response (bad index)";
+      if (std::string err = read_vector(item["embedding"], out[idx]); !err.empty()) return err;
+    }
+    if (d.HasMember("usage") && d["usage"].IsObject() && d["usage"].HasMember("total_tokens") &&
+        d["usage"]["total_tokens"].IsUint64())
+      tokens = d["usage"]["total_tokens"].GetUint64();
+    return {};
+  }
+
+  std::string _url, _auth;
+};
+
+// Gemini's batch call: one request per input, answered in order. The key goes in the
+// x-goog-api-key header, never in the URL, so it stays out of logs and error messages.
+class GeminiEmbed final : public HttpEmbedder {
+ public:
+  static constexpr int64_t kMaxBatch = 100;  // the API refuses larger batches
+
+  explicit GeminiEmbed(const NodeInit& init)
+      : HttpEmbedder(init), _task(init.params.has("task_type") ? init.params.str("task_type") : "") {
+    std::string base = init.params.str("base_url");
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    if (!http::is_http_url(base))
+      throw ParamError("base_url", "base_url must be an http(s) URL, e.g. https://generativelanguage.googleapis.com/v1beta");
+    if (_model.empty() || _model.find_first_of("/:?#") != std::string::npos)
+      throw ParamError("model", "model must be a bare model name such as gemini-embedding-001 (no \"models/\" prefix)");
+    if (init.params.integer("batch") > kMaxBatch)
+      throw ParamError("batch", "batch must be at most 100: batchEmbedContents takes at most 100 requests a call");
+    _url = base + "/models/" + _model + ":batchEmbedContents";
+    if (!_api_key.empty()) _auth = "x-goog-api-key: " + _api_key;
+    _key = init.params.has("limit_key") ? init.params.str("limit_key") : _url;
+    _prefix = "{\"model\":" + json::quoted("models/" + _model) + ",";
+    if (!_task.empty()) _prefix += "\"taskType\":" + json::quoted(_task) + ",";
+    if (_dimensions > 0) _prefix += "\"outputDimensionality\":" + std::to_string(_dimensions) + ",";
+    _prefix += "\"content\":{\"parts\":[{\"text\":";
+  }
+
+ private:
+  const char* type() const override { return "embed.gemini"; }
+
+  void build(const std::vector<RecordPtr>& batch, http::Request& req) const override {
+    req.url = _url;
+    if (!_auth.empty()) req.headers.push_back(_auth);
+    std::string body = "{\"requests\":[";
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (i) body += ',';
+      body += _prefix;
+      json::append_quoted(body, batch[i]->text);
+      body += "}]}}";
+    }
+    body += "]}";
+    req.body = std::move(body);
+  }
+
+  // {"embeddings": [{"values": [...]}, ...]} in the order of the requests; no token counts.
+  std::string vectors(const rapidjson::Document& d, size_t inputs, std::vector<std::vector<float>>& out,
+                      uint64_t& /*tokens*/) const override {
+    if (!d.HasMember("embeddings") || !d["embeddings"].IsArray())
+      return "malformed embeddings response (no embeddings array)";
+    const auto& list = d["embeddings"];
+    if (list.Size() != inputs)
+      return "embeddings response has " + std::to_string(list.Size()) + " vectors for " + std::to_string(inputs) + " inputs";
+    for (rapidjson::SizeType i = 0; i < list.Size(); ++i) {
+      if (!list[i].IsObject() || !list[i].HasMember("values"))
+        return "malformed embeddings response (item without values)";
+      if (std::string err = read_vector(list[i]["values"], out[i]); !err.empty()) return err;
+    }
+    return {};
+  }
+
+  std::string _task, _url, _auth, _prefix;
+};
+
+// Parameters both HTTP embedders take, after their own.
+void add_common_params(std::vector<ParamSpec>& params, const char* batch_default) {
+  std::vector<ParamSpec> common = {
+      param("api_key", ParamType::string, "null", "API key, e.g. \"${env:OPENAI_API_KEY}\" (not sent when unset)"),
+      with_min(param("batch", ParamType::integer, batch_default, "inputs per request"), 1),
+      with_min(param("max_batch_tokens", ParamType::integer, "8000", "estimated tokens per request (4 chars a token)"), 1),
+      with_min(param("linger_ms", ParamType::integer, "50", "send a partial batch after this long"), 0),
+      with_min(param("dimensions", ParamType::integer, "null", "ask for this many dimensions (models that support it)"), 1),
+      job_total(with_min(param("rpm", ParamType::number, "0", "requests per minute, whole job (0 = none)"), 0)),
+      job_total(with_min(param("tpm", ParamType::number, "0", "tokens per minute, whole job (0 = none)"), 0)),
+      param("limit_key", ParamType::string, "null", "rate-limit name shared by nodes (default: the endpoint)"),
+      with_min(param("price_per_mtok", ParamType::number, "0", "USD per million tokens, for the report"), 0),
+      with_min(param("timeout_ms", ParamType::integer, "60000", "time for one attempt"), 1),
+      with_min(param("max_attempts", ParamType::integer, "8", "attempts for network errors, 408 and 5xx"), 1),
+  };
+  params.insert(params.end(), common.begin(), common.end());
+}
+
+}  // namespace
+
+NodeTypeInfo embed_openai_info() {
+  NodeTypeInfo info;
+  info.type = "embed.openai";
+  info.role = NodeRole::embedder;
+  info.io = true;
+  info.description =
+      "Embeddings from an OpenAI-compatible /v1/embeddings endpoint (OpenAI, TEI, vLLM, Ollama); input is always "
+      "sent as an array. Batches by count and estimated tokens, flushes a partial batch after linger_ms, paces "
+      "rpm and tpm, retries like fetch.http; tokens and cost go to the run report. `concurrency` caps batches "
+      "in flight.";
+  info.params = {
+      required_param("url", ParamType::string, "full endpoint, e.g. https://api.openai.com/v1/embeddings"),
+      required_param("model", ParamType::string, "model name, e.g. text-embedding-3-small"),
+  };
+  add_common_params(info.params, "64");
+  info.default_concurrency = 4;
+  info.make_node = [](const NodeInit& init) { return std::make_unique<OpenAIEmbed>(init); };
+  return info;
+}
+
+NodeTypeInfo embed_gemini_info() {
+  NodeTypeInfo info;
+  info.type = "embed.gemini";
+  info.role = NodeRole::embedder;
+  info.io = true;
+  info.description =
+      "Embeddings from Gemini's models/{model}:batchEmbedContents (at most 100 inputs a call); the key is sent "
+      "as x-goog-api-key. Batching, rate limits, retries, the report's tokens (estimated: the API does not "
+      "count them) and `concurrency` work as for embed.openai.";
+  info.params = {
+      param("base_url", ParamType::string, "\"https://generativelanguage.googleapis.com/v1beta\"",
+            "API root; the node calls {base_url}/models/{model}:batchEmbedContents"),
+      required_param("model", ParamType::string, "model name without \"models/\", e.g. gemini-embedding-001"),
+      param("task_type", ParamType::string, "\"RETRIEVAL_DOCUMENT\"",
+            "taskType sent with each input (RETRIEVAL_DOCUMENT, SEMANTIC_SIMILARITY, ...; null to omit)"),
+  };
+  add_common_params(info.params, "100");
+  info.default_concurrency = 4;
+  info.make_node = [](const NodeInit& init) { return std::make_unique<GeminiEmbed>(init); };
+  return info;
+}
+
+}  // namespace sluice
