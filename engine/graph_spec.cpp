@@ -288,7 +288,7 @@ class Builder {
       spec.nodes.push_back(ns);  // keep indices aligned for edge messages
       return;
     }
-    static const std::vector<std::string> keys = {"id", "type", "params", "concurrency", "description"};
+    static const std::vector<std::string> keys = {"id", "type", "params", "concurrency", "description", "variants"};
     for (const auto& m : n.members)
       if (std::find(keys.begin(), keys.end(), m.key) == keys.end())
         _diag.error(m.key_loc, path + "." + m.key, "unknown node key" + did_you_mean(m.key, keys));
@@ -303,7 +303,8 @@ class Builder {
         if (!ns.id.empty() && other.id == ns.id)
           _diag.error(id->loc, path + ".id", "duplicate node id \"" + ns.id + "\"");
     }
-    const Value* type = n.find("type");
+    Value* type = n.find("type");
+    if (type) substitute_tree(*type, path + ".type");  // "type": "${embedder}" picks a variant
     if (!type) {
       _diag.error(n.loc, path, "missing required key \"type\" (see `sluice nodes`)");
     } else if (expect(*type, Kind::string, path + ".type")) {
@@ -322,16 +323,73 @@ class Builder {
       substitute_tree(*params, path + ".params");
       if (!expect(*params, Kind::object, path + ".params")) params = nullptr;
     }
+    Value* concurrency = n.find("concurrency");
+    Value merged;  // the node's params with the chosen variant's on top
+    if (Value* variants = n.find("variants")) {
+      Value* chosen = pick_variant(*variants, type, ns.info ? ns.type : "", path);
+      if (!chosen) ns.info = nullptr;  // reported; the node's own params would only add noise
+      if (chosen) {
+        merged.kind = Kind::object;
+        merged.loc = chosen->loc;
+        if (params) merged.members = params->members;
+        if (Value* vp = chosen->find("params")) {
+          substitute_tree(*vp, path + ".variants." + ns.type + ".params");
+          if (expect(*vp, Kind::object, path + ".variants." + ns.type + ".params")) {
+            for (auto& m : vp->members) {
+              auto it = std::find_if(merged.members.begin(), merged.members.end(),
+                                     [&](const json::Member& x) { return x.key == m.key; });
+              if (it != merged.members.end()) *it = m;
+              else merged.members.push_back(m);
+            }
+          }
+        }
+        params = &merged;
+        if (Value* vc = chosen->find("concurrency")) concurrency = vc;
+      }
+    }
     if (ns.info) {
       ns.concurrency = ns.info->default_concurrency;
       ns.params = Params(resolve_params(params ? *params : empty_params, *ns.info, path + ".params"));
     }
-    if (Value* c = n.find("concurrency")) {
+    if (Value* c = concurrency) {
       substitute_tree(*c, path + ".concurrency");
       read_concurrency(*c, path + ".concurrency", ns.concurrency);
     }
     if (ns.info && _diag.size() == errors_before) try_construct(ns, path, spec.name);
     spec.nodes.push_back(std::move(ns));
+  }
+
+  // "variants": {"embed.hash": {"params": {...}}, "embed.openai": {"params": {...}, "concurrency": 4}}
+  // lets a var choose a node's type ("type": "${embedder}") with params fitting each choice.
+  // Every key must be a node type; the type chosen must have an entry. Only that entry is read,
+  // so another's missing keys or env vars cost nothing.
+  Value* pick_variant(Value& variants, const Value* type, const std::string& chosen_type, const std::string& path) {
+    std::string vpath = path + ".variants";
+    if (!expect(variants, Kind::object, vpath)) return nullptr;
+    std::vector<std::string> names;
+    for (auto& m : variants.members) {
+      names.push_back(m.key);
+      if (!_registry.find(m.key))
+        _diag.error(m.key_loc, vpath + "." + m.key,
+                    "unknown node type \"" + m.key + "\"" + did_you_mean(m.key, _registry.types()) +
+                        "; variants are keyed by node type");
+      else if (expect(m.value, Kind::object, vpath + "." + m.key))
+        for (const auto& k : m.value.members)
+          if (k.key != "params" && k.key != "concurrency")
+            _diag.error(k.key_loc, vpath + "." + m.key + "." + k.key,
+                        "unknown variant key" + did_you_mean(k.key, {"params", "concurrency"}) +
+                            " (a variant has \"params\" and \"concurrency\")");
+    }
+    if (chosen_type.empty() || !type) return nullptr;  // the type's own error is already reported
+    Value* v = variants.find(chosen_type);
+    if (!v) {
+      std::string list;
+      for (const auto& nm : names) list += (list.empty() ? "" : ", ") + nm;
+      _diag.error(type->loc, path + ".type",
+                  "type \"" + chosen_type + "\" has no entry under \"variants\" (this node offers: " + list + ")");
+      return nullptr;
+    }
+    return v->kind == Kind::object ? v : nullptr;
   }
 
   void read_concurrency(Value& c, const std::string& path, int& out) {

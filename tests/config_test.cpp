@@ -119,7 +119,39 @@ const BadCase kBad[] = {
      "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"], [\"p\", \"k\"]]}",
      "test.json:1:49: nodes[1]: node \"p\" is not reachable from any source\n"},
     {"DuplicateKey", "{\"nodes\": [], \"nodes\": []}", "test.json:1:15: duplicate key \"nodes\"\n"},
+    {"VariantMissingForTheChosenType",
+     "{\"vars\": {\"sink\": \"index.sqlite\"}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"${sink}\", \"params\": {\"batch\": 7}, \"variants\": {\"index.jsonl\": {\"params\": "
+     "{\"path\": \"/dev/null\"}}}}], \"edges\": [[\"s\", \"k\"]]}",
+     "test.json:2:21: nodes[1].type: type \"index.sqlite\" has no entry under \"variants\" (this node offers: "
+     "index.jsonl)\n"},
+    {"VariantKeyedByUnknownType",
+     "{\"vars\": {\"sink\": \"index.jsonl\"}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"${sink}\", \"variants\": {\"index.jsnl\": {}, \"index.jsonl\": {\"params\": "
+     "{\"path\": \"x\"}, \"concurency\": 2}}}], \"edges\": [[\"s\", \"k\"]]}",
+     "test.json:2:45: nodes[1].variants.index.jsnl: unknown node type \"index.jsnl\" (did you mean 'index.jsonl'?); "
+     "variants are keyed by node type\n"
+     "test.json:2:104: nodes[1].variants.index.jsonl.concurency: unknown variant key (did you mean 'concurrency'?) "
+     "(a variant has \"params\" and \"concurrency\")\n"},
 };
+
+// The chosen variant's params go over the node's own, and its concurrency wins.
+TEST(Config, VariantParamsAndConcurrencyApplyToTheChosenType) {
+  const std::string json = R"({"vars": {"sink": "index.jsonl"}, "nodes": [{"id": "s", "type": "source.range"},
+    {"id": "k", "type": "${sink}", "params": {"batch": 7}, "concurrency": 3, "variants": {
+      "index.jsonl": {"params": {"path": "/dev/null", "batch": 9}, "concurrency": "serial"},
+      "index.sqlite": {"params": {"path": "x.db"}}}}], "edges": [["s", "k"]]})";
+  GraphSpec a = test::spec_from(json);
+  ASSERT_EQ(a.nodes[1].type, "index.jsonl");
+  EXPECT_EQ(a.nodes[1].params.integer("batch"), 9);
+  EXPECT_EQ(a.nodes[1].params.str("path"), "/dev/null");
+  EXPECT_EQ(a.nodes[1].concurrency, 1);
+  GraphSpec b = test::spec_from(json, builtin_registry(), {{"sink", "index.sqlite"}});
+  ASSERT_EQ(b.nodes[1].type, "index.sqlite");
+  EXPECT_EQ(b.nodes[1].params.integer("batch"), 7);
+  EXPECT_EQ(b.nodes[1].params.str("path"), "x.db");
+  EXPECT_EQ(b.nodes[1].concurrency, 3);
+}
 
 class BadConfig : public ::testing::TestWithParam<BadCase> {};
 

@@ -275,6 +275,50 @@ TEST(PredefinedGraphs, SefariaAgainstTheSim) {
   EXPECT_EQ(count(dir / "s.db", "SELECT count(*) FROM chunks WHERE text LIKE '%&nbsp;%' OR text LIKE '%<%' OR text LIKE '%footnote%'"), 0);
 }
 
+// The predefined graphs switch embedder and sink by vars alone: Sefaria → sim /v1/embeddings →
+// sim _bulk, and OpenAlex → sim Gemini → SQLite, with nothing but --set.
+TEST(PredefinedGraphs, VarsSwitchTheEmbedderAndTheSink) {
+  sim::SimOptions o;
+  o.latency_ms = 2;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  GraphSpec spec = load_graph(test::source_dir() + "/graphs/sefaria.json",
+                              {{"base_url", base(server) + "/sefaria"},
+                               {"embedder", "embed.openai"},
+                               {"openai_url", base(server) + "/v1/embeddings"},
+                               {"sink", "index.elasticsearch"},
+                               {"es_url", base(server)}},
+                              builtin_registry());
+  spec.settings.dead_letter = dir / "dlq.jsonl";
+  EXPECT_EQ(spec.nodes[4].type, "embed.openai");
+  EXPECT_EQ(spec.nodes[5].type, "index.elasticsearch");
+  RunReport rep = run_graph(spec, {});
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, rep.docs - 1) << "all but the complex book";
+  auto st = stats(server);
+  EXPECT_EQ(st["bulk"]["distinct_ids"].GetUint64(), rep.chunks);
+  EXPECT_GE(st["embeddings"]["inputs"].GetUint64(), rep.chunks);
+  EXPECT_EQ(st["bulk"]["ids_indexed_more_than_once"].GetUint64(), 0u);
+
+  ::setenv("GEMINI_API_KEY", "test-key", 1);
+  GraphSpec papers = load_graph(test::source_dir() + "/graphs/papers-backfill.json",
+                                {{"base_url", base(server) + "/openalex"},
+                                 {"embedder", "embed.gemini"},
+                                 {"gemini_url", base(server) + "/v1beta"},
+                                 {"db", dir / "p.db"},
+                                 {"max_pages", "1"}},
+                                builtin_registry());
+  ::unsetenv("GEMINI_API_KEY");
+  papers.settings.dead_letter = dir / "pdlq.jsonl";
+  RunReport prep = run_graph(papers, {});
+  EXPECT_EQ(prep.error, "");
+  EXPECT_EQ(prep.dead_lettered, 0u) << test::read_file(dir / "pdlq.jsonl");
+  EXPECT_GT(prep.docs_indexed, 0u);
+  EXPECT_EQ(count(dir / "p.db", "SELECT count(*) FROM sluice_meta WHERE key = 'embedder' AND value LIKE '%embed.gemini%'"), 1);
+}
+
 TEST(EmbedAndBulk, EveryChunkEmbeddedAndIndexedOnceThroughBulkFailures) {
   sim::SimOptions o;
   o.bulk_fail_rate = 0.1;  // items answered 429 inside a 200: retried alone
