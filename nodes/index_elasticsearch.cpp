@@ -28,7 +28,8 @@ class ElasticIndex final : public Node {
         _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))),
         _cap(init.concurrency),
         _create_index(init.params.boolean("create_index")),
-        _max_rounds(static_cast<int>(init.params.integer("max_attempts"))) {
+        _max_rounds(static_cast<int>(init.params.integer("max_attempts"))),
+        _timeout_ms(init.params.integer("timeout_ms")) {
     while (!_url.empty() && _url.back() == '/') _url.pop_back();
     if (!http::is_http_url(_url))
       throw ParamError("url", "url must be the cluster's base URL, e.g. http://localhost:9200");
@@ -73,6 +74,7 @@ class ElasticIndex final : public Node {
     req.method = method;
     req.url = url;
     req.body = std::move(body);
+    req.timeout_ms = _timeout_ms;
     req.headers.push_back(std::string("Content-Type: ") + type);
     if (!_auth.empty()) req.headers.push_back(_auth);
     return req;
@@ -171,6 +173,7 @@ class ElasticIndex final : public Node {
   InflightCap<BulkPtr> _cap;
   bool _create_index;
   int _max_rounds;
+  int64_t _timeout_ms;
   http::Client* _client = nullptr;
   std::mt19937_64 _rng{7};  // used on the HTTP loop thread only
 };
@@ -215,6 +218,7 @@ NodeTypeInfo index_elasticsearch_info() {
       param("password", ParamType::string, "null", "basic auth password (e.g. \"${env:ES_PASSWORD}\")"),
       param("create_index", ParamType::boolean, "false", "PUT the index first (ignored if it exists)"),
       with_min(param("max_attempts", ParamType::integer, "8", "sends of an item refused with 429/5xx"), 1),
+      with_min(param("timeout_ms", ParamType::integer, "60000", "time for one _bulk request (then retried)"), 1),
   };
   info.default_concurrency = 2;
   info.make_node = [](const NodeInit& init) { return std::make_unique<ElasticIndex>(init); };

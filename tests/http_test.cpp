@@ -78,6 +78,45 @@ TEST(FetchHttp, EveryDocIndexedExactlyOnceThroughFaults) {
   EXPECT_GT(st["resets"].GetInt64() + st["timeouts"].GetInt64(), 0);
 }
 
+// Every fault the sim has at once, on every endpoint, plus a rate limit sluice is not told about
+// (so it meets 429s): fetch, embed and _bulk all retry, and the index sees every chunk id once.
+TEST(Faults, EveryChunkReachesTheBulkIndexExactlyOnceThrough500sResetsTimeoutsAnd429s) {
+  sim::SimOptions o;
+  o.docs = 200;
+  o.latency_ms = 3;
+  o.error_rate = 0.05;
+  o.reset_rate = 0.02;
+  o.timeout_rate = 0.01;
+  o.rpm = 9000;  // 150 per 1-second window, for all endpoints together
+  o.bulk_fail_rate = 0.05;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  const std::string retry = R"("timeout_ms": 400, "max_attempts": 12)";
+  RunReport rep = test::run_json(R"({"settings": {"max_inflight_docs": 256, "dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
+  "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": ")" + ids_file(dir, 200) + R"("}},
+    {"id": "fetch", "type": "fetch.http", "concurrency": 32, "params": {"url": ")" + base(server) + R"(/docs/{id}",
+      "timeout_ms": 400, "retry": {"max_attempts": 12, "base_delay_s": 0.01, "max_delay_s": 0.2}}},
+    {"id": "extract", "type": "extract.json", "params": {"text": "/text"}},
+    {"id": "chunk", "type": "chunk.recursive", "params": {"size": 300}},
+    {"id": "embed", "type": "embed.openai", "concurrency": 4, "params": {"url": ")" + base(server) + R"(/v1/embeddings",
+      "model": "m", "batch": 32, )" + retry + R"(}},
+    {"id": "es", "type": "index.elasticsearch", "params": {"url": ")" + base(server) + R"(", "index": "docs",
+      "batch": 100, "timeout_ms": 400, "max_attempts": 12}}],
+  "edges": [["ids", "fetch"], ["fetch", "extract"], ["extract", "chunk"], ["chunk", "embed"], ["embed", "es"]]})");
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.dead_lettered, 0u) << test::read_file(dir / "dlq.jsonl");
+  EXPECT_EQ(rep.docs_indexed, 200u);
+  auto st = stats(server);
+  EXPECT_EQ(st["bulk"]["distinct_ids"].GetUint64(), rep.chunks) << "every chunk reached the index";
+  EXPECT_EQ(st["bulk"]["ids_indexed_more_than_once"].GetUint64(), 0u) << "and none twice";
+  EXPECT_GT(rep.http.throttled, 0u) << "the rate limit must have answered 429s";
+  EXPECT_GT(st["resets"].GetUint64() + st["timeouts"].GetUint64(), 0u);
+  const auto& statuses = st["by_endpoint"]["/docs/{id}"]["statuses"];
+  EXPECT_TRUE(statuses.HasMember("500") && statuses.HasMember("429")) << "faults and throttling both hit the fetches";
+}
+
 TEST(FetchHttp, ClientErrorsGoToTheDeadLetterFileWithTheServersMessage) {
   sim::SimOptions o;
   o.docs = 5;
