@@ -26,16 +26,27 @@ std::vector<std::string> corpus_chunks() {
   return chunks;
 }
 
-// From the first insert to a closed file, as sluice's figure is (its run ends when the index is
-// closed): with the sink's own pragmas, so the last checkpoint of the WAL counts on both sides.
-double bare_fts5_insert(const std::vector<std::string>& chunks, const std::string& path) {
+// A new database file with the sink's own pragmas and `schema`.
+sqlite3* fresh_db(const std::string& path, const std::string& schema) {
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
   sqlite3* db = nullptr;
   sqlite3_open(path.c_str(), &db);
-  sqlite3_exec(db,
-               "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-               "CREATE VIRTUAL TABLE t USING fts5(text);",
-               nullptr, nullptr, nullptr);
+  std::string sql = "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; " + schema;
+  sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+  return db;
+}
+
+// Commits, closes (the WAL's checkpoint included) and returns the seconds since t0.
+double commit_and_close(sqlite3* db, Clock::time_point t0) {
+  sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// From the first insert to a closed file, as sluice's figure is (its run ends when the index is
+// closed): with the sink's own pragmas, so the last checkpoint of the WAL counts on both sides.
+double bare_fts5_insert(const std::vector<std::string>& chunks, const std::string& path) {
+  sqlite3* db = fresh_db(path, "CREATE VIRTUAL TABLE t USING fts5(text);");
   auto t0 = Clock::now();
   sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);
   sqlite3_stmt* s = nullptr;
@@ -46,26 +57,19 @@ double bare_fts5_insert(const std::vector<std::string>& chunks, const std::strin
     sqlite3_reset(s);
   }
   sqlite3_finalize(s);
-  sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
-  sqlite3_close(db);
-  return std::chrono::duration<double>(Clock::now() - t0).count();
+  return commit_and_close(db, t0);
 }
 
 // The same FTS5 insert plus everything else the sink stores per chunk (id with its unique index,
 // document id, meta, a 256-float vector), still one transaction: what the index's schema costs
 // before any of sluice's own work. Vectors are computed before the clock starts.
 double bare_rows_insert(const std::vector<std::string>& chunks, const std::string& path) {
-  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
   std::vector<std::vector<float>> vectors;
   for (const auto& c : chunks) vectors.push_back(hash_embed(c, 256));
-  sqlite3* db = nullptr;
-  sqlite3_open(path.c_str(), &db);
-  sqlite3_exec(db,
-               "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-               "CREATE TABLE chunks(rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, "
-               "seq INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT NOT NULL, vector BLOB); "
-               "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='rowid');",
-               nullptr, nullptr, nullptr);
+  sqlite3* db = fresh_db(path,
+                         "CREATE TABLE chunks(rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, "
+                         "seq INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT NOT NULL, vector BLOB); "
+                         "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='rowid');");
   auto t0 = Clock::now();
   sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);
   sqlite3_stmt* row = nullptr;
@@ -91,9 +95,7 @@ double bare_rows_insert(const std::vector<std::string>& chunks, const std::strin
   }
   sqlite3_finalize(row);
   sqlite3_finalize(fts);
-  sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
-  sqlite3_close(db);
-  return std::chrono::duration<double>(Clock::now() - t0).count();
+  return commit_and_close(db, t0);
 }
 
 void BM_LocalFilesVsBareFts5(benchmark::State& state) {

@@ -1297,10 +1297,14 @@ struct SimServer::Impl {
     body.append(",\"total_tokens\":");
     append_int(body, tokens);
     body.append("}}");
+    count_embeddings(tokens);
+    return 200;
+  }
+
+  void count_embeddings(int64_t tokens) {
     std::lock_guard lk(stats_mu);
     stats.emb_inputs += inputs.size();
     stats.emb_tokens += uint64_t(tokens);
-    return 200;
   }
 
   // The deterministic unit vector of `input` (emb_dim floats from its hash) as a JSON array:
@@ -1426,9 +1430,7 @@ struct SimServer::Impl {
       body.push_back('}');
     }
     body.append("]}");
-    std::lock_guard lk(stats_mu);
-    stats.emb_inputs += inputs.size();
-    stats.emb_tokens += uint64_t(tokens);
+    count_embeddings(tokens);
     return 200;
   }
 
