@@ -326,9 +326,9 @@ class Builder {
     Value* concurrency = n.find("concurrency");
     Value merged;  // the node's params with the chosen variant's on top
     if (Value* variants = n.find("variants")) {
-      Value* chosen = pick_variant(*variants, type, ns.info ? ns.type : "", path);
-      if (!chosen) ns.info = nullptr;  // reported; the node's own params would only add noise
-      if (chosen) {
+      if (Value* chosen = pick_variant(*variants, type, ns.info ? ns.type : "", path); !chosen) {
+        ns.info = nullptr;  // reported; the node's own params would only add noise
+      } else {
         merged.kind = Kind::object;
         merged.loc = chosen->loc;
         if (params) merged.members = params->members;

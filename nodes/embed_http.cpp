@@ -19,10 +19,13 @@ uint64_t estimate_tokens(const std::string& text) { return (text.size() + 3) / 4
 
 // What both HTTP embedders share: batching by count and estimated tokens, the cap on batches in
 // flight, rate limits, retries, and checking a response's vectors before they go on the records.
-// A subclass says how a batch becomes a request and where the vectors are in the answer.
+// A subclass gives the endpoint and how its key is sent, and says how a batch becomes a request
+// body and where the vectors are in the answer.
 class HttpEmbedder : public Node {
  public:
-  explicit HttpEmbedder(const NodeInit& init)
+  // `url`: the endpoint, already checked; `auth_prefix`: the header the key follows, e.g.
+  // "Authorization: Bearer ".
+  HttpEmbedder(const NodeInit& init, std::string url, const char* auth_prefix)
       : _model(init.params.str("model")),
         _dimensions(init.params.has("dimensions") ? init.params.integer("dimensions") : 0),
         _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))),
@@ -32,7 +35,9 @@ class HttpEmbedder : public Node {
         _price(init.params.number("price_per_mtok")) {
     _batcher.set_max_bytes(static_cast<size_t>(init.params.integer("max_batch_tokens")) * 4);
     if (const json::Value* k = init.params.get("api_key"); k && k->kind == json::Kind::string && !k->unset_env && !k->str.empty())
-      _api_key = k->str;
+      _auth = auth_prefix + k->str;
+    _url = std::move(url);
+    _key = init.params.has("limit_key") ? init.params.str("limit_key") : _url;
     _timeout_ms = init.params.integer("timeout_ms");
     _policy.max_attempts = static_cast<int>(init.params.integer("max_attempts"));
   }
@@ -64,8 +69,8 @@ class HttpEmbedder : public Node {
   }
 
  protected:
-  // The request for `batch` (url, headers, body); method, timeout and content type are set.
-  virtual void build(const std::vector<RecordPtr>& batch, http::Request& req) const = 0;
+  // The request body for `batch`.
+  virtual std::string body(const std::vector<RecordPtr>& batch) const = 0;
   // The vectors in a parsed response, one per input in order, or an error. `tokens` is left 0
   // where the response does not count them.
   virtual std::string vectors(const rapidjson::Document& d, size_t inputs, std::vector<std::vector<float>>& out,
@@ -85,7 +90,7 @@ class HttpEmbedder : public Node {
     return {};
   }
 
-  std::string _model, _api_key, _key;
+  std::string _model;
   int64_t _dimensions;
 
  private:
@@ -104,9 +109,11 @@ class HttpEmbedder : public Node {
   void submit(Batch batch) {
     http::Request req;
     req.method = "POST";
+    req.url = _url;
     req.timeout_ms = _timeout_ms;
     req.headers.push_back("Content-Type: application/json");
-    build(*batch, req);
+    if (!_auth.empty()) req.headers.push_back(_auth);
+    req.body = body(*batch);
     uint64_t tokens = 0;
     for (const auto& r : *batch) tokens += estimate_tokens(r->text);
     _client->submit(std::move(req), _policy, _key, static_cast<double>(tokens),
@@ -151,6 +158,7 @@ class HttpEmbedder : public Node {
     return {};
   }
 
+  std::string _url, _auth, _key;
   Batcher _batcher;
   InflightCap<Batch> _cap;
   double _rpm, _tpm, _price;
@@ -162,19 +170,19 @@ class HttpEmbedder : public Node {
 
 class OpenAIEmbed final : public HttpEmbedder {
  public:
-  explicit OpenAIEmbed(const NodeInit& init) : HttpEmbedder(init), _url(init.params.str("url")) {
-    if (!http::is_http_url(_url))
-      throw ParamError("url", "url must be the full endpoint, e.g. https://api.openai.com/v1/embeddings");
-    if (!_api_key.empty()) _auth = "Authorization: Bearer " + _api_key;
-    _key = init.params.has("limit_key") ? init.params.str("limit_key") : _url;
-  }
+  explicit OpenAIEmbed(const NodeInit& init) : HttpEmbedder(init, endpoint(init), "Authorization: Bearer ") {}
 
  private:
+  static std::string endpoint(const NodeInit& init) {
+    std::string url = init.params.str("url");
+    if (!http::is_http_url(url))
+      throw ParamError("url", "url must be the full endpoint, e.g. https://api.openai.com/v1/embeddings");
+    return url;
+  }
+
   const char* type() const override { return "embed.openai"; }
 
-  void build(const std::vector<RecordPtr>& batch, http::Request& req) const override {
-    req.url = _url;
-    if (!_auth.empty()) req.headers.push_back(_auth);
+  std::string body(const std::vector<RecordPtr>& batch) const override {
     std::string body = "{\"model\":" + json::quoted(_model) + ",\"input\":[";
     for (size_t i = 0; i < batch.size(); ++i) {
       if (i) body += ',';
@@ -183,7 +191,7 @@ class OpenAIEmbed final : public HttpEmbedder {
     body += ']';
     if (_dimensions > 0) body += ",\"dimensions\":" + std::to_string(_dimensions);
     body += '}';
-    req.body = std::move(body);
+    return body;
   }
 
   // {"data": [{"index": i, "embedding": [...]}, ...], "usage": {"total_tokens": n}}
@@ -205,8 +213,6 @@ class OpenAIEmbed final : public HttpEmbedder {
       tokens = d["usage"]["total_tokens"].GetUint64();
     return {};
   }
-
-  std::string _url, _auth;
 };
 
 // Gemini's batch call: one request per input, answered in order. The key goes in the
@@ -215,31 +221,31 @@ class GeminiEmbed final : public HttpEmbedder {
  public:
   static constexpr int64_t kMaxBatch = 100;  // the API refuses larger batches
 
-  explicit GeminiEmbed(const NodeInit& init)
-      : HttpEmbedder(init), _task(init.params.has("task_type") ? init.params.str("task_type") : "") {
-    std::string base = init.params.str("base_url");
-    while (!base.empty() && base.back() == '/') base.pop_back();
-    if (!http::is_http_url(base))
-      throw ParamError("base_url", "base_url must be an http(s) URL, e.g. https://generativelanguage.googleapis.com/v1beta");
-    if (_model.empty() || _model.find_first_of("/:?#") != std::string::npos)
-      throw ParamError("model", "model must be a bare model name such as gemini-embedding-001 (no \"models/\" prefix)");
+  explicit GeminiEmbed(const NodeInit& init) : HttpEmbedder(init, endpoint(init), "x-goog-api-key: ") {
     if (init.params.integer("batch") > kMaxBatch)
       throw ParamError("batch", "batch must be at most 100: batchEmbedContents takes at most 100 requests a call");
-    _url = base + "/models/" + _model + ":batchEmbedContents";
-    if (!_api_key.empty()) _auth = "x-goog-api-key: " + _api_key;
-    _key = init.params.has("limit_key") ? init.params.str("limit_key") : _url;
     _prefix = "{\"model\":" + json::quoted("models/" + _model) + ",";
-    if (!_task.empty()) _prefix += "\"taskType\":" + json::quoted(_task) + ",";
+    if (std::string task = init.params.has("task_type") ? init.params.str("task_type") : ""; !task.empty())
+      _prefix += "\"taskType\":" + json::quoted(task) + ",";
     if (_dimensions > 0) _prefix += "\"outputDimensionality\":" + std::to_string(_dimensions) + ",";
     _prefix += "\"content\":{\"parts\":[{\"text\":";
   }
 
  private:
+  static std::string endpoint(const NodeInit& init) {
+    std::string base = init.params.str("base_url");
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    if (!http::is_http_url(base))
+      throw ParamError("base_url", "base_url must be an http(s) URL, e.g. https://generativelanguage.googleapis.com/v1beta");
+    std::string model = init.params.str("model");
+    if (model.empty() || model.find_first_of("/:?#") != std::string::npos)
+      throw ParamError("model", "model must be a bare model name such as gemini-embedding-001 (no \"models/\" prefix)");
+    return base + "/models/" + model + ":batchEmbedContents";
+  }
+
   const char* type() const override { return "embed.gemini"; }
 
-  void build(const std::vector<RecordPtr>& batch, http::Request& req) const override {
-    req.url = _url;
-    if (!_auth.empty()) req.headers.push_back(_auth);
+  std::string body(const std::vector<RecordPtr>& batch) const override {
     std::string body = "{\"requests\":[";
     for (size_t i = 0; i < batch.size(); ++i) {
       if (i) body += ',';
@@ -248,7 +254,7 @@ class GeminiEmbed final : public HttpEmbedder {
       body += "}]}}";
     }
     body += "]}";
-    req.body = std::move(body);
+    return body;
   }
 
   // {"embeddings": [{"values": [...]}, ...]} in the order of the requests; no token counts.
@@ -267,7 +273,7 @@ class GeminiEmbed final : public HttpEmbedder {
     return {};
   }
 
-  std::string _task, _url, _auth, _prefix;
+  std::string _prefix;  // each request's JSON up to its text
 };
 
 // Parameters both HTTP embedders take, after their own.
