@@ -664,7 +664,7 @@ RunReport Runner::run() {
     const NodeSpec& ns = _spec.nodes[i];
     auto nr = std::make_unique<NodeRuntime>(*this, ns, i, slots);
     NodeInit init{ns.id, ns.type, ns.params, _spec.name, ns.concurrency, _opts.shard,
-                  "w" + std::to_string(_opts.worker) + "." + std::to_string(getpid())};
+                  "w" + std::to_string(_opts.worker) + "." + std::to_string(getpid()), ns.adaptive};
     if (ns.info->make_source) {
       nr->source = ns.info->make_source(init);
       if (!_part.all() || _opts.skip) nr->source->set_wanted([this](const std::string& id) { return wanted(id); });

@@ -14,6 +14,9 @@ namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
+
+// "adaptive" without a number: the most requests in flight an I/O node may grow to.
+constexpr int64_t kDefaultAdaptiveMax = 256;
 using json::Kind;
 using json::Value;
 
@@ -353,7 +356,7 @@ class Builder {
     }
     if (Value* c = concurrency) {
       substitute_tree(*c, path + ".concurrency");
-      read_concurrency(*c, path + ".concurrency", ns.concurrency);
+      read_concurrency(*c, path + ".concurrency", ns);
     }
     if (ns.info && _diag.size() == errors_before) try_construct(ns, path, spec.name);
     spec.nodes.push_back(std::move(ns));
@@ -392,17 +395,39 @@ class Builder {
     return v->kind == Kind::object ? v : nullptr;
   }
 
-  void read_concurrency(Value& c, const std::string& path, int& out) {
+  // "serial", "unlimited", N, or for I/O nodes "adaptive" / "adaptive:N" (AIMD up to N).
+  void read_concurrency(Value& c, const std::string& path, NodeSpec& ns) {
+    int& out = ns.concurrency;
     if (c.kind == Kind::string && c.str == "serial") {
       out = 1;
     } else if (c.kind == Kind::string && c.str == "unlimited") {
       out = 0;
-    } else if (c.kind == Kind::string && c.str == "adaptive") {
-      _diag.error(c.loc, path, "\"adaptive\" concurrency applies to HTTP nodes only");
+    } else if (c.kind == Kind::string && c.str.rfind("adaptive", 0) == 0) {
+      if (ns.info && !ns.info->io) {
+        _diag.error(c.loc, path, "\"adaptive\" concurrency applies to I/O nodes only (" + ns.type +
+                                     " runs on CPU threads: use \"serial\", \"unlimited\" or a number)");
+        return;
+      }
+      std::string rest = c.str.substr(8);
+      int64_t max = kDefaultAdaptiveMax;
+      if (!rest.empty()) {
+        char* end = nullptr;
+        long long v = rest[0] == ':' ? std::strtoll(rest.c_str() + 1, &end, 10) : 0;
+        if (rest[0] != ':' || rest.size() < 2 || !end || *end != '\0' || v < 1) {
+          _diag.error(c.loc, path, "expected \"adaptive\" or \"adaptive:N\" with N >= 1 (the most requests in flight), got \"" +
+                                       c.str + "\"");
+          return;
+        }
+        max = v;
+      }
+      out = static_cast<int>(std::min<int64_t>(max, 1 << 20));
+      ns.adaptive = true;
     } else if (coerce(c, Kind::number) && c.is_integer && c.integer >= 1) {
       out = static_cast<int>(std::min<int64_t>(c.integer, 1 << 20));
     } else {
-      _diag.error(c.loc, path, "expected \"serial\", \"unlimited\" or an integer >= 1");
+      _diag.error(c.loc, path, ns.info && ns.info->io
+                                   ? "expected \"serial\", \"unlimited\", an integer >= 1 or \"adaptive[:N]\""
+                                   : "expected \"serial\", \"unlimited\" or an integer >= 1");
     }
   }
 
@@ -499,7 +524,7 @@ class Builder {
 
   // Factories check value-level rules (e.g. a valid regex, overlap < size) without I/O.
   void try_construct(const NodeSpec& ns, const std::string& path, const std::string& graph_name) {
-    NodeInit init{ns.id, ns.type, ns.params, graph_name, ns.concurrency, {}, {}};
+    NodeInit init{ns.id, ns.type, ns.params, graph_name, ns.concurrency, {}, {}, ns.adaptive};
     try {
       if (ns.info->make_source) ns.info->make_source(init);
       else ns.info->make_node(init);
@@ -629,7 +654,7 @@ class Builder {
     std::string canon = "v1;";
     for (const auto& n : spec.nodes)
       canon += n.id + '|' + n.type + '|' + n.params.value().dump(true) + '|' +
-               std::to_string(n.concurrency) + ';';
+               std::to_string(n.concurrency) + (n.adaptive ? "a;" : ";");
     for (auto [a, b] : spec.edges) canon += std::to_string(a) + '>' + std::to_string(b) + ';';
     char buf[20];
     std::snprintf(buf, sizeof buf, "%016llx",

@@ -18,6 +18,7 @@ struct NodeSpec {
   const NodeTypeInfo* info = nullptr;
   Params params;
   int concurrency = 0;  // 0 = unlimited, 1 = serial, N
+  bool adaptive = false;  // "adaptive[:N]": I/O nodes find their limit in [1, concurrency] (AIMD)
   json::Location loc;
 };
 

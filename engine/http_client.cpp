@@ -343,6 +343,12 @@ void Client::Impl::on_done(CURL* e, CURLcode rc, Clock::time_point now) {
       1, std::memory_order_relaxed);
   j->resp.status = status;
   j->resp.attempts++;
+  if (j->req.on_attempt) {
+    Attempt a;
+    a.status = rc == CURLE_OK ? status : 0;
+    a.rtt_s = seconds_between(j->started, now);
+    j->req.on_attempt(a);
+  }
   auto key_it = j->key.empty() ? keys.end() : keys.find(j->key);
 
   if (j->too_large || rc == CURLE_FILESIZE_EXCEEDED) {

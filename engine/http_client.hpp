@@ -25,6 +25,16 @@ struct Request {
   long timeout_ms = 60000;
   size_t max_bytes = size_t{64} << 20;  // a larger response is a failure, never a crash
   double delay_s = 0;  // start no sooner than this after submit (e.g. retrying failed bulk items)
+  // Called on the loop thread after every attempt, retries included, before the retry decision:
+  // what adaptive concurrency learns from. Must not block.
+  std::function<void(const struct Attempt&)> on_attempt;
+};
+
+struct Attempt {
+  long status = 0;     // 0: no response (network error, reset, timeout)
+  double rtt_s = 0;    // this attempt's transfer
+  // The upstream pushed back: 429, 503, 408, or no response at all.
+  bool pushed_back() const { return status == 0 || status == 429 || status == 503 || status == 408; }
 };
 
 struct Response {

@@ -1,24 +1,33 @@
 // Caps an I/O node's requests in flight: work past the cap waits in a FIFO until a request
-// finishes. Thread-safe (process() on TBB workers, completions on the HTTP loop); never blocks.
+// finishes. The cap is fixed (`concurrency`: N) or adaptive (`"concurrency": "adaptive"`: AIMD
+// between 1 and N, see AimdLimit). Thread-safe (process() on TBB workers, completions on the
+// HTTP loop); never blocks.
 #pragma once
+
+#include "engine/adaptive_limit.hpp"
 
 #include <deque>
 #include <mutex>
 #include <optional>
 #include <utility>
+#include <vector>
 
 namespace sluice {
 
 template <class Work>
 class InflightCap {
  public:
-  explicit InflightCap(int cap) : _cap(cap > 0 ? cap : 1 << 30) {}
+  // cap <= 0: unlimited (adaptive needs a cap).
+  explicit InflightCap(int cap, bool adaptive = false) : _cap(cap > 0 ? cap : 1 << 30) {
+    if (adaptive) _aimd.emplace(_cap);
+  }
 
   // True: start `w` now. False: it was queued and will come back from done().
   bool admit(Work& w) {
     std::lock_guard lock(_mu);
-    if (_inflight < _cap) {
+    if (_inflight < limit()) {
       ++_inflight;
+      if (_aimd) _aimd->on_start(_inflight);
       return true;
     }
     _queue.push_back(std::move(w));
@@ -31,20 +40,50 @@ class InflightCap {
     return {_queue.size(), static_cast<size_t>(_inflight)};
   }
 
-  // A request finished: the next queued work to start in its place, if any.
-  std::optional<Work> done() {
+  // The limit now: the cap, or the adaptive limit under it.
+  int current_limit() const {
     std::lock_guard lock(_mu);
-    if (_queue.empty()) {
+    return limit();
+  }
+
+  // Adaptive caps learn from every attempt of `req` (an http::Request): its round-trip time and
+  // whether the upstream pushed back. Each attempt, not each final result: a request retried
+  // after a 503 reports it at once, not after its backoff.
+  template <class Request>
+  void watch(Request& req) {
+    if (_aimd) req.on_attempt = [this](const auto& a) { observe(a.rtt_s, a.pushed_back()); };
+  }
+
+  // Feedback without a round trip (rtt_s < 0), e.g. _bulk items refused inside a 200.
+  void observe(double rtt_s, bool backpressure) {
+    if (!_aimd) return;
+    std::lock_guard lock(_mu);
+    _aimd->observe(rtt_s, backpressure, AimdLimit::Clock::now());
+  }
+
+  // A request finished: `start` is called (outside the lock) with each queued work that now
+  // fits under the limit — none, one, or more after an adaptive limit grew.
+  template <class Start>
+  void done(Start&& start) {
+    std::vector<Work> next;
+    {
+      std::lock_guard lock(_mu);
       --_inflight;
-      return std::nullopt;
+      while (!_queue.empty() && _inflight < limit()) {
+        ++_inflight;
+        if (_aimd) _aimd->on_start(_inflight);
+        next.push_back(std::move(_queue.front()));
+        _queue.pop_front();
+      }
     }
-    Work w = std::move(_queue.front());
-    _queue.pop_front();
-    return w;
+    for (Work& w : next) start(std::move(w));
   }
 
  private:
+  int limit() const { return _aimd ? _aimd->limit() : _cap; }  // under _mu
+
   int _cap;
+  std::optional<AimdLimit> _aimd;
   mutable std::mutex _mu;
   int _inflight = 0;
   std::deque<Work> _queue;

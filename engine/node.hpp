@@ -172,6 +172,8 @@ struct NodeInit {
   // and a tag unique to this worker and attempt (e.g. "w1.12345").
   ShardSpec shard;
   std::string part_tag;
+  // `"concurrency": "adaptive[:N]"`: the node finds its cap on requests in flight in [1, concurrency].
+  bool adaptive = false;
 };
 
 struct NodeTypeInfo {

@@ -29,7 +29,7 @@ class HttpEmbedder : public Node {
       : _model(init.params.str("model")),
         _dimensions(init.params.has("dimensions") ? init.params.integer("dimensions") : 0),
         _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))),
-        _cap(init.concurrency),
+        _cap(init.concurrency, init.adaptive),
         _rpm(init.params.number("rpm")),
         _tpm(init.params.number("tpm")),
         _price(init.params.number("price_per_mtok")) {
@@ -116,6 +116,7 @@ class HttpEmbedder : public Node {
     req.body = body(*batch);
     uint64_t tokens = 0;
     for (const auto& r : *batch) tokens += estimate_tokens(r->text);
+    _cap.watch(req);
     _client->submit(std::move(req), _policy, _key, static_cast<double>(tokens),
                     [this, batch](http::Response&& resp) { done(batch, std::move(resp)); });
   }
@@ -127,7 +128,7 @@ class HttpEmbedder : public Node {
       for (auto& r : *batch) _output->finish(r, Outcome::dead_lettered, error, resp.attempts, resp.status);
     size_t n = batch->size();
     batch->clear();
-    if (auto next = _cap.done()) submit(std::move(*next));
+    _cap.done([this](Batch&& next) { submit(std::move(next)); });
     for (size_t i = 0; i < n; ++i) _output->release();
   }
 

@@ -39,7 +39,7 @@ class FetchHttp final : public Node {
         _url(compile(init.params, "url")),
         _body(init.params.has("body") ? compile(init.params, "body") : RecordTemplate("")),
         _method(init.params.str("method")),
-        _cap(init.concurrency),
+        _cap(init.concurrency, init.adaptive),
         _rpm(init.params.number("rpm")) {
     const std::string url = init.params.str("url");
     if (!http::is_http_url(url) && url.rfind("{+", 0) != 0)
@@ -149,6 +149,7 @@ class FetchHttp final : public Node {
     req.timeout_ms = _timeout_ms;
     req.connect_timeout_ms = _connect_timeout_ms;
     req.max_bytes = _max_bytes;
+    _cap.watch(req);
     _client->submit(std::move(req), _policy, _key, 0, [this, chain = std::move(chain)](http::Response&& resp) mutable {
       done(std::move(chain), std::move(resp));
     });
@@ -203,7 +204,7 @@ class FetchHttp final : public Node {
       submit(std::move(chain));  // same slot: one request in flight per chain
       return;
     }
-    if (auto next = _cap.done()) submit(std::move(*next));
+    _cap.done([this](std::shared_ptr<Chain>&& next) { submit(std::move(next)); });
     _output->release();
   }
 

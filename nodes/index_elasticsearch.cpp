@@ -26,7 +26,7 @@ class ElasticIndex final : public Node {
       : _url(init.params.str("url")),
         _index(init.params.str("index")),
         _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))),
-        _cap(init.concurrency),
+        _cap(init.concurrency, init.adaptive),
         _create_index(init.params.boolean("create_index")),
         _max_rounds(static_cast<int>(init.params.integer("max_attempts"))),
         _timeout_ms(init.params.integer("timeout_ms")) {
@@ -119,6 +119,7 @@ class ElasticIndex final : public Node {
       double cap = std::min(30.0, 0.2 * std::pow(2.0, bulk->round - 1));
       req.delay_s = std::uniform_real_distribution<double>(cap / 2, cap)(_rng);
     }
+    _cap.watch(req);
     _client->submit(std::move(req), {}, "", 0, [this, bulk](http::Response&& resp) { done(bulk, std::move(resp)); });
   }
 
@@ -159,11 +160,12 @@ class ElasticIndex final : public Node {
         }
       }
     }
+    if (!again.empty()) _cap.observe(-1, true);  // items refused with 429/5xx push back too
     if (!again.empty()) {
       // Only the refused items go again, in the same slot: their chunk ids make it an upsert.
       submit(std::make_shared<Bulk>(Bulk{std::move(again), bulk->round + 1}));
-    } else if (auto next = _cap.done()) {
-      submit(std::move(*next));
+    } else {
+      _cap.done([this](BulkPtr&& next) { submit(std::move(next)); });
     }
     for (size_t i = 0; i < settled; ++i) _output->release();
   }

@@ -1032,6 +1032,18 @@ struct SimServer::Impl {
       return;
     }
 
+    if (o.max_concurrent > 0) {
+      bool overloaded;
+      {
+        std::lock_guard lk(stats_mu);
+        overloaded = stats.in_flight >= o.max_concurrent;
+      }
+      if (overloaded) {
+        error_body("overloaded: too many requests at once");
+        finish(c, ep, kind, 503, false, close, 0);
+        return;
+      }
+    }
     delay = draw_latency_ns();
     if (ep == kGemini) {
       // As the real API: no key at all is 403, a key it does not know is 400. "bad" is the

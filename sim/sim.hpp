@@ -13,7 +13,8 @@
 //   GET  /openalex/works?per_page=N&cursor=C
 // with configurable latency (mean + uniform jitter, via a timer heap), rate limits in
 // 1-second wall-clock windows (429 + Retry-After: 1) and fault injection (500s, connection
-// resets, requests never answered, malformed bodies). All randomness comes from `seed`.
+// resets, requests never answered, malformed bodies) and an overload cap (503 past
+// max_concurrent requests being served, as an overloaded upstream sheds load). All randomness comes from `seed`.
 // Thread-safety: start(), stop(), port() and stats_json() may be called from any thread;
 // the server's own state is touched only by its loop thread (stats under a mutex).
 #pragma once
@@ -33,6 +34,7 @@ struct SimOptions {
   int64_t rpm = 0, tpm = 0;  // 0 = unlimited; enforced per 1 s window as ceil(x/60), >= 1
   double error_rate = 0, reset_rate = 0, timeout_rate = 0, malformed_rate = 0;
   double bulk_fail_rate = 0; // fraction of _bulk items answered 429 inside a 200
+  uint64_t max_concurrent = 0;  // requests served at once beyond which it answers 503 at once; 0 = none
   size_t doc_bytes = 2000;   // text size of generated docs
   uint64_t seed = 1;
 };

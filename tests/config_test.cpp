@@ -133,7 +133,40 @@ const BadCase kBad[] = {
      "variants are keyed by node type\n"
      "test.json:2:104: nodes[1].variants.index.jsonl.concurency: unknown variant key (did you mean 'concurrency'?) "
      "(a variant has \"params\" and \"concurrency\")\n"},
+    {"AdaptiveOnACpuNode",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"c\", \"type\": \"chunk.recursive\", \"concurrency\": \"adaptive\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"c\"], [\"c\", \"k\"]]}",
+     "test.json:2:55: nodes[1].concurrency: \"adaptive\" concurrency applies to I/O nodes only (chunk.recursive "
+     "runs on CPU threads: use \"serial\", \"unlimited\" or a number)\n"},
+    {"AdaptiveWithABadMax",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.lines\", \"params\": {\"path\": \"x\"}},\n"
+     "{\"id\": \"f\", \"type\": \"fetch.http\", \"params\": {\"url\": \"http://h/{id}\"}, \"concurrency\": \"adaptive:0\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"f\"], [\"f\", \"k\"]]}",
+     "test.json:2:86: nodes[1].concurrency: expected \"adaptive\" or \"adaptive:N\" with N >= 1 (the most requests in "
+     "flight), got \"adaptive:0\"\n"},
+    {"IoConcurrencyNamesAdaptive",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.lines\", \"params\": {\"path\": \"x\"}},\n"
+     "{\"id\": \"f\", \"type\": \"fetch.http\", \"params\": {\"url\": \"http://h/{id}\"}, \"concurrency\": \"auto\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"f\"], [\"f\", \"k\"]]}",
+     "test.json:2:86: nodes[1].concurrency: expected \"serial\", \"unlimited\", an integer >= 1 or \"adaptive[:N]\"\n"},
 };
+
+// "adaptive" sets the node's cap to the max it may grow to (256 unless given).
+TEST(Config, AdaptiveConcurrencyReadsItsMax) {
+  const std::string json = R"({"vars": {"c": "adaptive"}, "nodes": [{"id": "s", "type": "source.lines", "params": {"path": "x"}},
+    {"id": "f", "type": "fetch.http", "params": {"url": "http://h/{id}"}, "concurrency": "${c}"},
+    {"id": "k", "type": "index.jsonl", "params": {"path": "x"}}], "edges": [["s", "f"], ["f", "k"]]})";
+  GraphSpec a = test::spec_from(json);
+  EXPECT_TRUE(a.nodes[1].adaptive);
+  EXPECT_EQ(a.nodes[1].concurrency, 256);
+  GraphSpec b = test::spec_from(json, builtin_registry(), {{"c", "adaptive:40"}});
+  EXPECT_TRUE(b.nodes[1].adaptive);
+  EXPECT_EQ(b.nodes[1].concurrency, 40);
+  EXPECT_NE(a.config_hash, test::spec_from(json, builtin_registry(), {{"c", "256"}}).config_hash);
+  GraphSpec c = test::spec_from(json, builtin_registry(), {{"c", "12"}});
+  EXPECT_FALSE(c.nodes[1].adaptive);
+}
 
 // The chosen variant's params go over the node's own, and its concurrency wins.
 TEST(Config, VariantParamsAndConcurrencyApplyToTheChosenType) {

@@ -8,6 +8,7 @@
 
 #include <rapidjson/document.h>
 
+#include "engine/adaptive_limit.hpp"
 #include "engine/http_client.hpp"
 #include "engine/record_template.hpp"
 #include "nodes/index_sqlite.hpp"
@@ -169,6 +170,89 @@ TEST(FetchHttp, ConcurrencyCapsRequestsInFlight) {
   int64_t peak = stats(server)["peak_concurrent"].GetInt64();
   EXPECT_LE(peak, 8);
   EXPECT_GE(peak, 6) << "the cap should also be used";
+}
+
+// The AIMD controller alone, on a made-up clock: 100 ms round trips, the limit always reached.
+TEST(AdaptiveLimit, SlowStartDoublesBackPressureCutsThenGrowthIsOneAWindow) {
+  using namespace std::chrono_literals;
+  AimdLimit a(100);
+  auto t = AimdLimit::Clock::time_point{} + 1s;
+  auto window = [&](bool backpressure, double rtt = 0.1) {
+    a.on_start(a.limit());
+    for (int i = 0; i < 4; ++i) {  // a window ends once its first and last are >= one mean RTT apart
+      t += 40ms;
+      a.observe(rtt, backpressure && i == 3, t);
+    }
+  };
+  EXPECT_EQ(a.limit(), 1);
+  for (int expect : {2, 4, 8, 16, 32, 64, 100, 100}) {
+    window(false);
+    EXPECT_EQ(a.limit(), expect);
+  }
+  EXPECT_TRUE(a.slow_start());
+  window(true);
+  EXPECT_EQ(a.limit(), 50) << "the first push-back halves: slow start may have overshot 2x";
+  EXPECT_FALSE(a.slow_start());
+  window(false);
+  EXPECT_EQ(a.limit(), 51) << "after the first cut, growth is additive";
+  window(true);
+  EXPECT_EQ(a.limit(), 45) << "later cuts take 10%";
+  window(false, 0.3);
+  EXPECT_EQ(a.limit(), 40) << "a round trip well above the mean is congestion too";
+  // Not reaching the limit: nothing to learn, no growth.
+  for (int i = 0; i < 4; ++i) {
+    t += 40ms;
+    a.observe(0.1, false, t);
+  }
+  EXPECT_EQ(a.limit(), 40);
+  for (int i = 0; i < 40; ++i) window(true);
+  EXPECT_EQ(a.limit(), 1) << "never below one";
+}
+
+TEST(FetchHttp, AdaptiveConcurrencyFindsWhatAnOverloadedUpstreamServes) {
+  // The sim serves 16 at once and sheds the rest with 503s; a fixed cap of 200 would see most of
+  // its requests refused. Adaptive settles near 16 with few refusals and loses nothing.
+  sim::SimOptions o;
+  o.docs = 1500;
+  o.latency_ms = 20;
+  o.max_concurrent = 16;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 1500), base(server) + "/docs/{id}", dir / "f.db", "",
+                                             "\"adaptive:200\""));
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 1500u);
+  EXPECT_EQ(rep.dead_lettered, 0u);
+  auto st = stats(server);
+  const int64_t total = st["requests"].GetInt64();
+  const auto& statuses = st["by_endpoint"]["/docs/{id}"]["statuses"];
+  const int64_t refused = statuses.HasMember("503") ? statuses["503"].GetInt64() : 0;
+  EXPECT_LE(refused, total / 10) << refused << " of " << total << " requests refused";
+  const NodeReport* fetch = nullptr;
+  for (const auto& n : rep.nodes)
+    if (n.id == "fetch") fetch = &n;
+  ASSERT_NE(fetch, nullptr);
+  EXPECT_GE(fetch->in_flight_mean, 6.0) << "adaptive should use most of what the upstream serves";
+  EXPECT_LE(fetch->in_flight_mean, 40.0);
+}
+
+TEST(FetchHttp, AdaptiveConcurrencyGrowsToItsMaxOnAHealthyUpstream) {
+  // 100 ms round trips: scheduling noise on a loaded 2-core machine stays well under the 25%
+  // rise that reads as congestion.
+  sim::SimOptions o;
+  o.docs = 2500;
+  o.latency_ms = 100;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 2500), base(server) + "/docs/{id}", dir / "f.db", "",
+                                             "\"adaptive:100\""));
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 2500u);
+  int64_t peak = stats(server)["peak_concurrent"].GetInt64();
+  EXPECT_LE(peak, 100);
+  EXPECT_GE(peak, 80) << "slow start should reach the max when nothing pushes back";
 }
 
 TEST(FetchHttp, OneThreadKeepsThousandsInFlightWithoutBlocking) {
