@@ -407,6 +407,8 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--timeout-rate", sim_opts.timeout_rate, "fraction never answered")->check(CLI::Range(0.0, 1.0));
   sim_cmd->add_option("--malformed-rate", sim_opts.malformed_rate, "fraction with a broken JSON body")->check(CLI::Range(0.0, 1.0));
   sim_cmd->add_option("--bulk-fail-rate", sim_opts.bulk_fail_rate, "fraction of _bulk items answered 429")->check(CLI::Range(0.0, 1.0));
+  sim_cmd->add_option("--sefaria-books", sim_opts.sefaria_books,
+                      "synthetic books (20 chapters of 6 verses each) added to the Sefaria library, for benchmarks");
   sim_cmd->add_option("--max-concurrent", sim_opts.max_concurrent,
                       "requests served at once beyond which it answers 503 (an overloaded upstream); 0 = none");
   sim_cmd->add_option("--doc-bytes", sim_opts.doc_bytes, "text bytes per generated document");

@@ -254,6 +254,9 @@ struct SefBook {
 
 // A small library with every shape the real one has: depth 2 (Tanakh), Talmud addresses with
 // empty 1a/1b, depth 3 (a commentary with empty verses), a complex book and a collection leaf.
+// Synthetic books (--sefaria-books): chapters each, of verses each.
+constexpr int kSyntheticChapters = 20, kSyntheticVerses = 6;
+
 const std::vector<SefBook>& sef_books() {
   static const std::vector<SefBook> books = {
       {"Genesis", "בראשית", {"Tanakh", "Torah"}, SefKind::simple, {4, 3, 5}, {}, {}},
@@ -447,7 +450,19 @@ struct SimServer::Impl {
     return !reader.Parse<rapidjson::kParseInsituFlag>(ss, h).IsError();
   }
 
+  // The fixed library plus --sefaria-books synthetic ones (titles kept in sef_titles).
+  std::deque<std::string> sef_titles;
+  std::vector<SefBook> sef_library;
+
   explicit Impl(SimOptions opts) : o(std::move(opts)) {
+    sef_library = sef_books();
+    for (uint64_t i = 1; i <= o.sefaria_books; ++i) {
+      std::string title = "Synthetic Book ";  // appended: GCC 12 warns (falsely) on "lit" + string
+      title += std::to_string(i);
+      sef_titles.push_back(std::move(title));
+      sef_library.push_back({sef_titles.back().c_str(), "ספר", {"Synthetic"}, SefKind::simple,
+                             std::vector<int>(kSyntheticChapters, kSyntheticVerses), {}, {}});
+    }
     rng = o.seed ^ 0x5eed5eed5eedULL;
     if (o.rpm > 0) rpm_limit = std::max<int64_t>(1, (o.rpm + 59) / 60);
     if (o.tpm > 0) tpm_limit = std::max<int64_t>(1, (o.tpm + 59) / 60);
@@ -1675,7 +1690,7 @@ struct SimServer::Impl {
   int sefaria_index() {
     if (sef_index_body.empty()) {
       CatNode root;
-      for (const SefBook& b : sef_books()) {
+      for (const SefBook& b : sef_library) {
         CatNode* n = &root;
         for (const char* cat : b.categories) {
           auto it = std::find_if(n->cats.begin(), n->cats.end(),
@@ -1753,7 +1768,7 @@ struct SimServer::Impl {
   // 0 when parsed; else an HTTP status with body set to the error.
   int sef_parse_ref(std::string_view ref, SefRef& r) {
     const SefBook* best = nullptr;
-    for (const SefBook& b : sef_books()) {
+    for (const SefBook& b : sef_library) {
       std::string_view t = b.title;
       if (ref.starts_with(t) && (ref.size() == t.size() || std::strchr(" .,:", ref[t.size()])) &&
           (!best || t.size() > std::strlen(best->title)))
@@ -2045,7 +2060,7 @@ struct SimServer::Impl {
     url_decode(raw_title, tmp2, true);
     std::replace(tmp2.begin(), tmp2.end(), '_', ' ');
     const SefBook* b = nullptr;
-    for (const SefBook& x : sef_books())
+    for (const SefBook& x : sef_library)
       if (tmp2 == x.title) b = &x;
     if (!b) {
       error_body("Could not find index for " + tmp2);

@@ -34,6 +34,7 @@ struct SimOptions {
   int64_t rpm = 0, tpm = 0;  // 0 = unlimited; enforced per 1 s window as ceil(x/60), >= 1
   double error_rate = 0, reset_rate = 0, timeout_rate = 0, malformed_rate = 0;
   double bulk_fail_rate = 0; // fraction of _bulk items answered 429 inside a 200
+  uint64_t sefaria_books = 0;   // synthetic simple books added to the Sefaria library (benchmarks)
   uint64_t max_concurrent = 0;  // requests served at once beyond which it answers 503 at once; 0 = none
   size_t doc_bytes = 2000;   // text size of generated docs
   uint64_t seed = 1;
