@@ -311,7 +311,11 @@ class Runner final : public CompletionListener {
  public:
   http::Client& http_client() {
     std::lock_guard lock(_http_mu);
-    if (!_http) _http = std::make_unique<http::Client>();
+    if (!_http) {
+      http::ClientOptions o;
+      o.loop = _spec.settings.http_loop;
+      _http = std::make_unique<http::Client>(o);
+    }
     return *_http;
   }
   void stop_http() {

@@ -257,7 +257,8 @@ class Builder {
 
   void read_settings(Value& s, GraphSettings& out) {
     if (!expect(s, Kind::object, "settings")) return;
-    static const std::vector<std::string> keys = {"threads", "max_inflight_docs", "dead_letter", "limits_scope"};
+    static const std::vector<std::string> keys = {"threads", "max_inflight_docs", "dead_letter", "limits_scope",
+                                                  "http_loop"};
     for (auto& m : s.members) {
       std::string path = "settings." + m.key;
       int64_t n = 0;
@@ -276,6 +277,14 @@ class Builder {
                       "expected \"job\" (rate limits and I/O concurrency are totals for every shard together) "
                       "or \"shard\" (each shard has its own quota), got \"" + m.value.str + "\"" +
                           did_you_mean(m.value.str, {"job", "shard"}));
+      } else if (m.key == "http_loop") {
+        if (!expect(m.value, Kind::string, path)) continue;
+        if (m.value.str == "epoll") out.http_loop = http::LoopKind::epoll;
+        else if (m.value.str == "poll") out.http_loop = http::LoopKind::poll;
+        else
+          _diag.error(m.value.loc, path,
+                      "expected \"epoll\" (curl_multi_socket_action on an epoll set) or \"poll\" (curl_multi_poll), got \"" +
+                          m.value.str + "\"" + did_you_mean(m.value.str, {"epoll", "poll"}));
       } else {
         _diag.error(m.key_loc, path, "unknown setting" + did_you_mean(m.key, keys));
       }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/diagnostics.hpp"
+#include "engine/http_client.hpp"
 #include "engine/node.hpp"
 
 namespace sluice {
@@ -29,6 +30,8 @@ struct GraphSettings {
   // "limits_scope": "job" (default) splits rate limits and I/O concurrency across every process
   // of every shard; "shard" gives each shard its own (separate quotas), split across its processes.
   bool limits_per_shard = false;
+  // "http_loop": how the HTTP loop waits on its sockets, "epoll" (default) or "poll".
+  http::LoopKind http_loop = http::LoopKind::epoll;
 };
 
 struct GraphSpec {

@@ -3,6 +3,9 @@
 #include "engine/thread_role.hpp"
 
 #include <curl/curl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -14,6 +17,7 @@
 #include <mutex>
 #include <queue>
 #include <random>
+#include <stdexcept>
 #include <thread>
 #include <unordered_set>
 
@@ -144,10 +148,22 @@ struct Client::Impl {
   std::mt19937_64 rng{0x5111ce};
   std::unordered_set<CURL*> running_handles;  // added to the multi handle and not yet done
 
+  // LoopKind::epoll: our epoll set (libcurl's sockets plus an eventfd for wake-ups), libcurl's
+  // next timeout, and the events the last wait returned, handed to libcurl on the next turn.
+  int epfd = -1, wakefd = -1;
+  Clock::time_point curl_deadline = Clock::time_point::max();
+  std::array<epoll_event, 512> ready{};
+  int nready = 0;
+
   std::atomic<uint64_t> submitted{0}, completed{0}, failed{0}, attempts{0}, retries{0}, throttled{0};
   std::array<std::atomic<uint64_t>, LatencyHistogram::kBuckets> latency{};  // written by the loop only
 
   void run();
+  void wake();
+  void drive();                  // lets libcurl move its transfers on
+  void wait(int timeout_ms);     // until a socket is ready, a wake-up or the timeout
+  static int on_socket(CURL*, curl_socket_t fd, int what, void* self, void* socketp);
+  static int on_timer(CURLM*, long timeout_ms, void* self);
   void enqueue_ready(Job* j, Clock::time_point now);
   Clock::time_point service_keys(Clock::time_point now);
   void start(Job* j);
@@ -169,7 +185,96 @@ Client::Client(ClientOptions options) : _impl(std::make_unique<Impl>()) {
   if (_impl->opts.max_total_connections > 0)
     curl_multi_setopt(_impl->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, _impl->opts.max_total_connections);
   curl_multi_setopt(_impl->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+  if (_impl->opts.loop == LoopKind::epoll) {
+    _impl->epfd = epoll_create1(EPOLL_CLOEXEC);
+    _impl->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (_impl->epfd < 0 || _impl->wakefd < 0) throw std::runtime_error("HTTP client: cannot create its epoll set");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = _impl->wakefd;
+    epoll_ctl(_impl->epfd, EPOLL_CTL_ADD, _impl->wakefd, &ev);
+    curl_multi_setopt(_impl->multi, CURLMOPT_SOCKETFUNCTION, &Impl::on_socket);
+    curl_multi_setopt(_impl->multi, CURLMOPT_SOCKETDATA, _impl.get());
+    curl_multi_setopt(_impl->multi, CURLMOPT_TIMERFUNCTION, &Impl::on_timer);
+    curl_multi_setopt(_impl->multi, CURLMOPT_TIMERDATA, _impl.get());
+  }
   _impl->loop = std::thread([impl = _impl.get()] { impl->run(); });
+}
+
+void Client::Impl::wake() {
+  if (wakefd < 0) {
+    curl_multi_wakeup(multi);
+    return;
+  }
+  uint64_t one = 1;
+  ssize_t n = ::write(wakefd, &one, sizeof one);  // EAGAIN: a wake-up is already pending
+  (void)n;
+}
+
+// libcurl tells us which sockets to watch for what (LoopKind::epoll).
+int Client::Impl::on_socket(CURL*, curl_socket_t fd, int what, void* self, void* socketp) {
+  auto* impl = static_cast<Impl*>(self);
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(impl->epfd, EPOLL_CTL_DEL, fd, nullptr);  // may already be closed: nothing to do then
+    curl_multi_assign(impl->multi, fd, nullptr);
+    return 0;
+  }
+  epoll_event ev{};
+  ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+  ev.data.fd = fd;
+  int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  if (epoll_ctl(impl->epfd, op, fd, &ev) != 0) {
+    // A socket number libcurl closed and reopened between our calls: the other op fits.
+    epoll_ctl(impl->epfd, op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+  }
+  if (!socketp) curl_multi_assign(impl->multi, fd, impl);  // marks the socket as known
+  return 0;
+}
+
+int Client::Impl::on_timer(CURLM*, long timeout_ms, void* self) {
+  auto* impl = static_cast<Impl*>(self);
+  impl->curl_deadline = timeout_ms < 0 ? Clock::time_point::max()
+                                       : Clock::now() + std::chrono::milliseconds(timeout_ms);
+  return 0;
+}
+
+void Client::Impl::drive() {
+  int running = 0;
+  if (epfd < 0) {
+    curl_multi_perform(multi, &running);
+    return;
+  }
+  for (int i = 0; i < nready; ++i) {
+    int fd = ready[static_cast<size_t>(i)].data.fd;
+    uint32_t ev = ready[static_cast<size_t>(i)].events;
+    if (fd == wakefd) {
+      uint64_t n;
+      while (::read(wakefd, &n, sizeof n) > 0) {
+      }
+      continue;
+    }
+    int mask = (ev & EPOLLIN ? CURL_CSELECT_IN : 0) | (ev & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+               (ev & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+    curl_multi_socket_action(multi, fd, mask, &running);
+  }
+  nready = 0;
+  if (Clock::now() >= curl_deadline) {
+    curl_deadline = Clock::time_point::max();
+    curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  }
+}
+
+void Client::Impl::wait(int timeout_ms) {
+  if (epfd < 0) {
+    curl_multi_poll(multi, nullptr, 0, timeout_ms, nullptr);
+    return;
+  }
+  if (curl_deadline != Clock::time_point::max()) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(curl_deadline - Clock::now()).count();
+    timeout_ms = static_cast<int>(std::clamp<int64_t>(left, 0, timeout_ms));
+  }
+  int n = epoll_wait(epfd, ready.data(), static_cast<int>(ready.size()), timeout_ms);
+  nready = n > 0 ? n : 0;
 }
 
 Client::~Client() {
@@ -177,10 +282,12 @@ Client::~Client() {
     std::lock_guard lock(_impl->mu);
     _impl->stop = true;
   }
-  curl_multi_wakeup(_impl->multi);
+  _impl->wake();
   _impl->loop.join();
   for (CURL* e : _impl->pool) curl_easy_cleanup(e);
   curl_multi_cleanup(_impl->multi);
+  if (_impl->epfd >= 0) ::close(_impl->epfd);
+  if (_impl->wakefd >= 0) ::close(_impl->wakefd);
 }
 
 void Client::submit(Request req, RetryPolicy policy, std::string limit_key, double tokens, Callback cb) {
@@ -196,7 +303,7 @@ void Client::submit(Request req, RetryPolicy policy, std::string limit_key, doub
     _impl->incoming.push_back(j);
   }
   // From a callback on the loop itself the next iteration picks it up: no wake-up needed.
-  if (t_loop_owner != _impl.get()) curl_multi_wakeup(_impl->multi);
+  if (t_loop_owner != _impl.get()) _impl->wake();
 }
 
 void Client::set_rate_limit(const std::string& key, RateLimit limit) {
@@ -204,7 +311,7 @@ void Client::set_rate_limit(const std::string& key, RateLimit limit) {
     std::lock_guard lock(_impl->mu);
     _impl->new_limits.emplace_back(key, limit);
   }
-  curl_multi_wakeup(_impl->multi);
+  _impl->wake();
 }
 
 ClientStats Client::stats() const {
@@ -465,8 +572,7 @@ void Client::Impl::run() {
       enqueue_ready(j, now);
     }
     Clock::time_point next = service_keys(now);
-    int running = 0;
-    curl_multi_perform(multi, &running);
+    drive();
     int left = 0;
     while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
       if (m->msg == CURLMSG_DONE) on_done(m->easy_handle, m->data.result, Clock::now());
@@ -484,7 +590,7 @@ void Client::Impl::run() {
       std::lock_guard lock(mu);
       if (!incoming.empty() || stop) timeout_ms = 0;  // submitted by a callback just now
     }
-    curl_multi_poll(multi, nullptr, 0, timeout_ms, nullptr);
+    wait(timeout_ms);
   }
 }
 

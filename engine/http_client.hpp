@@ -68,9 +68,15 @@ struct RateLimit {
   double tpm = 0;  // tokens per minute (embeddings); 0 = none
 };
 
+// How the loop waits on its sockets: `poll` (curl_multi_poll: libcurl polls every socket on
+// each wake-up) or `epoll` (curl_multi_socket_action driven by our own epoll set: each wake-up
+// costs only the sockets that are ready). docs/benchmark-notes.md has the comparison.
+enum class LoopKind { poll, epoll };
+
 struct ClientOptions {
   long max_host_connections = 0;   // 0 = libcurl's default (unlimited)
   long max_total_connections = 0;
+  LoopKind loop = LoopKind::epoll;
   std::string user_agent = "sluice/0.1";
 };
 
