@@ -53,6 +53,15 @@ inline bool parse_untrusted(rapidjson::Document& d, std::string_view text) {
   return !d.HasParseError();
 }
 
+// A `skip`-style test: false for absent, null, false, 0 and ""; true for anything else.
+inline bool json_truthy(const rapidjson::Value* v) {
+  if (!v || v->IsNull()) return false;
+  if (v->IsBool()) return v->GetBool();
+  if (v->IsNumber()) return v->GetDouble() != 0;
+  if (v->IsString()) return v->GetStringLength() > 0;
+  return true;
+}
+
 // An RFC 6901 pointer from a param value ("" is the whole document); a bad one is a ParamError
 // naming `param`.
 inline rapidjson::Pointer json_pointer(const std::string& text, const std::string& param) {

@@ -3,6 +3,7 @@
 #include "nodes/chunk.hpp"
 #include "nodes/embed_hash.hpp"
 #include "nodes/embed_http.hpp"
+#include "nodes/expand_json.hpp"
 #include "nodes/extract_json.hpp"
 #include "nodes/extract_openalex.hpp"
 #include "nodes/fetch_http.hpp"
@@ -26,6 +27,7 @@ void register_builtin_nodes(Registry& r) {
   r.add(source_http_list_info());
   r.add(fetch_http_info());
   r.add(extract_json_info());
+  r.add(expand_json_info());
   r.add(extract_openalex_abstract_info());
   r.add(chunk_recursive_info());
   r.add(chunk_sentence_info());

@@ -25,14 +25,6 @@ std::string redacted(const std::string& url) {
   return q == std::string::npos ? url : url.substr(0, q) + "?...";
 }
 
-bool truthy(const rapidjson::Value* v) {
-  if (!v || v->IsNull()) return false;
-  if (v->IsBool()) return v->GetBool();
-  if (v->IsNumber()) return v->GetDouble() != 0;
-  if (v->IsString()) return v->GetStringLength() > 0;
-  return true;
-}
-
 class HttpListSource final : public Source {
  public:
   explicit HttpListSource(const NodeInit& init) : _params(init.params), _node_id(init.id) {
@@ -142,7 +134,7 @@ class HttpListSource final : public Source {
         if (depth < 32) emit_items(item[_recurse.c_str()], depth + 1);
         continue;
       }
-      if (_skip && truthy(_skip->Get(item))) continue;
+      if (_skip && json_truthy(_skip->Get(item))) continue;
       auto r = std::make_shared<Record>();
       const rapidjson::Value* id = _id.Get(item);
       if (id && id->IsString()) r->id.assign(id->GetString(), id->GetStringLength());

@@ -150,6 +150,12 @@ const BadCase kBad[] = {
      "{\"id\": \"f\", \"type\": \"fetch.http\", \"params\": {\"url\": \"http://h/{id}\"}, \"concurrency\": \"auto\"},\n"
      "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"f\"], [\"f\", \"k\"]]}",
      "test.json:2:86: nodes[1].concurrency: expected \"serial\", \"unlimited\", an integer >= 1 or \"adaptive[:N]\"\n"},
+    {"ExpandUnknownIdField",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.lines\", \"params\": {\"path\": \"x\"}},\n"
+     "{\"id\": \"e\", \"type\": \"expand.json\", \"params\": {\"items\": \"/results\", \"id\": \"{ref}\"}},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"e\"], [\"e\", \"k\"]]}",
+     "test.json:2:74: nodes[1].params.id: unknown field {ref} in \"{ref}\" (use {id}, {index}, {item} or a JSON "
+     "pointer such as {/ref})\n"},
 };
 
 // "adaptive" sets the node's cap to the max it may grow to (256 unless given).

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <rapidjson/document.h>
@@ -311,6 +312,52 @@ std::string list_graph(const std::string& list_params, const std::string& fetch_
     {"id": "extract", "type": "extract.json", "params": {"text": "/text"}},
     {"id": "index", "type": "index.sqlite", "params": {"path": ")" + db + R"("}}],
   "edges": [["list", "fetch"], ["fetch", "extract"], ["extract", "index"]]})";
+}
+
+// One response → many records: listing pages fetched, each expanded into its items, each item
+// fetched as a document of its own.
+TEST(ExpandJson, ListingPagesBecomeOneDocumentPerItem) {
+  sim::SimOptions o;
+  o.docs = 12;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  test::write_file(dir / "pages.txt", "1\n2\n3\n4\n");
+  auto graph = [&](const std::string& items) {
+    return R"({"settings": {"dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
+    "nodes": [{"id": "pages", "type": "source.lines", "params": {"path": ")" + (dir / "pages.txt") + R"("}},
+      {"id": "list", "type": "fetch.http", "params": {"url": ")" + base(server) + R"(/docs?page={id}&per_page=5"}},
+      {"id": "items", "type": "expand.json", "params": {"items": ")" + items + R"(", "id": "{/id}", "documents": true,
+                                                        "meta": {"listing_page": "/id"}}},
+      {"id": "fetch", "type": "fetch.http", "params": {"url": ")" + base(server) + R"(/docs/{id}"}},
+      {"id": "text", "type": "extract.json", "params": {"text": "/text"}},
+      {"id": "out", "type": "index.jsonl", "params": {"path": ")" + (dir / "out.jsonl") + R"("}}],
+    "edges": [["pages", "list"], ["list", "items"], ["items", "fetch"], ["fetch", "text"], ["text", "out"]]})";
+  };
+  RunReport rep = test::run_json(graph("/items"));
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.dead_lettered, 0u);
+  auto lines = test::read_lines(dir / "out.jsonl");
+  ASSERT_EQ(lines.size(), 12u) << "pages of 5, 5 and 2 items; page 4 is empty (filtered)";
+  std::set<std::string> ids;
+  for (const auto& l : lines) {
+    rapidjson::Document d;
+    d.Parse(l.c_str());
+    ASSERT_FALSE(d.HasParseError());
+    ids.insert(d["id"].GetString());
+    EXPECT_STREQ(d["id"].GetString(), d["doc_id"].GetString()) << "documents: true";
+    EXPECT_FALSE(std::string(d["text"].GetString()).empty());
+  }
+  EXPECT_EQ(ids.size(), 12u);
+  EXPECT_EQ(ids.count("doc-000012"), 1u);
+
+  // Not an array at `items`: the page is dead-lettered with the pointer named, nothing crashes.
+  RunReport bad = test::run_json(graph("/page"));
+  EXPECT_EQ(bad.lost, 0u);
+  EXPECT_EQ(bad.dead_lettered, 4u);
+  std::string dlq = test::read_file(dir / "dlq.jsonl");
+  EXPECT_NE(dlq.find(R"(items: no array at \"/page\" (found a number))"), std::string::npos) << dlq;
 }
 
 TEST(HttpList, PagesUntilAnEmptyPageAndAShortPageIsNotTheEnd) {
