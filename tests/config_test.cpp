@@ -150,6 +150,11 @@ const BadCase kBad[] = {
      "{\"id\": \"f\", \"type\": \"fetch.http\", \"params\": {\"url\": \"http://h/{id}\"}, \"concurrency\": \"auto\"},\n"
      "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"f\"], [\"f\", \"k\"]]}",
      "test.json:2:86: nodes[1].concurrency: expected \"serial\", \"unlimited\", an integer >= 1 or \"adaptive[:N]\"\n"},
+    {"UnknownHttpLoop",
+     "{\"settings\": {\"http_loop\": \"pol\"}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"]]}",
+     "test.json:1:28: settings.http_loop: expected \"epoll\" (curl_multi_socket_action on an epoll set) or \"poll\" "
+     "(curl_multi_poll), got \"pol\" (did you mean 'poll'?)\n"},
     {"ExpandUnknownIdField",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.lines\", \"params\": {\"path\": \"x\"}},\n"
      "{\"id\": \"e\", \"type\": \"expand.json\", \"params\": {\"items\": \"/results\", \"id\": \"{ref}\"}},\n"

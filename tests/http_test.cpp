@@ -55,7 +55,10 @@ rapidjson::Document stats(const sim::SimServer& s) {
 
 std::string base(const sim::SimServer& s) { return "http://127.0.0.1:" + std::to_string(s.port()); }
 
-TEST(FetchHttp, EveryDocIndexedExactlyOnceThroughFaults) {
+// Both ways the loop can wait on its sockets (settings.http_loop): epoll, the default, and poll.
+class BothLoops : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(BothLoops, EveryDocIndexedExactlyOnceThroughFaults) {
   sim::SimOptions o;
   o.docs = 300;
   o.latency_ms = 5;
@@ -68,7 +71,8 @@ TEST(FetchHttp, EveryDocIndexedExactlyOnceThroughFaults) {
   std::string db = dir / "f.db";
   RunReport rep = test::run_json(fetch_graph(ids_file(dir, 300), base(server) + "/docs/{id}", db,
                                              R"(, "timeout_ms": 500, "retry": {"max_attempts": 12, "base_delay_s": 0.01, "max_delay_s": 0.2})",
-                                             "64", R"(, "dead_letter": ")" + (dir / "dlq.jsonl") + "\""));
+                                             "64", R"(, "dead_letter": ")" + (dir / "dlq.jsonl") + R"(", "http_loop": ")" +
+                                                       GetParam() + "\""));
   EXPECT_EQ(rep.error, "");
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.dead_lettered, 0u) << test::read_file(dir / "dlq.jsonl");
@@ -79,6 +83,8 @@ TEST(FetchHttp, EveryDocIndexedExactlyOnceThroughFaults) {
   EXPECT_GT(st["requests"].GetInt64(), 300) << "faults must have caused retries";
   EXPECT_GT(st["resets"].GetInt64() + st["timeouts"].GetInt64(), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(FetchHttp, BothLoops, ::testing::Values("epoll", "poll"));
 
 // Every fault the sim has at once, on every endpoint, plus a rate limit sluice is not told about
 // (so it meets 429s): fetch, embed and _bulk all retry, and the index sees every chunk id once.
