@@ -55,6 +55,14 @@ rapidjson::Document stats(const sim::SimServer& s) {
 
 std::string base(const sim::SimServer& s) { return "http://127.0.0.1:" + std::to_string(s.port()); }
 
+// `n` document ids fetched from the sim's /docs/{id} into an SQLite index in `dir`, with the
+// fetch node's `concurrency` as given (JSON: 8, "\"adaptive:100\"").
+RunReport fetch_ids(const sim::SimServer& server, const test::TempDir& dir, int n, const std::string& concurrency,
+                    int threads = 2) {
+  return test::run_json(fetch_graph(ids_file(dir, n), base(server) + "/docs/{id}", dir / "f.db", "", concurrency),
+                        threads);
+}
+
 // Both ways the loop can wait on its sockets (settings.http_loop): epoll, the default, and poll.
 class BothLoops : public ::testing::TestWithParam<const char*> {};
 
@@ -171,7 +179,7 @@ TEST(FetchHttp, ConcurrencyCapsRequestsInFlight) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 120), base(server) + "/docs/{id}", dir / "f.db", "", "8"));
+  RunReport rep = fetch_ids(server, dir, 120, "8");
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.docs_indexed, 120u);
   int64_t peak = stats(server)["peak_concurrent"].GetInt64();
@@ -226,8 +234,7 @@ TEST(FetchHttp, AdaptiveConcurrencyFindsWhatAnOverloadedUpstreamServes) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 1500), base(server) + "/docs/{id}", dir / "f.db", "",
-                                             "\"adaptive:200\""));
+  RunReport rep = fetch_ids(server, dir, 1500, "\"adaptive:200\"");
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.docs_indexed, 1500u);
   EXPECT_EQ(rep.dead_lettered, 0u);
@@ -253,8 +260,7 @@ TEST(FetchHttp, AdaptiveConcurrencyGrowsToItsMaxOnAHealthyUpstream) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 2500), base(server) + "/docs/{id}", dir / "f.db", "",
-                                             "\"adaptive:100\""));
+  RunReport rep = fetch_ids(server, dir, 2500, "\"adaptive:100\"");
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.docs_indexed, 2500u);
   int64_t peak = stats(server)["peak_concurrent"].GetInt64();
@@ -271,8 +277,7 @@ TEST(FetchHttp, OneThreadKeepsThousandsInFlightWithoutBlocking) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  std::string g = fetch_graph(ids_file(dir, 2000), base(server) + "/docs/{id}", dir / "f.db", "", "2000");
-  RunReport rep = test::run_json(g, 1);
+  RunReport rep = fetch_ids(server, dir, 2000, "2000", 1);
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.docs_indexed, 2000u);
   EXPECT_LT(rep.elapsed_s, 10.0);
