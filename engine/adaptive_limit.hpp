@@ -33,7 +33,6 @@ class AimdLimit {
   explicit AimdLimit(int max, int initial = 1) : _max(std::max(1, max)), _limit(std::clamp(initial, 1, _max)) {}
 
   int limit() const { return static_cast<int>(_limit); }
-  int max() const { return _max; }
 
   // A request is starting with `in_flight` requests (itself included) out.
   void on_start(int in_flight) {
@@ -54,7 +53,6 @@ class AimdLimit {
   }
 
   bool slow_start() const { return _slow_start; }
-  double rtt_mean() const { return _mean; }
 
  private:
   void end_window() {

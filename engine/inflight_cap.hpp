@@ -40,12 +40,6 @@ class InflightCap {
     return {_queue.size(), static_cast<size_t>(_inflight)};
   }
 
-  // The limit now: the cap, or the adaptive limit under it.
-  int current_limit() const {
-    std::lock_guard lock(_mu);
-    return limit();
-  }
-
   // Adaptive caps learn from every attempt of `req` (an http::Request): its round-trip time and
   // whether the upstream pushed back. Each attempt, not each final result: a request retried
   // after a 503 reports it at once, not after its backoff.

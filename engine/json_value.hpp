@@ -3,6 +3,8 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <rapidjson/document.h>
 #include <rapidjson/pointer.h>
@@ -10,6 +12,7 @@
 #include <rapidjson/writer.h>
 
 #include "engine/params.hpp"
+#include "engine/record.hpp"
 
 namespace sluice {
 
@@ -70,5 +73,29 @@ inline rapidjson::Pointer json_pointer(const std::string& text, const std::strin
     throw ParamError(param, "\"" + text + "\" is not a JSON pointer (RFC 6901, e.g. /results/0/title)");
   return p;
 }
+
+// A node's `meta` param (meta name -> JSON pointer), checked and parsed once when the node is
+// built; apply() copies each value found in a JSON value onto a record's meta as JSON.
+class MetaPointers {
+ public:
+  MetaPointers() = default;
+  explicit MetaPointers(const Params& p, const std::string& param = "meta") {
+    const json::Value* m = p.get(param);
+    if (!m || m->kind != json::Kind::object) return;
+    for (const auto& mm : m->members) {
+      if (mm.value.kind != json::Kind::string)
+        throw ParamError(param, param + "." + mm.key + " must be a JSON pointer (a string)");
+      _items.emplace_back(mm.key, json_pointer(mm.value.str, param));
+    }
+  }
+
+  void apply(const rapidjson::Value& v, Meta& meta) const {
+    for (const auto& [name, ptr] : _items)
+      if (const rapidjson::Value* x = ptr.Get(v)) meta.set_json(name, json_text(*x));
+  }
+
+ private:
+  std::vector<std::pair<std::string, rapidjson::Pointer>> _items;
+};
 
 }  // namespace sluice

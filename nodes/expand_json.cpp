@@ -78,14 +78,9 @@ class ExpandJson final : public Node {
       : _items_name(init.params.str("items")),
         _items(json_pointer(_items_name, "items")),
         _id(init.params.str("id")),
-        _documents(init.params.boolean("documents")) {
+        _documents(init.params.boolean("documents")),
+        _meta(init.params) {
     if (init.params.has("skip")) _skip.emplace(json_pointer(init.params.str("skip"), "skip"));
-    if (const json::Value* m = init.params.get("meta"); m && m->kind == json::Kind::object) {
-      for (const auto& mm : m->members) {
-        if (mm.value.kind != json::Kind::string) throw ParamError("meta", "meta." + mm.key + " must be a JSON pointer string");
-        _meta.emplace_back(mm.key, json_pointer(mm.value.str, "meta"));
-      }
-    }
   }
 
   void process(RecordPtr in, Emitter& out) override {
@@ -111,8 +106,7 @@ class ExpandJson final : public Node {
       RecordPtr r = in->derive(std::move(id));
       if (_documents) r->doc_id = r->id;  // each element is a document of its own in the index
       r->body = json_text(item);
-      for (const auto& [name, ptr] : _meta)
-        if (const rapidjson::Value* v = ptr.Get(item)) r->meta.set_json(name, json_text(*v));
+      _meta.apply(item, r->meta);
       made.push_back(std::move(r));
     }
     if (made.empty()) return out.drop(Outcome::filtered, "no items at \"" + _items_name + "\"");
@@ -132,8 +126,8 @@ class ExpandJson final : public Node {
   rapidjson::Pointer _items;
   IdTemplate _id;
   bool _documents;
+  MetaPointers _meta;
   std::optional<rapidjson::Pointer> _skip;
-  std::vector<std::pair<std::string, rapidjson::Pointer>> _meta;
 };
 
 }  // namespace

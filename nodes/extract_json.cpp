@@ -25,12 +25,7 @@ class ExtractJson final : public Node {
       _text_names.push_back(t);
     }
     if (_text.empty()) throw ParamError("text", "give at least one JSON pointer");
-    if (const json::Value* m = init.params.get("meta"); m && m->kind == json::Kind::object) {
-      for (const auto& mm : m->members) {
-        if (mm.value.kind != json::Kind::string) throw ParamError("meta", "meta." + mm.key + " must be a JSON pointer string");
-        _meta.emplace_back(mm.key, make_pointer(mm.value.str, "meta"));
-      }
-    }
+    _meta = MetaPointers(init.params);
   }
 
   void process(RecordPtr in, Emitter& out) override {
@@ -52,11 +47,7 @@ class ExtractJson final : public Node {
       return out.drop(_missing_filters ? Outcome::filtered : Outcome::dead_lettered, "no value at " + names);
     }
     r->text = std::move(text);
-    for (const auto& [name, ptr] : _meta) {
-      const rapidjson::Value* v = ptr.Get(d);
-      if (!v) continue;
-      r->meta.set_json(name, json_text(*v));
-    }
+    _meta.apply(d, r->meta);
     if (!_keep_body) std::string().swap(r->body);
     out.emit(std::move(r));
   }
@@ -84,7 +75,7 @@ class ExtractJson final : public Node {
   bool _flatten, _strip, _keep_body, _missing_filters;
   std::vector<rapidjson::Pointer> _text;
   std::vector<std::string> _text_names;
-  std::vector<std::pair<std::string, rapidjson::Pointer>> _meta;
+  MetaPointers _meta;
 };
 
 }  // namespace

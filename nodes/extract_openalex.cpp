@@ -44,12 +44,7 @@ class OpenAlexAbstract final : public Node {
     for (const std::string& p : {_abstract, _title})
       if (!p.empty() && !rapidjson::Pointer(p.c_str()).IsValid())
         throw ParamError(&p == &_abstract ? "abstract" : "title", "\"" + p + "\" is not a JSON pointer");
-    if (const json::Value* m = init.params.get("meta"); m && m->kind == json::Kind::object)
-      for (const auto& mm : m->members) {
-        if (mm.value.kind != json::Kind::string || !rapidjson::Pointer(mm.value.str.c_str()).IsValid())
-          throw ParamError("meta", "meta." + mm.key + " must be a JSON pointer");
-        _meta.emplace_back(mm.key, mm.value.str);
-      }
+    _meta = MetaPointers(init.params);
   }
 
   void process(RecordPtr in, Emitter& out) override {
@@ -70,8 +65,7 @@ class OpenAlexAbstract final : public Node {
         title = text::html_to_text({t->GetString(), t->GetStringLength()});
     r->text = title.empty() ? abstract : title + "\n\n" + abstract;
     if (!title.empty()) r->meta.set_string("title", title);
-    for (const auto& [name, ptr] : _meta)
-      if (const rapidjson::Value* v = rapidjson::Pointer(ptr.c_str()).Get(d)) r->meta.set_json(name, json_text(*v));
+    _meta.apply(d, r->meta);
     std::string().swap(r->body);
     out.emit(std::move(r));
   }
@@ -79,7 +73,7 @@ class OpenAlexAbstract final : public Node {
  private:
   std::string _abstract, _title;
   size_t _max_words;
-  std::vector<std::pair<std::string, std::string>> _meta;
+  MetaPointers _meta;
 };
 
 }  // namespace

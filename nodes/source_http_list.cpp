@@ -49,13 +49,7 @@ class HttpListSource final : public Source {
     _max_pages = p.has("max_pages") ? p.integer("max_pages") : 0;
     _page = p.integer("start_page");
     _cursor = p.str("start_cursor");
-    if (const json::Value* m = p.get("meta"); m && m->kind == json::Kind::object)
-      for (const auto& mm : m->members) {
-        if (mm.value.kind != json::Kind::string) throw ParamError("meta", "meta." + mm.key + " must be a JSON pointer");
-        rapidjson::Pointer ptr(mm.value.str.c_str(), mm.value.str.size());
-        if (!ptr.IsValid()) throw ParamError("meta", "meta." + mm.key + ": \"" + mm.value.str + "\" is not a JSON pointer");
-        _meta.emplace_back(mm.key, ptr);
-      }
+    _meta = MetaPointers(p);
     // Values that are empty or built from an unset ${env:...} are not sent (optional keys).
     auto read_pairs = [&](const char* name, std::vector<std::pair<std::string, std::string>>& out) {
       if (const json::Value* h = p.get(name); h && h->kind == json::Kind::object)
@@ -147,8 +141,7 @@ class HttpListSource final : public Source {
         const rapidjson::Value* t = _text->Get(item);
         if (t && t->IsString()) r->text.assign(t->GetString(), t->GetStringLength());
       }
-      for (const auto& [name, ptr] : _meta)
-        if (const rapidjson::Value* v = ptr.Get(item)) r->meta.set_json(name, json_text(*v));
+      _meta.apply(item, r->meta);
       r->body = json_text(item);
       ++_emitted;
       ++n;
@@ -219,7 +212,7 @@ class HttpListSource final : public Source {
   std::string _url, _items_text, _id_text, _paging, _recurse, _key;
   rapidjson::Pointer _items, _id, _next;
   std::optional<rapidjson::Pointer> _text, _skip;
-  std::vector<std::pair<std::string, rapidjson::Pointer>> _meta;
+  MetaPointers _meta;
   std::vector<std::pair<std::string, std::string>> _headers, _query;
   int64_t _per_page = 0, _max_pages = 0, _page = 1, _offset = 0, _pages = 0;
   std::string _cursor, _next_url;

@@ -155,6 +155,11 @@ const BadCase kBad[] = {
      "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"]]}",
      "test.json:1:28: settings.http_loop: expected \"epoll\" (curl_multi_socket_action on an epoll set) or \"poll\" "
      "(curl_multi_poll), got \"pol\" (did you mean 'poll'?)\n"},
+    {"MetaValueNotAPointer",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.lines\", \"params\": {\"path\": \"x\"}},\n"
+     "{\"id\": \"e\", \"type\": \"extract.json\", \"params\": {\"text\": \"/t\", \"meta\": {\"c\": \"b\"}}},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"e\"], [\"e\", \"k\"]]}",
+     "test.json:2:70: nodes[1].params.meta: \"b\" is not a JSON pointer (RFC 6901, e.g. /results/0/title)\n"},
     {"ExpandUnknownIdField",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.lines\", \"params\": {\"path\": \"x\"}},\n"
      "{\"id\": \"e\", \"type\": \"expand.json\", \"params\": {\"items\": \"/results\", \"id\": \"{ref}\"}},\n"
