@@ -677,7 +677,10 @@ TEST(Sim, GeminiBatchEmbedContentsShape) {
 
   // What the real API refuses, in its error shape.
   std::string many = "{\"requests\":[";
-  for (int i = 0; i < 101; ++i) many += (i ? "," : "") + req("t");
+  for (int i = 0; i < 101; ++i) {
+    if (i) many += ',';
+    many += req("t");
+  }
   many += "]}";
   for (const std::string& bad : {many, std::string("{\"requests\":[]}"), std::string("not json"),
                                  "{\"requests\":[" + req("x", "models/other") + "]}",
