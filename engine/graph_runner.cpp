@@ -10,12 +10,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <tbb/flow_graph.h>
+#include <tbb/global_control.h>
 #include <tbb/task_arena.h>
 
 #include "engine/checkpoint_ledger.hpp"
@@ -274,7 +276,7 @@ class Runner final : public CompletionListener {
       std::lock_guard lock(_post_mu);
       _posted.push_back(std::move(p));
       if (_drain != DrainState::idle) return;  // the owed or enqueued drain will take it
-      graph->reserve_wait();
+      hold_graph();
       _drain = DrainState::owed;
       // Once the ticker stopped (the end of a run) nobody would enqueue an owed drain.
       if (Clock::now() - _last_drain < kDrainGap && !_ticker_stop.load(std::memory_order_acquire)) return;
@@ -296,12 +298,23 @@ class Runner final : public CompletionListener {
   void enqueue_drain() {
     arena->enqueue([this] {
       drain_posted();
-      graph->release_wait();
+      release_graph();
     });
   }
   void drain_posted();
+  // Async work (a request, a queued drain) keeps the graph from going idle; the count lets the
+  // main thread see that without waiting inside the arena.
+  void hold_graph() {
+    _holds.fetch_add(1, std::memory_order_acq_rel);
+    graph->reserve_wait();
+  }
+  void release_graph() {
+    graph->release_wait();
+    _holds.fetch_sub(1, std::memory_order_acq_rel);
+  }
 
  private:
+  std::atomic<int64_t> _holds{0};
   std::mutex _post_mu;
   std::vector<Posted> _posted;
   enum class DrainState { idle, owed, enqueued };
@@ -371,8 +384,8 @@ void NodeRuntime::put(const RecordPtr& r) {
   _runner.post({Runner::Posted::put, this, r});
 }
 
-void NodeRuntime::hold() { _runner.graph->reserve_wait(); }
-void NodeRuntime::release() { _runner.graph->release_wait(); }
+void NodeRuntime::hold() { _runner.hold_graph(); }
+void NodeRuntime::release() { _runner.release_graph(); }
 http::Client& NodeRuntime::http() { return _runner.http_client(); }
 
 bool NodeRuntime::stopping() const { return _runner.stopping(); }
@@ -692,11 +705,17 @@ RunReport Runner::run() {
     return rep;
   }
 
-  tbb::task_arena task_arena(_threads);
+  // The main thread waits outside the arena. Inside graph::wait_for_all it would be an arena
+  // thread that spins (about a hundred sched_yields) on every wake-up of the arena, which was half
+  // of sluice's CPU at 50 requests in flight. So the arena has no slot reserved for it, and the
+  // scheduler gets one worker per --threads.
+  tbb::global_control workers(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(_threads) + 1);
+  tbb::task_arena task_arena(_threads, 0);
   arena = &task_arena;
+  std::optional<tbb::flow::graph> graph_holder;
   std::thread ticker;
   task_arena.execute([&] {
-    tbb::flow::graph g;
+    tbb::flow::graph& g = graph_holder.emplace();
     graph = &g;
     build(g);
     ticker = std::thread([this] { tick_loop(); });
@@ -711,48 +730,59 @@ RunReport Runner::run() {
         nr->push_done.store(true);
       }
     }
-    // "Stalled" means no document or record reached anything for 30 s, not merely that the
-    // graph went idle: the ticker may be committing the last batch right now.
-    auto progress_mark = [this] {
-      return _docs.load() + _done_docs.load() + _indexed.load() + _filtered.load() + _dead.load();
-    };
-    auto idle_since = Clock::now();
-    uint64_t last_mark = progress_mark();
-    for (;;) {
-      g.wait_for_all();
-      if (stopping()) {
-        // wait_for_all returned, so no listing page is in flight (pages hold the graph): a
-        // stopping run ends its push sources here, whether or not they were about to fetch.
-        for (auto& nr : _nodes)
-          if (nr->push_queue) nr->push_done.store(true);
-      }
-      if (uint64_t mark = progress_mark(); mark != last_mark) {
-        last_mark = mark;
-        idle_since = Clock::now();
-      }
-      bool exhausted = true;
-      for (auto& nr : _nodes) {
-        if (nr->input && !nr->exhausted.load()) exhausted = false;
-        if (nr->push_queue && !(nr->push_done.load() && nr->push_waiting.load() == 0)) exhausted = false;
-      }
-      if (any_pending()) {
-        flush_all(true);  // end of input, or the limiter is full of documents waiting in batches
-        idle_since = Clock::now();
-        continue;
-      }
-      if (exhausted && _inflight.load() == 0) break;
-      if (exhausted && stopping() && seconds_since(idle_since) > 1.0 && _inflight.load() > 0) {
-        break;  // records held by a node that will not finish them: counted as lost below
-      }
-      if (seconds_since(idle_since) > 30.0) {
-        fail("the graph stalled: no progress for 30 s with " + std::to_string(_inflight.load()) +
-             " documents in flight");
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  tbb::flow::graph& g = *graph_holder;
+  // "Stalled" means no document or record reached anything for 30 s, not merely that the
+  // graph went idle: the ticker may be committing the last batch right now.
+  auto progress_mark = [this] {
+    return _docs.load() + _done_docs.load() + _indexed.load() + _filtered.load() + _dead.load();
+  };
+  auto idle_since = Clock::now();
+  uint64_t last_mark = progress_mark();
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (uint64_t mark = progress_mark(); mark != last_mark) {
+      last_mark = mark;
+      idle_since = Clock::now();
+      if (!stopping()) continue;
     }
-    _ticker_stop.store(true);
-    ticker.join();
+    // While a request or a queued hand-off holds the graph it cannot go idle: keep sleeping.
+    // Otherwise only CPU work can be left, so the wait below is short.
+    if (!stopping() && _holds.load(std::memory_order_acquire) > 0) continue;
+    task_arena.execute([&] { g.wait_for_all(); });
+    if (stopping()) {
+      // wait_for_all returned, so no listing page is in flight (pages hold the graph): a
+      // stopping run ends its push sources here, whether or not they were about to fetch.
+      for (auto& nr : _nodes)
+        if (nr->push_queue) nr->push_done.store(true);
+    }
+    if (uint64_t mark = progress_mark(); mark != last_mark) {
+      last_mark = mark;
+      idle_since = Clock::now();
+    }
+    bool exhausted = true;
+    for (auto& nr : _nodes) {
+      if (nr->input && !nr->exhausted.load()) exhausted = false;
+      if (nr->push_queue && !(nr->push_done.load() && nr->push_waiting.load() == 0)) exhausted = false;
+    }
+    if (any_pending()) {
+      task_arena.execute([&] { flush_all(true); });  // end of input, or the limiter is full
+      idle_since = Clock::now();
+      continue;
+    }
+    if (exhausted && _inflight.load() == 0) break;
+    if (exhausted && stopping() && seconds_since(idle_since) > 1.0 && _inflight.load() > 0) {
+      break;  // records held by a node that will not finish them: counted as lost below
+    }
+    if (seconds_since(idle_since) > 30.0) {
+      fail("the graph stalled: no progress for 30 s with " + std::to_string(_inflight.load()) +
+           " documents in flight");
+      break;
+    }
+  }
+  _ticker_stop.store(true);
+  ticker.join();
+  task_arena.execute([&] {
     g.wait_for_all();
     stop_http();  // anything still queued there is called back (and finished) while the graph lives
     g.wait_for_all();
@@ -764,6 +794,7 @@ RunReport Runner::run() {
       nr->limiter.reset();
       nr->fn.reset();
     }
+    graph_holder.reset();
   });
   progress(true);
 
