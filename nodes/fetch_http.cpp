@@ -12,6 +12,7 @@
 
 #include "engine/http_client.hpp"
 #include "engine/inflight_cap.hpp"
+#include "engine/json_scan.hpp"
 #include "engine/record_template.hpp"
 
 namespace sluice {
@@ -78,11 +79,12 @@ class FetchHttp final : public Node {
         }
         if (m.key != "first" && m.key != "next")
           throw ParamError("follow", "unknown follow setting \"" + m.key + "\" (first, next, max)");
-        if (m.value.kind != json::Kind::string || !rapidjson::Pointer(m.value.str.c_str()).IsValid())
-          throw ParamError("follow", "follow." + m.key + " must be a JSON pointer");
-        (m.key == "first" ? _first : _next) = m.value.str;
+        if (m.value.kind != json::Kind::string) throw ParamError("follow", "follow." + m.key + " must be a JSON pointer");
+        json_pointer(m.value.str, "follow");  // checks it
+        (m.key == "first" ? _first : _next).emplace(m.value.str);
+        if (m.key == "first") _first_text = m.value.str;
       }
-      if (_next.empty()) throw ParamError("follow", "follow needs \"next\": the pointer to the next id in a response");
+      if (!_next) throw ParamError("follow", "follow needs \"next\": the pointer to the next id in a response");
     }
     _timeout_ms = init.params.integer("timeout_ms");
     _connect_timeout_ms = init.params.integer("connect_timeout_ms");
@@ -101,7 +103,7 @@ class FetchHttp final : public Node {
     auto chain = std::make_shared<Chain>();
     chain->input = in;
     chain->current = std::move(in);
-    chain->phase = !_follow ? Chain::single : _first.empty() ? Chain::follow : Chain::first;
+    chain->phase = !_follow ? Chain::single : !_first ? Chain::follow : Chain::first;
     if (chain->phase == Chain::follow) chain->current = step_record(*chain, chain->input->id);
     if (_cap.admit(chain)) submit(std::move(chain));
   }
@@ -128,12 +130,6 @@ class FetchHttp final : public Node {
     r->doc_id = ref;  // each followed record is a document of its own in the index
     r->ticket = c.input->ticket;
     return r;
-  }
-
-  static std::string pointer_text(const rapidjson::Document& d, const std::string& ptr) {
-    const rapidjson::Value* v = rapidjson::Pointer(ptr.c_str()).Get(d);
-    if (!v || !v->IsString()) return {};
-    return std::string(v->GetString(), v->GetStringLength());
   }
 
   void submit(std::shared_ptr<Chain> chain) {
@@ -171,21 +167,20 @@ class FetchHttp final : public Node {
       _output->forward(std::move(r));
       return false;
     }
-    rapidjson::Document d;
-    if (!parse_untrusted(d, resp.body)) {
+    // Only the pointer's field is read here, on the loop thread; the next node parses the body.
+    std::string next;
+    const JsonPointerScan& ptr = c.phase == Chain::first ? *_first : *_next;
+    if (ptr.find_string(resp.body, next) == JsonPointerScan::Result::malformed) {
       _output->finish(c.input, Outcome::dead_lettered, "malformed JSON while following " + c.current->id);
       return false;
     }
-    std::string next;
     if (c.phase == Chain::first) {
-      next = pointer_text(d, _first);
       if (next.empty()) {
-        _output->finish(c.input, Outcome::dead_lettered, "no value at " + _first + " to start from");
+        _output->finish(c.input, Outcome::dead_lettered, "no value at " + _first_text + " to start from");
         return false;
       }
       c.phase = Chain::follow;
     } else {
-      next = pointer_text(d, _next);
       c.current->body = std::move(resp.body);
       _output->emit(std::move(c.current));
       ++c.steps;
@@ -220,7 +215,8 @@ class FetchHttp final : public Node {
   size_t _max_bytes = size_t{64} << 20;
   http::Client* _client = nullptr;
   bool _follow = false;
-  std::string _first, _next;
+  std::optional<JsonPointerScan> _first, _next;
+  std::string _first_text;
   int _follow_max = 100000;
 };
 

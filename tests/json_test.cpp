@@ -1,7 +1,11 @@
 #include <gtest/gtest.h>
 
 #include "engine/diagnostics.hpp"
+#include <functional>
+#include <random>
+
 #include "engine/json.hpp"
+#include "engine/json_scan.hpp"
 #include "engine/json_value.hpp"
 
 namespace sluice {
@@ -46,6 +50,136 @@ TEST(UntrustedJson, DeepNestingIsRejectedBeforeParsing) {
   EXPECT_TRUE(json_depth_ok(R"({"a": "[[[[[[[[[[\"[[[["})", 3)) << "brackets inside strings do not count";
   EXPECT_TRUE(parse_untrusted(d, R"({"a": [1, {"b": 2}]})"));
   EXPECT_FALSE(parse_untrusted(d, "{\"a\": "));
+}
+
+TEST(Json, QuotedStringsReadBackAsTheSameBytes) {
+  std::string all;
+  for (int c = 1; c < 256; ++c) all += static_cast<char>(c);
+  for (std::string in : {std::string(), std::string("plain"), std::string("\"\\\n\t\x01 end"), std::string("\xc3\xa9 \xe2\x82\xac"), all}) {
+    std::string out = "prefix:";
+    json::append_quoted(out, in);
+    ASSERT_EQ(out.rfind("prefix:", 0), 0u);
+    rapidjson::Document d;
+    d.Parse(out.data() + 7, out.size() - 7);
+    ASSERT_FALSE(d.HasParseError()) << out;
+    ASSERT_TRUE(d.IsString());
+    EXPECT_EQ(std::string(d.GetString(), d.GetStringLength()), in);
+  }
+  EXPECT_EQ(json::quoted("a\"b\\c\nd\x1f"), "\"a\\\"b\\\\c\\nd\\u001f\"");
+}
+
+using Scan = JsonPointerScan::Result;
+
+Scan scan(std::string_view pointer, std::string_view doc, std::string* out = nullptr) {
+  std::string s;
+  Scan r = JsonPointerScan(pointer).find_string(doc, s);
+  if (out) *out = s;
+  return r;
+}
+
+TEST(JsonPointerScan, FindsAStringAndSkipsTheRest) {
+  std::string v;
+  const char* doc = R"({"versions": [{"text": ["a \"b\" [{", ["c"]]}], "weird": "x\\", "next": "Genesis 1:2", "prev": null})";
+  EXPECT_EQ(scan("/next", doc, &v), Scan::found);
+  EXPECT_EQ(v, "Genesis 1:2");
+  EXPECT_EQ(scan("/versions/0/text/0", doc, &v), Scan::found);
+  EXPECT_EQ(v, "a \"b\" [{");
+  EXPECT_EQ(scan("/versions/0/text/1/0", doc, &v), Scan::found);
+  EXPECT_EQ(v, "c");
+  EXPECT_EQ(scan("/weird", doc, &v), Scan::found);
+  EXPECT_EQ(v, "x\\");
+  EXPECT_EQ(scan("/prev", doc), Scan::absent) << "null is not a string";
+  EXPECT_EQ(scan("/versions", doc), Scan::absent);
+  EXPECT_EQ(scan("/missing", doc), Scan::absent);
+  EXPECT_EQ(scan("/versions/1", doc), Scan::absent);
+  EXPECT_EQ(scan("/versions/x", doc), Scan::absent);
+  EXPECT_EQ(scan("/versions/01", doc), Scan::absent) << "no leading zeros in an index";
+  EXPECT_EQ(scan("/next/0", doc), Scan::absent);
+  EXPECT_EQ(scan("", R"("whole")", &v), Scan::found);
+  EXPECT_EQ(v, "whole");
+  // Escapes in keys and values, and RFC 6901's ~0 and ~1.
+  EXPECT_EQ(scan("/a~1b~0c", R"({"a\/b~c": "\u00e9\ud83d\ude00\n"})", &v), Scan::found);
+  EXPECT_EQ(v, "\xc3\xa9\xf0\x9f\x98\x80\n");
+  EXPECT_EQ(scan("/k", R"({"\u006b": "escaped key"})", &v), Scan::found);
+  EXPECT_EQ(v, "escaped key");
+  EXPECT_EQ(scan("/k", R"({"k": "first", "k": "second"})", &v), Scan::found);
+  EXPECT_EQ(v, "first") << "the first of duplicate names, as RapidJSON's pointers";
+}
+
+TEST(JsonPointerScan, BrokenTextOnTheWayIsMalformed) {
+  for (const char* doc : {"", "{", R"({"next")", R"({"next": )", R"({"next": "unterminated)", R"({"a": [1, 2}, "next": "x"})",
+                          R"({"a": {"b": ]}, "next": "x"})", R"({"a" 1, "next": "x"})", R"({"a": @, "next": "x"})",
+                          R"({"next": "bad \q escape"})", R"({"next": "\ud800 alone"})", "[1, 2"}) {
+    EXPECT_EQ(scan("/next", doc), Scan::malformed) << doc;
+  }
+  std::string deep = "{\"a\": ";
+  deep.append(100000, '[');
+  deep += ", \"next\": \"x\"}";
+  EXPECT_EQ(scan("/next", deep), Scan::malformed) << "nesting past 256 is refused, not recursed";
+}
+
+// The scan against RapidJSON's pointers on random documents and random paths through them.
+TEST(JsonPointerScan, AgreesWithRapidJsonOnRandomDocuments) {
+  std::mt19937 rng(7);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  const char* names[] = {"a", "b", "next", "a/b", "t~x", "\xc3\xa9", "q\"", ""};
+  const char* strings[] = {"", "plain", "with \"quote\"", "back\\slash\\", "[{]}", "\xe2\x82\xac", "line\nbreak", "tab\t"};
+  std::function<void(rapidjson::Value&, rapidjson::Document::AllocatorType&, int)> gen =
+      [&](rapidjson::Value& v, rapidjson::Document::AllocatorType& al, int depth) {
+        int kind = depth > 4 ? pick(4) : pick(6);
+        if (kind == 0) v.SetNull();
+        else if (kind == 1) v.SetDouble(pick(1000) / 7.0 - 50);
+        else if (kind == 2 || kind == 3) v.SetString(strings[pick(8)], al);
+        else if (kind == 4) {
+          v.SetArray();
+          for (int i = pick(4); i > 0; --i) {
+            rapidjson::Value e;
+            gen(e, al, depth + 1);
+            v.PushBack(e, al);
+          }
+        } else {
+          v.SetObject();
+          for (int i = pick(4); i > 0; --i) {
+            rapidjson::Value e;
+            gen(e, al, depth + 1);
+            v.AddMember(rapidjson::Value(names[pick(8)], al), e, al);
+          }
+        }
+      };
+  int found = 0;
+  for (int doc_i = 0; doc_i < 400; ++doc_i) {
+    rapidjson::Document d;
+    gen(d, d.GetAllocator(), 0);
+    std::string text = json_text(d);
+    for (int path_i = 0; path_i < 10; ++path_i) {
+      std::string ptr;
+      for (int depth = pick(5); depth > 0; --depth) {
+        ptr += '/';
+        if (pick(2)) {
+          ptr += std::to_string(pick(3));
+        } else {
+          for (const char* ch = names[pick(8)]; *ch; ++ch) {
+            if (*ch == '~') ptr += "~0";
+            else if (*ch == '/') ptr += "~1";
+            else ptr += *ch;
+          }
+        }
+      }
+      rapidjson::Pointer rp(ptr.c_str());
+      ASSERT_TRUE(rp.IsValid()) << ptr;
+      const rapidjson::Value* want = rp.Get(d);
+      std::string got;
+      Scan r = JsonPointerScan(ptr).find_string(text, got);
+      if (want && want->IsString()) {
+        ++found;
+        ASSERT_EQ(r, Scan::found) << text << " at " << ptr;
+        EXPECT_EQ(got, std::string(want->GetString(), want->GetStringLength())) << text << " at " << ptr;
+      } else {
+        EXPECT_EQ(r, Scan::absent) << text << " at " << ptr;
+      }
+    }
+  }
+  EXPECT_GT(found, 50) << "the random paths must hit strings often enough to test something";
 }
 
 TEST(DidYouMean, SuggestsOnlyCloseNames) {

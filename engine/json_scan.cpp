@@ -1,0 +1,226 @@
+#include "engine/json_scan.hpp"
+
+#include <cstdint>
+#include <cstring>
+
+namespace sluice {
+
+namespace {
+
+constexpr int kMaxSkipDepth = 256;  // as json_depth_ok: deeper is not a body we accept
+
+struct Cursor {
+  const char* p;
+  const char* end;
+
+  void ws() {
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) ++p;
+  }
+  char peek() {
+    ws();
+    return p < end ? *p : '\0';
+  }
+  bool eat(char c) {
+    if (peek() != c) return false;
+    ++p;
+    return true;
+  }
+};
+
+// At the opening quote; moves past the closing one. memchr finds each quote, and a quote after
+// an odd run of backslashes is part of the string.
+bool skip_string(Cursor& c) {
+  const char* s = c.p + 1;
+  for (;;) {
+    const char* q = static_cast<const char*>(std::memchr(s, '"', static_cast<size_t>(c.end - s)));
+    if (!q) return false;
+    size_t backslashes = 0;
+    for (const char* b = q; b > s && b[-1] == '\\'; --b) ++backslashes;
+    if (backslashes % 2 == 0) {
+      c.p = q + 1;
+      return true;
+    }
+    s = q + 1;  // the char before s is a quote, so a run of backslashes never spans it
+  }
+}
+
+bool hex4(Cursor& c, uint32_t& v) {
+  if (c.end - c.p < 4) return false;
+  v = 0;
+  for (int i = 0; i < 4; ++i) {
+    char h = *c.p++;
+    v <<= 4;
+    if (h >= '0' && h <= '9') v |= static_cast<uint32_t>(h - '0');
+    else if (h >= 'a' && h <= 'f') v |= static_cast<uint32_t>(h - 'a' + 10);
+    else if (h >= 'A' && h <= 'F') v |= static_cast<uint32_t>(h - 'A' + 10);
+    else return false;
+  }
+  return true;
+}
+
+void append_utf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// At the opening quote: decodes the string into `out` and moves past it.
+bool read_string(Cursor& c, std::string& out) {
+  out.clear();
+  ++c.p;
+  while (c.p < c.end) {
+    const char* run = c.p;
+    while (c.p < c.end && *c.p != '"' && *c.p != '\\' && static_cast<unsigned char>(*c.p) >= 0x20) ++c.p;
+    out.append(run, static_cast<size_t>(c.p - run));
+    if (c.p >= c.end) return false;
+    char ch = *c.p++;
+    if (ch == '"') return true;
+    if (ch != '\\') return false;  // a raw control character
+    if (c.p >= c.end) return false;
+    switch (*c.p++) {
+      case '"': out += '"'; break;
+      case '\\': out += '\\'; break;
+      case '/': out += '/'; break;
+      case 'b': out += '\b'; break;
+      case 'f': out += '\f'; break;
+      case 'n': out += '\n'; break;
+      case 'r': out += '\r'; break;
+      case 't': out += '\t'; break;
+      case 'u': {
+        uint32_t cp;
+        if (!hex4(c, cp)) return false;
+        if (cp >= 0xDC00 && cp <= 0xDFFF) return false;  // a low surrogate alone
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          uint32_t lo;
+          if (c.end - c.p < 2 || c.p[0] != '\\' || c.p[1] != 'u') return false;
+          c.p += 2;
+          if (!hex4(c, lo) || lo < 0xDC00 || lo > 0xDFFF) return false;
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        }
+        append_utf8(out, cp);
+        break;
+      }
+      default: return false;
+    }
+  }
+  return false;
+}
+
+bool scalar_char(char ch) {
+  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || ch == '-' || ch == '+' || ch == '.' ||
+         ch == 'E';
+}
+
+// Moves past one value. Brackets must pair up and nest at most kMaxSkipDepth deep.
+bool skip_value(Cursor& c) {
+  char open[kMaxSkipDepth];
+  int depth = 0;
+  for (;;) {
+    char ch = c.peek();
+    if (ch == '"') {
+      if (!skip_string(c)) return false;
+    } else if (ch == '{' || ch == '[') {
+      if (depth == kMaxSkipDepth) return false;
+      open[depth++] = ch;
+      ++c.p;
+    } else if (ch == '}' || ch == ']') {
+      if (depth == 0 || open[depth - 1] != (ch == '}' ? '{' : '[')) return false;
+      --depth;
+      ++c.p;
+    } else if (ch == ',' || ch == ':') {
+      if (depth == 0) return false;
+      ++c.p;
+    } else {
+      const char* s = c.p;
+      while (c.p < c.end && scalar_char(*c.p)) ++c.p;
+      if (c.p == s) return false;  // the end of the text, or a char no JSON value has
+    }
+    if (depth == 0) return true;
+  }
+}
+
+bool array_index(const std::string& tok, size_t& idx) {
+  if (tok.empty() || tok.size() > 18 || (tok.size() > 1 && tok[0] == '0')) return false;
+  idx = 0;
+  for (char ch : tok) {
+    if (ch < '0' || ch > '9') return false;
+    idx = idx * 10 + static_cast<size_t>(ch - '0');
+  }
+  return true;
+}
+
+using Result = JsonPointerScan::Result;
+
+Result walk(Cursor& c, const std::vector<std::string>& tokens, size_t depth, std::string& out) {
+  char ch = c.peek();
+  if (ch == '\0') return Result::malformed;
+  if (depth == tokens.size()) {
+    if (ch == '"') return read_string(c, out) ? Result::found : Result::malformed;
+    return skip_value(c) ? Result::absent : Result::malformed;
+  }
+  const std::string& tok = tokens[depth];
+  if (ch == '{') {
+    ++c.p;
+    if (c.eat('}')) return Result::absent;
+    std::string key;
+    for (;;) {
+      if (c.peek() != '"' || !read_string(c, key) || !c.eat(':')) return Result::malformed;
+      if (key == tok) return walk(c, tokens, depth + 1, out);
+      if (!skip_value(c)) return Result::malformed;
+      if (c.eat(',')) continue;
+      return c.eat('}') ? Result::absent : Result::malformed;
+    }
+  }
+  if (ch == '[') {
+    size_t idx = 0;
+    bool is_index = array_index(tok, idx);
+    if (!is_index) return skip_value(c) ? Result::absent : Result::malformed;
+    ++c.p;
+    if (c.eat(']')) return Result::absent;
+    for (size_t i = 0;; ++i) {
+      if (i == idx) return walk(c, tokens, depth + 1, out);
+      if (!skip_value(c)) return Result::malformed;
+      if (c.eat(',')) continue;
+      return c.eat(']') ? Result::absent : Result::malformed;
+    }
+  }
+  return skip_value(c) ? Result::absent : Result::malformed;  // a scalar where the path goes on
+}
+
+}  // namespace
+
+JsonPointerScan::JsonPointerScan(std::string_view pointer) {
+  size_t i = 0;
+  while (i < pointer.size()) {
+    ++i;  // the '/'
+    std::string tok;
+    while (i < pointer.size() && pointer[i] != '/') {
+      if (pointer[i] == '~' && i + 1 < pointer.size() && (pointer[i + 1] == '0' || pointer[i + 1] == '1')) {
+        tok += pointer[i + 1] == '0' ? '~' : '/';
+        i += 2;
+      } else {
+        tok += pointer[i++];
+      }
+    }
+    _tokens.push_back(std::move(tok));
+  }
+}
+
+JsonPointerScan::Result JsonPointerScan::find_string(std::string_view doc, std::string& out) const {
+  Cursor c{doc.data(), doc.data() + doc.size()};
+  return walk(c, _tokens, 0, out);
+}
+
+}  // namespace sluice
