@@ -453,6 +453,7 @@ struct SimServer::Impl {
   // The fixed library plus --sefaria-books synthetic ones (titles kept in sef_titles).
   std::deque<std::string> sef_titles;
   std::vector<SefBook> sef_library;
+  std::unordered_map<std::string_view, const SefBook*> sef_by_title;  // a request must not scan them all
 
   explicit Impl(SimOptions opts) : o(std::move(opts)) {
     sef_library = sef_books();
@@ -463,6 +464,7 @@ struct SimServer::Impl {
       sef_library.push_back({sef_titles.back().c_str(), "ספר", {"Synthetic"}, SefKind::simple,
                              std::vector<int>(kSyntheticChapters, kSyntheticVerses), {}, {}});
     }
+    for (const SefBook& b : sef_library) sef_by_title.emplace(b.title, &b);
     rng = o.seed ^ 0x5eed5eed5eedULL;
     if (o.rpm > 0) rpm_limit = std::max<int64_t>(1, (o.rpm + 59) / 60);
     if (o.tpm > 0) tpm_limit = std::max<int64_t>(1, (o.tpm + 59) / 60);
@@ -1767,12 +1769,15 @@ struct SimServer::Impl {
 
   // 0 when parsed; else an HTTP status with body set to the error.
   int sef_parse_ref(std::string_view ref, SefRef& r) {
+    // The longest title that ends where the ref ends or at one of " .,:".
     const SefBook* best = nullptr;
-    for (const SefBook& b : sef_library) {
-      std::string_view t = b.title;
-      if (ref.starts_with(t) && (ref.size() == t.size() || std::strchr(" .,:", ref[t.size()])) &&
-          (!best || t.size() > std::strlen(best->title)))
-        best = &b;
+    size_t best_len = 0;
+    for (size_t k = ref.size(); k > 0 && !best; --k) {
+      if (k < ref.size() && (ref[k] == '\0' || !std::strchr(" .,:", ref[k]))) continue;
+      if (auto it = sef_by_title.find(ref.substr(0, k)); it != sef_by_title.end()) {
+        best = it->second;
+        best_len = k;
+      }
     }
     auto not_found = [&] {
       error_body("Could not find title in reference: " + std::string(ref));
@@ -1780,7 +1785,7 @@ struct SimServer::Impl {
     };
     if (!best) return not_found();
     r.book = best;
-    std::string_view rest = ref.substr(std::strlen(best->title));
+    std::string_view rest = ref.substr(best_len);
     if (best->kind == SefKind::complex) {
       if (rest.empty()) {
         error_body("Can not get text for complex book-level ref " + std::string(ref) +
@@ -2059,9 +2064,8 @@ struct SimServer::Impl {
   int sefaria_shape(std::string_view raw_title) {
     url_decode(raw_title, tmp2, true);
     std::replace(tmp2.begin(), tmp2.end(), '_', ' ');
-    const SefBook* b = nullptr;
-    for (const SefBook& x : sef_library)
-      if (tmp2 == x.title) b = &x;
+    auto it = sef_by_title.find(tmp2);
+    const SefBook* b = it == sef_by_title.end() ? nullptr : it->second;
     if (!b) {
       error_body("Could not find index for " + tmp2);
       return 404;
