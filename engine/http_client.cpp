@@ -153,7 +153,7 @@ struct Client::Impl {
   // next timeout, and the events the last wait returned, handed to libcurl on the next turn.
   int epfd = -1, wakefd = -1;
   Clock::time_point curl_deadline = Clock::time_point::max();
-  std::array<epoll_event, 512> ready{};
+  std::array<epoll_event, 64> ready{};
   int nready = 0;
 
   std::atomic<uint64_t> submitted{0}, completed{0}, failed{0}, attempts{0}, retries{0}, throttled{0};
