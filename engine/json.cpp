@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <limits>
 
+#include "engine/text.hpp"
+
 namespace sluice::json {
 
 const char* kind_name(Kind k) {
@@ -54,6 +56,20 @@ Value Value::make_bool(bool b) {
   v.kind = Kind::boolean;
   v.boolean = b;
   return v;
+}
+
+char unescape_char(char e) {
+  switch (e) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '/': return '/';
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    default: return 0;
+  }
 }
 
 void append_quoted(std::string& out, std::string_view s) {
@@ -313,24 +329,6 @@ class Parser {
     }
   }
 
-  static void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
   bool hex4(uint32_t& cp) {
     if (_pos + 4 > _s.size()) return fail("truncated \\u escape");
     cp = 0;
@@ -359,29 +357,20 @@ class Parser {
         ++_pos;
         if (_pos >= _s.size()) return fail("unterminated string");
         char e = _s[_pos++];
-        switch (e) {
-          case '"': out += '"'; break;
-          case '\\': out += '\\'; break;
-          case '/': out += '/'; break;
-          case 'b': out += '\b'; break;
-          case 'f': out += '\f'; break;
-          case 'n': out += '\n'; break;
-          case 'r': out += '\r'; break;
-          case 't': out += '\t'; break;
-          case 'u': {
-            uint32_t cp;
-            if (!hex4(cp)) return false;
-            if (cp >= 0xD800 && cp < 0xDC00 && _s.substr(_pos, 2) == "\\u") {
-              _pos += 2;
-              uint32_t lo;
-              if (!hex4(lo)) return false;
-              if (lo >= 0xDC00 && lo < 0xE000) cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            }
-            append_utf8(out, cp);
-            break;
-          }
-          default: return fail(std::string("unknown escape \\") + e);
+        if (char plain = unescape_char(e)) {
+          out += plain;
+          continue;
         }
+        if (e != 'u') return fail(std::string("unknown escape \\") + e);
+        uint32_t cp;
+        if (!hex4(cp)) return false;
+        if (cp >= 0xD800 && cp < 0xDC00 && _s.substr(_pos, 2) == "\\u") {
+          _pos += 2;
+          uint32_t lo;
+          if (!hex4(lo)) return false;
+          if (lo >= 0xDC00 && lo < 0xE000) cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        }
+        text::append_utf8(out, cp);
         continue;
       }
       if (static_cast<unsigned char>(c) < 0x20) return fail("control character inside a string");

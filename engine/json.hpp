@@ -61,6 +61,9 @@ struct ParseError {
 // Parses `text`; on failure returns false and fills `error`. Duplicate keys are an error.
 bool parse(std::string_view text, Value& out, ParseError& error);
 
+// What a one-letter escape stands for (\" \\ \/ \b \f \n \r \t after the backslash), or 0.
+char unescape_char(char e);
+
 // Appends `s` as a JSON string literal (quoted, escaped) to `out`.
 void append_quoted(std::string& out, std::string_view s);
 std::string quoted(std::string_view s);

@@ -3,6 +3,9 @@
 #include <cstdint>
 #include <cstring>
 
+#include "engine/json.hpp"
+#include "engine/text.hpp"
+
 namespace sluice {
 
 namespace {
@@ -58,24 +61,6 @@ bool hex4(Cursor& c, uint32_t& v) {
   return true;
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 // At the opening quote: decodes the string into `out` and moves past it.
 bool read_string(Cursor& c, std::string& out) {
   out.clear();
@@ -89,31 +74,23 @@ bool read_string(Cursor& c, std::string& out) {
     if (ch == '"') return true;
     if (ch != '\\') return false;  // a raw control character
     if (c.p >= c.end) return false;
-    switch (*c.p++) {
-      case '"': out += '"'; break;
-      case '\\': out += '\\'; break;
-      case '/': out += '/'; break;
-      case 'b': out += '\b'; break;
-      case 'f': out += '\f'; break;
-      case 'n': out += '\n'; break;
-      case 'r': out += '\r'; break;
-      case 't': out += '\t'; break;
-      case 'u': {
-        uint32_t cp;
-        if (!hex4(c, cp)) return false;
-        if (cp >= 0xDC00 && cp <= 0xDFFF) return false;  // a low surrogate alone
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-          uint32_t lo;
-          if (c.end - c.p < 2 || c.p[0] != '\\' || c.p[1] != 'u') return false;
-          c.p += 2;
-          if (!hex4(c, lo) || lo < 0xDC00 || lo > 0xDFFF) return false;
-          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        }
-        append_utf8(out, cp);
-        break;
-      }
-      default: return false;
+    char e = *c.p++;
+    if (char plain = json::unescape_char(e)) {
+      out += plain;
+      continue;
     }
+    if (e != 'u') return false;
+    uint32_t cp;
+    if (!hex4(c, cp)) return false;
+    if (cp >= 0xDC00 && cp <= 0xDFFF) return false;  // a low surrogate alone
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+      uint32_t lo;
+      if (c.end - c.p < 2 || c.p[0] != '\\' || c.p[1] != 'u') return false;
+      c.p += 2;
+      if (!hex4(c, lo) || lo < 0xDC00 || lo > 0xDFFF) return false;
+      cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+    }
+    text::append_utf8(out, cp);
   }
   return false;
 }
