@@ -176,6 +176,7 @@ class JsonlIndex final : public Node {
       if (_pending.size() >= _batch) {
         batch.swap(_pending);
         buf.swap(_buf);
+        _buf.swap(_spare);
       }
     }
     if (!batch.empty()) write(batch, buf);
@@ -188,6 +189,7 @@ class JsonlIndex final : public Node {
       if (_pending.empty() || (!force && Clock::now() - _oldest < _linger)) return;
       batch.swap(_pending);
       buf.swap(_buf);
+      _buf.swap(_spare);
     }
     write(batch, buf);
   }
@@ -207,7 +209,7 @@ class JsonlIndex final : public Node {
   using Clock = std::chrono::steady_clock;
 
   // Acknowledges after the bytes reached the kernel (fflush): a kill -9 cannot lose them.
-  void write(std::vector<RecordPtr>& batch, const std::string& buf) {
+  void write(std::vector<RecordPtr>& batch, std::string& buf) {
     bool ok;
     std::string err;
     {
@@ -220,15 +222,20 @@ class JsonlIndex final : public Node {
       else _output->finish(r, Outcome::dead_lettered, err);
     }
     if (!ok) _output->fail_run("\"" + _path + "\": " + err);
+    // The batch's buffer is kept for the next batch: a fresh one per batch (megabytes, grown
+    // by doubling and freed on whichever thread wrote it) made peak RSS vary run to run.
+    buf.clear();
+    std::lock_guard lock(_mu);
+    if (_spare.capacity() < buf.capacity()) _spare.swap(buf);
   }
 
   std::string _path;
   std::string _part_tag;
   size_t _batch;
   std::chrono::milliseconds _linger;
-  mutable std::mutex _mu;  // _pending, _buf, _oldest
+  mutable std::mutex _mu;  // _pending, _buf, _spare, _oldest
   std::vector<RecordPtr> _pending;
-  std::string _buf;
+  std::string _buf, _spare;  // the batch being filled; an empty one with capacity, for the next
   Clock::time_point _oldest;
   std::mutex _file_mu;
   FILE* _file = nullptr;
