@@ -322,10 +322,23 @@ class Builder {
     } else if (expect(*type, Kind::string, path + ".type")) {
       ns.type = type->str;
       ns.info = _registry.find(ns.type);
-      if (!ns.info)
-        _diag.error(type->loc, path + ".type",
-                    "unknown node type \"" + ns.type + "\"" + did_you_mean(ns.type, _registry.types()) +
-                        "; `sluice nodes` lists them");
+      if (!ns.info) {
+        // A var-fed type ("${embedder}") is meant to be one of the node's variants: suggest and
+        // list those, not the whole registry.
+        std::vector<std::string> offered;
+        if (const Value* v = n.find("variants"); v && v->kind == Kind::object)
+          for (const auto& m : v->members) offered.push_back(m.key);
+        std::string msg = "unknown node type \"" + ns.type + "\"";
+        if (offered.empty()) {
+          msg += did_you_mean(ns.type, _registry.types());
+          msg += "; `sluice nodes` lists them";
+        } else {
+          msg += did_you_mean(ns.type, offered);
+          msg += "; this node's variants: ";
+          for (size_t i = 0; i < offered.size(); ++i) msg += (i ? ", " : "") + offered[i];
+        }
+        _diag.error(type->loc, path + ".type", msg);
+      }
     }
     Value empty_params;
     empty_params.kind = Kind::object;

@@ -125,6 +125,12 @@ const BadCase kBad[] = {
      "{\"path\": \"/dev/null\"}}}}], \"edges\": [[\"s\", \"k\"]]}",
      "test.json:2:21: nodes[1].type: type \"index.sqlite\" has no entry under \"variants\" (this node offers: "
      "index.jsonl)\n"},
+    {"UnknownVarFedTypeListsTheVariants",
+     "{\"vars\": {\"sink\": \"index.jsnol\"}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"${sink}\", \"variants\": {\"index.sqlite\": {\"params\": {\"path\": \"x.db\"}}, "
+     "\"index.jsonl\": {\"params\": {\"path\": \"x\"}}}}], \"edges\": [[\"s\", \"k\"]]}",
+     "test.json:2:21: nodes[1].type: unknown node type \"index.jsnol\" (did you mean 'index.jsonl'?); this node's "
+     "variants: index.sqlite, index.jsonl\n"},
     {"VariantKeyedByUnknownType",
      "{\"vars\": {\"sink\": \"index.jsonl\"}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
      "{\"id\": \"k\", \"type\": \"${sink}\", \"variants\": {\"index.jsnl\": {}, \"index.jsonl\": {\"params\": "
