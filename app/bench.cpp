@@ -181,8 +181,7 @@ ChildResult run_child(const std::string& exe, const std::vector<std::string>& ar
     pid_t w = wait4(pid, &status, WNOHANG, &ru);
     if (w < 0 && errno != EINTR) return res;  // not our child any more: nothing to wait for
     if (w == pid) {
-      auto sec = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
-      res.cpu_s = sec(ru.ru_utime) + sec(ru.ru_stime);
+      res.cpu_s = cpu_seconds(ru);
       res.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       return res;
     }

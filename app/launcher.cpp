@@ -164,12 +164,7 @@ RunReport aggregate(const GraphSpec& spec, std::vector<Worker>& workers, double 
     rep.peak_rss_bytes = std::max(rep.peak_rss_bytes, r.peak_rss_bytes);
     rep.peak_rss_total_bytes += r.peak_rss_bytes;
     rep.cpu_s += r.cpu_s;
-    rep.http.requests += r.http.requests;
-    rep.http.attempts += r.http.attempts;
-    rep.http.retries += r.http.retries;
-    rep.http.throttled += r.http.throttled;
-    rep.http.failed += r.http.failed;
-    rep.http.latency.merge(r.http.latency);
+    rep.http.merge(r.http);
     rep.tokens += r.tokens;
     rep.cost_usd += r.cost_usd;
     rep.interrupted = rep.interrupted || r.interrupted;

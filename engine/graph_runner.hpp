@@ -3,6 +3,8 @@
 // when its completion ticket closes. run_graph() blocks the calling thread until the graph drains.
 #pragma once
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -68,6 +70,16 @@ struct HttpReport {
   uint64_t throttled = 0;  // 429 answers
   uint64_t failed = 0;     // requests that finally failed
   LatencyHistogram latency;  // per attempt
+
+  // Adds another process's figures (the launcher's sum over its workers).
+  void merge(const HttpReport& o) {
+    requests += o.requests;
+    attempts += o.attempts;
+    retries += o.retries;
+    throttled += o.throttled;
+    failed += o.failed;
+    latency.merge(o.latency);
+  }
 };
 
 struct RunReport {
@@ -123,6 +135,7 @@ std::string human_duration(double seconds);
 
 uint64_t peak_rss_bytes();
 double process_cpu_seconds();  // user + system time of this process so far
+double cpu_seconds(const rusage& ru);  // its user + system time
 int hardware_threads();
 
 }  // namespace sluice

@@ -3,12 +3,14 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <unordered_set>
 
 #include <rapidjson/document.h>
@@ -47,10 +49,17 @@ class Db {
   Db() = default;
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
-  ~Db() {
+  ~Db() { close(); }
+
+  void close() {
     for (auto* s : _stmts) sqlite3_finalize(s);
+    _stmts.clear();
     if (_db) sqlite3_close_v2(_db);
+    _db = nullptr;
   }
+  // The last error was SQLITE_BUSY: another connection held a lock, and SQLite gave up at once
+  // rather than wait where waiting could deadlock.
+  bool busy() const { return _db && (sqlite3_extended_errcode(_db) & 0xff) == SQLITE_BUSY; }
 
   void open(const std::string& path, int flags) {
     if (sqlite3_open_v2(path.c_str(), &_db, flags, nullptr) != SQLITE_OK)
@@ -132,19 +141,53 @@ class SqliteIndex final : public Node {
     Node::open(out);
     std::filesystem::path p(_path);
     if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-    if (std::filesystem::exists(p) && std::filesystem::file_size(p) > 0) {
+    // A launcher's workers open one new file at once. Switching it to WAL and creating the
+    // schema take locks that SQLite may refuse at once (SQLITE_BUSY, no busy wait, where waiting
+    // could deadlock): then start over, for as long as the busy timeout.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+      bool busy = false;
+      try {
+        open_once(busy);
+        return;
+      } catch (const std::runtime_error&) {
+        busy = busy || _db.busy();
+        if (!busy || std::chrono::steady_clock::now() >= deadline) throw;
+      }
+      _db.close();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  void open_once(bool& busy) {
+    if (std::filesystem::exists(_path) && std::filesystem::file_size(_path) > 0) {
       // Check read-only first: never create tables in someone else's database.
       Db probe;
       probe.open(_path, SQLITE_OPEN_READONLY);
-      check_foreign(probe, _path);
+      try {
+        check_foreign(probe, _path);
+      } catch (const std::runtime_error&) {
+        busy = probe.busy();
+        throw;
+      }
     }
     _db.open(_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX);
     // 16 KiB pages (new files only): a quarter of the write syscalls of the 4 KiB default.
     _db.exec("PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
-    _db.exec(kSchema);
-    if (_db.meta("format").empty()) {
-      _db.set_meta("format", kFormat);
-      _db.set_meta("schema_version", kSchemaVersion);
+    // The schema and its format mark in one transaction: another process opening the same new
+    // file (a launcher's workers share one index) sees nothing or a marked sluice index, never
+    // tables without their mark, which it would refuse as foreign.
+    _db.exec("BEGIN IMMEDIATE");
+    try {
+      _db.exec(kSchema);
+      if (_db.meta("format").empty()) {
+        _db.set_meta("format", kFormat);
+        _db.set_meta("schema_version", kSchemaVersion);
+      }
+      _db.exec("COMMIT");
+    } catch (...) {
+      sqlite3_exec(_db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
     }
     _embedder = _db.meta("embedder");
     _select = _db.prepare("SELECT rowid, text, doc_id, seq, meta, vector FROM chunks WHERE id = ?1");

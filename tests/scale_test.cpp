@@ -420,14 +420,14 @@ TEST(ScaleOut, AKilledWorkerIsRestartedAndNothingIsMissingOrTwice) {
   std::vector<pid_t> workers = wait_for_workers(launcher, 2);
   ASSERT_EQ(workers.size(), 2u);
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
-  ASSERT_TRUE(alive(workers[0])) << "the run ended before the kill: make it longer";
+  ASSERT_TRUE(alive(workers[0])) << "the run ended before the kill: make it longer\n" << test::read_file(dir / "err.txt");
   kill(workers[0], SIGKILL);
   EXPECT_EQ(wait_exit(launcher, 120), 0) << test::read_file(dir / "err.txt");
   EXPECT_NE(test::read_file(dir / "err.txt").find("worker 0 killed by signal 9; restarting it with resume (1 of 3)"),
             std::string::npos)
       << test::read_file(dir / "err.txt");
   auto r = report(dir / "r.json");
-  EXPECT_EQ(r["restarts"].GetInt(), 1);
+  EXPECT_EQ(r["restarts"].GetInt(), 1) << test::read_file(dir / "err.txt");
   EXPECT_EQ(r["lost"].GetUint64(), 0u);
   size_t lines = 0, rows = 0;
   EXPECT_EQ(jsonl_chunks(dir / "out.jsonl", &lines), expected);
