@@ -153,6 +153,9 @@ struct Client::Impl {
   // next timeout, and the events the last wait returned, handed to libcurl on the next turn.
   int epfd = -1, wakefd = -1;
   Clock::time_point curl_deadline = Clock::time_point::max();
+  // At most 64 ready sockets a turn: each turn's completions start their follow-up requests
+  // before the next turn, so a chained request does not wait for a whole wave of 500 responses
+  // to be read and called back (512 a turn: p50 62-75 ms against a 50 ms upstream; 64: 51-57).
   std::array<epoll_event, 64> ready{};
   int nready = 0;
 

@@ -82,7 +82,7 @@ bool read_string(Cursor& c, std::string& out) {
     if (e != 'u') return false;
     uint32_t cp;
     if (!hex4(c, cp)) return false;
-    if (cp >= 0xDC00 && cp <= 0xDFFF) return false;  // a low surrogate alone
+    // A low surrogate alone is kept, as RapidJSON keeps it; a high one needs its pair.
     if (cp >= 0xD800 && cp <= 0xDBFF) {
       uint32_t lo;
       if (c.end - c.p < 2 || c.p[0] != '\\' || c.p[1] != 'u') return false;
@@ -196,6 +196,7 @@ JsonPointerScan::JsonPointerScan(std::string_view pointer) {
 }
 
 JsonPointerScan::Result JsonPointerScan::find_string(std::string_view doc, std::string& out) const {
+  if (doc.starts_with("\xEF\xBB\xBF")) doc.remove_prefix(3);  // a UTF-8 BOM, as RapidJSON skips it
   Cursor c{doc.data(), doc.data() + doc.size()};
   return walk(c, _tokens, 0, out);
 }

@@ -56,10 +56,12 @@ class Db {
     _stmts.clear();
     if (_db) sqlite3_close_v2(_db);
     _db = nullptr;
+    _last_rc = SQLITE_OK;
   }
-  // The last error was SQLITE_BUSY: another connection held a lock, and SQLite gave up at once
-  // rather than wait where waiting could deadlock.
-  bool busy() const { return _db && (sqlite3_extended_errcode(_db) & 0xff) == SQLITE_BUSY; }
+  // The last error thrown was SQLITE_BUSY: another connection held a lock past the busy timeout,
+  // or SQLite gave up at once where waiting could deadlock. Remembered when thrown: a ROLLBACK
+  // after it would overwrite the connection's own error code.
+  bool busy() const { return (_last_rc & 0xff) == SQLITE_BUSY; }
 
   void open(const std::string& path, int flags) {
     if (sqlite3_open_v2(path.c_str(), &_db, flags, nullptr) != SQLITE_OK)
@@ -69,7 +71,8 @@ class Db {
   }
   void exec(const char* sql) {
     char* err = nullptr;
-    if (sqlite3_exec(_db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    if (int rc = sqlite3_exec(_db, sql, nullptr, nullptr, &err); rc != SQLITE_OK) {
+      _last_rc = rc;
       std::string msg = err ? err : "unknown error";
       sqlite3_free(err);
       throw std::runtime_error(msg);
@@ -77,24 +80,39 @@ class Db {
   }
   sqlite3_stmt* prepare(const char* sql) {
     sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(_db, sql, -1, &s, nullptr) != SQLITE_OK)
-      throw std::runtime_error(std::string("SQLite: ") + sqlite3_errmsg(_db));
+    if (int rc = sqlite3_prepare_v2(_db, sql, -1, &s, nullptr); rc != SQLITE_OK) fail(rc);
     _stmts.push_back(s);
     return s;
+  }
+  // Steps a query to its first row: true with the row to read (the caller resets), false for
+  // none; an error (a lock included) throws rather than reading as "no row".
+  bool first_row(sqlite3_stmt* s) {
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) return true;
+    if (rc != SQLITE_DONE) {
+      std::string msg = std::string("SQLite: ") + sqlite3_errmsg(_db);
+      sqlite3_reset(s);
+      _last_rc = rc;
+      throw std::runtime_error(msg);
+    }
+    sqlite3_reset(s);
+    return false;
   }
   bool has_table(const char* name) {
     sqlite3_stmt* s = prepare("SELECT 1 FROM sqlite_master WHERE name = ?");
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    bool found = sqlite3_step(s) == SQLITE_ROW;
-    sqlite3_reset(s);
+    bool found = first_row(s);
+    if (found) sqlite3_reset(s);
     return found;
   }
   std::string meta(const char* key) {
     sqlite3_stmt* s = prepare("SELECT value FROM sluice_meta WHERE key = ?");
     sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
     std::string v;
-    if (sqlite3_step(s) == SQLITE_ROW) v = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-    sqlite3_reset(s);
+    if (first_row(s)) {
+      v = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+      sqlite3_reset(s);
+    }
     return v;
   }
   void set_meta(const char* key, const std::string& value) {
@@ -104,13 +122,19 @@ class Db {
     sqlite3_bind_text(s, 2, value.c_str(), -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE) throw std::runtime_error(std::string("SQLite: ") + sqlite3_errmsg(_db));
+    if (rc != SQLITE_DONE) fail(rc);
   }
   sqlite3* get() { return _db; }
   const char* errmsg() { return sqlite3_errmsg(_db); }
 
  private:
+  [[noreturn]] void fail(int rc) {
+    _last_rc = rc;
+    throw std::runtime_error(std::string("SQLite: ") + sqlite3_errmsg(_db));
+  }
+
   sqlite3* _db = nullptr;
+  int _last_rc = SQLITE_OK;
   std::vector<sqlite3_stmt*> _stmts;
 };
 
@@ -118,15 +142,14 @@ class Db {
 // application's data.
 void check_foreign(Db& db, const std::string& path) {
   if (!db.has_table("sluice_meta")) {
-    bool has_any = false;
     sqlite3_stmt* s = db.prepare("SELECT 1 FROM sqlite_master LIMIT 1");
-    has_any = sqlite3_step(s) == SQLITE_ROW;
-    sqlite3_reset(s);
+    bool has_any = db.first_row(s);
+    if (has_any) sqlite3_reset(s);
     if (has_any) throw std::runtime_error("\"" + path + "\" is an SQLite database but not a sluice index");
     return;
   }
-  if (db.meta("format") != kFormat)
-    throw std::runtime_error("\"" + path + "\" is not a sluice index (format is \"" + db.meta("format") + "\")");
+  if (std::string format = db.meta("format"); format != kFormat)
+    throw std::runtime_error("\"" + path + "\" is not a sluice index (format is \"" + format + "\")");
 }
 
 class SqliteIndex final : public Node {

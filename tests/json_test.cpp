@@ -104,6 +104,10 @@ TEST(JsonPointerScan, FindsAStringAndSkipsTheRest) {
   EXPECT_EQ(v, "escaped key");
   EXPECT_EQ(scan("/k", R"({"k": "first", "k": "second"})", &v), Scan::found);
   EXPECT_EQ(v, "first") << "the first of duplicate names, as RapidJSON's pointers";
+  EXPECT_EQ(scan("/next", "\xEF\xBB\xBF{\"next\": \"after a BOM\"}", &v), Scan::found);
+  EXPECT_EQ(v, "after a BOM") << "a UTF-8 byte order mark is skipped, as RapidJSON skips it";
+  EXPECT_EQ(scan("/next", R"({"\udc01": 1, "next": "x\udc00"})", &v), Scan::found) << "a lone low surrogate, as RapidJSON";
+  EXPECT_EQ(v, "x\xed\xb0\x80");
 }
 
 TEST(JsonPointerScan, BrokenTextOnTheWayIsMalformed) {
