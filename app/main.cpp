@@ -321,7 +321,8 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "Run a graph config");
   run->add_option("GRAPH", ra.graph, "graph config (JSON)")->required();
   run->add_option("--threads", ra.threads,
-                  "threads per process (default: settings.threads, else all cores divided among --processes)")
+                  "oneTBB worker threads per process (default: settings.threads, else all cores divided "
+                  "among --processes)")
       ->check(CLI::Range(1, 4096));
   run->add_option("--set", ra.sets, "override a declared var: name=value (repeatable)");
   run->add_option("--report", ra.report_path, "write the run report as JSON to FILE");
