@@ -178,7 +178,7 @@ Result walk(Cursor& c, const std::vector<std::string>& tokens, size_t depth, std
 
 }  // namespace
 
-JsonPointerScan::JsonPointerScan(std::string_view pointer) {
+JsonPointerScan::JsonPointerScan(std::string_view pointer) : _pointer(pointer) {
   size_t i = 0;
   while (i < pointer.size()) {
     ++i;  // the '/'

@@ -27,7 +27,10 @@ class JsonPointerScan {
   // Like the first member of a name, as RapidJSON's pointers pick it.
   Result find_string(std::string_view doc, std::string& out) const;
 
+  const std::string& pointer() const { return _pointer; }  // as given
+
  private:
+  std::string _pointer;
   std::vector<std::string> _tokens;
 };
 

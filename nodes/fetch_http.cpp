@@ -82,7 +82,6 @@ class FetchHttp final : public Node {
         if (m.value.kind != json::Kind::string) throw ParamError("follow", "follow." + m.key + " must be a JSON pointer");
         json_pointer(m.value.str, "follow");  // checks it
         (m.key == "first" ? _first : _next).emplace(m.value.str);
-        if (m.key == "first") _first_text = m.value.str;
       }
       if (!_next) throw ParamError("follow", "follow needs \"next\": the pointer to the next id in a response");
     }
@@ -176,7 +175,7 @@ class FetchHttp final : public Node {
     }
     if (c.phase == Chain::first) {
       if (next.empty()) {
-        _output->finish(c.input, Outcome::dead_lettered, "no value at " + _first_text + " to start from");
+        _output->finish(c.input, Outcome::dead_lettered, "no value at " + _first->pointer() + " to start from");
         return false;
       }
       c.phase = Chain::follow;
@@ -216,7 +215,6 @@ class FetchHttp final : public Node {
   http::Client* _client = nullptr;
   bool _follow = false;
   std::optional<JsonPointerScan> _first, _next;
-  std::string _first_text;
   int _follow_max = 100000;
 };
 

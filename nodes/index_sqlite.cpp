@@ -43,6 +43,12 @@ DROP TRIGGER IF EXISTS chunks_ad;
 DROP TRIGGER IF EXISTS chunks_au;
 )sql";
 
+// SQLITE_BUSY: another connection held a lock past the busy timeout, or SQLite gave up at once
+// where waiting could deadlock. Its own type, so that opening can start over on it alone.
+struct SqliteBusy : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // RAII for one connection and its statements.
 class Db {
  public:
@@ -56,12 +62,7 @@ class Db {
     _stmts.clear();
     if (_db) sqlite3_close_v2(_db);
     _db = nullptr;
-    _last_rc = SQLITE_OK;
   }
-  // The last error thrown was SQLITE_BUSY: another connection held a lock past the busy timeout,
-  // or SQLite gave up at once where waiting could deadlock. Remembered when thrown: a ROLLBACK
-  // after it would overwrite the connection's own error code.
-  bool busy() const { return (_last_rc & 0xff) == SQLITE_BUSY; }
 
   void open(const std::string& path, int flags) {
     if (sqlite3_open_v2(path.c_str(), &_db, flags, nullptr) != SQLITE_OK)
@@ -72,10 +73,9 @@ class Db {
   void exec(const char* sql) {
     char* err = nullptr;
     if (int rc = sqlite3_exec(_db, sql, nullptr, nullptr, &err); rc != SQLITE_OK) {
-      _last_rc = rc;
       std::string msg = err ? err : "unknown error";
       sqlite3_free(err);
-      throw std::runtime_error(msg);
+      raise(rc, msg);
     }
   }
   sqlite3_stmt* prepare(const char* sql) {
@@ -84,35 +84,37 @@ class Db {
     _stmts.push_back(s);
     return s;
   }
-  // Steps a query to its first row: true with the row to read (the caller resets), false for
-  // none; an error (a lock included) throws rather than reading as "no row".
-  bool first_row(sqlite3_stmt* s) {
+  // Steps once: SQLITE_ROW (the row is there to read; the caller resets) or SQLITE_DONE.
+  // An error, a lock included, throws rather than reading as "no row".
+  int step(sqlite3_stmt* s) {
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) return true;
-    if (rc != SQLITE_DONE) {
-      std::string msg = std::string("SQLite: ") + sqlite3_errmsg(_db);
-      sqlite3_reset(s);
-      _last_rc = rc;
-      throw std::runtime_error(msg);
-    }
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) return rc;
     sqlite3_reset(s);
-    return false;
+    fail(rc);
+  }
+  // A statement that returns nothing worth keeping: stepped once, reset, its bindings cleared.
+  void run(sqlite3_stmt* s) {
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) fail(rc);
+  }
+  bool any_row(sqlite3_stmt* s) {
+    bool found = step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return found;
   }
   bool has_table(const char* name) {
     sqlite3_stmt* s = prepare("SELECT 1 FROM sqlite_master WHERE name = ?");
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    bool found = first_row(s);
-    if (found) sqlite3_reset(s);
-    return found;
+    return any_row(s);
   }
   std::string meta(const char* key) {
     sqlite3_stmt* s = prepare("SELECT value FROM sluice_meta WHERE key = ?");
     sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
     std::string v;
-    if (first_row(s)) {
-      v = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-      sqlite3_reset(s);
-    }
+    if (step(s) == SQLITE_ROW) v = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    sqlite3_reset(s);
     return v;
   }
   void set_meta(const char* key, const std::string& value) {
@@ -120,21 +122,19 @@ class Db {
                               "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, value.c_str(), -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) fail(rc);
+    run(s);
   }
   sqlite3* get() { return _db; }
   const char* errmsg() { return sqlite3_errmsg(_db); }
 
  private:
-  [[noreturn]] void fail(int rc) {
-    _last_rc = rc;
-    throw std::runtime_error(std::string("SQLite: ") + sqlite3_errmsg(_db));
+  [[noreturn]] void fail(int rc) { raise(rc, std::string("SQLite: ") + sqlite3_errmsg(_db)); }
+  [[noreturn]] static void raise(int rc, const std::string& msg) {
+    if ((rc & 0xff) == SQLITE_BUSY) throw SqliteBusy(msg);
+    throw std::runtime_error(msg);
   }
 
   sqlite3* _db = nullptr;
-  int _last_rc = SQLITE_OK;
   std::vector<sqlite3_stmt*> _stmts;
 };
 
@@ -142,10 +142,8 @@ class Db {
 // application's data.
 void check_foreign(Db& db, const std::string& path) {
   if (!db.has_table("sluice_meta")) {
-    sqlite3_stmt* s = db.prepare("SELECT 1 FROM sqlite_master LIMIT 1");
-    bool has_any = db.first_row(s);
-    if (has_any) sqlite3_reset(s);
-    if (has_any) throw std::runtime_error("\"" + path + "\" is an SQLite database but not a sluice index");
+    if (db.any_row(db.prepare("SELECT 1 FROM sqlite_master LIMIT 1")))
+      throw std::runtime_error("\"" + path + "\" is an SQLite database but not a sluice index");
     return;
   }
   if (std::string format = db.meta("format"); format != kFormat)
@@ -169,30 +167,23 @@ class SqliteIndex final : public Node {
     // could deadlock): then start over, for as long as the busy timeout.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     for (;;) {
-      bool busy = false;
       try {
-        open_once(busy);
+        open_once();
         return;
-      } catch (const std::runtime_error&) {
-        busy = busy || _db.busy();
-        if (!busy || std::chrono::steady_clock::now() >= deadline) throw;
+      } catch (const SqliteBusy&) {
+        if (std::chrono::steady_clock::now() >= deadline) throw;
       }
       _db.close();
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }
 
-  void open_once(bool& busy) {
+  void open_once() {
     if (std::filesystem::exists(_path) && std::filesystem::file_size(_path) > 0) {
       // Check read-only first: never create tables in someone else's database.
       Db probe;
       probe.open(_path, SQLITE_OPEN_READONLY);
-      try {
-        check_foreign(probe, _path);
-      } catch (const std::runtime_error&) {
-        busy = probe.busy();
-        throw;
-      }
+      check_foreign(probe, _path);
     }
     _db.open(_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX);
     // 16 KiB pages (new files only): a quarter of the write syscalls of the 4 KiB default.
@@ -252,7 +243,7 @@ class SqliteIndex final : public Node {
         if (docs_seen.insert(r->doc_id).second) {
           sqlite3_bind_text(_upsert_doc, 1, r->doc_id.data(), static_cast<int>(r->doc_id.size()), SQLITE_STATIC);
           sqlite3_bind_text(_upsert_doc, 2, meta.data(), static_cast<int>(meta.size()), SQLITE_TRANSIENT);
-          step(_upsert_doc);
+          _db.run(_upsert_doc);
         }
       }
       _db.exec("COMMIT");
@@ -266,13 +257,6 @@ class SqliteIndex final : public Node {
       else _output->finish(r, Outcome::dead_lettered, error);
     }
     if (!error.empty()) _output->fail_run("writing \"" + _path + "\" failed: " + error);
-  }
-
-  void step(sqlite3_stmt* st) {
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) throw std::runtime_error(std::string("SQLite: ") + _db.errmsg());
   }
 
   static bool same_text(sqlite3_stmt* st, int col, std::string_view v) {
@@ -294,11 +278,11 @@ class SqliteIndex final : public Node {
     // A new chunk (the common case) costs one insert; only an existing id is read back.
     sqlite3_bind_text(_insert, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
     bind_row(_insert);
-    step(_insert);
+    _db.run(_insert);
     if (sqlite3_changes(_db.get()) == 1) {
       sqlite3_bind_int64(_fts_insert, 1, sqlite3_last_insert_rowid(_db.get()));
       sqlite3_bind_text(_fts_insert, 2, r.text.data(), static_cast<int>(r.text.size()), SQLITE_STATIC);
-      step(_fts_insert);
+      _db.run(_fts_insert);
       return;
     }
     sqlite3_bind_text(_select, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
@@ -328,16 +312,16 @@ class SqliteIndex final : public Node {
       sqlite3_reset(_select);
       sqlite3_bind_int64(_fts_delete, 1, rowid);
       sqlite3_bind_text(_fts_delete, 2, old.data(), static_cast<int>(old.size()), SQLITE_STATIC);
-      step(_fts_delete);
+      _db.run(_fts_delete);
       sqlite3_bind_int64(_fts_insert, 1, rowid);
       sqlite3_bind_text(_fts_insert, 2, r.text.data(), static_cast<int>(r.text.size()), SQLITE_STATIC);
-      step(_fts_insert);
+      _db.run(_fts_insert);
     } else {
       sqlite3_reset(_select);
     }
     sqlite3_bind_int64(_update, 1, rowid);
     bind_row(_update);
-    step(_update);
+    _db.run(_update);
   }
 
   void check_embedder(const std::vector<RecordPtr>& batch) {
