@@ -55,6 +55,7 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
   void fail_run(std::string message) override;
   void hold() override;
   void release() override;
+  void offload(std::function<void()> fn) override;
   http::Client& http() override;
   // Both NodeOutput::emit (a new record of a held document) and SourceOutput::emit (a new
   // document): told apart by whether the record already has a ticket.
@@ -386,6 +387,28 @@ void NodeRuntime::put(const RecordPtr& r) {
 
 void NodeRuntime::hold() { _runner.hold_graph(); }
 void NodeRuntime::release() { _runner.release_graph(); }
+
+void NodeRuntime::offload(std::function<void()> fn) {
+  auto run = [this, fn = std::move(fn)] {
+    auto t0 = Clock::now();
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      fail_run(e.what());
+    }
+    slot().busy_ns.fetch_add(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
+  };
+  if (!t_outside_arena) {
+    run();
+    return;
+  }
+  _runner.hold_graph();
+  _runner.arena->enqueue([this, run = std::move(run)] {
+    run();
+    _runner.release_graph();
+  });
+}
 http::Client& NodeRuntime::http() { return _runner.http_client(); }
 
 bool NodeRuntime::stopping() const { return _runner.stopping(); }
@@ -851,6 +874,7 @@ RunReport Runner::run() {
   rep.http.retries = _http_stats.retries;
   rep.http.throttled = _http_stats.throttled;
   rep.http.failed = _http_stats.failed;
+  rep.http.loop_cpu_s = _http_stats.loop_cpu_s;
   rep.http.latency = _http_stats.latency;
   rep.interrupted = _opts.interrupt && _opts.interrupt->load();
   {
@@ -972,6 +996,9 @@ std::string RunReport::to_json() const {
   w.Key("retries"); w.Uint64(http.retries);
   w.Key("throttled"); w.Uint64(http.throttled);
   w.Key("failed"); w.Uint64(http.failed);
+  w.Key("loop_cpu_s"); w.Double(http.loop_cpu_s);
+  w.Key("loop_cpu_us_per_request");
+  w.Double(http.requests > 0 ? 1e6 * http.loop_cpu_s / static_cast<double>(http.requests) : 0);
   w.Key("latency_ms");
   w.StartObject();
   w.Key("p50"); w.Double(http.latency.quantile_ms(0.50));
@@ -1064,6 +1091,7 @@ bool RunReport::from_json(std::string_view text, RunReport& r) {
     r.http.retries = hu("retries");
     r.http.throttled = hu("throttled");
     r.http.failed = hu("failed");
+    r.http.loop_cpu_s = dbl(o, "loop_cpu_s");
     r.http.latency = LatencyHistogram();
     if (auto lh = o.FindMember("latency_histogram"); lh != o.MemberEnd() && lh->value.IsArray())
       for (const auto& b : lh->value.GetArray())
@@ -1142,11 +1170,12 @@ std::string RunReport::table() const {
   if (http.requests > 0) {
     std::snprintf(line, sizeof line,
                   "http %llu requests (%.1f/s)  retries %llu  429s %llu  failed %llu  latency p50 %.1f ms  p95 %.1f ms  "
-                  "p99 %.1f ms\n",
+                  "p99 %.1f ms  loop cpu %.2f s (%.0f us/request)\n",
                   static_cast<unsigned long long>(http.requests), elapsed_s > 0 ? http.requests / elapsed_s : 0.0,
                   static_cast<unsigned long long>(http.retries), static_cast<unsigned long long>(http.throttled),
                   static_cast<unsigned long long>(http.failed), http.latency.quantile_ms(0.5),
-                  http.latency.quantile_ms(0.95), http.latency.quantile_ms(0.99));
+                  http.latency.quantile_ms(0.95), http.latency.quantile_ms(0.99), http.loop_cpu_s,
+                  1e6 * http.loop_cpu_s / static_cast<double>(http.requests));
     out += line;
   }
   if (tokens > 0) {

@@ -69,6 +69,7 @@ struct HttpReport {
   uint64_t retries = 0;
   uint64_t throttled = 0;  // 429 answers
   uint64_t failed = 0;     // requests that finally failed
+  double loop_cpu_s = 0;   // CPU time of the HTTP loop thread (summed over processes)
   LatencyHistogram latency;  // per attempt
 
   // Adds another process's figures (the launcher's sum over its workers).
@@ -78,6 +79,7 @@ struct HttpReport {
     retries += o.retries;
     throttled += o.throttled;
     failed += o.failed;
+    loop_cpu_s += o.loop_cpu_s;
     latency.merge(o.latency);
   }
 };

@@ -327,6 +327,11 @@ ClientStats Client::stats() const {
   s.retries = _impl->retries.load();
   s.throttled = _impl->throttled.load();
   s.in_flight = s.submitted - s.completed - s.failed;
+  clockid_t clock;
+  timespec ts{};
+  if (_impl->loop.joinable() && pthread_getcpuclockid(_impl->loop.native_handle(), &clock) == 0 &&
+      clock_gettime(clock, &ts) == 0)
+    s.loop_cpu_s = static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
   for (int i = 0; i < LatencyHistogram::kBuckets; ++i)
     s.latency.add_bucket(i, _impl->latency[static_cast<size_t>(i)].load(std::memory_order_relaxed));
   return s;

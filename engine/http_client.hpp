@@ -83,6 +83,9 @@ struct ClientOptions {
 struct ClientStats {
   uint64_t submitted = 0, completed = 0, failed = 0, attempts = 0, retries = 0, throttled = 0;
   uint64_t in_flight = 0;  // submitted and not yet called back
+  // CPU time (user + system) of the loop thread so far: the cost of the I/O itself and of the
+  // callbacks run on it, apart from the graph's CPU nodes.
+  double loop_cpu_s = 0;
   LatencyHistogram latency;  // per attempt: from handing the transfer to libcurl to its end
 };
 

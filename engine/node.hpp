@@ -42,6 +42,11 @@ class NodeOutput {
   // release_wait, as an async_node gateway does).
   virtual void hold() = 0;
   virtual void release() = 0;
+  // Runs `fn` soon on a TBB worker, the graph held until it returns; its time counts as the
+  // node's busy time. For CPU work an HTTP callback should not do on the loop thread, which every
+  // request of the process shares: parsing a large response, building the next request's body.
+  // Called from inside the arena, it runs `fn` at once. An exception fails the run.
+  virtual void offload(std::function<void()> fn) = 0;
   // The process's HTTP client (one curl-multi loop thread), created on first use.
   virtual http::Client& http() = 0;
   // Aborts the run with a message shown to the user (e.g. the index cannot be written).

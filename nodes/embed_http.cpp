@@ -1,6 +1,7 @@
 #include "nodes/embed_http.hpp"
 
 #include <cmath>
+#include <mutex>
 
 #include "engine/batcher.hpp"
 #include "engine/http_client.hpp"
@@ -117,11 +118,14 @@ class HttpEmbedder : public Node {
     uint64_t tokens = 0;
     for (const auto& r : *batch) tokens += estimate_tokens(r->text);
     _cap.watch(req);
-    _client->submit(std::move(req), _policy, _key, static_cast<double>(tokens),
-                    [this, batch](http::Response&& resp) { done(batch, std::move(resp)); });
+    // Parsing the vectors (thousands of numbers a batch) and building the next batch's body are
+    // CPU work the HTTP loop should not do: a TBB worker does them.
+    _client->submit(std::move(req), _policy, _key, static_cast<double>(tokens), [this, batch](http::Response&& resp) {
+      _output->offload([this, batch, resp = std::move(resp)]() mutable { done(batch, std::move(resp)); });
+    });
   }
 
-  // On the HTTP loop thread.
+  // On a TBB worker, possibly beside another batch's.
   void done(const Batch& batch, http::Response&& resp) {
     std::string error = resp.ok() ? apply(*batch, resp.body) : resp.failure();
     if (!error.empty())
@@ -145,7 +149,19 @@ class HttpEmbedder : public Node {
     if (_dimensions > 0 && vecs[0].size() != static_cast<size_t>(_dimensions))
       return "embeddings response has " + std::to_string(vecs[0].size()) + " dimensions, not the " +
              std::to_string(_dimensions) + " asked for";
-    if (!_spec) _spec = make_spec(static_cast<int64_t>(vecs[0].size()));
+    std::shared_ptr<const std::string> spec;
+    {
+      // The first answer fixes the dimension: a vector store takes vectors of one size.
+      std::lock_guard lock(_spec_mu);
+      if (!_spec) {
+        _spec = make_spec(static_cast<int64_t>(vecs[0].size()));
+        _spec_dim = vecs[0].size();
+      }
+      if (vecs[0].size() != _spec_dim)
+        return "embeddings response has " + std::to_string(vecs[0].size()) + " dimensions where earlier ones had " +
+               std::to_string(_spec_dim);
+      spec = _spec;
+    }
     if (tokens == 0)
       for (const auto& r : batch) tokens += estimate_tokens(r->text);
     _output->add_usage(tokens, static_cast<double>(tokens) / 1e6 * _price);
@@ -153,7 +169,7 @@ class HttpEmbedder : public Node {
       RecordPtr r = std::move(batch[i]);
       if (r.use_count() > 1) r = r->clone();
       r->vector = std::move(vecs[i]);
-      r->embedder = _spec;
+      r->embedder = spec;
       _output->forward(std::move(r));
     }
     return {};
@@ -166,7 +182,9 @@ class HttpEmbedder : public Node {
   int64_t _timeout_ms = 60000;
   http::RetryPolicy _policy;
   http::Client* _client = nullptr;
-  std::shared_ptr<const std::string> _spec;  // written once on the HTTP loop thread
+  std::mutex _spec_mu;
+  std::shared_ptr<const std::string> _spec;  // under _spec_mu: set by the first answer
+  size_t _spec_dim = 0;
 };
 
 class OpenAIEmbed final : public HttpEmbedder {

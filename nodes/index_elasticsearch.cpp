@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <future>
+#include <mutex>
 #include <random>
 
 #include "engine/batcher.hpp"
@@ -117,13 +118,18 @@ class ElasticIndex final : public Node {
     if (bulk->round > 0) {
       // Items a 200 refused (429/5xx): back off with full jitter before sending them again.
       double cap = std::min(30.0, 0.2 * std::pow(2.0, bulk->round - 1));
+      std::lock_guard lock(_rng_mu);
       req.delay_s = std::uniform_real_distribution<double>(cap / 2, cap)(_rng);
     }
     _cap.watch(req);
-    _client->submit(std::move(req), {}, "", 0, [this, bulk](http::Response&& resp) { done(bulk, std::move(resp)); });
+    // Reading the answer (an item per record) and building the next batch's body are CPU work
+    // the HTTP loop should not do: a TBB worker does them.
+    _client->submit(std::move(req), {}, "", 0, [this, bulk](http::Response&& resp) {
+      _output->offload([this, bulk, resp = std::move(resp)]() mutable { done(bulk, std::move(resp)); });
+    });
   }
 
-  // On the HTTP loop thread.
+  // On a TBB worker, possibly beside another batch's.
   void done(const BulkPtr& bulk, http::Response&& resp) {
     size_t settled = 0;
     std::vector<RecordPtr> again;
@@ -177,7 +183,8 @@ class ElasticIndex final : public Node {
   int _max_rounds;
   int64_t _timeout_ms;
   http::Client* _client = nullptr;
-  std::mt19937_64 _rng{7};  // used on the HTTP loop thread only
+  std::mutex _rng_mu;
+  std::mt19937_64 _rng{7};  // under _rng_mu
 };
 
 }  // namespace

@@ -2,10 +2,15 @@
 // fan-in at any thread count, in-flight documents stay bounded, and nothing vanishes unnoticed.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <tbb/task_arena.h>
 
+#include <atomic>
+#include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
+#include "engine/thread_role.hpp"
 #include "tests/test_util.hpp"
 
 namespace sluice {
@@ -111,6 +116,43 @@ class SlowNode final : public Node {
   }
 };
 
+// Hands each record to a thread of its own outside the arena (as the HTTP loop is), which
+// offloads the rest of the work: the offloaded part must run on an arena thread, count as the
+// node's busy time, and keep the graph from finishing before it did. Records whose id ends in
+// `fail_digit` throw there instead.
+class OffloadingNode final : public Node {
+ public:
+  explicit OffloadingNode(char fail_digit = 0) : _fail_digit(fail_digit) {}
+  void process(RecordPtr in, Emitter& out) override {
+    out.defer();
+    _output->hold();
+    std::lock_guard lock(_mu);
+    _threads.emplace_back([this, in = std::move(in)] {
+      t_outside_arena = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      _output->offload([this, in] {
+        if (tbb::this_task_arena::current_thread_index() < 0 || t_outside_arena) off_arena.fetch_add(1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        bool fail = in->id.back() == _fail_digit;
+        if (!fail) _output->forward(in);
+        else _output->finish(in, Outcome::dead_lettered, "offload failed");
+        _output->release();
+        if (fail) throw std::runtime_error("parse failed for " + in->id);
+      });
+    });
+  }
+  void close() override {
+    std::lock_guard lock(_mu);
+    for (auto& t : _threads) t.join();
+  }
+  static inline std::atomic<int> off_arena{0};
+
+ private:
+  char _fail_digit;
+  std::mutex _mu;
+  std::vector<std::thread> _threads;
+};
+
 const Registry& test_registry() {
   static const Registry reg = [] {
     Registry r;
@@ -125,6 +167,8 @@ const Registry& test_registry() {
     add("test.forgetful", [] { return std::make_unique<ForgetfulNode>(); });
     add("test.throwing", [] { return std::make_unique<ThrowingNode>(); });
     add("test.slow", [] { return std::make_unique<SlowNode>(); });
+    add("test.offload", [] { return std::make_unique<OffloadingNode>(); });
+    add("test.offload_throws", [] { return std::make_unique<OffloadingNode>('7'); });
     return r;
   }();
   return reg;
@@ -158,6 +202,25 @@ TEST(Engine, ExceptionDeadLettersTheRecordWithItsReason) {
   EXPECT_NE(lines[0].find("\"node\":\"t\""), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find("exception: boom on range-"), std::string::npos) << lines[0];
   EXPECT_EQ(rep.exit_code(), 0);
+}
+
+TEST(Engine, OffloadedWorkRunsOnTheArenaAndIsWaitedFor) {
+  OffloadingNode::off_arena = 0;
+  RunReport rep = test::run_json(through("test.offload"), 2, test_registry());
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 30u);
+  EXPECT_EQ(OffloadingNode::off_arena.load(), 0) << "offloaded work ran outside the arena";
+  ASSERT_EQ(rep.nodes.size(), 3u);
+  EXPECT_GE(rep.nodes[1].busy_s, 0.025) << "30 offloaded calls of at least 1 ms each";
+}
+
+TEST(Engine, AnExceptionInOffloadedWorkFailsTheRun) {
+  RunReport rep = test::run_json(through("test.offload_throws"), 2, test_registry());
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_NE(rep.error.find("parse failed for range-"), std::string::npos) << rep.error;
+  EXPECT_NE(rep.error.find("node \"t\""), std::string::npos) << rep.error;
+  EXPECT_EQ(rep.exit_code(), 1);
 }
 
 TEST(Engine, InterruptStopsPullingAndDrainsInFlight) {
