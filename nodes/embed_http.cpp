@@ -51,7 +51,6 @@ class HttpEmbedder : public Node {
 
   void process(RecordPtr in, Emitter& out) override {
     out.defer();
-    _output->hold();
     size_t bytes = in->text.size();
     auto full = _batcher.add(std::move(in), bytes);
     if (!full.empty()) send(std::move(full));
@@ -102,7 +101,11 @@ class HttpEmbedder : public Node {
     return std::make_shared<const std::string>(std::move(spec));
   }
 
+  // A batch holds the graph from here until its records are released in done(). A partial batch
+  // does not: a graph idle but for partial batches is how the runner sees the end of input (or
+  // a full in-flight limit) and flushes them at once instead of after linger_ms.
   void send(std::vector<RecordPtr> records) {
+    for (size_t i = 0; i < records.size(); ++i) _output->hold();
     auto batch = std::make_shared<std::vector<RecordPtr>>(std::move(records));
     if (_cap.admit(batch)) submit(std::move(batch));
   }

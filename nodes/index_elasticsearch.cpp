@@ -51,7 +51,6 @@ class ElasticIndex final : public Node {
 
   void process(RecordPtr in, Emitter& out) override {
     out.defer();
-    _output->hold();
     size_t bytes = in->text.size() + in->vector.size() * 10 + 128;
     auto full = _batcher.add(std::move(in), bytes);
     if (!full.empty()) send(std::make_shared<Bulk>(Bulk{std::move(full), 0}));
@@ -92,7 +91,10 @@ class ElasticIndex final : public Node {
       throw std::runtime_error("creating index \"" + _index + "\" failed: " + r.error + " " + r.body.substr(0, 200));
   }
 
+  // As in the embedders: a sent batch holds the graph until its items settle; a partial batch
+  // does not, so the runner flushes it as soon as nothing else can add to it.
   void send(BulkPtr bulk) {
+    for (size_t i = 0; i < bulk->records.size(); ++i) _output->hold();
     if (_cap.admit(bulk)) submit(std::move(bulk));
   }
 

@@ -530,6 +530,23 @@ TEST(EmbedAndBulk, EveryChunkEmbeddedAndIndexedOnceThroughBulkFailures) {
   EXPECT_NE(rep.to_json().find("\"tokens\":"), std::string::npos);
 }
 
+TEST(EmbedAndBulk, PartialBatchesLeaveAtTheEndOfInputNotAfterLinger) {
+  // 10 documents, batches of 64 that linger 20 s: the last partial batch of each node must go out
+  // as soon as nothing upstream can add to it. Waiting out linger_ms would take 40 s.
+  sim::SimServer server(sim::SimOptions{});
+  server.start();
+  RunReport rep = test::run_json(R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 10, "size": 200}},
+    {"id": "embed", "type": "embed.openai", "params": {"url": ")" + base(server) + R"(/v1/embeddings", "model": "m",
+      "batch": 64, "linger_ms": 20000}},
+    {"id": "es", "type": "index.elasticsearch", "params": {"url": ")" + base(server) + R"(", "index": "docs",
+      "batch": 64, "linger_ms": 20000}}],
+  "edges": [["docs", "embed"], ["embed", "es"]]})");
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.docs_indexed, 10u);
+  EXPECT_LT(rep.elapsed_s, 10.0);
+  EXPECT_EQ(rep.http.requests, 2u) << "one embedding request and one _bulk, each a whole partial batch";
+}
+
 TEST(EmbedAndBulk, OpenAIVectorsAreRecordedWithTheirEmbedder) {
   sim::SimServer server(sim::SimOptions{});
   server.start();
