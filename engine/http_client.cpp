@@ -415,8 +415,10 @@ void Client::Impl::start(Job* j) {
     // libcurl sends a large body one upload buffer (64 KiB by default) per writable event. With
     // hundreds of sockets ready a turn, an 850 KiB _bulk body then took most of a second to leave
     // during the sefaria graph, and the sink's batches piled up until the fetches ended. 2 MiB
-    // (libcurl's maximum) sends it in one or two turns.
-    if (j->req.body.size() > (size_t{64} << 10)) curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 2L << 20);
+    // (libcurl's maximum) sends it in one or two turns. The buffer is as large as the body, at most
+    // that, and libcurl frees it when the transfer ends.
+    if (j->req.body.size() > (size_t{64} << 10))
+      curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, static_cast<long>(std::min(j->req.body.size(), size_t{2} << 20)));
     if (j->req.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, j->req.method.c_str());
   }
   ++active;
