@@ -1,11 +1,14 @@
 // Throughput of the text algorithms on the KJV corpus (all files concatenated). The chunker target
 // is >= 500 MB/s per core; bytes/second in the output is that figure.
+#include "engine/json.hpp"
 #include "engine/text.hpp"
 #include "tests/sample_corpus.hpp"
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #ifndef SLUICE_SOURCE_DIR
@@ -111,5 +114,20 @@ void BM_stable_hash64_64b(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * 64));
 }
 BENCHMARK(BM_stable_hash64_64b);
+
+// JSON-quoting chunk-sized text (the KJV's lines carry newlines to escape): what every embedding
+// request and _bulk body does per record, and the sim per section it serves.
+void BM_json_append_quoted(benchmark::State& state) {
+  const std::string& text = corpus();
+  std::string_view chunk(text.data(), std::min<size_t>(text.size(), 1000));
+  std::string out;
+  for (auto _ : state) {
+    out.clear();
+    sluice::json::append_quoted(out, chunk);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * chunk.size()));
+}
+BENCHMARK(BM_json_append_quoted);
 
 }  // namespace

@@ -68,6 +68,39 @@ TEST(Json, QuotedStringsReadBackAsTheSameBytes) {
   EXPECT_EQ(json::quoted("a\"b\\c\nd\x1f"), "\"a\\\"b\\\\c\\nd\\u001f\"");
 }
 
+TEST(Json, QuotingMatchesAByteAtATimeEscaperOnRandomText) {
+  // The escaper skips plain text a word at a time: every special byte at every offset of a word
+  // and across word boundaries, against the plain definition.
+  auto reference = [](std::string_view s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+      if (c == '"') out += "\\\"";
+      else if (c == '\\') out += "\\\\";
+      else if (c == '\n') out += "\\n";
+      else if (c == '\r') out += "\\r";
+      else if (c == '\t') out += "\\t";
+      else if (c == '\b') out += "\\b";
+      else if (c == '\f') out += "\\f";
+      else if (c < 0x20) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\u%04x", c);
+        out += buf;
+      } else out += static_cast<char>(c);
+    }
+    return out + "\"";
+  };
+  std::mt19937 rng(11);
+  const std::string specials = std::string("\"\\\n\x01\x1f\x7f\x80\xff ", 9) + std::string(1, '\0');
+  for (int n = 0; n < 3000; ++n) {
+    std::string s(rng() % 40, 'a');
+    for (auto& c : s)
+      c = rng() % 4 == 0 ? specials[rng() % specials.size()] : static_cast<char>('a' + rng() % 26);
+    std::string out;
+    json::append_quoted(out, s);
+    ASSERT_EQ(out, reference(s)) << n;
+  }
+}
+
 using Scan = JsonPointerScan::Result;
 
 Scan scan(std::string_view pointer, std::string_view doc, std::string* out = nullptr) {
