@@ -40,6 +40,11 @@ double seconds_since(Clock::time_point t0) {
 // the last slot.
 struct alignas(64) CounterSlot {
   std::atomic<uint64_t> in{0}, out{0}, errors{0}, busy_ns{0};
+  void add_busy_since(Clock::time_point t0) {
+    busy_ns.fetch_add(
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()),
+        std::memory_order_relaxed);
+  }
 };
 
 class Runner;
@@ -396,8 +401,7 @@ void NodeRuntime::offload(std::function<void()> fn) {
     } catch (const std::exception& e) {
       fail_run(e.what());
     }
-    slot().busy_ns.fetch_add(static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
+    slot().add_busy_since(t0);
   };
   if (!t_outside_arena) {
     run();
@@ -443,9 +447,7 @@ void NodeRuntime::run_body(const RecordPtr& in) {
     em.reset();
     em.drop(Outcome::dead_lettered, std::string("exception: ") + e.what());
   }
-  s.busy_ns.fetch_add(
-      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()),
-      std::memory_order_relaxed);
+  s.add_busy_since(t0);
   auto& outs = em.outputs();
   const int64_t n = static_cast<int64_t>(outs.size());
   if (n > 0 && fanout == 0) {  // a sink emitted: nowhere to go
@@ -533,8 +535,7 @@ void Runner::build(tbb::flow::graph& g) {
         } catch (const std::exception& e) {
           fail("source \"" + nr.spec.id + "\": " + e.what());
         }
-        nr.slot().busy_ns.fetch_add(static_cast<uint64_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
+        nr.slot().add_busy_since(t0);
         if (!r) {
           nr.exhausted.store(true);
           fc.stop();
@@ -613,8 +614,7 @@ void Runner::flush_all(bool force) {
       } catch (const std::exception& e) {
         nr.fail_run(std::string("flush failed: ") + e.what());
       }
-      nr.slot().busy_ns.fetch_add(static_cast<uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()));
+      nr.slot().add_busy_since(t0);
     }
   }
 }
@@ -997,8 +997,7 @@ std::string RunReport::to_json() const {
   w.Key("throttled"); w.Uint64(http.throttled);
   w.Key("failed"); w.Uint64(http.failed);
   w.Key("loop_cpu_s"); w.Double(http.loop_cpu_s);
-  w.Key("loop_cpu_us_per_request");
-  w.Double(http.requests > 0 ? 1e6 * http.loop_cpu_s / static_cast<double>(http.requests) : 0);
+  w.Key("loop_cpu_us_per_request"); w.Double(http.loop_cpu_us_per_request());
   w.Key("latency_ms");
   w.StartObject();
   w.Key("p50"); w.Double(http.latency.quantile_ms(0.50));
@@ -1175,7 +1174,7 @@ std::string RunReport::table() const {
                   static_cast<unsigned long long>(http.retries), static_cast<unsigned long long>(http.throttled),
                   static_cast<unsigned long long>(http.failed), http.latency.quantile_ms(0.5),
                   http.latency.quantile_ms(0.95), http.latency.quantile_ms(0.99), http.loop_cpu_s,
-                  1e6 * http.loop_cpu_s / static_cast<double>(http.requests));
+                  http.loop_cpu_us_per_request());
     out += line;
   }
   if (tokens > 0) {

@@ -72,6 +72,9 @@ struct HttpReport {
   double loop_cpu_s = 0;   // CPU time of the HTTP loop thread (summed over processes)
   LatencyHistogram latency;  // per attempt
 
+  double loop_cpu_us_per_request() const {
+    return requests > 0 ? 1e6 * loop_cpu_s / static_cast<double>(requests) : 0;
+  }
   // Adds another process's figures (the launcher's sum over its workers).
   void merge(const HttpReport& o) {
     requests += o.requests;
