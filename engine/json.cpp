@@ -357,12 +357,9 @@ class Parser {
     if (_pos + 4 > _s.size()) return fail("truncated \\u escape");
     cp = 0;
     for (int i = 0; i < 4; ++i) {
-      char c = _s[_pos++];
-      cp <<= 4;
-      if (c >= '0' && c <= '9') cp |= c - '0';
-      else if (c >= 'a' && c <= 'f') cp |= c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') cp |= c - 'A' + 10;
-      else return fail("bad hex digit in \\u escape");
+      int d = text::hex_value(static_cast<unsigned char>(_s[_pos++]));
+      if (d < 0) return fail("bad hex digit in \\u escape");
+      cp = cp << 4 | static_cast<uint32_t>(d);
     }
     return true;
   }

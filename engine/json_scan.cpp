@@ -51,12 +51,9 @@ bool hex4(Cursor& c, uint32_t& v) {
   if (c.end - c.p < 4) return false;
   v = 0;
   for (int i = 0; i < 4; ++i) {
-    char h = *c.p++;
-    v <<= 4;
-    if (h >= '0' && h <= '9') v |= static_cast<uint32_t>(h - '0');
-    else if (h >= 'a' && h <= 'f') v |= static_cast<uint32_t>(h - 'a' + 10);
-    else if (h >= 'A' && h <= 'F') v |= static_cast<uint32_t>(h - 'A' + 10);
-    else return false;
+    int d = text::hex_value(static_cast<unsigned char>(*c.p++));
+    if (d < 0) return false;
+    v = v << 4 | static_cast<uint32_t>(d);
   }
   return true;
 }

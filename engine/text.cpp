@@ -11,6 +11,13 @@
 
 namespace sluice::text {
 
+int hex_value(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  const unsigned char l = c | 0x20;
+  if (l >= 'a' && l <= 'f') return l - 'a' + 10;
+  return -1;
+}
+
 void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
     out.push_back(static_cast<char>(cp));
@@ -325,12 +332,6 @@ constexpr std::array<NamedEntity, 48> k_entities{{
 inline bool is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
 inline bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 inline bool is_alnum(unsigned char c) { return is_alpha(c) || is_digit(c); }
-inline int hex_value(unsigned char c) {
-  if (is_digit(c)) return c - '0';
-  const unsigned char l = c | 0x20;
-  if (l >= 'a' && l <= 'f') return l - 'a' + 10;
-  return -1;
-}
 
 // Decodes the entity starting at s[amp] == '&'. Returns the bytes consumed (0: not an entity) and
 // stores the code point. Looks ahead a bounded number of bytes, so callers stay linear.

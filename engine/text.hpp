@@ -25,6 +25,8 @@ struct Span {
 
 // Number of bytes that are not continuation bytes (10xxxxxx): the code point count for valid UTF-8.
 size_t count_code_points(std::string_view s);
+// The value of a hex digit (0-9, a-f, A-F), or -1.
+int hex_value(unsigned char c);
 // Appends code point cp (at most U+10FFFF, not a surrogate) as UTF-8.
 void append_utf8(std::string& out, uint32_t cp);
 // Strict UTF-8 (RFC 3629): rejects overlongs, surrogates, values above U+10FFFF, truncation.

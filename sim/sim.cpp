@@ -111,19 +111,14 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 // Percent-decoding ('+' as space when plus_space); invalid escapes are kept as written.
 void url_decode(std::string_view s, std::string& out, bool plus_space) {
   out.clear();
+  auto hex = [&](size_t k) { return text::hex_value(static_cast<unsigned char>(s[k])); };
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
-    if (c == '%' && i + 2 < s.size() && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-      out.push_back(char(hexval(s[i + 1]) * 16 + hexval(s[i + 2])));
+    if (c == '%' && i + 2 < s.size() && hex(i + 1) >= 0 && hex(i + 2) >= 0) {
+      out.push_back(char(hex(i + 1) * 16 + hex(i + 2)));
       i += 2;
     } else if (c == '+' && plus_space) {
       out.push_back(' ');
