@@ -3,11 +3,14 @@
 // HTML converter survives malformed input in linear time, and pinned hash values catch any change to
 // the (stable, persisted) hash.
 #include "engine/text.hpp"
+#include "engine/float16.hpp"
 #include "tests/sample_corpus.hpp"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
 #include <chrono>
 #include <random>
 #include <set>
@@ -519,3 +522,49 @@ TEST(Hash, SeedsAndBitsMatter) {
 }
 
 }  // namespace
+
+// engine/float16.hpp: every half survives a trip through float, and float to half rounds as the
+// compiler's own _Float16 conversion does (nearest, ties to even), edge cases pinned by hand.
+TEST(Float16, EveryHalfRoundTripsThroughFloat) {
+  for (uint32_t h = 0; h <= 0xffff; ++h) {
+    float f = sluice::half_to_float(static_cast<uint16_t>(h));
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(sluice::half_to_float(sluice::float_to_half(f)))) << h;
+      continue;
+    }
+    EXPECT_EQ(sluice::float_to_half(f), h) << h;
+  }
+}
+
+TEST(Float16, RoundsToNearestEvenAndSaturatesToInfinity) {
+  using sluice::float_to_half;
+  EXPECT_EQ(float_to_half(1.0f), 0x3c00);
+  EXPECT_EQ(float_to_half(-2.0f), 0xc000);
+  EXPECT_EQ(float_to_half(65504.0f), 0x7bff);   // the largest half
+  EXPECT_EQ(float_to_half(65519.0f), 0x7bff);   // below the midpoint to 65536
+  EXPECT_EQ(float_to_half(65520.0f), 0x7c00);   // the midpoint, ties to even: infinity
+  EXPECT_EQ(float_to_half(1e9f), 0x7c00);
+  EXPECT_EQ(float_to_half(-INFINITY), 0xfc00);
+  EXPECT_EQ(float_to_half(0x1p-24f), 0x0001);   // the smallest subnormal
+  EXPECT_EQ(float_to_half(0x1p-25f), 0x0000);   // half of it: tie, to even (zero)
+  EXPECT_EQ(float_to_half(0x1.8p-24f), 0x0002); // 1.5 steps: tie, to even (2)
+  EXPECT_EQ(float_to_half(1.0f + 0x1p-11f), 0x3c00);  // tie between 1 and its successor: even
+  EXPECT_EQ(float_to_half(1.0f + 0x1.8p-10f), 0x3c02);
+  EXPECT_EQ(float_to_half(-0.0f), 0x8000);
+}
+
+#if defined(__FLT16_MAX__)
+TEST(Float16, MatchesTheCompilersConversionOnRandomFloats) {
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<uint32_t> bits;
+  for (int i = 0; i < 2000000; ++i) {
+    // Half the draws are arbitrary bit patterns, half near the half range where rounding is subtle.
+    uint32_t x = bits(rng);
+    if (i & 1) x = (x & 0x807fffffu) | ((100u + x % 50u) << 23);
+    float f = std::bit_cast<float>(x);
+    if (std::isnan(f)) continue;
+    _Float16 ref = static_cast<_Float16>(f);
+    ASSERT_EQ(sluice::float_to_half(f), std::bit_cast<uint16_t>(ref)) << std::hexfloat << f;
+  }
+}
+#endif
