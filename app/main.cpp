@@ -258,6 +258,12 @@ int cmd_nodes(const std::string& type) {
 int cmd_search(const std::string& db, const std::string& query, int k, const std::string& mode_text) {
   SearchMode mode = mode_text == "vector" ? SearchMode::vector : mode_text == "hybrid" ? SearchMode::hybrid : SearchMode::bm25;
   auto hits = search_index(db, query, k, mode);
+  if (mode != SearchMode::vector)
+    if (uint64_t behind = chunks_awaiting_full_text(db))
+      std::fprintf(stderr,
+                   "note: %llu chunks are not in the full-text index yet (a run is writing them, or one "
+                   "stopped before its end: running its graph again adds them)\n",
+                   static_cast<unsigned long long>(behind));
   if (hits.empty()) {
     std::printf("no results for \"%s\" (%s)\n", query.c_str(), mode_text.c_str());
     return 0;

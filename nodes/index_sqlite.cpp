@@ -16,6 +16,7 @@
 #include <rapidjson/document.h>
 
 #include "engine/batcher.hpp"
+#include "engine/float16.hpp"
 #include "nodes/embed_hash.hpp"
 
 namespace sluice {
@@ -23,7 +24,14 @@ namespace sluice {
 namespace {
 
 constexpr const char* kFormat = "sluice-index";
-constexpr const char* kSchemaVersion = "2";
+// 3: chunks_fts may trail the chunks table; `fts_rowid` in sluice_meta is the highest rowid whose
+// text it holds (version 2 kept the two in step, so a version-2 file starts at its max rowid).
+// `vector_type` says how vectors are stored: f16 (new files by default) or f32 (all of version 2),
+// little-endian, `dim` values per BLOB.
+constexpr const char* kSchemaVersion = "3";
+constexpr int kNewestSchema = 3;
+// A full-text catch-up is due at least this often while rows wait for it.
+constexpr auto kFtsInterval = std::chrono::seconds(10);
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS sluice_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -150,11 +158,21 @@ void check_foreign(Db& db, const std::string& path) {
     throw std::runtime_error("\"" + path + "\" is not a sluice index (format is \"" + format + "\")");
 }
 
+// A file from a newer sluice may keep its rows in a way this one would break.
+void check_schema_version(Db& db, const std::string& path) {
+  std::string v = db.meta("schema_version");
+  if (!v.empty() && std::atoi(v.c_str()) > kNewestSchema)
+    throw std::runtime_error("\"" + path + "\" was written by a newer sluice (index schema " + v +
+                             "; this one knows up to " + std::to_string(kNewestSchema) + "): upgrade sluice");
+}
+
 class SqliteIndex final : public Node {
  public:
   explicit SqliteIndex(const NodeInit& init)
       : _path(init.params.str("path")),
-        _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))) {
+        _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))),
+        _fts_batch(init.params.integer("fts_batch")),
+        _vector_type(init.params.str("vector_type")) {
     if (_path.empty()) throw ParamError("path", "path must not be empty");
   }
 
@@ -179,6 +197,7 @@ class SqliteIndex final : public Node {
   }
 
   void open_once() {
+    _max_rowid = nullptr;  // a retry's connection is new
     if (std::filesystem::exists(_path) && std::filesystem::file_size(_path) > 0) {
       // Check read-only first: never create tables in someone else's database.
       Db probe;
@@ -191,18 +210,27 @@ class SqliteIndex final : public Node {
     // The schema and its format mark in one transaction: another process opening the same new
     // file (a launcher's workers share one index) sees nothing or a marked sluice index, never
     // tables without their mark, which it would refuse as foreign.
-    _db.exec("BEGIN IMMEDIATE");
-    try {
+    in_transaction([&] {
       _db.exec(kSchema);
       if (_db.meta("format").empty()) {
         _db.set_meta("format", kFormat);
         _db.set_meta("schema_version", kSchemaVersion);
+        _db.set_meta("fts_rowid", "0");
+        _db.set_meta("vector_type", _vector_type.empty() ? "f16" : _vector_type);
       }
-      _db.exec("COMMIT");
-    } catch (...) {
-      sqlite3_exec(_db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
-      throw;
-    }
+      check_schema_version(_db, _path);
+      if (_db.meta("fts_rowid").empty()) {
+        // Version 2: every row is in chunks_fts, and vectors are float32.
+        _db.set_meta("fts_rowid", std::to_string(max_rowid()));
+        _db.set_meta("vector_type", "f32");
+        _db.set_meta("schema_version", kSchemaVersion);
+      }
+    });
+    std::string stored = _db.meta("vector_type");
+    if (!_vector_type.empty() && _vector_type != stored)
+      throw std::runtime_error("\"" + _path + "\" stores vectors as " + stored + ", not " + _vector_type +
+                               ": leave vector_type out to follow the file, or write to a new path");
+    _half = stored == "f16";
     _embedder = _db.meta("embedder");
     _select = _db.prepare("SELECT rowid, text, doc_id, seq, meta, vector FROM chunks WHERE id = ?1");
     _insert = _db.prepare(
@@ -214,6 +242,20 @@ class SqliteIndex final : public Node {
     _upsert_doc = _db.prepare(
         "INSERT INTO docs(doc_id, meta) VALUES (?1, ?2) ON CONFLICT(doc_id) DO UPDATE SET meta = excluded.meta "
         "WHERE docs.meta IS NOT excluded.meta");
+    _fts_rowid_get = _db.prepare("SELECT CAST(value AS INTEGER) FROM sluice_meta WHERE key = 'fts_rowid'");
+    _fts_rowid_set = _db.prepare("UPDATE sluice_meta SET value = ?1 WHERE key = 'fts_rowid'");
+    _fts_catch_up = _db.prepare(
+        "INSERT INTO chunks_fts(rowid, text) SELECT rowid, text FROM chunks WHERE rowid > ?1 AND rowid <= ?2");
+    // Rows an earlier run committed but did not live to add to chunks_fts.
+    in_transaction([&] { catch_up_text(); });
+  }
+
+  void close() override {
+    std::lock_guard lock(_write_mu);
+    if (!_db.get()) return;
+    // The rows since the last catch-up: searchable by the time the run's report is written.
+    in_transaction([&] { catch_up_text(); });
+    _db.close();
   }
 
   void process(RecordPtr in, Emitter& out) override {
@@ -230,26 +272,65 @@ class SqliteIndex final : public Node {
   bool has_pending() const override { return _batcher.pending(); }
 
  private:
+  // `fn` in one write transaction, rolled back if it throws.
+  template <class Fn>
+  void in_transaction(Fn&& fn) {
+    _db.exec("BEGIN IMMEDIATE");
+    try {
+      fn();
+      _db.exec("COMMIT");
+    } catch (...) {
+      sqlite3_exec(_db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+      throw;
+    }
+  }
+
+  int64_t max_rowid() {
+    if (!_max_rowid) _max_rowid = _db.prepare("SELECT coalesce(max(rowid), 0) FROM chunks");
+    _db.step(_max_rowid);
+    int64_t v = sqlite3_column_int64(_max_rowid, 0);
+    sqlite3_reset(_max_rowid);
+    return v;
+  }
+
+  int64_t read_fts_rowid() {
+    if (_db.step(_fts_rowid_get) != SQLITE_ROW) {
+      sqlite3_reset(_fts_rowid_get);
+      throw std::runtime_error("the index has lost its fts_rowid mark in sluice_meta");
+    }
+    int64_t v = sqlite3_column_int64(_fts_rowid_get, 0);
+    sqlite3_reset(_fts_rowid_get);
+    return v;
+  }
+
+  // Adds the text of every row above the mark to chunks_fts in one statement and moves the mark,
+  // inside the caller's write transaction. FTS5 writes a segment per transaction that touches it:
+  // thousands of rows at once make one segment where per-batch inserts made one per batch, and
+  // merging those was most of the sink's time. Another process's rows are caught up too; the
+  // write lock makes each row's text go in exactly once.
+  void catch_up_text() {
+    int64_t from = read_fts_rowid();
+    int64_t to = max_rowid();
+    if (to > from) {
+      sqlite3_bind_int64(_fts_catch_up, 1, from);
+      sqlite3_bind_int64(_fts_catch_up, 2, to);
+      _db.run(_fts_catch_up);
+      sqlite3_bind_int64(_fts_rowid_set, 1, to);
+      _db.run(_fts_rowid_set);
+    }
+    _fts_rowid = to;
+    _rows_since_catch_up = 0;
+    _last_catch_up = std::chrono::steady_clock::now();
+  }
+
   void write(std::vector<RecordPtr>& batch) {
     std::lock_guard lock(_write_mu);
     std::string error;
     try {
       check_embedder(batch);
-      _db.exec("BEGIN IMMEDIATE");
-      std::unordered_set<std::string_view> docs_seen;
-      for (const auto& r : batch) {
-        std::string meta = r->meta.to_json();
-        upsert(*r, meta);
-        if (docs_seen.insert(r->doc_id).second) {
-          sqlite3_bind_text(_upsert_doc, 1, r->doc_id.data(), static_cast<int>(r->doc_id.size()), SQLITE_STATIC);
-          sqlite3_bind_text(_upsert_doc, 2, meta.data(), static_cast<int>(meta.size()), SQLITE_TRANSIENT);
-          _db.run(_upsert_doc);
-        }
-      }
-      _db.exec("COMMIT");
+      in_transaction([&] { write_rows(batch); });
     } catch (const std::exception& e) {
       error = e.what();
-      sqlite3_exec(_db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
     }
     // Acknowledge only after the commit: a record is indexed when it is durable in the file.
     for (const auto& r : batch) {
@@ -257,6 +338,23 @@ class SqliteIndex final : public Node {
       else _output->finish(r, Outcome::dead_lettered, error);
     }
     if (!error.empty()) _output->fail_run("writing \"" + _path + "\" failed: " + error);
+  }
+
+  void write_rows(const std::vector<RecordPtr>& batch) {
+    _fts_rowid = read_fts_rowid();
+    std::unordered_set<std::string_view> docs_seen;
+    for (const auto& r : batch) {
+      std::string meta = r->meta.to_json();
+      upsert(*r, meta);
+      if (docs_seen.insert(r->doc_id).second) {
+        sqlite3_bind_text(_upsert_doc, 1, r->doc_id.data(), static_cast<int>(r->doc_id.size()), SQLITE_STATIC);
+        sqlite3_bind_text(_upsert_doc, 2, meta.data(), static_cast<int>(meta.size()), SQLITE_TRANSIENT);
+        _db.run(_upsert_doc);
+      }
+    }
+    if (_rows_since_catch_up >= _fts_batch ||
+        (_rows_since_catch_up > 0 && std::chrono::steady_clock::now() - _last_catch_up >= kFtsInterval))
+      catch_up_text();
   }
 
   static bool same_text(sqlite3_stmt* st, int col, std::string_view v) {
@@ -267,22 +365,22 @@ class SqliteIndex final : public Node {
 
   // Insert, or update only what changed; an unchanged row (a re-run) costs one lookup.
   void upsert(const Record& r, const std::string& meta) {
+    std::string_view vec = stored_vector(r.vector);
     auto bind_row = [&](sqlite3_stmt* st) {
       sqlite3_bind_text(st, 2, r.doc_id.data(), static_cast<int>(r.doc_id.size()), SQLITE_STATIC);
       sqlite3_bind_int64(st, 3, r.seq);
       sqlite3_bind_text(st, 4, r.text.data(), static_cast<int>(r.text.size()), SQLITE_STATIC);
       sqlite3_bind_text(st, 5, meta.data(), static_cast<int>(meta.size()), SQLITE_STATIC);
       if (r.vector.empty()) sqlite3_bind_null(st, 6);
-      else sqlite3_bind_blob(st, 6, r.vector.data(), static_cast<int>(r.vector.size() * sizeof(float)), SQLITE_STATIC);
+      else sqlite3_bind_blob(st, 6, vec.data(), static_cast<int>(vec.size()), SQLITE_STATIC);
     };
     // A new chunk (the common case) costs one insert; only an existing id is read back.
     sqlite3_bind_text(_insert, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
     bind_row(_insert);
     _db.run(_insert);
     if (sqlite3_changes(_db.get()) == 1) {
-      sqlite3_bind_int64(_fts_insert, 1, sqlite3_last_insert_rowid(_db.get()));
-      sqlite3_bind_text(_fts_insert, 2, r.text.data(), static_cast<int>(r.text.size()), SQLITE_STATIC);
-      _db.run(_fts_insert);
+      // Its text goes into chunks_fts with the next catch-up.
+      ++_rows_since_catch_up;
       return;
     }
     sqlite3_bind_text(_select, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
@@ -294,7 +392,6 @@ class SqliteIndex final : public Node {
       throw std::runtime_error(msg);
     }
     int64_t rowid = sqlite3_column_int64(_select, 0);
-    std::string_view vec(reinterpret_cast<const char*>(r.vector.data()), r.vector.size() * sizeof(float));
     bool text_same = same_text(_select, 1, r.text);
     bool vec_same = r.vector.empty() ? sqlite3_column_type(_select, 5) == SQLITE_NULL
                                      : sqlite3_column_bytes(_select, 5) == static_cast<int>(vec.size()) &&
@@ -305,8 +402,9 @@ class SqliteIndex final : public Node {
       sqlite3_reset(_select);
       return;
     }
-    if (!text_same) {
-      // FTS5 external content: the old text must be given back to remove its terms.
+    if (!text_same && rowid <= _fts_rowid) {
+      // FTS5 external content: the old text must be given back to remove its terms. (A row above
+      // the mark is not in chunks_fts yet; the catch-up will read its new text.)
       std::string old(reinterpret_cast<const char*>(sqlite3_column_text(_select, 1)),
                        static_cast<size_t>(sqlite3_column_bytes(_select, 1)));
       sqlite3_reset(_select);
@@ -322,6 +420,15 @@ class SqliteIndex final : public Node {
     sqlite3_bind_int64(_update, 1, rowid);
     bind_row(_update);
     _db.run(_update);
+  }
+
+  // The bytes the file stores for `v`: its floats as they are, or as halves in a buffer that lives
+  // until the next call.
+  std::string_view stored_vector(const std::vector<float>& v) {
+    if (!_half) return {reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float)};
+    _half_buf.resize(v.size());
+    for (size_t i = 0; i < v.size(); ++i) _half_buf[i] = float_to_half(v[i]);
+    return {reinterpret_cast<const char*>(_half_buf.data()), _half_buf.size() * sizeof(uint16_t)};
   }
 
   void check_embedder(const std::vector<RecordPtr>& batch) {
@@ -348,6 +455,17 @@ class SqliteIndex final : public Node {
   sqlite3_stmt* _fts_delete = nullptr;
   sqlite3_stmt* _upsert_doc = nullptr;
   std::string _embedder;
+  sqlite3_stmt* _fts_rowid_get = nullptr;
+  sqlite3_stmt* _fts_rowid_set = nullptr;
+  sqlite3_stmt* _fts_catch_up = nullptr;
+  sqlite3_stmt* _max_rowid = nullptr;
+  int64_t _fts_rowid = 0;  // as of the current write transaction
+  int64_t _fts_batch;
+  std::string _vector_type;  // as asked; empty: the file's own (f16 for a new file)
+  bool _half = false;        // the file stores float16
+  std::vector<uint16_t> _half_buf;
+  int64_t _rows_since_catch_up = 0;
+  std::chrono::steady_clock::time_point _last_catch_up = std::chrono::steady_clock::now();
 };
 
 std::string fts_query(const std::string& q) {
@@ -423,16 +541,27 @@ std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
                              ", which `sluice search` cannot run locally; use --mode bm25");
   int dim = d["dim"].GetInt();
   std::vector<float> q = hash_embed(query, dim);
+  std::string type_name = db.meta("vector_type");
+  bool half = type_name == "f16";
+  if (!half && !type_name.empty() && type_name != "f32")
+    throw std::runtime_error("the index stores vectors as \"" + type_name + "\", which this sluice cannot read");
+  int width = half ? 2 : 4;
   // Brute force: exact top-k over every vector; fine up to a few million chunks.
   sqlite3_stmt* s = db.prepare("SELECT id, doc_id, vector, text FROM chunks WHERE vector IS NOT NULL");
   std::vector<SearchHit> hits;
   auto worse = [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; };
   while (sqlite3_step(s) == SQLITE_ROW) {
     int bytes = sqlite3_column_bytes(s, 2);
-    if (bytes != dim * static_cast<int>(sizeof(float))) continue;
-    const float* v = static_cast<const float*>(sqlite3_column_blob(s, 2));
+    if (bytes != dim * width) continue;
+    const void* blob = sqlite3_column_blob(s, 2);
     float dot = 0;
-    for (int i = 0; i < dim; ++i) dot += v[i] * q[static_cast<size_t>(i)];
+    if (half) {
+      const auto* v = static_cast<const uint16_t*>(blob);
+      for (int i = 0; i < dim; ++i) dot += half_to_float(v[i]) * q[static_cast<size_t>(i)];
+    } else {
+      const auto* v = static_cast<const float*>(blob);
+      for (int i = 0; i < dim; ++i) dot += v[i] * q[static_cast<size_t>(i)];
+    }
     if (static_cast<int>(hits.size()) == k && dot <= hits.front().score) continue;
     SearchHit h;
     h.score = dot;
@@ -457,12 +586,9 @@ std::vector<SearchHit> search_index(const std::string& db_path, const std::strin
     throw std::runtime_error("no index at \"" + db_path + "\" (run a graph with an index.sqlite sink first)");
   Db db;
   db.open(db_path, SQLITE_OPEN_READONLY);
-  try {
-    check_foreign(db, db_path);
-    if (!db.has_table("chunks")) throw std::runtime_error("\"" + db_path + "\" is not a sluice index");
-  } catch (const std::runtime_error& e) {
-    throw;
-  }
+  check_foreign(db, db_path);
+  if (!db.has_table("chunks")) throw std::runtime_error("\"" + db_path + "\" is not a sluice index");
+  check_schema_version(db, db_path);
   if (k < 1) k = 1;
   if (mode == SearchMode::bm25) return bm25(db, query, k);
   if (mode == SearchMode::vector) return vector_search(db, query, k);
@@ -488,19 +614,39 @@ std::vector<SearchHit> search_index(const std::string& db_path, const std::strin
   return out;
 }
 
+uint64_t chunks_awaiting_full_text(const std::string& db_path) {
+  Db db;
+  db.open(db_path, SQLITE_OPEN_READONLY);
+  std::string mark = db.meta("fts_rowid");
+  if (mark.empty()) return 0;  // version 2: always in step
+  sqlite3_stmt* s = db.prepare("SELECT count(*) FROM chunks WHERE rowid > ?1");
+  sqlite3_bind_int64(s, 1, std::stoll(mark));
+  db.step(s);
+  return static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+}
+
 NodeTypeInfo index_sqlite_info() {
   NodeTypeInfo info;
   info.type = "index.sqlite";
   info.role = NodeRole::sink;
   info.description =
-      "Embedded index: FTS5 (BM25) over chunk text, vectors as float32 BLOBs, document meta. Upserts by "
-      "chunk id in batched WAL transactions, so a re-run updates rather than duplicates. Query it with "
-      "`sluice search`.";
+      "Embedded index: FTS5 (BM25) over chunk text, vectors as float16 (or float32) BLOBs, document meta. Upserts by "
+      "chunk id in batched WAL transactions, so a re-run updates rather than duplicates; the full-text index "
+      "takes in the new rows' text in larger steps and at the end of the run. Query it with `sluice search`.";
   info.params = {
       required_param("path", ParamType::string, "SQLite file to create or update"),
       with_min(param("batch", ParamType::integer, "512", "records per transaction"), 1),
       with_min(param("linger_ms", ParamType::integer, "50", "write a partial batch after this long"), 0),
+      param("vector_type", ParamType::string, "null",
+            "how vectors are stored: f16 (half the bytes, about 3 significant digits) or f32; default: "
+            "the file's own, f16 for a new file"),
+      with_min(param("fts_batch", ParamType::integer, "8192",
+                     "rows whose text enters the full-text index in one step (also every 10 s and at the end "
+                     "of the run): larger builds faster, searches later"),
+               1),
   };
+  for (auto& p : info.params)
+    if (p.name == "vector_type") p.choices = {"f16", "f32"};
   info.default_concurrency = 1;
   info.make_node = [](const NodeInit& init) { return std::make_unique<SqliteIndex>(init); };
   return info;

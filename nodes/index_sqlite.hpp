@@ -1,5 +1,6 @@
 // index.sqlite: the embedded default index. FTS5 over chunk text, vectors as BLOBs, document
-// meta; upsert by chunk id in batched transactions (WAL). `sluice search` reads it.
+// meta; upsert by chunk id in batched transactions (WAL), the full-text index added in larger
+// steps behind the rows. `sluice search` reads it.
 #pragma once
 
 #include <string>
@@ -25,5 +26,10 @@ struct SearchHit {
 // vectors for vector mode, an embedder this build cannot run locally).
 std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
                                     SearchMode mode);
+
+// Chunks whose text is not in the full-text index yet: the sink adds text in steps of `fts_batch`
+// rows, and a run that died keeps its last rows out until the next run with that sink opens the
+// file. 0 for a complete index. Call after search_index has accepted the file.
+uint64_t chunks_awaiting_full_text(const std::string& db_path);
 
 }  // namespace sluice

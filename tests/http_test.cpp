@@ -557,7 +557,7 @@ TEST(EmbedAndBulk, OpenAIVectorsAreRecordedWithTheirEmbedder) {
   "edges": [["docs", "embed"], ["embed", "db"]]})");
   EXPECT_EQ(rep.error, "");
   EXPECT_EQ(rep.docs_indexed, 10u);
-  EXPECT_EQ(count(dir / "e.db", "SELECT count(*) FROM chunks WHERE length(vector) = 32 * 4"), 10);
+  EXPECT_EQ(count(dir / "e.db", "SELECT count(*) FROM chunks WHERE length(vector) = 32 * 2"), 10);
   EXPECT_EQ(count(dir / "e.db", "SELECT count(*) FROM sluice_meta WHERE key = 'embedder' AND value = "
                                 "'{\"type\":\"embed.openai\",\"model\":\"m\",\"dim\":32}'"), 1);
   try {
@@ -583,7 +583,7 @@ TEST(EmbedAndBulk, GeminiSendsAtMost100PerCallWithTheKeyInAHeader) {
   EXPECT_EQ(rep.dead_lettered, 0u) << "the sim refuses calls without x-goog-api-key (403)";
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.docs_indexed, 250u);
-  EXPECT_EQ(count(dir / "g.db", "SELECT count(*) FROM chunks WHERE length(vector) = 48 * 4"), 250);
+  EXPECT_EQ(count(dir / "g.db", "SELECT count(*) FROM chunks WHERE length(vector) = 48 * 2"), 250);
   EXPECT_EQ(count(dir / "g.db", "SELECT count(*) FROM sluice_meta WHERE key = 'embedder' AND value = "
                                 "'{\"type\":\"embed.gemini\",\"model\":\"gemini-embedding-001\",\"dim\":48}'"), 1);
   auto st = stats(server);

@@ -29,6 +29,43 @@ void make_corpus(const test::TempDir& dir) {
   }
 }
 
+// Runs `sql` on the file (a test reaching past the sink, e.g. to stage an interrupted run).
+void exec_sql(const std::string& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  sqlite3_open(db.c_str(), &h);
+  char* err = nullptr;
+  int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
+  EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "") << " in " << sql;
+  sqlite3_free(err);
+  sqlite3_close(h);
+}
+
+int64_t scalar(const std::string& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(h, sql.c_str(), -1, &s, nullptr);
+  int64_t v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+  return v;
+}
+
+// FTS5's own check that chunks_fts holds exactly the text of the rows up to the sink's mark.
+bool full_text_consistent(const std::string& db) {
+  sqlite3* h = nullptr;
+  sqlite3_open(db.c_str(), &h);
+  int rc = sqlite3_exec(h, "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)", nullptr, nullptr, nullptr);
+  sqlite3_close(h);
+  return rc == SQLITE_OK;
+}
+
+std::string with_sink_params(std::string graph, const std::string& params) {
+  size_t at = graph.find("\"path\": ");
+  graph.insert(at, params + ", ");
+  return graph;
+}
+
 std::vector<std::string> rows(const std::string& db) {
   sqlite3* h = nullptr;
   sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr);
@@ -140,6 +177,99 @@ TEST(IndexSqlite, ChangingTheEmbedderOfAnIndexIsRefused) {
   EXPECT_NE(rep.error.find("write to a new path"), std::string::npos) << rep.error;
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_GT(rep.dead_lettered, 0u);
+}
+
+TEST(IndexSqlite, FullTextFollowsTheRowsInStepsAndIsCompleteAtTheEnd) {
+  test::TempDir dir;
+  make_corpus(dir);
+  // Steps of 7 rows: many catch-ups, each inside a batch's transaction, plus the last at close.
+  RunReport rep = test::run_json(with_sink_params(corpus_graph(dir), R"("fts_batch": 7, "batch": 5)"));
+  ASSERT_EQ(rep.error, "");
+  std::string db = dir / "i.db";
+  EXPECT_EQ(chunks_awaiting_full_text(db), 0u);
+  EXPECT_EQ(scalar(db, "SELECT CAST(value AS INTEGER) FROM sluice_meta WHERE key = 'fts_rowid'"),
+            scalar(db, "SELECT max(rowid) FROM chunks"));
+  EXPECT_TRUE(full_text_consistent(db));
+  // Every file's paragraph is found once per chunk holding it: no row missed or indexed twice.
+  EXPECT_EQ(search_index(db, "\"quartz heron\"", 10, SearchMode::bm25).size(), 1u);
+  EXPECT_EQ(static_cast<int64_t>(search_index(db, "rivers", 1000, SearchMode::bm25).size()),
+            scalar(db, "SELECT count(*) FROM chunks WHERE text LIKE '%rivers%'"));
+}
+
+TEST(IndexSqlite, RowsAnInterruptedRunLeftOutOfFullTextAreAddedByTheNextRun) {
+  test::TempDir dir;
+  make_corpus(dir);
+  std::string db = dir / "i.db";
+  ASSERT_EQ(test::run_json(corpus_graph(dir)).error, "");
+  // What a run killed before its catch-up leaves: rows committed, chunks_fts without them.
+  exec_sql(db, "INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all'); "
+               "UPDATE sluice_meta SET value = '0' WHERE key = 'fts_rowid'");
+  uint64_t all = static_cast<uint64_t>(scalar(db, "SELECT count(*) FROM chunks"));
+  EXPECT_EQ(chunks_awaiting_full_text(db), all);
+  EXPECT_TRUE(search_index(db, "\"quartz heron\"", 10, SearchMode::bm25).empty());
+  // The next run changes one of those rows' text: only the new text may be found.
+  std::string f13 = test::read_file(dir / "docs/f13.txt");
+  f13.replace(f13.find("quartz heron"), 12, "copper finch");
+  test::write_file(dir / "docs/f13.txt", f13);
+  ASSERT_EQ(test::run_json(corpus_graph(dir)).error, "");
+  EXPECT_EQ(chunks_awaiting_full_text(db), 0u);
+  EXPECT_TRUE(full_text_consistent(db));
+  EXPECT_TRUE(search_index(db, "\"quartz heron\"", 10, SearchMode::bm25).empty());
+  EXPECT_EQ(search_index(db, "\"copper finch\"", 10, SearchMode::bm25).size(), 1u);
+  EXPECT_EQ(static_cast<uint64_t>(scalar(db, "SELECT count(*) FROM chunks")), all);
+}
+
+TEST(IndexSqlite, VectorsAreHalfFloatsUnlessTheFileOrTheGraphSaysFloat32) {
+  test::TempDir dir;
+  make_corpus(dir);
+  std::string g = corpus_graph(dir);  // dim 64
+  ASSERT_EQ(test::run_json(g).error, "");
+  std::string db = dir / "i.db";
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM chunks WHERE length(vector) != 64 * 2"), 0);
+  EXPECT_EQ(search_index(db, "quartz heron midnight", 3, SearchMode::vector).at(0).doc_id, "f13.txt");
+  // Asking for the other type of an existing file is refused, with the way out.
+  RunReport rep = test::run_json(with_sink_params(g, R"("vector_type": "f32")"));
+  EXPECT_NE(rep.error.find("stores vectors as f16, not f32: leave vector_type out"), std::string::npos) << rep.error;
+
+  std::string g32 = g;
+  g32.replace(g32.find("i.db"), 4, "f32.db");
+  ASSERT_EQ(test::run_json(with_sink_params(g32, R"("vector_type": "f32")")).error, "");
+  std::string db32 = dir / "f32.db";
+  EXPECT_EQ(scalar(db32, "SELECT count(*) FROM chunks WHERE length(vector) != 64 * 4"), 0);
+  // Half floats keep about three significant digits: the same best hit, scores within 1e-3.
+  auto h16 = search_index(db, "quartz heron midnight", 3, SearchMode::vector);
+  auto h32 = search_index(db32, "quartz heron midnight", 3, SearchMode::vector);
+  ASSERT_EQ(h16.size(), h32.size());
+  EXPECT_EQ(h16[0].id, h32[0].id);
+  for (size_t i = 0; i < h16.size(); ++i) EXPECT_NEAR(h16[i].score, h32[i].score, 1e-3);
+  // A later run without vector_type follows the file: float32 rows stay float32.
+  ASSERT_EQ(test::run_json(g32).error, "");
+  EXPECT_EQ(scalar(db32, "SELECT count(*) FROM chunks WHERE length(vector) != 64 * 4"), 0);
+}
+
+TEST(IndexSqlite, AVersionTwoFileIsUpgradedInPlaceAndANewerOneRefused) {
+  test::TempDir dir;
+  make_corpus(dir);
+  std::string g = with_sink_params(corpus_graph(dir), R"("vector_type": "f32")");
+  ASSERT_EQ(test::run_json(g).error, "");
+  std::string db = dir / "i.db";
+  // Version 2 had no mark (chunks_fts always in step) and float32 vectors only.
+  exec_sql(db, "DELETE FROM sluice_meta WHERE key IN ('fts_rowid', 'vector_type'); "
+               "UPDATE sluice_meta SET value = '2' WHERE key = 'schema_version'");
+  auto before = rows(db);
+  ASSERT_EQ(test::run_json(corpus_graph(dir)).error, "");
+  EXPECT_EQ(rows(db), before);
+  EXPECT_EQ(scalar(db, "SELECT value FROM sluice_meta WHERE key = 'schema_version'"), 3);
+  EXPECT_EQ(chunks_awaiting_full_text(db), 0u);
+  EXPECT_TRUE(full_text_consistent(db));
+  EXPECT_EQ(search_index(db, "\"quartz heron\"", 10, SearchMode::bm25).size(), 1u);
+  EXPECT_EQ(search_index(db, "quartz heron midnight", 3, SearchMode::vector).at(0).doc_id, "f13.txt");
+
+  exec_sql(db, "UPDATE sluice_meta SET value = '9' WHERE key = 'schema_version'");
+  RunReport rep = test::run_json(corpus_graph(dir));
+  EXPECT_NE(rep.error.find("was written by a newer sluice (index schema 9; this one knows up to 3)"), std::string::npos)
+      << rep.error;
+  EXPECT_THROW(search_index(db, "heron", 3, SearchMode::bm25), std::runtime_error);
 }
 
 }  // namespace
