@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "engine/graph_runner.hpp"
+#include "engine/float16.hpp"
 #include "engine/graph_spec.hpp"
 #include "engine/text.hpp"
 #include "nodes/embed_hash.hpp"
@@ -61,11 +62,15 @@ double bare_fts5_insert(const std::vector<std::string>& chunks, const std::strin
 }
 
 // The same FTS5 insert plus everything else the sink stores per chunk (id with its unique index,
-// document id, meta, a 256-float vector), still one transaction: what the index's schema costs
-// before any of sluice's own work. Vectors are computed before the clock starts.
+// document id, meta, a 256-dimension float16 vector), still one transaction: what the index's
+// schema costs before any of sluice's own work. Vectors are computed before the clock starts.
 double bare_rows_insert(const std::vector<std::string>& chunks, const std::string& path) {
-  std::vector<std::vector<float>> vectors;
-  for (const auto& c : chunks) vectors.push_back(hash_embed(c, 256));
+  std::vector<std::vector<uint16_t>> vectors;
+  for (const auto& c : chunks) {
+    std::vector<uint16_t> half;
+    for (float f : hash_embed(c, 256)) half.push_back(float_to_half(f));
+    vectors.push_back(std::move(half));
+  }
   sqlite3* db = fresh_db(path,
                          "CREATE TABLE chunks(rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, "
                          "seq INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT NOT NULL, vector BLOB); "
@@ -85,7 +90,7 @@ double bare_rows_insert(const std::vector<std::string>& chunks, const std::strin
     sqlite3_bind_int64(row, 2, static_cast<int64_t>(i));
     sqlite3_bind_text(row, 3, chunks[i].data(), static_cast<int>(chunks[i].size()), SQLITE_STATIC);
     sqlite3_bind_text(row, 4, meta.data(), static_cast<int>(meta.size()), SQLITE_STATIC);
-    sqlite3_bind_blob(row, 5, vectors[i].data(), static_cast<int>(vectors[i].size() * sizeof(float)), SQLITE_STATIC);
+    sqlite3_bind_blob(row, 5, vectors[i].data(), static_cast<int>(vectors[i].size() * sizeof(uint16_t)), SQLITE_STATIC);
     sqlite3_step(row);
     sqlite3_reset(row);
     sqlite3_bind_int64(fts, 1, sqlite3_last_insert_rowid(db));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -166,6 +167,55 @@ void check_schema_version(Db& db, const std::string& path) {
                              "; this one knows up to " + std::to_string(kNewestSchema) + "): upgrade sluice");
 }
 
+// Copies committed WAL frames into the database file on its own thread and connection, so that
+// the disk writes and fsyncs of checkpointing overlap the sink's work instead of all waiting for
+// the close. PASSIVE: it never blocks the writer or waits for readers; frames it cannot copy yet
+// are left to the next request or to the final checkpoint at close.
+class BackgroundCheckpointer {
+ public:
+  explicit BackgroundCheckpointer(const std::string& path) {
+    _db.open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
+    // A connection knows the file is in WAL mode only once it has read it.
+    _db.exec("SELECT 1 FROM sqlite_master LIMIT 1");
+    _thread = std::thread([this] { loop(); });
+  }
+  ~BackgroundCheckpointer() {
+    {
+      std::lock_guard lock(_mu);
+      _stop = true;
+    }
+    _cv.notify_one();
+    _thread.join();
+  }
+  void request() {
+    {
+      std::lock_guard lock(_mu);
+      _requested = true;
+    }
+    _cv.notify_one();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(_mu);
+    for (;;) {
+      _cv.wait(lock, [&] { return _requested || _stop; });
+      if (_stop) return;
+      _requested = false;
+      lock.unlock();
+      sqlite3_wal_checkpoint_v2(_db.get(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      lock.lock();
+    }
+  }
+
+  Db _db;
+  std::mutex _mu;
+  std::condition_variable _cv;
+  bool _requested = false;
+  bool _stop = false;
+  std::thread _thread;
+};
+
 class SqliteIndex final : public Node {
  public:
   explicit SqliteIndex(const NodeInit& init)
@@ -244,17 +294,19 @@ class SqliteIndex final : public Node {
         "WHERE docs.meta IS NOT excluded.meta");
     _fts_rowid_get = _db.prepare("SELECT CAST(value AS INTEGER) FROM sluice_meta WHERE key = 'fts_rowid'");
     _fts_rowid_set = _db.prepare("UPDATE sluice_meta SET value = ?1 WHERE key = 'fts_rowid'");
-    _fts_catch_up = _db.prepare(
-        "INSERT INTO chunks_fts(rowid, text) SELECT rowid, text FROM chunks WHERE rowid > ?1 AND rowid <= ?2");
+    _fts_catch_up = _db.prepare("SELECT rowid, text FROM chunks WHERE rowid > ?1 AND rowid <= ?2");
     // Rows an earlier run committed but did not live to add to chunks_fts.
     in_transaction([&] { catch_up_text(); });
+    _checkpointer = std::make_unique<BackgroundCheckpointer>(_path);
   }
 
   void close() override {
     std::lock_guard lock(_write_mu);
     if (!_db.get()) return;
     // The rows since the last catch-up: searchable by the time the run's report is written.
+    if (_checkpointer) _checkpointer->request();
     in_transaction([&] { catch_up_text(); });
+    _checkpointer.reset();
     _db.close();
   }
 
@@ -312,9 +364,22 @@ class SqliteIndex final : public Node {
     int64_t from = read_fts_rowid();
     int64_t to = max_rowid();
     if (to > from) {
+      // Row by row from a cursor: INSERT ... SELECT into the virtual table would first copy every
+      // text into a temporary table.
       sqlite3_bind_int64(_fts_catch_up, 1, from);
       sqlite3_bind_int64(_fts_catch_up, 2, to);
-      _db.run(_fts_catch_up);
+      try {
+        while (_db.step(_fts_catch_up) == SQLITE_ROW) {
+          sqlite3_bind_int64(_fts_insert, 1, sqlite3_column_int64(_fts_catch_up, 0));
+          sqlite3_bind_text(_fts_insert, 2, static_cast<const char*>(sqlite3_column_blob(_fts_catch_up, 1)),
+                            sqlite3_column_bytes(_fts_catch_up, 1), SQLITE_STATIC);
+          _db.run(_fts_insert);
+        }
+      } catch (...) {
+        sqlite3_reset(_fts_catch_up);
+        throw;
+      }
+      sqlite3_reset(_fts_catch_up);
       sqlite3_bind_int64(_fts_rowid_set, 1, to);
       _db.run(_fts_rowid_set);
     }
@@ -329,6 +394,7 @@ class SqliteIndex final : public Node {
     try {
       check_embedder(batch);
       in_transaction([&] { write_rows(batch); });
+      _checkpointer->request();
     } catch (const std::exception& e) {
       error = e.what();
     }
@@ -464,6 +530,7 @@ class SqliteIndex final : public Node {
   std::string _vector_type;  // as asked; empty: the file's own (f16 for a new file)
   bool _half = false;        // the file stores float16
   std::vector<uint16_t> _half_buf;
+  std::unique_ptr<BackgroundCheckpointer> _checkpointer;
   int64_t _rows_since_catch_up = 0;
   std::chrono::steady_clock::time_point _last_catch_up = std::chrono::steady_clock::now();
 };
