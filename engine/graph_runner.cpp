@@ -825,13 +825,16 @@ RunReport Runner::run() {
   });
   progress(true);
 
+  // A sink's close may finish real work (index.sqlite's last full-text step): it is busy time.
   for (auto& nr : _nodes) {
+    auto t0 = Clock::now();
     try {
       if (nr->source) nr->source->close();
       else nr->node->close();
     } catch (const std::exception& e) {
       fail("node \"" + nr->spec.id + "\": close failed: " + e.what());
     }
+    nr->slot().add_busy_since(t0);
   }
   // Records still held by nodes now can never finish: their tickets count them as lost.
   for (auto& n : _nodes) {
