@@ -355,10 +355,10 @@ class SqliteIndex final : public Node {
     return v;
   }
 
-  // Adds the text of every row above the mark to chunks_fts in one statement and moves the mark,
-  // inside the caller's write transaction. FTS5 writes a segment per transaction that touches it:
-  // thousands of rows at once make one segment where per-batch inserts made one per batch, and
-  // merging those was most of the sink's time. Another process's rows are caught up too; the
+  // Adds the text of every row above the mark to chunks_fts and moves the mark, inside the
+  // caller's write transaction. FTS5 writes a segment per transaction that touches it: thousands
+  // of rows at once make one segment where per-batch inserts made one per batch, and merging
+  // those was most of the sink's time. Another process's rows are caught up too; the
   // write lock makes each row's text go in exactly once.
   void catch_up_text() {
     int64_t from = read_fts_rowid();
