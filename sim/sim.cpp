@@ -340,6 +340,7 @@ struct Stats {
   uint64_t requests = 0;
   EpStats eps[kEpCount];
   uint64_t in_flight = 0, peak = 0, resets = 0, timeouts = 0;
+  uint64_t connections = 0;  // accepted, over the server's life
   uint64_t bulk_distinct = 0, bulk_multi = 0;
   uint64_t emb_inputs = 0, emb_tokens = 0;
 };
@@ -551,12 +552,7 @@ struct SimServer::Impl {
   void loop() {
     epoll_event events[256];
     for (;;) {
-      int timeout = -1;
-      if (!timers.empty()) {
-        int64_t wait = timers.top().due_ns - mono_ns();
-        timeout = wait <= 0 ? 0 : int(std::min<int64_t>((wait + 999'999) / 1'000'000, 60'000));
-      }
-      int n = epoll_wait(epoll_fd, events, 256, timeout);
+      int n = wait_events(events, 256);
       if (n < 0 && errno != EINTR) return;
       now_ns = mono_ns();
       now_wall = wall_s();
@@ -598,6 +594,22 @@ struct SimServer::Impl {
     }
   }
 
+  // Waits for events until the next response is due. To the nanosecond where the kernel has
+  // epoll_pwait2: epoll_wait's whole milliseconds, rounded up, made a 50 ms latency 50.5 ms on
+  // average, which every request of a chain (a book followed section by section) pays again.
+  int wait_events(epoll_event* events, int max) {
+    int64_t wait = -1;
+    if (!timers.empty()) wait = std::clamp<int64_t>(timers.top().due_ns - mono_ns(), 0, 60'000'000'000);
+    if (have_pwait2) {
+      timespec ts{wait / 1'000'000'000, wait % 1'000'000'000};
+      int n = epoll_pwait2(epoll_fd, events, max, wait < 0 ? nullptr : &ts, nullptr);
+      if (n >= 0 || errno != ENOSYS) return n;
+      have_pwait2 = false;
+    }
+    return epoll_wait(epoll_fd, events, max, wait < 0 ? -1 : int((wait + 999'999) / 1'000'000));
+  }
+  bool have_pwait2 = true;
+
   void mark_dirty(Conn& c) {
     if (!c.dirty) {
       c.dirty = true;
@@ -625,6 +637,8 @@ struct SimServer::Impl {
         continue;
       }
       conns[size_t(fd)] = std::move(c);
+      std::lock_guard lk(stats_mu);
+      ++stats.connections;
     }
   }
 
@@ -2307,6 +2321,8 @@ struct SimServer::Impl {
     append_uint(out, stats.peak);
     out.append(",\"in_flight\":");
     append_uint(out, stats.in_flight);
+    out.append(",\"connections\":");
+    append_uint(out, stats.connections);
     out.append(",\"resets\":");
     append_uint(out, stats.resets);
     out.append(",\"timeouts\":");
