@@ -333,6 +333,8 @@ class Runner final : public CompletionListener {
     if (!_http) {
       http::ClientOptions o;
       o.loop = _spec.settings.http_loop;
+      o.max_host_connections = static_cast<long>(_spec.settings.max_host_connections);
+      o.max_total_connections = static_cast<long>(_spec.settings.max_connections);
       _http = std::make_unique<http::Client>(o);
     }
     return *_http;

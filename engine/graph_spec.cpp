@@ -258,7 +258,7 @@ class Builder {
   void read_settings(Value& s, GraphSettings& out) {
     if (!expect(s, Kind::object, "settings")) return;
     static const std::vector<std::string> keys = {"threads", "max_inflight_docs", "dead_letter", "limits_scope",
-                                                  "http_loop"};
+                                                  "http_loop", "max_host_connections", "max_connections"};
     for (auto& m : s.members) {
       std::string path = "settings." + m.key;
       int64_t n = 0;
@@ -277,6 +277,10 @@ class Builder {
                       "expected \"job\" (rate limits and I/O concurrency are totals for every shard together) "
                       "or \"shard\" (each shard has its own quota), got \"" + m.value.str + "\"" +
                           did_you_mean(m.value.str, {"job", "shard"}));
+      } else if (m.key == "max_host_connections") {
+        read_int(m.value, path, 0, out.max_host_connections);
+      } else if (m.key == "max_connections") {
+        read_int(m.value, path, 0, out.max_connections);
       } else if (m.key == "http_loop") {
         if (!expect(m.value, Kind::string, path)) continue;
         if (m.value.str == "epoll") out.http_loop = http::LoopKind::epoll;

@@ -32,6 +32,10 @@ struct GraphSettings {
   bool limits_per_shard = false;
   // "http_loop": how the HTTP loop waits on its sockets, "epoll" (default) or "poll".
   http::LoopKind http_loop = http::LoopKind::epoll;
+  // "max_host_connections" / "max_connections": open connections per host / in all, per process
+  // (0 = no cap). Transfers past a cap wait inside libcurl for a connection to come free.
+  int64_t max_host_connections = 0;
+  int64_t max_connections = 0;
 };
 
 struct GraphSpec {

@@ -74,7 +74,9 @@ struct RateLimit {
 enum class LoopKind { poll, epoll };
 
 struct ClientOptions {
-  long max_host_connections = 0;   // 0 = libcurl's default (unlimited)
+  // Connection caps (0 = none), enforced by libcurl within one multi handle: with either set the
+  // loop keeps all its transfers in one connection pool instead of pools of 64.
+  long max_host_connections = 0;
   long max_total_connections = 0;
   LoopKind loop = LoopKind::epoll;
   std::string user_agent = "sluice/0.1";

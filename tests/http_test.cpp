@@ -284,6 +284,39 @@ TEST(FetchHttp, OneThreadKeepsThousandsInFlightWithoutBlocking) {
   EXPECT_GE(stats(server)["peak_concurrent"].GetInt64(), 500);
 }
 
+TEST(FetchHttp, HundredsInFlightSpreadOverConnectionPoolsThatReuseTheirConnections) {
+  // 300 in flight is five of the loop's connection pools (64 transfers each) on one epoll set:
+  // all of them run at once, and a transfer's follow-up finds the connection it left idle.
+  sim::SimOptions o;
+  o.docs = 1500;
+  o.latency_ms = 20;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  RunReport rep = fetch_ids(server, dir, 1500, "300");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 1500u);
+  auto st = stats(server);
+  EXPECT_GE(st["peak_concurrent"].GetInt64(), 200) << "more than one pool's worth at once";
+  EXPECT_LE(st["connections"].GetInt64(), 400) << "1,500 requests on about 300 kept-alive connections";
+}
+
+TEST(FetchHttp, ConnectionCapsHoldTheUpstreamToThatManyConnections) {
+  sim::SimOptions o;
+  o.docs = 200;
+  o.latency_ms = 5;
+  sim::SimServer server(o);
+  server.start();
+  test::TempDir dir;
+  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 200), base(server) + "/docs/{id}", dir / "f.db", "", "32",
+                                             R"(, "max_host_connections": 4)"));
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 200u);
+  auto st = stats(server);
+  EXPECT_LE(st["peak_concurrent"].GetInt64(), 4) << "32 requests in flight wait for 4 connections";
+  EXPECT_LE(st["connections"].GetInt64(), 4);
+}
+
 TEST(FetchHttp, RateLimitIsRespectedAndThrottlingRetried) {
   // 20 s at the limit: the sim allows 20 requests per 1-second window; the config says the same.
   sim::SimOptions o;
