@@ -158,6 +158,7 @@ struct Client::Impl {
   CURLSH* share = nullptr;
   std::vector<std::unique_ptr<Pool>> pools;
   bool one_pool = false;  // poll loop, or connection caps that libcurl enforces per multi handle
+  CURLM* poll_multi = nullptr;  // LoopKind::poll: the one pool's handle, for wake() from any thread
   std::thread loop;
   std::mutex mu;
   std::vector<Job*> incoming;
@@ -229,7 +230,7 @@ Client::Client(ClientOptions options) : _impl(std::make_unique<Impl>()) {
     ev.data.u64 = 0;
     epoll_ctl(_impl->epfd, EPOLL_CTL_ADD, _impl->wakefd, &ev);
   }
-  _impl->add_pool();
+  _impl->poll_multi = _impl->add_pool().multi;
   _impl->loop = std::thread([impl = _impl.get()] { impl->run(); });
 }
 
@@ -264,7 +265,7 @@ Client::Impl::Pool& Client::Impl::pick_pool() {
 
 void Client::Impl::wake() {
   if (wakefd < 0) {
-    curl_multi_wakeup(pools.front()->multi);
+    curl_multi_wakeup(poll_multi);
     return;
   }
   uint64_t one = 1;

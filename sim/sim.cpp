@@ -603,12 +603,15 @@ struct SimServer::Impl {
     if (have_pwait2) {
       timespec ts{wait / 1'000'000'000, wait % 1'000'000'000};
       int n = epoll_pwait2(epoll_fd, events, max, wait < 0 ? nullptr : &ts, nullptr);
-      if (n >= 0 || errno != ENOSYS) return n;
+      if (n >= 0) pwait2_worked = true;
+      // ENOSYS on old kernels, EPERM under some seccomp profiles: fall back for good, unless
+      // it has worked before (then the error is the loop's to see).
+      if (n >= 0 || errno == EINTR || pwait2_worked) return n;
       have_pwait2 = false;
     }
     return epoll_wait(epoll_fd, events, max, wait < 0 ? -1 : int((wait + 999'999) / 1'000'000));
   }
-  bool have_pwait2 = true;
+  bool have_pwait2 = true, pwait2_worked = false;
 
   void mark_dirty(Conn& c) {
     if (!c.dirty) {

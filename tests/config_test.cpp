@@ -161,6 +161,10 @@ const BadCase kBad[] = {
      "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"]]}",
      "test.json:1:28: settings.http_loop: expected \"epoll\" (curl_multi_socket_action on an epoll set) or \"poll\" "
      "(curl_multi_poll), got \"pol\" (did you mean 'poll'?)\n"},
+    {"NegativeConnectionCap",
+     "{\"settings\": {\"max_host_connections\": -1}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"]]}",
+     "test.json:1:39: settings.max_host_connections: must be at least 0\n"},
     {"MetaValueNotAPointer",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.lines\", \"params\": {\"path\": \"x\"}},\n"
      "{\"id\": \"e\", \"type\": \"extract.json\", \"params\": {\"text\": \"/t\", \"meta\": {\"c\": \"b\"}}},\n"

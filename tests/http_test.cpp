@@ -289,7 +289,7 @@ TEST(FetchHttp, HundredsInFlightSpreadOverConnectionPoolsThatReuseTheirConnectio
   // all of them run at once, and a transfer's follow-up finds the connection it left idle.
   sim::SimOptions o;
   o.docs = 1500;
-  o.latency_ms = 20;
+  o.latency_ms = 50;
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
@@ -297,7 +297,7 @@ TEST(FetchHttp, HundredsInFlightSpreadOverConnectionPoolsThatReuseTheirConnectio
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.docs_indexed, 1500u);
   auto st = stats(server);
-  EXPECT_GE(st["peak_concurrent"].GetInt64(), 200) << "more than one pool's worth at once";
+  EXPECT_GT(st["peak_concurrent"].GetInt64(), 128) << "more than two pools' worth at once";
   EXPECT_LE(st["connections"].GetInt64(), 400) << "1,500 requests on about 300 kept-alive connections";
 }
 
