@@ -158,7 +158,7 @@ struct Client::Impl {
   CURLSH* share = nullptr;
   std::vector<std::unique_ptr<Pool>> pools;
   bool one_pool = false;  // poll loop, or connection caps that libcurl enforces per multi handle
-  CURLM* poll_multi = nullptr;  // LoopKind::poll: the one pool's handle, for wake() from any thread
+  CURLM* poll_multi = nullptr;  // LoopKind::poll: the one pool's handle (wake() reads it from any thread)
   std::thread loop;
   std::mutex mu;
   std::vector<Job*> incoming;
@@ -172,7 +172,6 @@ struct Client::Impl {
   std::vector<CURL*> idle_handles;  // easy handles kept for reuse
   std::deque<Job*> deferred;        // ready, over this turn's kStartsPerTurn
   size_t started_this_turn = 0;
-  size_t active = 0;
   std::mt19937_64 rng{0x5111ce};
   std::unordered_set<CURL*> running_handles;  // added to the multi handle and not yet done
 
@@ -226,8 +225,7 @@ Client::Client(ClientOptions options) : _impl(std::make_unique<Impl>()) {
     if (_impl->epfd < 0 || _impl->wakefd < 0) throw std::runtime_error("HTTP client: cannot create its epoll set");
     epoll_event ev{};
     ev.events = EPOLLIN;
-    ev.data.fd = _impl->wakefd;
-    ev.data.u64 = 0;
+    ev.data.u64 = 0;  // the wake-up eventfd; a pool's sockets carry its index + 1
     epoll_ctl(_impl->epfd, EPOLL_CTL_ADD, _impl->wakefd, &ev);
   }
   _impl->poll_multi = _impl->add_pool().multi;
@@ -303,7 +301,7 @@ int Client::Impl::on_timer(CURLM*, long timeout_ms, void* self) {
 void Client::Impl::drive() {
   int running = 0;
   if (epfd < 0) {
-    curl_multi_perform(pools.front()->multi, &running);
+    curl_multi_perform(poll_multi, &running);
     return;
   }
   // Timeouts first: a transfer added since the last turn (libcurl asks to run it at once) sends
@@ -352,7 +350,7 @@ void Client::Impl::complete(Pool& p) {
 
 void Client::Impl::wait(int timeout_ms) {
   if (epfd < 0) {
-    curl_multi_poll(pools.front()->multi, nullptr, 0, timeout_ms, nullptr);
+    curl_multi_poll(poll_multi, nullptr, 0, timeout_ms, nullptr);
     return;
   }
   Clock::time_point deadline = Clock::time_point::max();
@@ -512,7 +510,6 @@ void Client::Impl::start(Job* j) {
       curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, static_cast<long>(std::min(j->req.body.size(), size_t{2} << 20)));
     if (j->req.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, j->req.method.c_str());
   }
-  ++active;
   attempts.fetch_add(1, std::memory_order_relaxed);
   j->started = Clock::now();
   running_handles.insert(e);
@@ -556,7 +553,6 @@ void Client::Impl::on_done(Pool& p, CURL* e, CURLcode rc, Clock::time_point now)
   running_handles.erase(e);
   curl_easy_reset(e);
   idle_handles.push_back(e);
-  --active;
   latency[static_cast<size_t>(LatencyHistogram::bucket_of(seconds_between(j->started, now)))].fetch_add(
       1, std::memory_order_relaxed);
   j->resp.status = status;
