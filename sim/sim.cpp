@@ -450,6 +450,18 @@ struct SimServer::Impl {
   std::deque<std::string> sef_titles;
   std::vector<SefBook> sef_library;
   std::unordered_map<std::string_view, const SefBook*> sef_by_title;  // a request must not scan them all
+  // Rendered once and served from memory, so that the sim costs a request little beside the
+  // client under test: each book's section refs (with an index by ref) and each section's text
+  // as JSON, per version and format. A book-level ref is its sections' texts joined, so reading
+  // a book whole and then section by section renders every section once.
+  struct SefSections {
+    std::vector<std::pair<std::string, bool>> list;  // section refs in order, and whether empty
+    std::unordered_map<std::string, int> by_ref;
+  };
+  std::unordered_map<const SefBook*, SefSections> sef_sections_cache;
+  std::unordered_map<std::string, std::string> sef_text_cache;  // key: see sef_emit_text
+  size_t sef_text_bytes = 0;
+  static constexpr size_t kSefTextCacheBytes = size_t{256} << 20;  // past it, the cache starts over
 
   explicit Impl(SimOptions opts) : o(std::move(opts)) {
     sef_library = sef_books();
@@ -1851,8 +1863,17 @@ struct SimServer::Impl {
     return 0;
   }
 
-  // Section-level refs of a book in order, with whether each is empty.
-  std::vector<std::pair<std::string, bool>> sef_sections(const SefBook& b) {
+  // Section-level refs of a book in order, with whether each is empty (rendered once a book).
+  const SefSections& sef_sections(const SefBook& b) {
+    auto [it, fresh] = sef_sections_cache.try_emplace(&b);
+    if (fresh) {
+      it->second.list = sef_render_sections(b);
+      for (size_t i = 0; i < it->second.list.size(); ++i) it->second.by_ref.emplace(it->second.list[i].first, int(i));
+    }
+    return it->second;
+  }
+
+  std::vector<std::pair<std::string, bool>> sef_render_sections(const SefBook& b) {
     std::vector<std::pair<std::string, bool>> out;
     SefRef r;
     r.book = &b;
@@ -1890,8 +1911,33 @@ struct SimServer::Impl {
       json::append_quoted(out, tmp);
       return;
     }
+    if (int(p.size()) != sef_section_level(b)) {
+      sef_emit_array(out, r, p, english, drop_tags, drop_footnotes);
+      return;
+    }
+    // A section: from the cache, keyed by book, node, address, version and format.
+    std::string key(reinterpret_cast<const char*>(&r.book), sizeof r.book);
+    for (int x : std::initializer_list<int>{r.node, english, drop_tags, drop_footnotes}) key.push_back(char(x + 1));
+    for (int x : p) key.append(reinterpret_cast<const char*>(&x), sizeof x);
+    if (auto it = sef_text_cache.find(key); it != sef_text_cache.end()) {
+      out.append(it->second);
+      return;
+    }
+    std::string text;
+    sef_emit_array(text, r, p, english, drop_tags, drop_footnotes);
+    if (sef_text_bytes + text.size() > kSefTextCacheBytes) {
+      sef_text_cache.clear();
+      sef_text_bytes = 0;
+    }
+    sef_text_bytes += key.size() + text.size();
+    out.append(text);
+    sef_text_cache.emplace(std::move(key), std::move(text));
+  }
+
+  void sef_emit_array(std::string& out, const SefRef& r, std::vector<int>& p, bool english, bool drop_tags,
+                      bool drop_footnotes) {
     out.push_back('[');
-    int n = sef_count(b, r.node, p);
+    int n = sef_count(*r.book, r.node, p);
     for (int i = 0; i < n; ++i) {
       if (i) out.push_back(',');
       p.push_back(i);
@@ -1899,6 +1945,12 @@ struct SimServer::Impl {
       p.pop_back();
     }
     out.push_back(']');
+  }
+
+  // Depth of the section level (refs that `next` walks): chapters, a depth-3 book's verses, or a
+  // complex book's nodes.
+  static int sef_section_level(const SefBook& b) {
+    return b.kind == SefKind::depth3 ? 2 : b.kind == SefKind::complex ? 0 : 1;
   }
 
   static constexpr std::string_view kSefHe = "Sim Hebrew Edition";
@@ -2001,15 +2053,14 @@ struct SimServer::Impl {
       body.push_back(']');
     }
     // Navigation between section-level refs, skipping empty sections.
-    auto sections = sef_sections(b);
-    int section_level = b.kind == SefKind::depth3 ? 2 : b.kind == SefKind::complex ? 0 : 1;
+    const auto& sections = sef_sections(b).list;
+    int section_level = sef_section_level(b);
     int cur = -1;
     if (int(r.idx.size()) >= section_level) {
       SefRef sr = r;
       sr.idx.resize(size_t(section_level));
       std::string sref = sef_ref_string(sr);
-      for (size_t i = 0; i < sections.size(); ++i)
-        if (sections[i].first == sref) cur = int(i);
+      if (auto it = sef_sections(b).by_ref.find(sref); it != sef_sections(b).by_ref.end()) cur = it->second;
       body.append(",\"sectionRef\":");
       json::append_quoted(body, sref);
     }

@@ -894,6 +894,34 @@ TEST(Sim, SefariaTexts) {
   EXPECT_STREQ(d["next"].GetString(), "Pesach Haggadah, Urchatz");
 }
 
+// The sim renders each section's text once and serves it from memory: a book-level ref is its
+// sections' texts, and a text is the same whichever order asked for it first, per version and
+// format.
+TEST(Sim, SefariaTextsAreTheSameWhicheverRefAskedFirst) {
+  Server first_sections(SimOptions{}), first_book(SimOptions{});
+  Client a(first_sections.port), b(first_book.port);
+  auto text = [](Client& c, const std::string& ref, const char* query) {
+    auto d = parse(c.get("/sefaria/api/v3/texts/" + ref + query).body);
+    return all_strings(d["versions"][0]["text"]);
+  };
+  for (const char* q : {"?version=english", "?version=english&return_format=text_only", ""}) {
+    SCOPED_TRACE(q);
+    std::string sections;
+    for (const char* ref : {"Genesis%201", "Genesis%202", "Genesis%203"}) sections += text(a, ref, q);
+    std::string book = text(b, "Genesis", q);
+    EXPECT_FALSE(book.empty());
+    EXPECT_EQ(book, sections);
+    EXPECT_EQ(text(a, "Genesis", q), book);
+    EXPECT_EQ(text(b, "Genesis%202", q), text(a, "Genesis%202", q));
+    // Depth 3: a chapter is its verse-level sections.
+    EXPECT_EQ(text(b, "Rashi%20on%20Genesis%201", q),
+              text(a, "Rashi%20on%20Genesis%201:1", q) + text(a, "Rashi%20on%20Genesis%201:2", q));
+  }
+  // Versions and formats are told apart.
+  EXPECT_NE(text(a, "Genesis%201", "?version=english"), text(a, "Genesis%201", ""));
+  EXPECT_NE(text(a, "Genesis%201", "?version=english"), text(a, "Genesis%201", "?version=english&return_format=text_only"));
+}
+
 TEST(Sim, SefariaShape) {
   Server s(SimOptions{});
   Client c(s.port);
