@@ -1867,8 +1867,9 @@ struct SimServer::Impl {
   const SefSections& sef_sections(const SefBook& b) {
     auto [it, fresh] = sef_sections_cache.try_emplace(&b);
     if (fresh) {
-      it->second.list = sef_render_sections(b);
-      for (size_t i = 0; i < it->second.list.size(); ++i) it->second.by_ref.emplace(it->second.list[i].first, int(i));
+      SefSections& s = it->second;
+      s.list = sef_render_sections(b);
+      for (size_t i = 0; i < s.list.size(); ++i) s.by_ref.emplace(s.list[i].first, int(i));
     }
     return it->second;
   }
@@ -1917,7 +1918,8 @@ struct SimServer::Impl {
     }
     // A section: from the cache, keyed by book, node, address, version and format.
     std::string key(reinterpret_cast<const char*>(&r.book), sizeof r.book);
-    for (int x : std::initializer_list<int>{r.node, english, drop_tags, drop_footnotes}) key.push_back(char(x + 1));
+    for (int x : std::initializer_list<int>{r.node, english, drop_tags, drop_footnotes})
+      key.push_back(char(x + 1));
     for (int x : p) key.append(reinterpret_cast<const char*>(&x), sizeof x);
     if (auto it = sef_text_cache.find(key); it != sef_text_cache.end()) {
       out.append(it->second);
@@ -1934,8 +1936,8 @@ struct SimServer::Impl {
     sef_text_cache.emplace(std::move(key), std::move(text));
   }
 
-  void sef_emit_array(std::string& out, const SefRef& r, std::vector<int>& p, bool english, bool drop_tags,
-                      bool drop_footnotes) {
+  void sef_emit_array(std::string& out, const SefRef& r, std::vector<int>& p, bool english,
+                      bool drop_tags, bool drop_footnotes) {
     out.push_back('[');
     int n = sef_count(*r.book, r.node, p);
     for (int i = 0; i < n; ++i) {
@@ -2060,7 +2062,8 @@ struct SimServer::Impl {
       SefRef sr = r;
       sr.idx.resize(size_t(section_level));
       std::string sref = sef_ref_string(sr);
-      if (auto it = sef_sections(b).by_ref.find(sref); it != sef_sections(b).by_ref.end()) cur = it->second;
+      const auto& by_ref = sef_sections(b).by_ref;
+      if (auto it = by_ref.find(sref); it != by_ref.end()) cur = it->second;
       body.append(",\"sectionRef\":");
       json::append_quoted(body, sref);
     }

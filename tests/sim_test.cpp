@@ -907,7 +907,8 @@ TEST(Sim, SefariaTextsAreTheSameWhicheverRefAskedFirst) {
   for (const char* q : {"?version=english", "?version=english&return_format=text_only", ""}) {
     SCOPED_TRACE(q);
     std::string sections;
-    for (const char* ref : {"Genesis%201", "Genesis%202", "Genesis%203"}) sections += text(a, ref, q);
+    for (const char* ref : {"Genesis%201", "Genesis%202", "Genesis%203"})
+      sections += text(a, ref, q);
     std::string book = text(b, "Genesis", q);
     EXPECT_FALSE(book.empty());
     EXPECT_EQ(book, sections);
@@ -919,7 +920,8 @@ TEST(Sim, SefariaTextsAreTheSameWhicheverRefAskedFirst) {
   }
   // Versions and formats are told apart.
   EXPECT_NE(text(a, "Genesis%201", "?version=english"), text(a, "Genesis%201", ""));
-  EXPECT_NE(text(a, "Genesis%201", "?version=english"), text(a, "Genesis%201", "?version=english&return_format=text_only"));
+  EXPECT_NE(text(a, "Genesis%201", "?version=english"),
+            text(a, "Genesis%201", "?version=english&return_format=text_only"));
 }
 
 TEST(Sim, SefariaShape) {
