@@ -11,7 +11,6 @@
 #include <iostream>
 
 #include <CLI/CLI.hpp>
-#include <sys/resource.h>
 
 #include "app/bench.hpp"
 #include "app/launcher.hpp"
@@ -302,18 +301,8 @@ int cmd_graph(const std::string& graph, const std::vector<std::string>& sets) {
 
 }  // namespace
 
-// Thousands of requests in flight need as many sockets (and the sim as many again): lift the
-// soft open-files limit, often 1024, to the hard one.
-static void raise_open_files_limit() {
-  rlimit r{};
-  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
-    r.rlim_cur = r.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &r);
-  }
-}
-
 int main(int argc, char** argv) {
-  raise_open_files_limit();
+  sluice::http::raise_open_files_limit();
   CLI::App app{"sluice: a dataflow pipeline engine for ingestion (source -> fetch -> extract -> chunk -> embed -> index)"};
   app.set_version_flag("--version", std::string("sluice ") + kVersion);
   app.require_subcommand(1);

@@ -56,6 +56,10 @@ bool is_http_url(std::string_view url);
 // "https://host:port/path" → "host:port".
 std::string host_of(std::string_view url);
 
+// Thousands of requests in flight need as many sockets (and an in-process sim as many again):
+// lifts the soft open-files limit, often 1024, to the hard one. Returns the soft limit in force.
+uint64_t raise_open_files_limit();
+
 struct RetryPolicy {
   int max_attempts = 8;        // network errors, timeouts, 408 and 5xx
   double base_delay_s = 0.2;   // first backoff cap; doubles per attempt

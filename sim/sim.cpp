@@ -2055,15 +2055,16 @@ struct SimServer::Impl {
       body.push_back(']');
     }
     // Navigation between section-level refs, skipping empty sections.
-    const auto& sections = sef_sections(b).list;
+    const SefSections& book_sections = sef_sections(b);
+    const auto& sections = book_sections.list;
     int section_level = sef_section_level(b);
     int cur = -1;
     if (int(r.idx.size()) >= section_level) {
       SefRef sr = r;
       sr.idx.resize(size_t(section_level));
       std::string sref = sef_ref_string(sr);
-      const auto& by_ref = sef_sections(b).by_ref;
-      if (auto it = by_ref.find(sref); it != by_ref.end()) cur = it->second;
+      auto it = book_sections.by_ref.find(sref);
+      if (it != book_sections.by_ref.end()) cur = it->second;
       body.append(",\"sectionRef\":");
       json::append_quoted(body, sref);
     }
