@@ -10,7 +10,7 @@ namespace sluice {
 
 namespace {
 
-constexpr int kMaxSkipDepth = 256;  // as json_depth_ok: deeper is not a body we accept
+constexpr int kMaxSkipDepth = 256;  // as parse_untrusted: deeper is not a body we accept
 
 struct Cursor {
   const char* p;

@@ -41,15 +41,31 @@ TEST(Json, ErrorsPointAtTheProblem) {
   EXPECT_EQ(e.message, "nesting deeper than 64 levels");
 }
 
-TEST(UntrustedJson, DeepNestingIsRejectedBeforeParsing) {
-  std::string deep(300000, '[');  // would overflow the stack in a recursive parser or destructor
+TEST(UntrustedJson, DeepNestingIsRejectedWithoutOverflowingTheStack) {
   rapidjson::Document d;
-  EXPECT_FALSE(json_depth_ok(deep));
-  EXPECT_FALSE(parse_untrusted(d, deep));
-  EXPECT_TRUE(json_depth_ok(std::string(200, '[') + std::string(200, ']')));
-  EXPECT_TRUE(json_depth_ok(R"({"a": "[[[[[[[[[[\"[[[["})", 3)) << "brackets inside strings do not count";
-  EXPECT_TRUE(parse_untrusted(d, R"({"a": [1, {"b": 2}]})"));
+  for (char open : {'[', '{'}) {
+    // Would overflow the stack in a recursive parser or walk; objects nest through keys.
+    std::string deep = open == '[' ? std::string(300000, '[') : "";
+    for (int i = 0; open == '{' && i < 300000; ++i) deep += "{\"a\":";
+    EXPECT_FALSE(parse_untrusted(d, deep)) << open;
+    EXPECT_TRUE(d.IsNull());
+  }
+  const int limit = kMaxUntrustedDepth;
+  EXPECT_TRUE(parse_untrusted(d, std::string(limit, '[') + std::string(limit, ']')));
+  EXPECT_TRUE(d.IsArray());
+  EXPECT_FALSE(parse_untrusted(d, std::string(limit + 1, '[') + std::string(limit + 1, ']')));
+  // Depth goes back down on the way out: many shallow siblings are fine.
+  std::string wide = "[";
+  for (int i = 0; i < 1000; ++i) wide += std::string(i ? "," : "") + "[[{\"a\":[1]}]]";
+  EXPECT_TRUE(parse_untrusted(d, wide + "]"));
+  EXPECT_TRUE(parse_untrusted(d, R"({"a": "[[[[[[[[[[\"[[[["})")) << "brackets in strings";
+  EXPECT_EQ(std::string(d["a"].GetString()), "[[[[[[[[[[\"[[[[");
+  EXPECT_TRUE(parse_untrusted(d, R"({"a": [1, {"b": 2.5, "c": null, "d": true, "e": -3}]})"));
+  EXPECT_EQ(d["a"][1]["b"].GetDouble(), 2.5);
+  EXPECT_EQ(d["a"][1]["e"].GetInt(), -3);
   EXPECT_FALSE(parse_untrusted(d, "{\"a\": "));
+  EXPECT_TRUE(d.IsNull());
+  EXPECT_FALSE(parse_untrusted(d, "[1] [2]")) << "one value per body";
 }
 
 TEST(Json, QuotedStringsReadBackAsTheSameBytes) {
