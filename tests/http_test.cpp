@@ -735,6 +735,60 @@ TEST(HttpList, LinkHeaderNext) {
   EXPECT_EQ(link_next(""), "");
 }
 
+// Callbacks that submit the next request of their chain, as fetch.http's `follow` does: every
+// chain runs to its end, and when the client is destroyed mid-run every submit, those made by
+// callbacks during the shutdown included, is called back exactly once.
+TEST(HttpClient, ChainsSubmittedFromCallbacksAreEachCalledBackOnceThroughShutdown) {
+  sim::SimOptions o;
+  o.docs = 50;
+  o.latency_ms = 5;
+  sim::SimServer server(o);
+  server.start();
+  for (bool destroy_early : {false, true}) {
+    std::atomic<int> submitted{0}, called{0}, ok{0}, shut{0}, chains_done{0};
+    constexpr int kChains = 40, kLength = 12;
+    {
+      std::function<void(int, int)> step;  // outlives the client, whose destructor calls back
+      http::Client client;
+      step = [&](int chain, int i) {
+        http::Request req;
+        char id[32];
+        std::snprintf(id, sizeof id, "doc-%06d", static_cast<int>((chain * kLength + i) % o.docs + 1));
+        req.url = base(server) + "/docs/" + id;
+        ++submitted;
+        client.submit(std::move(req), {}, "", 0, [&, chain, i](http::Response&& r) {
+          ++called;
+          if (r.ok()) ++ok;
+          else if (r.error == "HTTP client shut down") ++shut;
+          // On the loop thread (the local path), failed or not, as a node starts its next
+          // queued request whatever became of the last one.
+          if (i + 1 < kLength) step(chain, i + 1);
+          else ++chains_done;
+        });
+      };
+      for (int c = 0; c < kChains; ++c) step(c, 0);
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      if (destroy_early) {
+        while (ok < kChains * 2 && std::chrono::steady_clock::now() < deadline)
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      } else {
+        while (chains_done < kChains && std::chrono::steady_clock::now() < deadline)
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
+    }  // the client's destructor fails whatever is left
+    EXPECT_EQ(submitted.load(), kChains * kLength) << "destroy_early=" << destroy_early;
+    EXPECT_EQ(called.load(), submitted.load()) << "destroy_early=" << destroy_early;
+    EXPECT_EQ(chains_done.load(), kChains);
+    if (destroy_early) {
+      // Cut short: what the shutdown failed includes the requests its own callbacks submitted.
+      EXPECT_LT(ok.load(), kChains * kLength / 2);
+      EXPECT_EQ(shut.load(), kChains * kLength - ok.load());
+    } else {
+      EXPECT_EQ(ok.load(), kChains * kLength);
+    }
+  }
+}
+
 TEST(HttpClient, RetryAfterParsesSecondsAndDates) {
   EXPECT_EQ(http::parse_retry_after("7", 0), 7.0);
   EXPECT_EQ(http::parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412470.0), 10.0);
