@@ -49,6 +49,7 @@ TEST(UntrustedJson, DeepNestingIsRejectedWithoutOverflowingTheStack) {
     for (int i = 0; open == '{' && i < 300000; ++i) deep += "{\"a\":";
     EXPECT_FALSE(parse_untrusted(d, deep)) << open;
     EXPECT_TRUE(d.IsNull());
+    EXPECT_FALSE(parse_untrusted(d, std::string_view(deep))) << open;
   }
   const int limit = kMaxUntrustedDepth;
   EXPECT_TRUE(parse_untrusted(d, std::string(limit, '[') + std::string(limit, ']')));
@@ -66,6 +67,15 @@ TEST(UntrustedJson, DeepNestingIsRejectedWithoutOverflowingTheStack) {
   EXPECT_FALSE(parse_untrusted(d, "{\"a\": "));
   EXPECT_TRUE(d.IsNull());
   EXPECT_FALSE(parse_untrusted(d, "[1] [2]")) << "one value per body";
+  // A whole string (NUL-terminated: the SIMD scans) and a view of one read the same.
+  const std::string texts[] = {R"({"t": ["a\"b", "\u05d0", "x<i>y</i>"], "n": 1e3})",
+                               std::string("[1]\0[2]", 7), "[\"open", std::string(500, ' ')};
+  for (const std::string& text : texts) {
+    rapidjson::Document a, b;
+    bool ok_a = parse_untrusted(a, text), ok_b = parse_untrusted(b, std::string_view(text));
+    EXPECT_EQ(ok_a, ok_b) << text;
+    EXPECT_TRUE(a == b) << text;
+  }
 }
 
 TEST(Json, QuotedStringsReadBackAsTheSameBytes) {
