@@ -188,6 +188,7 @@ struct Client::Impl {
   // Submitted by a callback on the loop thread itself (a chain's next request, a node's next queued
   // one): no lock and no wake-up, and started as soon as the callback returns (see drive()).
   std::vector<Job*> local;
+  std::vector<Job*> local_batch;  // drive()'s turn at `local`, kept to reuse its buffer
 
   // LoopKind::epoll: our epoll set (every pool's sockets plus an eventfd for wake-ups; an event's
   // data is the pool's index + 1 in the high 32 bits and the fd in the low ones, 0 for the
@@ -214,6 +215,7 @@ struct Client::Impl {
   static int on_timer(CURLM*, long timeout_ms, void* self);
   void enqueue_ready(Job* j, Clock::time_point now);
   void admit(std::vector<Job*>& fresh, Clock::time_point now);  // newly submitted jobs
+  void take_local(std::vector<Job*>& out);                      // appends local, leaves it empty
   bool take_submitted(std::vector<Job*>& out);                  // incoming and local; false if none
   Clock::time_point service_keys(Clock::time_point now);
   void start(Job* j);
@@ -345,9 +347,8 @@ void Client::Impl::drive() {
     // reading and calling back (5 ms at 500 in flight on a slow host) sat between a chained
     // response and its next request.
     if (!local.empty()) {
-      std::vector<Job*> next;
-      next.swap(local);
-      admit(next, Clock::now());
+      local_batch.swap(local);
+      admit(local_batch, Clock::now());
       run_due_timeouts();
     }
   }
@@ -471,13 +472,17 @@ void Client::Impl::admit(std::vector<Job*>& fresh, Clock::time_point now) {
   fresh.clear();
 }
 
+void Client::Impl::take_local(std::vector<Job*>& out) {
+  out.insert(out.end(), local.begin(), local.end());
+  local.clear();
+}
+
 bool Client::Impl::take_submitted(std::vector<Job*>& out) {
   {
     std::lock_guard lock(mu);
     out.swap(incoming);
   }
-  out.insert(out.end(), local.begin(), local.end());
-  local.clear();
+  take_local(out);
   return !out.empty();
 }
 
@@ -675,8 +680,7 @@ void Client::Impl::run() {
       limits.swap(new_limits);
       stopping = stop;
     }
-    fresh.insert(fresh.end(), local.begin(), local.end());
-    local.clear();
+    take_local(fresh);
     auto now = Clock::now();
     for (auto& [key, lim] : limits) {
       KeyState& ks = keys[key];

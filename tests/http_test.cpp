@@ -753,7 +753,8 @@ TEST(HttpClient, ChainsSubmittedFromCallbacksAreEachCalledBackOnceThroughShutdow
       step = [&](int chain, int i) {
         http::Request req;
         char id[32];
-        std::snprintf(id, sizeof id, "doc-%06d", static_cast<int>((chain * kLength + i) % o.docs + 1));
+        int doc = static_cast<int>((chain * kLength + i) % o.docs) + 1;
+        std::snprintf(id, sizeof id, "doc-%06d", doc);
         req.url = base(server) + "/docs/" + id;
         ++submitted;
         client.submit(std::move(req), {}, "", 0, [&, chain, i](http::Response&& r) {
@@ -767,14 +768,11 @@ TEST(HttpClient, ChainsSubmittedFromCallbacksAreEachCalledBackOnceThroughShutdow
         });
       };
       for (int c = 0; c < kChains; ++c) step(c, 0);
+      // Early: once two requests a chain have been answered; else once every chain has ended.
+      auto waited = [&] { return destroy_early ? ok >= kChains * 2 : chains_done == kChains; };
       auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-      if (destroy_early) {
-        while (ok < kChains * 2 && std::chrono::steady_clock::now() < deadline)
-          std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      } else {
-        while (chains_done < kChains && std::chrono::steady_clock::now() < deadline)
-          std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
+      while (!waited() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }  // the client's destructor fails whatever is left
     EXPECT_EQ(submitted.load(), kChains * kLength) << "destroy_early=" << destroy_early;
     EXPECT_EQ(called.load(), submitted.load()) << "destroy_early=" << destroy_early;
