@@ -103,11 +103,15 @@ TEST(Faults, EveryChunkReachesTheBulkIndexExactlyOnceThrough500sResetsTimeoutsAn
   o.error_rate = 0.05;
   o.reset_rate = 0.02;
   o.timeout_rate = 0.01;
-  o.rpm = 9000;  // 150 per 1-second window, for all endpoints together
+  o.rpm = 6000;  // 100 per 1-second wall-clock window, for all endpoints together
   o.bulk_fail_rate = 0.05;
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
+  // The 200 first fetches take well under a second. Started at the top of a wall-clock second they
+  // land in one window and meet 429s whatever the machine; started near its end, they could split
+  // over two windows each under the limit.
+  test::align_to_second();
   const std::string retry = R"("timeout_ms": 400, "max_attempts": 12)";
   RunReport rep = test::run_json(R"({"settings": {"max_inflight_docs": 256, "dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
   "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": ")" + ids_file(dir, 200) + R"("}},

@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/test_util.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -192,13 +194,6 @@ uint64_t endpoint_status(const rapidjson::Document& st, const char* ep, const ch
 uint64_t endpoint_requests(const rapidjson::Document& st, const char* ep) {
   const auto& be = st["by_endpoint"];
   return be.HasMember(ep) ? be[ep]["requests"].GetUint64() : 0;
-}
-
-// Sleeps until just after the start of a wall-clock second, so a burst fits one rate window.
-void align_to_second() {
-  auto now = std::chrono::system_clock::now();
-  auto into = now.time_since_epoch() % 1s;
-  std::this_thread::sleep_for(1s - into + 5ms);
 }
 
 // ---- /docs ---------------------------------------------------------------------------------------
@@ -464,7 +459,7 @@ TEST(Sim, RpmLimitPerSecondWindow) {
   o.rpm = 120;  // 2 per 1-second window
   Server s(o);
   Client c(s.port);
-  align_to_second();
+  sluice::test::align_to_second();
   int ok = 0, limited = 0;
   for (int i = 0; i < 6; ++i) {
     Resp r = c.get("/docs/doc-000001");
@@ -490,7 +485,7 @@ TEST(Sim, TpmLimitCountsEmbeddingTokens) {
   Server s(o);
   Client c(s.port);
   std::string body = R"({"model":"m","input":[")" + std::string(40, 'a') + R"("]})";  // 10 tokens
-  align_to_second();
+  sluice::test::align_to_second();
   EXPECT_EQ(c.roundtrip("POST", "/v1/embeddings", body).status, 200);
   Resp r = c.roundtrip("POST", "/v1/embeddings", body);
   EXPECT_EQ(r.status, 429);
@@ -1010,7 +1005,7 @@ TEST(Sim, OpenAlex429CarriesRetryAfter) {
   o.rpm = 60;  // 1 per window
   Server s(o);
   Client c(s.port);
-  align_to_second();
+  sluice::test::align_to_second();
   EXPECT_EQ(c.get("/openalex/works").status, 200);
   Resp r = c.get("/openalex/works");
   EXPECT_EQ(r.status, 429);

@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 namespace sluice::test {
 
@@ -94,6 +96,12 @@ CommandResult run_sluice(const std::string& args, const std::string& cwd) {
   r.out = read_file(out);
   r.err = read_file(err);
   return r;
+}
+
+void align_to_second() {
+  using namespace std::chrono_literals;
+  const auto into = std::chrono::system_clock::now().time_since_epoch() % 1s;
+  std::this_thread::sleep_for(1s - into + 5ms);
 }
 
 }  // namespace sluice::test

@@ -42,6 +42,10 @@ std::string ids_file(const TempDir& dir, int n, const std::vector<std::string>& 
 // Runs the sluice binary with `args` (a shell-quoted string) in `cwd` (default: the source dir).
 CommandResult run_sluice(const std::string& args, const std::string& cwd = "");
 
+// Sleeps until just after the start of a wall-clock second, so that a burst fits one of the sim's
+// rate windows.
+void align_to_second();
+
 // Config errors of `json` as text ("" if valid).
 std::string config_errors(const std::string& json, const Registry& reg = builtin_registry(),
                           const std::vector<VarOverride>& overrides = {});
