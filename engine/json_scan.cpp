@@ -10,8 +10,6 @@ namespace sluice {
 
 namespace {
 
-constexpr int kMaxSkipDepth = 256;  // as parse_untrusted: deeper is not a body we accept
-
 struct Cursor {
   const char* p;
   const char* end;
@@ -97,16 +95,16 @@ bool scalar_char(char ch) {
          ch == 'E';
 }
 
-// Moves past one value. Brackets must pair up and nest at most kMaxSkipDepth deep.
+// Moves past one value. Brackets must pair up and nest at most kMaxUntrustedDepth deep.
 bool skip_value(Cursor& c) {
-  char open[kMaxSkipDepth];
+  char open[kMaxUntrustedDepth];
   int depth = 0;
   for (;;) {
     char ch = c.peek();
     if (ch == '"') {
       if (!skip_string(c)) return false;
     } else if (ch == '{' || ch == '[') {
-      if (depth == kMaxSkipDepth) return false;
+      if (depth == kMaxUntrustedDepth) return false;
       open[depth++] = ch;
       ++c.p;
     } else if (ch == '}' || ch == ']') {

@@ -13,6 +13,10 @@
 
 namespace sluice {
 
+// The deepest an untrusted body may nest arrays and objects: the scan here refuses to skip deeper
+// values, and parse_untrusted (engine/json_value.hpp) to build them.
+constexpr int kMaxUntrustedDepth = 256;
+
 class JsonPointerScan {
  public:
   enum class Result {

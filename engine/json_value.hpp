@@ -13,6 +13,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "engine/json_scan.hpp"
 #include "engine/params.hpp"
 #include "engine/record.hpp"
 
@@ -25,8 +26,6 @@ inline std::string json_text(const rapidjson::Value& v) {
   v.Accept(w);
   return std::string(sb.GetString(), sb.GetSize());
 }
-
-constexpr int kMaxUntrustedDepth = 256;
 
 // Builds a document from SAX events, refusing to nest deeper than kMaxUntrustedDepth. RapidJSON's
 // parser, Accept() and the walks over a document all recurse per level, so a hostile "[[[[..."
