@@ -24,8 +24,9 @@
 
 #include "app/plan.hpp"
 #include "engine/diagnostics.hpp"
-#include "engine/json.hpp"
+#include "engine/json/json.hpp"
 #include "engine/node.hpp"
+#include "nodes/builtin_nodes.hpp"
 
 namespace sluice {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/graph_runner.hpp"
+#include "engine/graph/graph_runner.hpp"
 #include "sim/sim.hpp"
 
 namespace sluice {

@@ -150,43 +150,8 @@ RunReport aggregate(const GraphSpec& spec, std::vector<Worker>& workers, double 
     std::string j = w.report_json;
     j.pop_back();  // the closing brace: append the worker's own keys
     rep.workers_json.push_back(j + tail);
-    rep.docs += r.docs;
-    rep.docs_skipped_done += r.docs_skipped_done;
-    rep.chunks += r.chunks;
-    rep.indexed += r.indexed;
-    rep.filtered += r.filtered;
-    rep.dead_lettered += r.dead_lettered;
-    rep.lost += r.lost;
-    rep.docs_indexed += r.docs_indexed;
-    rep.docs_filtered += r.docs_filtered;
-    rep.docs_dead_lettered += r.docs_dead_lettered;
-    rep.peak_inflight_docs += r.peak_inflight_docs;
-    rep.peak_rss_bytes = std::max(rep.peak_rss_bytes, r.peak_rss_bytes);
-    rep.peak_rss_total_bytes += r.peak_rss_bytes;
-    rep.cpu_s += r.cpu_s;
-    rep.http.merge(r.http);
-    rep.tokens += r.tokens;
-    rep.cost_usd += r.cost_usd;
-    rep.interrupted = rep.interrupted || r.interrupted;
+    rep.add_worker(r);
     if (rep.error.empty() && !r.error.empty()) rep.error = "worker " + std::to_string(w.index) + ": " + r.error;
-    if (rep.nodes.empty()) {
-      rep.nodes = r.nodes;
-    } else {
-      for (size_t i = 0; i < rep.nodes.size() && i < r.nodes.size(); ++i) {
-        rep.nodes[i].in += r.nodes[i].in;
-        rep.nodes[i].out += r.nodes[i].out;
-        rep.nodes[i].errors += r.nodes[i].errors;
-        rep.nodes[i].busy_s += r.nodes[i].busy_s;
-        rep.nodes[i].tokens += r.nodes[i].tokens;
-        rep.nodes[i].cost_usd += r.nodes[i].cost_usd;
-        rep.nodes[i].queue_mean += r.nodes[i].queue_mean;
-        rep.nodes[i].queue_peak += r.nodes[i].queue_peak;
-        rep.nodes[i].in_flight_mean += r.nodes[i].in_flight_mean;
-        rep.nodes[i].in_flight_peak += r.nodes[i].in_flight_peak;
-        // An I/O node's cap is split among the workers: the job's cap is their sum.
-        if (rep.nodes[i].io) rep.nodes[i].concurrency += r.nodes[i].concurrency;
-      }
-    }
   }
   // Busy time summed over P workers: utilization is per worker on average.
   for (auto& n : rep.nodes) n.busy_s /= static_cast<double>(std::max<size_t>(1, workers.size()));
@@ -270,14 +235,9 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
     double rate = el > 0 ? done / el : 0;
     if (plan.progress_line && Clock::now() - last_line >= std::chrono::milliseconds(250)) {
       last_line = Clock::now();
-      std::string eta = total_known && rate > 0 && total > done ? "  ETA " + human_duration((total - done) / rate) : "";
-      std::string of_total;
-      if (total_known) of_total.append("/").append(std::to_string(total));
-      std::fprintf(stderr, "\r\033[Kdocs %llu%s  in flight %lld  chunks %llu  %.0f docs/s  %d workers  %s%s",
-                   static_cast<unsigned long long>(done),
-                   of_total.c_str(), static_cast<long long>(in_flight),
-                   static_cast<unsigned long long>(chunks), rate, plan.processes, human_duration(el).c_str(),
-                   eta.c_str());
+      ProgressFigures fig{done, std::nullopt, in_flight, chunks, el, plan.processes};
+      if (total_known) fig.total = total;
+      std::fprintf(stderr, "\r\033[K%s", progress_text(fig).c_str());
       std::fflush(stderr);
     }
     if (plan.events_interval_s > 0 && el - last_events >= plan.events_interval_s) {

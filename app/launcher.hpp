@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/graph_runner.hpp"
+#include "engine/graph/graph_runner.hpp"
 
 namespace sluice {
 

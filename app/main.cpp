@@ -15,12 +15,13 @@
 #include "app/bench.hpp"
 #include "app/launcher.hpp"
 #include "app/plan.hpp"
-#include "engine/checkpoint_ledger.hpp"
-#include "engine/graph_runner.hpp"
-#include "engine/graph_spec.hpp"
-#include "engine/shard.hpp"
-#include "nodes/index_sqlite.hpp"
+#include "engine/state/checkpoint_ledger.hpp"
+#include "engine/graph/graph_runner.hpp"
+#include "engine/graph/graph_spec.hpp"
+#include "engine/state/shard.hpp"
+#include "nodes/index_sqlite_search.hpp"
 #include "sim/sim.hpp"
+#include "nodes/builtin_nodes.hpp"
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/graph_spec.hpp"
+#include "engine/graph/graph_spec.hpp"
 
 namespace sluice {
 

@@ -8,10 +8,11 @@
 #include <chrono>
 #include <memory>
 
-#include "engine/graph_runner.hpp"
-#include "engine/graph_spec.hpp"
+#include "engine/graph/graph_runner.hpp"
+#include "engine/graph/graph_spec.hpp"
 #include "nodes/embed_hash.hpp"
 #include "nodes/source_range.hpp"
+#include "nodes/builtin_nodes.hpp"
 
 namespace {
 

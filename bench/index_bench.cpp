@@ -6,12 +6,13 @@
 #include <chrono>
 #include <filesystem>
 
-#include "engine/graph_runner.hpp"
-#include "engine/float16.hpp"
-#include "engine/graph_spec.hpp"
-#include "engine/text.hpp"
+#include "engine/graph/graph_runner.hpp"
+#include "engine/vector/float16.hpp"
+#include "engine/graph/graph_spec.hpp"
+#include "engine/text/text.hpp"
 #include "nodes/embed_hash.hpp"
 #include "tests/sample_corpus.hpp"
+#include "nodes/builtin_nodes.hpp"
 
 namespace {
 

@@ -1,7 +1,7 @@
 // Throughput of the text algorithms on the KJV corpus (all files concatenated). The chunker target
 // is >= 500 MB/s per core; bytes/second in the output is that figure.
-#include "engine/json.hpp"
-#include "engine/text.hpp"
+#include "engine/json/json.hpp"
+#include "engine/text/text.hpp"
 #include "tests/sample_corpus.hpp"
 
 #include <benchmark/benchmark.h>

@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/json.hpp"
+#include "engine/json/json.hpp"
 
 namespace sluice {
 

@@ -16,7 +16,7 @@ namespace sluice::http {
 class Client;
 }
 #include "engine/record.hpp"
-#include "engine/shard.hpp"
+#include "engine/state/shard.hpp"
 
 namespace sluice {
 
@@ -211,9 +211,5 @@ class Registry {
  private:
   std::vector<NodeTypeInfo> _infos;
 };
-
-// nodes/builtin_nodes.cpp: the one list of built-in node types.
-void register_builtin_nodes(Registry& registry);
-const Registry& builtin_registry();
 
 }  // namespace sluice

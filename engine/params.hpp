@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/json.hpp"
+#include "engine/json/json.hpp"
 
 namespace sluice {
 

@@ -5,7 +5,7 @@
 
 #include <rapidjson/document.h>
 
-#include "engine/json.hpp"
+#include "engine/json/json.hpp"
 
 namespace sluice {
 

@@ -35,13 +35,4 @@ std::vector<std::string> Registry::types() const {
   return out;
 }
 
-const Registry& builtin_registry() {
-  static const Registry r = [] {
-    Registry reg;
-    register_builtin_nodes(reg);
-    return reg;
-  }();
-  return r;
-}
-
 }  // namespace sluice

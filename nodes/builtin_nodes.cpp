@@ -1,5 +1,6 @@
 // The one list of built-in node types. A new node kind: add its header and one line here.
-#include "engine/node.hpp"
+#include "nodes/builtin_nodes.hpp"
+
 #include "nodes/chunk.hpp"
 #include "nodes/embed_hash.hpp"
 #include "nodes/embed_http.hpp"
@@ -40,6 +41,15 @@ void register_builtin_nodes(Registry& r) {
   r.add(index_sqlite_info());
   r.add(index_jsonl_info());
   r.add(index_elasticsearch_info());
+}
+
+const Registry& builtin_registry() {
+  static const Registry r = [] {
+    Registry reg;
+    register_builtin_nodes(reg);
+    return reg;
+  }();
+  return r;
 }
 
 }  // namespace sluice

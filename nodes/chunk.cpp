@@ -1,6 +1,6 @@
 #include "nodes/chunk.hpp"
 
-#include "engine/text.hpp"
+#include "engine/text/text.hpp"
 
 namespace sluice {
 

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "engine/text.hpp"
+#include "engine/text/text.hpp"
 
 namespace sluice {
 

@@ -1,6 +1,6 @@
 #include "nodes/expand_json.hpp"
 
-#include "engine/json_value.hpp"
+#include "engine/json/value.hpp"
 
 #include <rapidjson/document.h>
 #include <rapidjson/pointer.h>

@@ -1,6 +1,6 @@
 #include "nodes/fetch_http.hpp"
 
-#include "engine/json_value.hpp"
+#include "engine/json/value.hpp"
 
 #include <deque>
 #include <memory>
@@ -10,9 +10,9 @@
 #include <rapidjson/document.h>
 #include <rapidjson/pointer.h>
 
-#include "engine/http_client.hpp"
-#include "engine/inflight_cap.hpp"
-#include "engine/json_scan.hpp"
+#include "engine/http/client.hpp"
+#include "engine/http/inflight_cap.hpp"
+#include "engine/json/scan.hpp"
 #include "engine/record_template.hpp"
 
 namespace sluice {

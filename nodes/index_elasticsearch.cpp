@@ -5,11 +5,11 @@
 #include <mutex>
 #include <random>
 
-#include "engine/batcher.hpp"
-#include "engine/http_client.hpp"
-#include "engine/inflight_cap.hpp"
-#include "engine/json.hpp"
-#include "engine/json_value.hpp"
+#include "engine/graph/batcher.hpp"
+#include "engine/http/client.hpp"
+#include "engine/http/inflight_cap.hpp"
+#include "engine/json/json.hpp"
+#include "engine/json/value.hpp"
 
 namespace sluice {
 

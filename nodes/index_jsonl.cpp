@@ -13,7 +13,7 @@
 #include <mutex>
 #include <unordered_set>
 
-#include "engine/json.hpp"
+#include "engine/json/json.hpp"
 
 namespace sluice {
 

@@ -1,6 +1,7 @@
 // index.sqlite: the embedded default index. FTS5 over chunk text, vectors as BLOBs, document
 // meta; upsert by chunk id in batched transactions (WAL), the full-text index added in larger
-// steps behind the rows. `sluice search` reads it.
+// steps behind the rows. `sluice search` reads it
+// (index_sqlite_search.hpp).
 #pragma once
 
 #include <string>
@@ -11,25 +12,5 @@
 namespace sluice {
 
 NodeTypeInfo index_sqlite_info();
-
-enum class SearchMode { bm25, vector, hybrid };
-
-struct SearchHit {
-  double score = 0;
-  std::string id;
-  std::string doc_id;
-  std::string snippet;
-};
-
-// Top `k` chunks for `query`. Vector mode embeds the query with the embedder recorded in the
-// index. Throws std::runtime_error with a message for the user (missing or foreign file, no
-// vectors for vector mode, an embedder this build cannot run locally).
-std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
-                                    SearchMode mode);
-
-// Chunks whose text is not in the full-text index yet: the sink adds text in steps of `fts_batch`
-// rows, and a run that died keeps its last rows out until the next run with that sink opens the
-// file. 0 for a complete index. Call after search_index has accepted the file.
-uint64_t chunks_awaiting_full_text(const std::string& db_path);
 
 }  // namespace sluice

@@ -1,6 +1,6 @@
 #include "nodes/source_files.hpp"
 
-#include "engine/json_value.hpp"
+#include "engine/json/value.hpp"
 
 #include <fnmatch.h>
 
@@ -13,7 +13,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include "engine/text.hpp"
+#include "engine/text/text.hpp"
 #include "nodes/source_jsonl.hpp"
 
 namespace sluice {

@@ -1,6 +1,6 @@
 #include "nodes/source_http_list.hpp"
 
-#include "engine/json_value.hpp"
+#include "engine/json/value.hpp"
 
 #include <mutex>
 #include <unordered_set>
@@ -10,7 +10,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include "engine/http_client.hpp"
+#include "engine/http/client.hpp"
 #include "engine/record_template.hpp"
 
 namespace sluice {

@@ -1,6 +1,6 @@
 #include "nodes/source_jsonl.hpp"
 
-#include "engine/json_value.hpp"
+#include "engine/json/value.hpp"
 
 #include <fstream>
 
@@ -8,7 +8,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include "engine/text.hpp"
+#include "engine/text/text.hpp"
 
 namespace sluice {
 

@@ -10,7 +10,7 @@
 #include <regex>
 #include <unordered_set>
 
-#include "engine/text.hpp"
+#include "engine/text/text.hpp"
 
 namespace sluice {
 

@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "app/bench.hpp"
-#include "engine/histogram.hpp"
+#include "engine/metrics/histogram.hpp"
 #include "test_util.hpp"
 
 namespace sluice {

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "tests/test_util.hpp"
+#include "nodes/builtin_nodes.hpp"
 
 namespace sluice {
 namespace {

@@ -12,6 +12,7 @@
 
 #include "engine/thread_role.hpp"
 #include "tests/test_util.hpp"
+#include "nodes/builtin_nodes.hpp"
 
 namespace sluice {
 namespace {

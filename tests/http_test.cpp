@@ -9,13 +9,15 @@
 
 #include <rapidjson/document.h>
 
-#include "engine/adaptive_limit.hpp"
-#include "engine/http_client.hpp"
+#include "engine/http/adaptive_limit.hpp"
+#include "engine/http/client.hpp"
 #include "engine/record_template.hpp"
 #include "nodes/index_sqlite.hpp"
+#include "nodes/index_sqlite_search.hpp"
 #include "nodes/source_http_list.hpp"
 #include "sim/sim.hpp"
 #include "tests/test_util.hpp"
+#include "nodes/builtin_nodes.hpp"
 
 namespace sluice {
 namespace {

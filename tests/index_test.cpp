@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include "nodes/index_sqlite.hpp"
+#include "nodes/index_sqlite_search.hpp"
 #include "tests/test_util.hpp"
 
 namespace sluice {

@@ -4,9 +4,9 @@
 #include <functional>
 #include <random>
 
-#include "engine/json.hpp"
-#include "engine/json_scan.hpp"
-#include "engine/json_value.hpp"
+#include "engine/json/json.hpp"
+#include "engine/json/scan.hpp"
+#include "engine/json/value.hpp"
 
 namespace sluice {
 namespace {

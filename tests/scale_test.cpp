@@ -15,10 +15,11 @@
 #include <rapidjson/document.h>
 
 #include "app/plan.hpp"
-#include "engine/checkpoint_ledger.hpp"
-#include "engine/shard.hpp"
-#include "engine/text.hpp"
+#include "engine/state/checkpoint_ledger.hpp"
+#include "engine/state/shard.hpp"
+#include "engine/text/text.hpp"
 #include "nodes/index_sqlite.hpp"
+#include "nodes/index_sqlite_search.hpp"
 #include "sim/sim.hpp"
 #include "tests/test_util.hpp"
 

@@ -5,8 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/graph_runner.hpp"
-#include "engine/graph_spec.hpp"
+#include "engine/graph/graph_runner.hpp"
+#include "engine/graph/graph_spec.hpp"
+#include "nodes/builtin_nodes.hpp"
 
 namespace sluice::test {
 

@@ -2,8 +2,8 @@
 // multi-byte strings and the KJV corpus check the splitter contracts, a fuzz test checks that the
 // HTML converter survives malformed input in linear time, and pinned hash values catch any change to
 // the (stable, persisted) hash.
-#include "engine/text.hpp"
-#include "engine/float16.hpp"
+#include "engine/text/text.hpp"
+#include "engine/vector/float16.hpp"
 #include "tests/sample_corpus.hpp"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,6 @@
 // Text algorithms used by the chunking, cleaning and sharding nodes: UTF-8 helpers, a recursive
-// character splitter, a sentence splitter, an HTML-to-text converter and a stable 64-bit hash.
+// character splitter, a sentence splitter, an HTML-to-text converter and a stable 64-bit hash
+// (utf8.cpp, split.cpp, html.cpp, hash.cpp beside this header).
 // Thread-safety: every function here is pure (no globals written, no hidden state) and safe to call
 // from any number of threads at once; none blocks, none throws except std::bad_alloc.
 // Byte offsets are into the caller's input; sizes of chunks are counted in code points (UTF-8 lead

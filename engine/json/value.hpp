@@ -13,7 +13,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include "engine/json_scan.hpp"
+#include "engine/json/scan.hpp"
 #include "engine/params.hpp"
 #include "engine/record.hpp"
 

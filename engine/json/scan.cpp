@@ -1,10 +1,10 @@
-#include "engine/json_scan.hpp"
+#include "engine/json/scan.hpp"
 
 #include <cstdint>
 #include <cstring>
 
-#include "engine/json.hpp"
-#include "engine/text.hpp"
+#include "engine/json/json.hpp"
+#include "engine/text/text.hpp"
 
 namespace sluice {
 

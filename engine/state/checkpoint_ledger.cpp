@@ -1,4 +1,4 @@
-#include "engine/checkpoint_ledger.hpp"
+#include "engine/state/checkpoint_ledger.hpp"
 
 #include <sqlite3.h>
 

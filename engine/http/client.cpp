@@ -1,4 +1,4 @@
-#include "engine/http_client.hpp"
+#include "engine/http/client.hpp"
 
 #include "engine/thread_role.hpp"
 

@@ -1,42 +1,18 @@
-// Runs a validated GraphSpec on a oneTBB flow graph inside a task_arena of `threads` threads.
-// Sources are pulled through a limiter_node on in-flight documents; a document's slot is released
-// when its completion ticket closes. run_graph() blocks the calling thread until the graph drains.
+// What a run reports: per node, the HTTP client and the whole run. Serialised as JSON for
+// --report and for a worker's report to its launcher, folded over workers by the launcher, and
+// shown as a table. Every field is listed once (run_report.cpp's visit_* functions): to_json,
+// from_json and add_worker all walk that list.
 #pragma once
 
-#include <sys/resource.h>
-
-#include <atomic>
 #include <cstdint>
 #include <string>
-#include <unordered_set>
+#include <string_view>
 #include <vector>
 
-#include "engine/graph_spec.hpp"
-#include "engine/histogram.hpp"
-#include "engine/shard.hpp"
+#include "engine/metrics/histogram.hpp"
+#include "engine/node.hpp"
 
 namespace sluice {
-
-class CheckpointLedger;
-
-struct RunOptions {
-  int threads = 0;                           // > 0 overrides settings.threads
-  bool progress_line = false;                // redraw a progress line on stderr (a TTY)
-  double events_interval_s = 0;              // > 0: JSON-lines progress events on stderr
-  const std::atomic<bool>* interrupt = nullptr;  // set (e.g. by SIGINT) to stop pulling sources
-  int events_fd = -1;  // >= 0: JSON-lines events go to this fd (a worker's pipe to its launcher)
-
-  // Scale-out (all optional). Sources skip documents outside this process's part of the job
-  // (`shard`, split among `workers` local processes, this one being `worker`) and those in `skip`
-  // before admission, so they cost no slot, no fetch and no record.
-  ShardSpec shard;
-  int worker = 0;
-  int workers = 1;
-  CheckpointLedger* ledger = nullptr;                     // done documents are recorded here
-  const std::unordered_set<std::string>* skip = nullptr;  // done in an earlier run (--resume)
-  bool reset_outputs = true;   // call NodeTypeInfo::reset_outputs before the run (fresh, one process)
-  bool merge_outputs = true;   // call NodeTypeInfo::merge_outputs after it (one process, no worker)
-};
 
 struct NodeReport {
   std::string id;
@@ -76,15 +52,7 @@ struct HttpReport {
     return requests > 0 ? 1e6 * loop_cpu_s / static_cast<double>(requests) : 0;
   }
   // Adds another process's figures (the launcher's sum over its workers).
-  void merge(const HttpReport& o) {
-    requests += o.requests;
-    attempts += o.attempts;
-    retries += o.retries;
-    throttled += o.throttled;
-    failed += o.failed;
-    loop_cpu_s += o.loop_cpu_s;
-    latency.merge(o.latency);
-  }
+  void merge(const HttpReport& other);
 };
 
 struct RunReport {
@@ -123,24 +91,11 @@ struct RunReport {
   // Reads what to_json wrote (a worker's report, in the launcher). False if it is not a report.
   static bool from_json(std::string_view text, RunReport& out);
   std::string table() const;  // human summary
+  // Folds one worker's report into this job's (the launcher): counts and CPU add up, peak RSS is
+  // the largest worker's (and peak_rss_total_bytes their sum), the first error is kept.
+  void add_worker(const RunReport& worker);
   // 0 ok; 1 failed or lost > 0; 130 interrupted.
   int exit_code() const;
 };
-
-RunReport run_graph(const GraphSpec& spec, const RunOptions& options = {});
-
-// The NodeTypeInfo::reset_outputs / merge_outputs hooks of every node in `spec`; reset_outputs
-// also empties the dead-letter file. The launcher calls these once per job; a single-process
-// run_graph calls them itself. Throw on failure.
-void reset_outputs(const GraphSpec& spec, const ShardSpec& shard);
-void merge_outputs(const GraphSpec& spec, const ShardSpec& shard);
-
-// "42s", "3m05s", "2h10m": for progress lines and ETAs.
-std::string human_duration(double seconds);
-
-uint64_t peak_rss_bytes();
-double process_cpu_seconds();  // user + system time of this process so far
-double cpu_seconds(const rusage& ru);  // its user + system time
-int hardware_threads();
 
 }  // namespace sluice

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "engine/diagnostics.hpp"
-#include "engine/http_client.hpp"
+#include "engine/http/client.hpp"
 #include "engine/node.hpp"
 
 namespace sluice {

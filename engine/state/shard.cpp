@@ -1,10 +1,10 @@
-#include "engine/shard.hpp"
+#include "engine/state/shard.hpp"
 
 #include <charconv>
 #include <cstdlib>
 #include <stdexcept>
 
-#include "engine/text.hpp"
+#include "engine/text/text.hpp"
 
 namespace sluice {
 

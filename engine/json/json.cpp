@@ -1,4 +1,4 @@
-#include "engine/json.hpp"
+#include "engine/json/json.hpp"
 
 #include <cerrno>
 #include <charconv>
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <limits>
 
-#include "engine/text.hpp"
+#include "engine/text/text.hpp"
 
 namespace sluice::json {
 

@@ -4,7 +4,7 @@
 // HTTP loop); never blocks.
 #pragma once
 
-#include "engine/adaptive_limit.hpp"
+#include "engine/http/adaptive_limit.hpp"
 
 #include <deque>
 #include <mutex>

@@ -1,4 +1,4 @@
-#include "engine/graph_spec.hpp"
+#include "engine/graph/graph_spec.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -7,7 +7,7 @@
 #include <set>
 #include <sstream>
 
-#include "engine/text.hpp"
+#include "engine/text/text.hpp"
 
 namespace sluice {
 

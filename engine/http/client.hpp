@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/histogram.hpp"
+#include "engine/metrics/histogram.hpp"
 
 namespace sluice::http {
 

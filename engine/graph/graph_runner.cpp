@@ -1,0 +1,474 @@
+#include "engine/graph/graph_runner.hpp"
+#include "engine/graph/runtime.hpp"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <tbb/flow_graph.h>
+#include <tbb/global_control.h>
+#include <tbb/task_arena.h>
+
+#include "engine/state/checkpoint_ledger.hpp"
+#include "engine/http/client.hpp"
+#include "engine/json/json.hpp"
+#include "engine/thread_role.hpp"
+
+namespace sluice {
+
+namespace runtime {
+
+void Runner::drain_posted() {
+  std::vector<Posted> batch;
+  for (;;) {
+    {
+      std::lock_guard lock(_post_mu);
+      if (_posted.empty()) {
+        _drain = DrainState::idle;
+        return;
+      }
+      batch.swap(_posted);
+    }
+    for (auto& p : batch) {
+      switch (p.kind) {
+        case Posted::put: std::get<0>(p.node->fn->output_ports()).try_put(p.record); break;
+        case Posted::decrement: p.node->limiter->decrementer().try_put(tbb::flow::continue_msg()); break;
+        case Posted::push: p.node->push_queue->try_put(p.record); break;
+      }
+    }
+    batch.clear();
+  }
+}
+
+void Runner::build(tbb::flow::graph& g) {
+  using namespace tbb::flow;
+  int nsources = 0;
+  for (const auto& ns : _spec.nodes)
+    if (ns.info->role == NodeRole::source) ++nsources;
+  const int per_source = std::max(1, _spec.settings.max_inflight_docs / std::max(1, nsources));
+  bool all_known = true;
+  uint64_t total = 0;
+  for (size_t i = 0; i < _spec.nodes.size(); ++i) {
+    NodeRuntime& nr = *_nodes[i];
+    nr.fanout = static_cast<int>(_spec.successors[i].size());
+    const size_t conc = nr.spec.concurrency == 0 || nr.spec.info->io ? static_cast<size_t>(unlimited)
+                                                                      : static_cast<size_t>(nr.spec.concurrency);
+    if (nr.source) {
+      if (auto t = nr.source->total()) total += *t;
+      else all_known = false;
+      nr.gate = static_cast<int>(i);
+      if (nr.source->pushes()) nr.push_queue = std::make_unique<queue_node<RecordPtr>>(g);
+      else nr.input = std::make_unique<input_node<RecordPtr>>(g, [this, &nr](tbb::flow_control& fc) -> RecordPtr {
+        if (stopping()) {
+          nr.exhausted.store(true);
+          fc.stop();
+          return {};
+        }
+        RecordPtr r;
+        auto t0 = Clock::now();
+        try {
+          for (;;) {
+            r = nr.source->next();
+            if (!r) break;
+            if (r->doc_id.empty()) r->doc_id = r->id;
+            if (wanted(r->doc_id)) break;
+            if (stopping()) {
+              r.reset();
+              break;
+            }
+          }
+        } catch (const std::exception& e) {
+          fail("source \"" + nr.spec.id + "\": " + e.what());
+        }
+        nr.slot().add_busy_since(t0);
+        if (!r) {
+          nr.exhausted.store(true);
+          fc.stop();
+          return {};
+        }
+        return r;
+      });
+      nr.limiter = std::make_unique<limiter_node<RecordPtr>>(g, static_cast<size_t>(per_source));
+      // Admission: the document gets its ticket once it passed the limiter, so the in-flight
+      // count is exact.
+      nr.fn = std::make_unique<MultiNode>(g, unlimited, [this, &nr](const RecordPtr& r, MultiNode::output_ports_type&) {
+        nr.slot().in.fetch_add(1, std::memory_order_relaxed);
+        if (nr.push_queue) {
+          nr.push_waiting.fetch_sub(1, std::memory_order_acq_rel);
+          if (stopping()) {  // never started: give the slot back, no ticket, not a document
+            nr.limiter->decrementer().try_put(tbb::flow::continue_msg());
+            return;
+          }
+          nr.source->on_admitted();
+        }
+        admitted();
+        if (!r->error.empty()) {
+          r->ticket = std::make_shared<Ticket>(this, r->doc_id, nr.gate, 1);
+          nr.finish(r, Outcome::dead_lettered, r->error);
+          return;
+        }
+        r->ticket = std::make_shared<Ticket>(this, r->doc_id, nr.gate, nr.fanout);
+        nr.slot().out.fetch_add(1, std::memory_order_relaxed);
+        nr.put(r);
+      });
+      if (nr.input) make_edge(*nr.input, *nr.limiter);
+      else make_edge(*nr.push_queue, *nr.limiter);
+      make_edge(*nr.limiter, *nr.fn);
+    } else {
+      nr.fn = std::make_unique<MultiNode>(g, conc, [&nr](const RecordPtr& r, MultiNode::output_ports_type&) {
+        nr.run_body(r);
+      });
+    }
+  }
+  if (all_known) {
+    // Sharded or resumed: the share of this process, assuming the hash spreads ids evenly.
+    total /= static_cast<uint64_t>(std::max(1, _part.count));
+    uint64_t skip = _opts.skip ? _opts.skip->size() : 0;
+    _total = total > skip ? total - skip : 0;
+  }
+  for (auto [a, b] : _spec.edges) {
+    make_edge(output_port<0>(*_nodes[a]->fn), *_nodes[b]->fn);
+    _nodes[b]->preds.push_back(_nodes[a].get());
+  }
+}
+
+void Runner::open_all() {
+  for (auto& nr : _nodes) {
+    try {
+      if (nr->source) nr->source->open();
+      else nr->node->open(*nr);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("node \"" + nr->spec.id + "\" (" + nr->spec.type + "): " + e.what());
+    }
+  }
+}
+
+bool Runner::any_pending() const {
+  for (const auto& nr : _nodes)
+    if (nr->node && nr->node->has_pending()) return true;
+  return false;
+}
+
+void Runner::flush_all(bool force) {
+  for (size_t i : _spec.topo_order) {
+    auto& nr = *_nodes[i];
+    if (nr.node && nr.node->has_pending()) {
+      auto t0 = Clock::now();
+      try {
+        nr.node->flush(force);
+      } catch (const std::exception& e) {
+        nr.fail_run(std::string("flush failed: ") + e.what());
+      }
+      nr.slot().add_busy_since(t0);
+    }
+  }
+}
+
+void Runner::tick_loop() {
+  t_outside_arena = true;
+  auto last_progress = Clock::now();
+  auto last_commit = Clock::now();
+  auto last_sample = Clock::now();
+  while (!_ticker_stop.load(std::memory_order_acquire)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    flush_all(false);
+    kick_drain();
+    if (Clock::now() - last_sample >= std::chrono::milliseconds(100)) {
+      last_sample = Clock::now();
+      for (auto& nr : _nodes) nr->sample_load();
+    }
+    if (_opts.ledger && Clock::now() - last_commit >= std::chrono::milliseconds(500)) {
+      last_commit = Clock::now();
+      commit_ledger();
+    }
+    if (Clock::now() - last_progress >= std::chrono::milliseconds(250)) {
+      last_progress = Clock::now();
+      progress(false);
+    }
+  }
+  kick_drain();  // owed before the stop; post() enqueues at once from now on
+}
+
+void Runner::progress(bool final_line) {
+  double el = seconds_since(_t0);
+  uint64_t done = _done_docs.load(), docs = _docs.load();
+  uint64_t chunks = 0;
+  for (const auto& nr : _nodes)
+    if (nr->spec.info->role == NodeRole::chunker) chunks += nr->out_count();
+  double rate = el > 0 ? done / el : 0;
+  if (_opts.progress_line) {
+    ProgressFigures fig{done, _total, _inflight.load(), chunks, el, 0};
+    std::string line = "\r\033[K" + progress_text(fig);
+    std::fputs(line.c_str(), stderr);
+    if (final_line) std::fputs("\r\033[K", stderr);
+    std::fflush(stderr);
+  }
+  if (_opts.events_interval_s > 0 && !final_line && el - _last_events >= _opts.events_interval_s) {
+    _last_events = el;
+    dprintf(_opts.events_fd >= 0 ? _opts.events_fd : STDERR_FILENO,
+            "{\"event\":\"progress\",\"elapsed_s\":%.1f,\"docs\":%llu,\"docs_done\":%llu,\"chunks\":%llu,"
+            "\"docs_per_s\":%.1f,\"in_flight\":%lld,\"docs_skipped_done\":%llu%s}\n",
+            el, static_cast<unsigned long long>(docs), static_cast<unsigned long long>(done),
+            static_cast<unsigned long long>(chunks), rate, static_cast<long long>(_inflight.load()),
+            static_cast<unsigned long long>(_skipped_done.load()),
+            _total ? (",\"total\":" + std::to_string(*_total)).c_str() : "");
+  }
+}
+
+void Runner::write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason, int attempts,
+                               long status) {
+  if (_dead_letter < 0) return;
+  std::string line = "{\"id\":" + json::quoted(r->id) + ",\"doc_id\":" + json::quoted(r->doc_id) +
+                     ",\"node\":" + json::quoted(node.spec.id) + ",\"attempts\":" + std::to_string(attempts) +
+                     ",\"status\":" + (status ? std::to_string(status) : std::string("null")) + ",\"error\":" +
+                     json::quoted(reason) + "}\n";
+  std::lock_guard lock(_mu);
+  ssize_t ignored = ::write(_dead_letter, line.data(), line.size());
+  (void)ignored;
+}
+
+RunReport Runner::run() {
+  RunReport rep;
+  rep.graph = _spec.name;
+  rep.config_hash = _spec.config_hash;
+  rep.shard = _part.text();
+  rep.threads = _threads;
+  rep.max_inflight_docs = _spec.settings.max_inflight_docs;
+  _t0 = Clock::now();
+  const double cpu0 = process_cpu_seconds();
+
+  const int slots = _threads + 1;
+  for (size_t i = 0; i < _spec.nodes.size(); ++i) {
+    const NodeSpec& ns = _spec.nodes[i];
+    auto nr = std::make_unique<NodeRuntime>(*this, ns, i, slots);
+    NodeInit init{ns.id, ns.type, ns.params, _spec.name, ns.concurrency, _opts.shard,
+                  "w" + std::to_string(_opts.worker) + "." + std::to_string(getpid()), ns.adaptive};
+    if (ns.info->make_source) {
+      nr->source = ns.info->make_source(init);
+      if (!_part.all() || _opts.skip) nr->source->set_wanted([this](const std::string& id) { return wanted(id); });
+    }
+    else nr->node = ns.info->make_node(init);
+    _nodes.push_back(std::move(nr));
+  }
+  try {
+    if (_opts.reset_outputs) reset_outputs(_spec, _opts.shard);
+    if (!_spec.settings.dead_letter.empty()) {
+      std::filesystem::path p(_spec.settings.dead_letter);
+      if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+      // Appended to: reset_outputs() empties it for a fresh run; a resume or a worker adds to it.
+      _dead_letter = ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (_dead_letter < 0) throw std::runtime_error("cannot write dead-letter file " + p.string());
+    }
+    open_all();
+  } catch (const std::exception& e) {
+    rep.error = e.what();
+    if (_dead_letter >= 0) ::close(_dead_letter);
+    return rep;
+  }
+
+  // The main thread waits outside the arena. Inside graph::wait_for_all it would be an arena
+  // thread that spins (about a hundred sched_yields) on every wake-up of the arena, which was half
+  // of sluice's CPU at 50 requests in flight. So the arena has no slot reserved for it, and the
+  // scheduler gets one worker per --threads.
+  tbb::global_control workers(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(_threads) + 1);
+  tbb::task_arena task_arena(_threads, 0);
+  arena = &task_arena;
+  std::optional<tbb::flow::graph> graph_holder;
+  std::thread ticker;
+  task_arena.execute([&] {
+    tbb::flow::graph& g = graph_holder.emplace();
+    graph = &g;
+    build(g);
+    ticker = std::thread([this] { tick_loop(); });
+    for (auto& nr : _nodes)
+      if (nr->input) nr->input->activate();
+    for (auto& nr : _nodes) {
+      if (!nr->push_queue) continue;
+      try {
+        nr->source->start(*nr);
+      } catch (const std::exception& e) {
+        fail("source \"" + nr->spec.id + "\": " + e.what());
+        nr->push_done.store(true);
+      }
+    }
+  });
+  tbb::flow::graph& g = *graph_holder;
+  // "Stalled" means no document or record reached anything for 30 s, not merely that the
+  // graph went idle: the ticker may be committing the last batch right now.
+  auto progress_mark = [this] {
+    return _docs.load() + _done_docs.load() + _indexed.load() + _filtered.load() + _dead.load();
+  };
+  auto idle_since = Clock::now();
+  uint64_t last_mark = progress_mark();
+  for (;;) {
+    // While async work holds the graph, poll each millisecond. Without it only CPU work runs,
+    // and a graph whose limiter is full of documents parked in a partial batch goes idle
+    // every few milliseconds until the batch is forced out: notice that sooner.
+    std::this_thread::sleep_for(_holds.load(std::memory_order_acquire) > 0 ? std::chrono::microseconds(1000)
+                                                                           : std::chrono::microseconds(100));
+    if (uint64_t mark = progress_mark(); mark != last_mark) {
+      last_mark = mark;
+      idle_since = Clock::now();
+      if (!stopping()) continue;
+    }
+    // While a request or a queued hand-off holds the graph it cannot go idle: keep sleeping.
+    // Otherwise only CPU work can be left, so the wait below is short.
+    if (!stopping() && _holds.load(std::memory_order_acquire) > 0) continue;
+    task_arena.execute([&] { g.wait_for_all(); });
+    if (stopping()) {
+      // wait_for_all returned, so no listing page is in flight (pages hold the graph): a
+      // stopping run ends its push sources here, whether or not they were about to fetch.
+      for (auto& nr : _nodes)
+        if (nr->push_queue) nr->push_done.store(true);
+    }
+    if (uint64_t mark = progress_mark(); mark != last_mark) {
+      last_mark = mark;
+      idle_since = Clock::now();
+    }
+    bool exhausted = true;
+    for (auto& nr : _nodes) {
+      if (nr->input && !nr->exhausted.load()) exhausted = false;
+      if (nr->push_queue && !(nr->push_done.load() && nr->push_waiting.load() == 0)) exhausted = false;
+    }
+    if (any_pending()) {
+      task_arena.execute([&] { flush_all(true); });  // end of input, or the limiter is full
+      idle_since = Clock::now();
+      continue;
+    }
+    if (exhausted && _inflight.load() == 0) break;
+    if (exhausted && stopping() && seconds_since(idle_since) > 1.0 && _inflight.load() > 0) {
+      break;  // records held by a node that will not finish them: counted as lost below
+    }
+    if (seconds_since(idle_since) > 30.0) {
+      fail("the graph stalled: no progress for 30 s with " + std::to_string(_inflight.load()) +
+           " documents in flight");
+      break;
+    }
+  }
+  _ticker_stop.store(true);
+  ticker.join();
+  task_arena.execute([&] {
+    g.wait_for_all();
+    stop_http();  // anything still queued there is called back (and finished) while the graph lives
+    g.wait_for_all();
+    // TBB nodes must go before their graph; completions after this point skip the limiters.
+    _graph_alive.store(false, std::memory_order_release);
+    for (auto& nr : _nodes) {
+      nr->input.reset();
+      nr->push_queue.reset();
+      nr->limiter.reset();
+      nr->fn.reset();
+    }
+    graph_holder.reset();
+  });
+  progress(true);
+
+  // A sink's close may finish real work (index.sqlite's last full-text step): it is busy time.
+  for (auto& nr : _nodes) {
+    auto t0 = Clock::now();
+    try {
+      if (nr->source) nr->source->close();
+      else nr->node->close();
+    } catch (const std::exception& e) {
+      fail("node \"" + nr->spec.id + "\": close failed: " + e.what());
+    }
+    nr->slot().add_busy_since(t0);
+  }
+  // Records still held by nodes now can never finish: their tickets count them as lost.
+  for (auto& n : _nodes) {
+    n->node.reset();
+    n->source.reset();
+  }
+  if (_inflight.load() > 0) _lost.fetch_add(static_cast<uint64_t>(_inflight.load()));
+  if (_dead_letter >= 0) ::close(_dead_letter);
+  if (_opts.ledger) commit_ledger();
+  if (_opts.merge_outputs) {
+    try {
+      merge_outputs(_spec, _opts.shard);
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+  }
+
+  rep.elapsed_s = seconds_since(_t0);
+  rep.docs = _docs.load();
+  rep.docs_skipped_done = _skipped_done.load();
+  for (const auto& nr : _nodes) {
+    rep.nodes.push_back(nr->report());
+    if (nr->spec.info->role == NodeRole::chunker) rep.chunks += rep.nodes.back().out;
+    rep.tokens += rep.nodes.back().tokens;
+    rep.cost_usd += rep.nodes.back().cost_usd;
+  }
+  rep.indexed = _indexed.load();
+  rep.filtered = _filtered.load();
+  rep.dead_lettered = _dead.load();
+  rep.lost = _lost.load();
+  rep.docs_indexed = _docs_indexed.load();
+  rep.docs_filtered = _docs_filtered.load();
+  rep.docs_dead_lettered = _docs_dead.load();
+  rep.peak_inflight_docs = _peak_inflight.load();
+  rep.peak_rss_bytes = peak_rss_bytes();
+  rep.peak_rss_total_bytes = rep.peak_rss_bytes;
+  rep.cpu_s = process_cpu_seconds() - cpu0;
+  rep.http.requests = _http_stats.completed + _http_stats.failed;
+  rep.http.attempts = _http_stats.attempts;
+  rep.http.retries = _http_stats.retries;
+  rep.http.throttled = _http_stats.throttled;
+  rep.http.failed = _http_stats.failed;
+  rep.http.loop_cpu_s = _http_stats.loop_cpu_s;
+  rep.http.latency = _http_stats.latency;
+  rep.interrupted = _opts.interrupt && _opts.interrupt->load();
+  {
+    std::lock_guard lock(_mu);
+    rep.error = _error;
+  }
+  return rep;
+}
+
+}  // namespace runtime
+
+namespace {
+
+using OutputHook = std::function<void(const Params&, const ShardSpec&)> NodeTypeInfo::*;
+
+void run_output_hooks(const GraphSpec& spec, const ShardSpec& shard, OutputHook hook, const char* what) {
+  for (const auto& n : spec.nodes) {
+    if (!(n.info->*hook)) continue;
+    try {
+      (n.info->*hook)(n.params, shard);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("node \"" + n.id + "\" (" + n.type + "): " + what + e.what());
+    }
+  }
+}
+
+}  // namespace
+
+void reset_outputs(const GraphSpec& spec, const ShardSpec& shard) {
+  if (!spec.settings.dead_letter.empty() && std::filesystem::is_regular_file(spec.settings.dead_letter))
+    std::filesystem::resize_file(spec.settings.dead_letter, 0);
+  run_output_hooks(spec, shard, &NodeTypeInfo::reset_outputs, "");
+}
+
+void merge_outputs(const GraphSpec& spec, const ShardSpec& shard) {
+  run_output_hooks(spec, shard, &NodeTypeInfo::merge_outputs, "merging its output failed: ");
+}
+
+RunReport run_graph(const GraphSpec& spec, const RunOptions& options) {
+  runtime::Runner r(spec, options);
+  return r.run();
+}
+
+}  // namespace sluice

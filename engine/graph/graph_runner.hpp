@@ -1,0 +1,52 @@
+// Runs a validated GraphSpec on a oneTBB flow graph inside a task_arena of `threads` threads.
+// Sources are pulled through a limiter_node on in-flight documents; a document's slot is released
+// when its completion ticket closes. run_graph() blocks the calling thread until the graph drains.
+#pragma once
+
+#include <sys/resource.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "engine/graph/graph_spec.hpp"
+#include "engine/graph/run_report.hpp"
+#include "engine/metrics/process_stats.hpp"
+#include "engine/graph/progress.hpp"
+#include "engine/state/shard.hpp"
+
+namespace sluice {
+
+class CheckpointLedger;
+
+struct RunOptions {
+  int threads = 0;                           // > 0 overrides settings.threads
+  bool progress_line = false;                // redraw a progress line on stderr (a TTY)
+  double events_interval_s = 0;              // > 0: JSON-lines progress events on stderr
+  const std::atomic<bool>* interrupt = nullptr;  // set (e.g. by SIGINT) to stop pulling sources
+  int events_fd = -1;  // >= 0: JSON-lines events go to this fd (a worker's pipe to its launcher)
+
+  // Scale-out (all optional). Sources skip documents outside this process's part of the job
+  // (`shard`, split among `workers` local processes, this one being `worker`) and those in `skip`
+  // before admission, so they cost no slot, no fetch and no record.
+  ShardSpec shard;
+  int worker = 0;
+  int workers = 1;
+  CheckpointLedger* ledger = nullptr;                     // done documents are recorded here
+  const std::unordered_set<std::string>* skip = nullptr;  // done in an earlier run (--resume)
+  bool reset_outputs = true;   // call NodeTypeInfo::reset_outputs before the run (fresh, one process)
+  bool merge_outputs = true;   // call NodeTypeInfo::merge_outputs after it (one process, no worker)
+};
+
+RunReport run_graph(const GraphSpec& spec, const RunOptions& options = {});
+
+// The NodeTypeInfo::reset_outputs / merge_outputs hooks of every node in `spec`; reset_outputs
+// also empties the dead-letter file. The launcher calls these once per job; a single-process
+// run_graph calls them itself. Throw on failure.
+void reset_outputs(const GraphSpec& spec, const ShardSpec& shard);
+void merge_outputs(const GraphSpec& spec, const ShardSpec& shard);
+
+
+}  // namespace sluice

@@ -1,0 +1,331 @@
+#include "engine/graph/run_report.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <type_traits>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+namespace sluice {
+
+namespace {
+
+// How the launcher folds a worker's value into the job's.
+enum class Fold { sum, max, keep };
+
+// The one list of a report's plain fields: f(json key, member, fold). Nested parts (http, nodes,
+// workers) and derived figures are handled beside it.
+template <class F>
+void visit_run_fields(F&& f) {
+  f("graph", &RunReport::graph, Fold::keep);
+  f("config_hash", &RunReport::config_hash, Fold::keep);
+  f("shard", &RunReport::shard, Fold::keep);
+  f("threads", &RunReport::threads, Fold::keep);
+  f("docs", &RunReport::docs, Fold::sum);
+  f("docs_skipped_done", &RunReport::docs_skipped_done, Fold::sum);
+  f("chunks", &RunReport::chunks, Fold::sum);
+  f("indexed", &RunReport::indexed, Fold::sum);
+  f("filtered", &RunReport::filtered, Fold::sum);
+  f("dead_lettered", &RunReport::dead_lettered, Fold::sum);
+  f("lost", &RunReport::lost, Fold::sum);
+  f("docs_indexed", &RunReport::docs_indexed, Fold::sum);
+  f("docs_filtered", &RunReport::docs_filtered, Fold::sum);
+  f("docs_dead_lettered", &RunReport::docs_dead_lettered, Fold::sum);
+  f("max_inflight_docs", &RunReport::max_inflight_docs, Fold::keep);
+  f("peak_inflight_docs", &RunReport::peak_inflight_docs, Fold::sum);
+  f("elapsed_s", &RunReport::elapsed_s, Fold::keep);
+  f("peak_rss_bytes", &RunReport::peak_rss_bytes, Fold::max);
+  f("tokens", &RunReport::tokens, Fold::sum);
+  f("cost_usd", &RunReport::cost_usd, Fold::sum);
+  f("cpu_s", &RunReport::cpu_s, Fold::sum);
+  f("peak_rss_total_bytes", &RunReport::peak_rss_total_bytes, Fold::keep);  // see add_worker
+  f("interrupted", &RunReport::interrupted, Fold::max);
+  f("restarts", &RunReport::restarts, Fold::keep);
+}
+
+template <class F>
+void visit_http_fields(F&& f) {
+  f("requests", &HttpReport::requests, Fold::sum);
+  f("attempts", &HttpReport::attempts, Fold::sum);
+  f("retries", &HttpReport::retries, Fold::sum);
+  f("throttled", &HttpReport::throttled, Fold::sum);
+  f("failed", &HttpReport::failed, Fold::sum);
+  f("loop_cpu_s", &HttpReport::loop_cpu_s, Fold::sum);
+}
+
+// An I/O node's concurrency is its share of the job's cap: the launcher sums it (see add_worker).
+template <class F>
+void visit_node_fields(F&& f) {
+  f("id", &NodeReport::id, Fold::keep);
+  f("type", &NodeReport::type, Fold::keep);
+  f("concurrency", &NodeReport::concurrency, Fold::keep);
+  f("in", &NodeReport::in, Fold::sum);
+  f("out", &NodeReport::out, Fold::sum);
+  f("errors", &NodeReport::errors, Fold::sum);
+  f("busy_s", &NodeReport::busy_s, Fold::sum);
+  f("tokens", &NodeReport::tokens, Fold::sum);
+  f("cost_usd", &NodeReport::cost_usd, Fold::sum);
+  f("io", &NodeReport::io, Fold::keep);
+  f("queue_mean", &NodeReport::queue_mean, Fold::sum);
+  f("queue_peak", &NodeReport::queue_peak, Fold::sum);
+  f("in_flight_mean", &NodeReport::in_flight_mean, Fold::sum);
+  f("in_flight_peak", &NodeReport::in_flight_peak, Fold::sum);
+}
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+// Writes one field of any listed type.
+struct WriteField {
+  Writer& w;
+  template <class T>
+  void operator()(const char* key, const T& v, Fold) const {
+    w.Key(key);
+    if constexpr (std::is_same_v<T, std::string>) w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
+    else if constexpr (std::is_same_v<T, bool>) w.Bool(v);
+    else if constexpr (std::is_same_v<T, double>) w.Double(v);
+    else if constexpr (std::is_signed_v<T>) w.Int64(v);
+    else w.Uint64(v);
+  }
+};
+
+// Reads one field; a missing or mistyped one reads as its zero value.
+struct ReadField {
+  const rapidjson::Value& o;
+  template <class T>
+  void operator()(const char* key, T& v, Fold) const {
+    v = T{};
+    auto it = o.FindMember(key);
+    if (it == o.MemberEnd()) return;
+    const auto& j = it->value;
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (j.IsString()) v.assign(j.GetString(), j.GetStringLength());
+    } else if constexpr (std::is_same_v<T, bool>) {
+      v = j.IsBool() && j.GetBool();
+    } else if constexpr (std::is_same_v<T, double>) {
+      if (j.IsNumber()) v = j.GetDouble();
+    } else {
+      if (j.IsInt64()) v = static_cast<T>(j.GetInt64());
+      else if (j.IsUint64()) v = static_cast<T>(j.GetUint64());
+      else if (j.IsNumber()) v = static_cast<T>(j.GetDouble());
+    }
+  }
+};
+
+template <class T>
+void fold(T& into, const T& from, Fold how) {
+  if constexpr (!std::is_same_v<T, std::string>) {
+    if (how == Fold::sum) into += from;
+    else if (how == Fold::max) into = std::max(into, from);
+  }
+}
+
+// Writes and reads a report's listed fields.
+template <class Report>
+struct Fields {
+  const Report& r;
+  WriteField put;
+  template <class T>
+  void operator()(const char* key, T Report::*m, Fold how) const { put(key, r.*m, how); }
+};
+
+template <class Report>
+struct ReadFields {
+  Report& r;
+  ReadField get;
+  template <class T>
+  void operator()(const char* key, T Report::*m, Fold how) const { get(key, r.*m, how); }
+};
+
+template <class Report>
+struct FoldFields {
+  Report& into;
+  const Report& from;
+  template <class T>
+  void operator()(const char*, T Report::*m, Fold how) const { fold(into.*m, from.*m, how); }
+};
+
+}  // namespace
+
+void HttpReport::merge(const HttpReport& other) {
+  visit_http_fields(FoldFields<HttpReport>{*this, other});
+  latency.merge(other.latency);
+}
+
+double NodeReport::utilization(double elapsed, int threads) const {
+  if (elapsed <= 0) return 0;
+  if (io) return concurrency > 0 ? in_flight_mean / concurrency : 0;
+  int lanes = concurrency > 0 ? std::min(concurrency, std::max(1, threads)) : std::max(1, threads);
+  return busy_s / elapsed / lanes;
+}
+
+int RunReport::exit_code() const {
+  if (interrupted) return 130;
+  if (!error.empty() || lost > 0) return 1;
+  return 0;
+}
+
+std::string RunReport::to_json() const {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  WriteField put{w};
+  w.StartObject();
+  visit_run_fields(Fields<RunReport>{*this, put});
+  w.Key("docs_per_s");
+  w.Double(docs_per_s());
+  w.Key("cpu_ms_per_doc");
+  w.Double(docs > 0 ? 1000.0 * cpu_s / static_cast<double>(docs) : 0);
+  w.Key("error");
+  if (error.empty()) w.Null();
+  else w.String(error.c_str(), static_cast<rapidjson::SizeType>(error.size()));
+
+  w.Key("http");
+  w.StartObject();
+  visit_http_fields(Fields<HttpReport>{http, put});
+  w.Key("requests_per_s");
+  w.Double(elapsed_s > 0 ? static_cast<double>(http.requests) / elapsed_s : 0);
+  w.Key("loop_cpu_us_per_request");
+  w.Double(http.loop_cpu_us_per_request());
+  w.Key("latency_ms");
+  w.StartObject();
+  w.Key("p50");
+  w.Double(http.latency.quantile_ms(0.50));
+  w.Key("p95");
+  w.Double(http.latency.quantile_ms(0.95));
+  w.Key("p99");
+  w.Double(http.latency.quantile_ms(0.99));
+  w.EndObject();
+  w.Key("latency_histogram");
+  std::string hist = http.latency.to_json();
+  w.RawValue(hist.data(), hist.size(), rapidjson::kArrayType);
+  w.EndObject();
+
+  if (!workers_json.empty()) {
+    w.Key("workers");
+    w.StartArray();
+    for (const auto& wj : workers_json) w.RawValue(wj.data(), wj.size(), rapidjson::kObjectType);
+    w.EndArray();
+  }
+  w.Key("nodes");
+  w.StartArray();
+  for (const auto& n : nodes) {
+    w.StartObject();
+    visit_node_fields(Fields<NodeReport>{n, put});
+    w.Key("role");
+    w.String(role_name(n.role));
+    w.Key("utilization");
+    w.Double(n.utilization(elapsed_s, threads));
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize()) + "\n";
+}
+
+bool RunReport::from_json(std::string_view text, RunReport& r) {
+  rapidjson::Document d;
+  d.Parse(text.data(), text.size());
+  if (d.HasParseError() || !d.IsObject()) return false;
+  visit_run_fields(ReadFields<RunReport>{r, ReadField{d}});
+  ReadField{d}("error", r.error, Fold::keep);
+  r.http = HttpReport();
+  if (auto h = d.FindMember("http"); h != d.MemberEnd() && h->value.IsObject()) {
+    const auto& o = h->value;
+    visit_http_fields(ReadFields<HttpReport>{r.http, ReadField{o}});
+    if (auto lh = o.FindMember("latency_histogram"); lh != o.MemberEnd() && lh->value.IsArray())
+      for (const auto& b : lh->value.GetArray())
+        if (b.IsArray() && b.Size() == 2 && b[0].IsInt() && b[1].IsUint64())
+          r.http.latency.add_bucket(b[0].GetInt(), b[1].GetUint64());
+  }
+  r.nodes.clear();
+  if (auto n = d.FindMember("nodes"); n != d.MemberEnd() && n->value.IsArray()) {
+    for (const auto& o : n->value.GetArray()) {
+      if (!o.IsObject()) continue;
+      NodeReport nr;
+      visit_node_fields(ReadFields<NodeReport>{nr, ReadField{o}});
+      std::string role;
+      ReadField{o}("role", role, Fold::keep);
+      for (NodeRole cand : {NodeRole::source, NodeRole::transform, NodeRole::chunker, NodeRole::embedder,
+                            NodeRole::sink})
+        if (role == role_name(cand)) nr.role = cand;
+      r.nodes.push_back(std::move(nr));
+    }
+  }
+  return true;
+}
+
+void RunReport::add_worker(const RunReport& worker) {
+  visit_run_fields(FoldFields<RunReport>{*this, worker});
+  peak_rss_total_bytes += worker.peak_rss_bytes;
+  http.merge(worker.http);
+  if (nodes.empty()) {
+    nodes = worker.nodes;
+    return;
+  }
+  for (size_t i = 0; i < nodes.size() && i < worker.nodes.size(); ++i) {
+    visit_node_fields(FoldFields<NodeReport>{nodes[i], worker.nodes[i]});
+    // An I/O node's cap is split among the workers: the job's cap is their sum.
+    if (nodes[i].io) nodes[i].concurrency += worker.nodes[i].concurrency;
+  }
+}
+
+std::string RunReport::table() const {
+  std::string out;
+  char line[512];
+  size_t idw = 4, tw = 4;
+  for (const auto& n : nodes) {
+    idw = std::max(idw, n.id.size());
+    tw = std::max(tw, n.type.size());
+  }
+  std::snprintf(line, sizeof line, "%-*s  %-*s  %10s  %10s  %7s  %9s  %5s  %8s\n", int(idw), "node", int(tw),
+                "type", "in", "out", "errors", "busy_s", "util", "queue");
+  out += line;
+  for (const auto& n : nodes) {
+    std::snprintf(line, sizeof line, "%-*s  %-*s  %10llu  %10llu  %7llu  %9.3f  %4.0f%%  %8.1f\n", int(idw),
+                  n.id.c_str(), int(tw), n.type.c_str(), static_cast<unsigned long long>(n.in),
+                  static_cast<unsigned long long>(n.out), static_cast<unsigned long long>(n.errors), n.busy_s,
+                  100.0 * n.utilization(elapsed_s, threads), n.queue_mean);
+    out += line;
+  }
+  std::snprintf(line, sizeof line,
+                "docs %llu (indexed %llu, filtered %llu, dead-lettered %llu)  chunks %llu  lost %llu\n",
+                static_cast<unsigned long long>(docs), static_cast<unsigned long long>(docs_indexed),
+                static_cast<unsigned long long>(docs_filtered), static_cast<unsigned long long>(docs_dead_lettered),
+                static_cast<unsigned long long>(chunks), static_cast<unsigned long long>(lost));
+  out += line;
+  std::snprintf(line, sizeof line,
+                "elapsed %.2f s  %.1f docs/s  peak RSS %.1f MiB  threads %d  peak in flight %lld/%d\n",
+                elapsed_s, docs_per_s(), peak_rss_bytes / 1048576.0, threads,
+                static_cast<long long>(peak_inflight_docs), max_inflight_docs);
+  out += line;
+  std::snprintf(line, sizeof line, "cpu %.2f s (%.2f ms/doc)\n", cpu_s,
+                docs > 0 ? 1000.0 * cpu_s / static_cast<double>(docs) : 0.0);
+  out += line;
+  if (http.requests > 0) {
+    std::snprintf(line, sizeof line,
+                  "http %llu requests (%.1f/s)  retries %llu  429s %llu  failed %llu  latency p50 %.1f ms  p95 %.1f ms  "
+                  "p99 %.1f ms  loop cpu %.2f s (%.0f us/request)\n",
+                  static_cast<unsigned long long>(http.requests), elapsed_s > 0 ? http.requests / elapsed_s : 0.0,
+                  static_cast<unsigned long long>(http.retries), static_cast<unsigned long long>(http.throttled),
+                  static_cast<unsigned long long>(http.failed), http.latency.quantile_ms(0.5),
+                  http.latency.quantile_ms(0.95), http.latency.quantile_ms(0.99), http.loop_cpu_s,
+                  http.loop_cpu_us_per_request());
+    out += line;
+  }
+  if (tokens > 0) {
+    std::snprintf(line, sizeof line, "tokens %llu  cost $%.4f\n", static_cast<unsigned long long>(tokens), cost_usd);
+    out += line;
+  }
+  if (docs_skipped_done > 0) {
+    std::snprintf(line, sizeof line, "skipped %llu documents done in an earlier run (--resume)\n",
+                  static_cast<unsigned long long>(docs_skipped_done));
+    out += line;
+  }
+  if (restarts > 0) out += "worker restarts " + std::to_string(restarts) + "\n";
+  if (interrupted) out += "interrupted: in-flight work was drained; run again with --resume to finish\n";
+  if (!error.empty()) out += "error: " + error + "\n";
+  return out;
+}
+
+}  // namespace sluice

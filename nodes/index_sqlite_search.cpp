@@ -1,0 +1,180 @@
+// `sluice search` over an index.sqlite file: BM25 through FTS5, vectors by brute force, and
+// their reciprocal rank fusion.
+#include "nodes/index_sqlite_search.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include <rapidjson/document.h>
+
+#include "engine/vector/float16.hpp"
+#include "nodes/embed_hash.hpp"
+#include "nodes/index_sqlite_db.hpp"
+
+namespace sluice {
+
+namespace {
+
+using namespace sqlite_index;
+
+std::string fts_query(const std::string& q) {
+  // A query in double quotes is a phrase; otherwise any of its words (BM25 ranks documents
+  // with more of them first). Words are quoted so FTS5 syntax characters cannot break the query.
+  std::string t = q;
+  while (!t.empty() && t.back() == ' ') t.pop_back();
+  std::vector<std::string> words;
+  std::string cur;
+  for (unsigned char c : t) {
+    if (std::isalnum(c) || c >= 0x80) {
+      cur += static_cast<char>(c);
+    } else if (!cur.empty()) {
+      words.push_back(cur);
+      cur.clear();
+    }
+  }
+  if (!cur.empty()) words.push_back(cur);
+  std::string out;
+  bool phrase = t.size() >= 2 && t.front() == '"' && t.back() == '"';
+  if (phrase) {
+    out = "\"";
+    for (size_t i = 0; i < words.size(); ++i) out += (i ? " " : "") + words[i];
+    return out + "\"";
+  }
+  for (size_t i = 0; i < words.size(); ++i) out += (i ? " OR \"" : "\"") + words[i] + "\"";
+  return out;
+}
+
+std::vector<SearchHit> bm25(Db& db, const std::string& query, int k) {
+  std::vector<SearchHit> hits;
+  std::string q = fts_query(query);
+  if (q.empty() || q == "\"\"") return hits;
+  sqlite3_stmt* s = db.prepare(
+      "SELECT c.id, c.doc_id, -bm25(chunks_fts) AS score, snippet(chunks_fts, 0, '[', ']', '...', 16) "
+      "FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+      "WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts) LIMIT ?2");
+  sqlite3_bind_text(s, 1, q.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(s, 2, k);
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    SearchHit h;
+    h.id = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    h.doc_id = reinterpret_cast<const char*>(sqlite3_column_text(s, 1));
+    h.score = sqlite3_column_double(s, 2);
+    h.snippet = reinterpret_cast<const char*>(sqlite3_column_text(s, 3));
+    hits.push_back(std::move(h));
+  }
+  return hits;
+}
+
+std::string short_snippet(const unsigned char* text, int len) {
+  std::string s(reinterpret_cast<const char*>(text), static_cast<size_t>(len));
+  for (char& c : s)
+    if (c == '\n') c = ' ';
+  if (s.size() > 160) {
+    size_t cut = 160;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+    s = s.substr(0, cut) + "...";
+  }
+  return s;
+}
+
+std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
+  std::string spec = db.meta("embedder");
+  if (spec.empty()) throw std::runtime_error("the index has no vectors (its graph has no embed node); use --mode bm25");
+  rapidjson::Document d;
+  d.Parse(spec.c_str());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("type") || !d["type"].IsString())
+    throw std::runtime_error("the index records an unreadable embedder: " + spec);
+  std::string type = d["type"].GetString();
+  if (type != "embed.hash" || !d.HasMember("dim") || !d["dim"].IsInt())
+    throw std::runtime_error("the index was embedded with " + spec +
+                             ", which `sluice search` cannot run locally; use --mode bm25");
+  int dim = d["dim"].GetInt();
+  std::vector<float> q = hash_embed(query, dim);
+  std::string type_name = db.meta("vector_type");
+  bool half = type_name == "f16";
+  if (!half && !type_name.empty() && type_name != "f32")
+    throw std::runtime_error("the index stores vectors as \"" + type_name + "\", which this sluice cannot read");
+  int width = half ? 2 : 4;
+  // Brute force: exact top-k over every vector; fine up to a few million chunks.
+  sqlite3_stmt* s = db.prepare("SELECT id, doc_id, vector, text FROM chunks WHERE vector IS NOT NULL");
+  std::vector<SearchHit> hits;
+  auto worse = [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; };
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    int bytes = sqlite3_column_bytes(s, 2);
+    if (bytes != dim * width) continue;
+    const void* blob = sqlite3_column_blob(s, 2);
+    float dot = 0;
+    if (half) {
+      const auto* v = static_cast<const uint16_t*>(blob);
+      for (int i = 0; i < dim; ++i) dot += half_to_float(v[i]) * q[static_cast<size_t>(i)];
+    } else {
+      const auto* v = static_cast<const float*>(blob);
+      for (int i = 0; i < dim; ++i) dot += v[i] * q[static_cast<size_t>(i)];
+    }
+    if (static_cast<int>(hits.size()) == k && dot <= hits.front().score) continue;
+    SearchHit h;
+    h.score = dot;
+    h.id = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    h.doc_id = reinterpret_cast<const char*>(sqlite3_column_text(s, 1));
+    h.snippet = short_snippet(sqlite3_column_text(s, 3), sqlite3_column_bytes(s, 3));
+    hits.push_back(std::move(h));
+    std::push_heap(hits.begin(), hits.end(), worse);
+    if (static_cast<int>(hits.size()) > k) {
+      std::pop_heap(hits.begin(), hits.end(), worse);
+      hits.pop_back();
+    }
+  }
+  std::sort(hits.begin(), hits.end(), [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; });
+  return hits;
+}
+
+}  // namespace
+
+std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k, SearchMode mode) {
+  if (!std::filesystem::exists(db_path))
+    throw std::runtime_error("no index at \"" + db_path + "\" (run a graph with an index.sqlite sink first)");
+  Db db;
+  db.open(db_path, SQLITE_OPEN_READONLY);
+  check_foreign(db, db_path);
+  if (!db.has_table("chunks")) throw std::runtime_error("\"" + db_path + "\" is not a sluice index");
+  check_schema_version(db, db_path);
+  if (k < 1) k = 1;
+  if (mode == SearchMode::bm25) return bm25(db, query, k);
+  if (mode == SearchMode::vector) return vector_search(db, query, k);
+  // Hybrid: reciprocal rank fusion of both lists (k = 60, as in the RRF paper).
+  auto a = bm25(db, query, k * 4);
+  auto b = vector_search(db, query, k * 4);
+  std::map<std::string, SearchHit> fused;
+  auto add = [&](const std::vector<SearchHit>& list) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      auto [it, inserted] = fused.try_emplace(list[i].id, list[i]);
+      if (inserted) it->second.score = 0;
+      it->second.score += 1.0 / (60.0 + static_cast<double>(i + 1));
+    }
+  };
+  add(a);
+  add(b);
+  std::vector<SearchHit> out;
+  for (auto& [id, h] : fused) out.push_back(std::move(h));
+  std::sort(out.begin(), out.end(), [](const SearchHit& x, const SearchHit& y) {
+    return x.score != y.score ? x.score > y.score : x.id < y.id;
+  });
+  if (static_cast<int>(out.size()) > k) out.resize(static_cast<size_t>(k));
+  return out;
+}
+
+uint64_t chunks_awaiting_full_text(const std::string& db_path) {
+  Db db;
+  db.open(db_path, SQLITE_OPEN_READONLY);
+  std::string mark = db.meta("fts_rowid");
+  if (mark.empty()) return 0;  // version 2: always in step
+  sqlite3_stmt* s = db.prepare("SELECT count(*) FROM chunks WHERE rowid > ?1");
+  sqlite3_bind_int64(s, 1, std::stoll(mark));
+  db.step(s);
+  return static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+}
+
+}  // namespace sluice

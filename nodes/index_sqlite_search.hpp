@@ -1,0 +1,30 @@
+// `sluice search`: the top chunks of an index.sqlite file for a query.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sluice {
+
+enum class SearchMode { bm25, vector, hybrid };
+
+struct SearchHit {
+  double score = 0;
+  std::string id;
+  std::string doc_id;
+  std::string snippet;
+};
+
+// Top `k` chunks for `query`. Vector mode embeds the query with the embedder recorded in the
+// index. Throws std::runtime_error with a message for the user (missing or foreign file, no
+// vectors for vector mode, an embedder this build cannot run locally).
+std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
+                                    SearchMode mode);
+
+// Chunks whose text is not in the full-text index yet: the sink adds text in steps of `fts_batch`
+// rows, and a run that died keeps its last rows out until the next run with that sink opens the
+// file. 0 for a complete index. Call after search_index has accepted the file.
+uint64_t chunks_awaiting_full_text(const std::string& db_path);
+
+}  // namespace sluice
