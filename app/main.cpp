@@ -74,8 +74,9 @@ struct RunArgs {
 // Beside the first sink that writes a file (out/x.db → out/<graph>.state), else out/<graph>.state.
 std::string default_state_dir(const GraphSpec& spec) {
   for (const auto& n : spec.nodes) {
-    if (n.info->role != NodeRole::sink || !n.params.has("path")) continue;
-    std::filesystem::path p(n.params.str("path"));
+    if (!n.info->output_file) continue;
+    std::filesystem::path p(n.info->output_file(n.params));
+    if (p.empty()) continue;
     if (p.string().rfind("/dev/", 0) == 0) continue;
     return (p.parent_path() / (spec.name + ".state")).string();
   }

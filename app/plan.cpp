@@ -34,44 +34,34 @@ std::string fmt_duration(double s) {
   return buf;
 }
 
+// Each node's own cost model (NodeTypeInfo::cost), walked in graph order: chunkers set what the
+// nodes after them receive; I/O nodes become stages with their limits.
 std::vector<IoStage> io_stages(const GraphSpec& spec, const PlanInput& in, double& chunks_per_doc) {
   std::vector<IoStage> out;
-  chunks_per_doc = 1;
-  double chunk_chars = in.doc_chars;
+  CostInput ci{in.doc_chars, 1, in.doc_chars};
   for (size_t i : spec.topo_order) {
     const NodeSpec& n = spec.nodes[i];
-    const Params& p = n.params;
-    if (n.type == "chunk.recursive" || n.type == "chunk.sentence") {
-      double size = p.number("size"), overlap = p.number("overlap");
-      chunks_per_doc = std::max(1.0, std::ceil(std::max(0.0, in.doc_chars - overlap) / std::max(1.0, size - overlap)));
-      chunk_chars = std::min(size, in.doc_chars);
-      continue;
+    if (!n.info->cost) continue;
+    const NodeCost c = n.info->cost(n.params, ci);
+    if (c.chunks_per_doc) {
+      ci.chunks_per_doc = *c.chunks_per_doc;
+      ci.chunk_chars = c.chunk_chars;
     }
+    if (!c.io) continue;
     IoStage s;
     s.node = n.id;
+    s.what = c.what;
+    s.requests_per_doc = c.requests_per_doc;
+    s.tokens_per_doc = c.tokens_per_doc;
+    s.cost_per_doc = c.cost_per_doc;
     s.concurrency = n.concurrency;
-    s.rpm = p.number("rpm");  // params carry their defaults: 0 when the node has none
-    s.tpm = p.number("tpm");
-    if (n.type == "source.http_list") {
-      s.listing = true;
-      s.what = "pages";
-      s.per_page = p.has("per_page") ? p.number("per_page") : 25;  // the upstream's own default page
-      s.requests_per_doc = 1.0 / s.per_page;
-    } else if (n.type == "fetch.http") {
-      s.requests_per_doc = 1;
-    } else if (n.type == "embed.openai") {
-      double tokens_per_chunk = std::max(1.0, std::ceil(chunk_chars / 4));
-      double batch = std::max(1.0, std::min(p.number("batch"), std::floor(p.number("max_batch_tokens") / tokens_per_chunk)));
-      s.requests_per_doc = chunks_per_doc / batch;
-      s.tokens_per_doc = chunks_per_doc * tokens_per_chunk;
-      s.cost_per_doc = s.tokens_per_doc * p.number("price_per_mtok") / 1e6;
-    } else if (n.type == "index.elasticsearch") {
-      s.requests_per_doc = chunks_per_doc / std::max(1.0, p.number("batch"));
-    } else {
-      continue;
-    }
+    s.rpm = n.params.number("rpm");  // params carry their defaults: 0 when the node has none
+    s.tpm = n.params.number("tpm");
+    s.listing = c.listing;
+    s.per_page = c.per_page;
     out.push_back(s);
   }
+  chunks_per_doc = ci.chunks_per_doc;
   return out;
 }
 

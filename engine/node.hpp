@@ -181,6 +181,29 @@ struct NodeInit {
   bool adaptive = false;
 };
 
+// What one document costs at a node, for `sluice plan` (a steady-state model: no retries, no
+// ramp-up). The plan walks the graph in order, handing each node what the nodes before it made.
+struct CostInput {
+  double doc_chars = 0;       // text per source document
+  double chunks_per_doc = 1;  // records per document reaching this node
+  double chunk_chars = 0;     // text per record reaching this node
+};
+struct NodeCost {
+  // A chunker: what it makes of a document (the input of the nodes after it).
+  std::optional<double> chunks_per_doc;
+  double chunk_chars = 0;
+  // An I/O node: its demand per source document. Its limits (concurrency, rpm, tpm) come from
+  // its spec and params.
+  bool io = false;
+  std::string what = "requests";  // what it sends: "requests", "pages"
+  double requests_per_doc = 0;
+  double tokens_per_doc = 0;
+  double cost_per_doc = 0;  // USD
+  // A paged listing: every process pages the whole listing, one page at a time.
+  bool listing = false;
+  double per_page = 1;
+};
+
 struct NodeTypeInfo {
   std::string type;  // family.kind
   NodeRole role = NodeRole::transform;
@@ -199,6 +222,11 @@ struct NodeTypeInfo {
   // output path may call them concurrently. Both may throw.
   std::function<void(const Params&, const ShardSpec&)> reset_outputs;
   std::function<void(const Params&, const ShardSpec&)> merge_outputs;
+  // The file a sink writes, from its params (the run's state directory goes beside the first
+  // one); unset, or "": none (a sink that sends its records to a server).
+  std::function<std::string(const Params&)> output_file;
+  // Its cost per document for `sluice plan`; unset: free (a CPU node the plan does not model).
+  std::function<NodeCost(const Params&, const CostInput&)> cost;
 };
 
 class Registry {

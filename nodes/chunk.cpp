@@ -1,5 +1,8 @@
 #include "nodes/chunk.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include "engine/text/text.hpp"
 
 namespace sluice {
@@ -57,6 +60,15 @@ std::vector<ParamSpec> common_params() {
   };
 }
 
+// A document of doc_chars makes ceil((doc_chars - overlap) / (size - overlap)) chunks of at most size.
+NodeCost chunk_cost(const Params& p, const CostInput& in) {
+  const double size = p.number("size"), overlap = p.number("overlap");
+  NodeCost c;
+  c.chunks_per_doc = std::max(1.0, std::ceil(std::max(0.0, in.doc_chars - overlap) / std::max(1.0, size - overlap)));
+  c.chunk_chars = std::min(size, in.doc_chars);
+  return c;
+}
+
 }  // namespace
 
 NodeTypeInfo chunk_recursive_info() {
@@ -70,6 +82,7 @@ NodeTypeInfo chunk_recursive_info() {
   info.params.push_back(param("separators", ParamType::string_list, "[\"\\n\\n\", \"\\n\", \". \", \" \", \"\"]",
                               "separators tried in order; \"\" splits between characters"));
   info.make_node = [](const NodeInit& init) { return std::make_unique<ChunkNode>(init, false); };
+  info.cost = chunk_cost;
   return info;
 }
 
@@ -82,6 +95,7 @@ NodeTypeInfo chunk_sentence_info() {
       "is split like chunk.recursive. Overlap repeats whole trailing sentences.";
   info.params = common_params();
   info.make_node = [](const NodeInit& init) { return std::make_unique<ChunkNode>(init, true); };
+  info.cost = chunk_cost;
   return info;
 }
 

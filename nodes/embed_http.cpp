@@ -316,6 +316,19 @@ void add_common_params(std::vector<ParamSpec>& params, const char* batch_default
   params.insert(params.end(), common.begin(), common.end());
 }
 
+// Tokens estimated at 4 characters each; batches bounded by count and by max_batch_tokens.
+NodeCost embedder_cost(const Params& p, const CostInput& in) {
+  NodeCost c;
+  c.io = true;
+  const double tokens_per_chunk = std::max(1.0, std::ceil(in.chunk_chars / 4));
+  const double batch = std::max(
+      1.0, std::min(p.number("batch"), std::floor(p.number("max_batch_tokens") / tokens_per_chunk)));
+  c.requests_per_doc = in.chunks_per_doc / batch;
+  c.tokens_per_doc = in.chunks_per_doc * tokens_per_chunk;
+  c.cost_per_doc = c.tokens_per_doc * p.number("price_per_mtok") / 1e6;
+  return c;
+}
+
 }  // namespace
 
 NodeTypeInfo embed_openai_info() {
@@ -335,6 +348,7 @@ NodeTypeInfo embed_openai_info() {
   add_common_params(info.params, "64");
   info.default_concurrency = 4;
   info.make_node = [](const NodeInit& init) { return std::make_unique<OpenAIEmbed>(init); };
+  info.cost = embedder_cost;
   return info;
 }
 
@@ -357,6 +371,7 @@ NodeTypeInfo embed_gemini_info() {
   add_common_params(info.params, "100");
   info.default_concurrency = 4;
   info.make_node = [](const NodeInit& init) { return std::make_unique<GeminiEmbed>(init); };
+  info.cost = embedder_cost;
   return info;
 }
 

@@ -248,6 +248,12 @@ NodeTypeInfo fetch_http_info() {
   info.params[1].choices = {"GET", "POST", "PUT", "HEAD"};
   info.default_concurrency = 32;
   info.make_node = [](const NodeInit& init) { return std::make_unique<FetchHttp>(init); };
+  info.cost = [](const Params&, const CostInput&) {
+    NodeCost c;
+    c.io = true;
+    c.requests_per_doc = 1;
+    return c;
+  };
   return info;
 }
 

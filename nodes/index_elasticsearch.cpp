@@ -1,5 +1,7 @@
 #include "nodes/index_elasticsearch.hpp"
 
+#include <algorithm>
+
 #include <cmath>
 #include <future>
 #include <mutex>
@@ -233,6 +235,12 @@ NodeTypeInfo index_elasticsearch_info() {
   };
   info.default_concurrency = 2;
   info.make_node = [](const NodeInit& init) { return std::make_unique<ElasticIndex>(init); };
+  info.cost = [](const Params& p, const CostInput& in) {
+    NodeCost c;
+    c.io = true;
+    c.requests_per_doc = in.chunks_per_doc / std::max(1.0, p.number("batch"));
+    return c;
+  };
   return info;
 }
 

@@ -274,6 +274,7 @@ NodeTypeInfo index_jsonl_info() {
       if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove(e.path());
   };
   info.merge_outputs = [](const Params& p, const ShardSpec& shard) { merge_jsonl_parts(p.str("path"), shard); };
+  info.output_file = [](const Params& p) { return p.str("path"); };
   return info;
 }
 

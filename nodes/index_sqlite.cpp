@@ -419,6 +419,7 @@ NodeTypeInfo index_sqlite_info() {
     if (p.name == "vector_type") p.choices = {"f16", "f32"};
   info.default_concurrency = 1;
   info.make_node = [](const NodeInit& init) { return std::make_unique<SqliteIndex>(init); };
+  info.output_file = [](const Params& p) { return p.str("path"); };
   return info;
 }
 

@@ -281,6 +281,15 @@ NodeTypeInfo source_http_list_info() {
   for (auto& p : info.params)
     if (p.name == "paging") p.choices = {"none", "page", "offset", "cursor", "link"};
   info.make_source = [](const NodeInit& init) { return std::make_unique<HttpListSource>(init); };
+  info.cost = [](const Params& p, const CostInput&) {
+    NodeCost c;
+    c.io = true;
+    c.listing = true;
+    c.what = "pages";
+    c.per_page = p.has("per_page") ? p.number("per_page") : 25;  // the upstream's own default page
+    c.requests_per_doc = 1.0 / c.per_page;
+    return c;
+  };
   return info;
 }
 

@@ -605,6 +605,27 @@ TEST(Plan, EmbeddingTokensCostAndTpm) {
   EXPECT_EQ(p.rows[0].binds, "embed tpm");
 }
 
+TEST(Plan, EveryHttpEmbedderIsAStageOfThePlan) {
+  // Each node type describes its own cost (NodeTypeInfo::cost): embed.gemini was once missing
+  // from a switch on type names in the planner, and its graph planned as if it cost nothing.
+  GraphSpec g = test::spec_from(R"({
+    "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": "ids.txt"}},
+              {"id": "chunk", "type": "chunk.sentence", "params": {"size": 1000}},
+              {"id": "embed", "type": "embed.gemini", "params": {"model": "m", "tpm": 1000000,
+                 "price_per_mtok": 0.15}},
+              {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
+    "edges": [["ids", "chunk"], ["chunk", "embed"], ["embed", "out"]]})");
+  PlanInput in;
+  in.docs = 1000;
+  in.doc_chars = 2000;
+  Plan p = make_plan(g, in);
+  ASSERT_EQ(p.stages.size(), 1u);
+  EXPECT_EQ(p.stages[0].node, "embed");
+  EXPECT_DOUBLE_EQ(p.stages[0].tokens, 1000.0 * 2 * 250);
+  EXPECT_NEAR(p.cost_usd, 0.075, 1e-9);
+  EXPECT_EQ(p.rows[0].binds, "embed tpm");
+}
+
 TEST(Plan, CliPrintsTheTable) {
   auto r = run_sluice("plan graphs/papers-backfill.json --docs 34000 --jobs 1,20 --processes 1,100");
   ASSERT_EQ(r.exit_code, 0) << r.err;
