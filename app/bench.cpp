@@ -47,7 +47,8 @@ const std::vector<SimFlag>& sim_flags() {
   static const std::vector<SimFlag> flags = {
       {"docs", [](sim::SimOptions& o, double v) { o.docs = static_cast<uint64_t>(v); }, 1, 1e9},
       {"latency-ms", [](sim::SimOptions& o, double v) { o.latency_ms = v; }, 0, 600000},
-      {"latency-jitter-ms", [](sim::SimOptions& o, double v) { o.latency_jitter_ms = v; }, 0, 600000},
+      {"latency-jitter-ms", [](sim::SimOptions& o, double v) { o.latency_jitter_ms = v; }, 0,
+       600000},
       {"rpm", [](sim::SimOptions& o, double v) { o.rpm = static_cast<int64_t>(v); }, 0, 1e12},
       {"tpm", [](sim::SimOptions& o, double v) { o.tpm = static_cast<int64_t>(v); }, 0, 1e15},
       {"error-rate", [](sim::SimOptions& o, double v) { o.error_rate = v; }, 0, 1},
@@ -55,7 +56,8 @@ const std::vector<SimFlag>& sim_flags() {
       {"timeout-rate", [](sim::SimOptions& o, double v) { o.timeout_rate = v; }, 0, 1},
       {"malformed-rate", [](sim::SimOptions& o, double v) { o.malformed_rate = v; }, 0, 1},
       {"bulk-fail-rate", [](sim::SimOptions& o, double v) { o.bulk_fail_rate = v; }, 0, 1},
-      {"doc-bytes", [](sim::SimOptions& o, double v) { o.doc_bytes = static_cast<size_t>(v); }, 1, 1e9},
+      {"doc-bytes", [](sim::SimOptions& o, double v) { o.doc_bytes = static_cast<size_t>(v); }, 1,
+       1e9},
       {"seed", [](sim::SimOptions& o, double v) { o.seed = static_cast<uint64_t>(v); }, 0, 1e18},
   };
   return flags;
@@ -141,8 +143,8 @@ struct ChildResult {
 
 // Runs `exe args...` with stdout and stderr in `log`, in its own process group (a Ctrl-C reaches
 // it once, from us) and killed if we die. Sends SIGINT on timeout or interrupt, SIGKILL 15 s later.
-ChildResult run_child(const std::string& exe, const std::vector<std::string>& args, const fs::path& log,
-                      double timeout_s, const std::atomic<bool>* interrupt) {
+ChildResult run_child(const std::string& exe, const std::vector<std::string>& args,
+                      const fs::path& log, double timeout_s, const std::atomic<bool>* interrupt) {
   std::vector<std::string> argv_s;
   argv_s.push_back(exe);
   argv_s.insert(argv_s.end(), args.begin(), args.end());
@@ -227,7 +229,8 @@ double per_s(double n, double el) { return el > 0 ? n / el : 0; }
 
 // The steady-state I/O ideal from the graph's own limits (sluice plan) and the sim's latency
 // and rate limits. 0 when unknown (no sim we started, no latency, no I/O node).
-double io_ideal(const GraphSpec& spec, const sim::SimOptions& so, int threads, int processes, std::string& from) {
+double io_ideal(const GraphSpec& spec, const sim::SimOptions& so, int threads, int processes,
+                std::string& from) {
   if (so.latency_ms <= 0) return 0;
   bool any_io = false;
   for (const auto& n : spec.nodes) any_io = any_io || n.info->io;
@@ -279,15 +282,19 @@ void name_bottleneck(BenchRow& row, const sim::SimOptions* so, int cores) {
   const double rate = r.docs_per_s();
   const double cores_busy = per_s(m->cpu_s, r.elapsed_s);
   const int usable = std::min(row.threads * row.processes, cores);
-  if (so && so->rpm > 0 && per_s(static_cast<double>(r.http.attempts), r.elapsed_s) >= 0.9 * so->rpm / 60.0) {
+  if (so && so->rpm > 0 &&
+      per_s(static_cast<double>(r.http.attempts), r.elapsed_s) >= 0.9 * so->rpm / 60.0) {
     row.bottleneck = "upstream rate limit";
-  } else if (row.ideal_docs_per_s > 0 && rate >= 0.9 * row.ideal_docs_per_s && row.ideal_from.rfind("linear", 0) != 0) {
+  } else if (row.ideal_docs_per_s > 0 && rate >= 0.9 * row.ideal_docs_per_s &&
+             row.ideal_from.rfind("linear", 0) != 0) {
     row.bottleneck = row.ideal_from;
   } else if (cores_busy >= 0.85 * usable) {
-    row.bottleneck = "CPU (" + fmt("%.1f", cores_busy) + " of " + std::to_string(usable) + " usable cores busy; busiest: " +
-                     row.busiest_node + " " + fmt("%.0f", 100 * row.busiest_utilization) + "%)";
+    row.bottleneck = "CPU (" + fmt("%.1f", cores_busy) + " of " + std::to_string(usable) +
+                     " usable cores busy; busiest: " + row.busiest_node + " " +
+                     fmt("%.0f", 100 * row.busiest_utilization) + "%)";
   } else {
-    row.bottleneck = "node " + row.busiest_node + " (" + fmt("%.0f", 100 * row.busiest_utilization) + "% utilized)";
+    row.bottleneck = "node " + row.busiest_node + " (" +
+                     fmt("%.0f", 100 * row.busiest_utilization) + "% utilized)";
   }
 }
 
@@ -306,8 +313,10 @@ std::string csv_field(const std::string& s) {
 std::string num(double v, const char* f = "%.6g") { return std::isfinite(v) ? fmt(f, v) : ""; }
 
 std::string run_json(const BenchRun& r) {
-  std::string j = "{\"exit_code\":" + std::to_string(r.exit_code) + ",\"cpu_s\":" + num(r.cpu_s) +
-                  ",\"failure\":" + (r.failure.empty() ? std::string("null") : json::quoted(r.failure)) + ",\"report\":";
+  std::string j =
+      "{\"exit_code\":" + std::to_string(r.exit_code) + ",\"cpu_s\":" + num(r.cpu_s) +
+      ",\"failure\":" + (r.failure.empty() ? std::string("null") : json::quoted(r.failure)) +
+      ",\"report\":";
   if (r.report.graph.empty()) {
     j += "null";
   } else {
@@ -319,8 +328,9 @@ std::string run_json(const BenchRun& r) {
 }
 
 std::vector<std::string> csv_values(const BenchRow& row) {
-  std::vector<std::string> v = {std::to_string(row.threads), std::to_string(row.processes),
-                                std::to_string(row.runs.size() - static_cast<size_t>(row.failed_runs))};
+  std::vector<std::string> v = {
+      std::to_string(row.threads), std::to_string(row.processes),
+      std::to_string(row.runs.size() - static_cast<size_t>(row.failed_runs))};
   const BenchRun* m = median_run(row);
   if (!m) {
     v.resize(bench_csv_columns().size());
@@ -370,7 +380,8 @@ std::string xml_escape(const std::string& s) {
       case '&': o += "&amp;"; break;
       case '"': o += "&quot;"; break;
       default:
-        if (static_cast<unsigned char>(c) >= 0x20 || c == '\t' || c == '\n') o += c;  // XML 1.0 forbids the rest
+        if (static_cast<unsigned char>(c) >= 0x20 || c == '\t' || c == '\n')
+          o += c;  // XML 1.0 forbids the rest
     }
   }
   return o;
@@ -418,31 +429,57 @@ sim::SimOptions parse_sim_flags(const std::string& text) {
     std::string key = item.substr(0, eq);
     if (key.rfind("--", 0) == 0) key = key.substr(2);
     if (eq == std::string::npos)
-      throw std::invalid_argument("--sim: expected name=value, got \"" + item + "\" (e.g. latency-ms=50,rpm=60000)");
+      throw std::invalid_argument("--sim: expected name=value, got \"" + item +
+                                  "\" (e.g. latency-ms=50,rpm=60000)");
     if (key == "port")
-      throw std::invalid_argument("--sim: bench picks the sim's port itself; to use a sim you started, --set sim=URL");
-    auto it = std::find_if(sim_flags().begin(), sim_flags().end(), [&](const SimFlag& f) { return key == f.name; });
+      throw std::invalid_argument(
+          "--sim: bench picks the sim's port itself; to use a sim you started, --set sim=URL");
+    auto it = std::find_if(sim_flags().begin(), sim_flags().end(),
+                           [&](const SimFlag& f) { return key == f.name; });
     if (it == sim_flags().end())
-      throw std::invalid_argument("--sim: unknown sim flag \"" + key + "\"" + did_you_mean(key, names) +
-                                  " (`sluice sim --help` lists them)");
+      throw std::invalid_argument("--sim: unknown sim flag \"" + key + "\"" +
+                                  did_you_mean(key, names) + " (`sluice sim --help` lists them)");
     std::string val = item.substr(eq + 1);
     char* e = nullptr;
     double v = std::strtod(val.c_str(), &e);
     if (val.empty() || *e != '\0' || !std::isfinite(v) || v < it->min || v > it->max)
-      throw std::invalid_argument("--sim: " + key + " must be a number from " + fmt("%g", it->min) + " to " +
-                                  fmt("%g", it->max) + ", got \"" + val + "\"");
+      throw std::invalid_argument("--sim: " + key + " must be a number from " + fmt("%g", it->min) +
+                                  " to " + fmt("%g", it->max) + ", got \"" + val + "\"");
     it->set(o, v);
   }
   return o;
 }
 
 const std::vector<std::string>& bench_csv_columns() {
-  static const std::vector<std::string> cols = {
-      "threads", "processes", "runs", "docs", "chunks", "elapsed_s", "docs_per_s", "docs_per_s_min",
-      "docs_per_s_max", "chunks_per_s", "requests_per_s", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
-      "cpu_ms_per_doc", "cores_busy", "peak_rss_mib", "peak_rss_total_mib", "retries", "throttled_429", "lost",
-      "dead_lettered", "ideal_docs_per_s", "ratio_to_ideal", "ideal_from", "bottleneck", "busiest_node",
-      "busiest_utilization", "failed_runs"};
+  static const std::vector<std::string> cols = {"threads",
+                                                "processes",
+                                                "runs",
+                                                "docs",
+                                                "chunks",
+                                                "elapsed_s",
+                                                "docs_per_s",
+                                                "docs_per_s_min",
+                                                "docs_per_s_max",
+                                                "chunks_per_s",
+                                                "requests_per_s",
+                                                "latency_p50_ms",
+                                                "latency_p95_ms",
+                                                "latency_p99_ms",
+                                                "cpu_ms_per_doc",
+                                                "cores_busy",
+                                                "peak_rss_mib",
+                                                "peak_rss_total_mib",
+                                                "retries",
+                                                "throttled_429",
+                                                "lost",
+                                                "dead_lettered",
+                                                "ideal_docs_per_s",
+                                                "ratio_to_ideal",
+                                                "ideal_from",
+                                                "bottleneck",
+                                                "busiest_node",
+                                                "busiest_utilization",
+                                                "failed_runs"};
   return cols;
 }
 
@@ -481,35 +518,37 @@ std::string bench_svg(const std::string& title, const std::vector<BenchRow>& row
   const int pw = W - L - R, ph = H - T - B;
   auto X = [&](int threads) {
     size_t i = static_cast<size_t>(std::find(xs.begin(), xs.end(), threads) - xs.begin());
-    return xs.size() == 1 ? L + pw / 2.0 : L + pw * (0.05 + 0.9 * static_cast<double>(i) / (xs.size() - 1));
+    return xs.size() == 1 ? L + pw / 2.0
+                          : L + pw * (0.05 + 0.9 * static_cast<double>(i) / (xs.size() - 1));
   };
   auto Y = [&](double v) { return T + ph * (1 - v / top); };
-  static const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+  static const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                                 "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
 
   std::string s;
   auto add = [&](const std::string& x) { s += x; };
   add("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-  add("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(W) + "\" height=\"" + std::to_string(H) +
-      "\" viewBox=\"0 0 " + std::to_string(W) + " " + std::to_string(H) +
+  add("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(W) + "\" height=\"" +
+      std::to_string(H) + "\" viewBox=\"0 0 " + std::to_string(W) + " " + std::to_string(H) +
       "\" font-family=\"sans-serif\" font-size=\"12\">\n");
   add("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
-  add("<text x=\"" + std::to_string(W / 2) + "\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">" +
-      xml_escape(title) + "</text>\n");
+  add("<text x=\"" + std::to_string(W / 2) +
+      "\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">" + xml_escape(title) + "</text>\n");
   // Grid and axes.
   for (double v = 0; v <= top + step / 2; v += step) {
     std::string y = num(Y(v), "%.1f");
-    add("<line x1=\"" + std::to_string(L) + "\" y1=\"" + y + "\" x2=\"" + std::to_string(L + pw) + "\" y2=\"" + y +
-        "\" stroke=\"#e5e5e5\"/>\n");
-    add("<text x=\"" + std::to_string(L - 6) + "\" y=\"" + y + "\" text-anchor=\"end\" dominant-baseline=\"middle\">" +
-        num(v, "%.0f") + "</text>\n");
+    add("<line x1=\"" + std::to_string(L) + "\" y1=\"" + y + "\" x2=\"" + std::to_string(L + pw) +
+        "\" y2=\"" + y + "\" stroke=\"#e5e5e5\"/>\n");
+    add("<text x=\"" + std::to_string(L - 6) + "\" y=\"" + y +
+        "\" text-anchor=\"end\" dominant-baseline=\"middle\">" + num(v, "%.0f") + "</text>\n");
   }
-  add("<line x1=\"" + std::to_string(L) + "\" y1=\"" + std::to_string(T + ph) + "\" x2=\"" + std::to_string(L + pw) +
-      "\" y2=\"" + std::to_string(T + ph) + "\" stroke=\"black\"/>\n");
-  add("<line x1=\"" + std::to_string(L) + "\" y1=\"" + std::to_string(T) + "\" x2=\"" + std::to_string(L) +
-      "\" y2=\"" + std::to_string(T + ph) + "\" stroke=\"black\"/>\n");
+  add("<line x1=\"" + std::to_string(L) + "\" y1=\"" + std::to_string(T + ph) + "\" x2=\"" +
+      std::to_string(L + pw) + "\" y2=\"" + std::to_string(T + ph) + "\" stroke=\"black\"/>\n");
+  add("<line x1=\"" + std::to_string(L) + "\" y1=\"" + std::to_string(T) + "\" x2=\"" +
+      std::to_string(L) + "\" y2=\"" + std::to_string(T + ph) + "\" stroke=\"black\"/>\n");
   for (int x : xs)
-    add("<text x=\"" + num(X(x), "%.1f") + "\" y=\"" + std::to_string(T + ph + 18) + "\" text-anchor=\"middle\">" +
-        std::to_string(x) + "</text>\n");
+    add("<text x=\"" + num(X(x), "%.1f") + "\" y=\"" + std::to_string(T + ph + 18) +
+        "\" text-anchor=\"middle\">" + std::to_string(x) + "</text>\n");
   add("<text x=\"" + std::to_string(L + pw / 2) + "\" y=\"" + std::to_string(H - 16) +
       "\" text-anchor=\"middle\">threads per process</text>\n");
   add("<text transform=\"translate(20," + std::to_string(T + ph / 2) +
@@ -522,40 +561,45 @@ std::string bench_svg(const std::string& title, const std::vector<BenchRow>& row
     for (const auto& r : rows) {
       if (r.processes != ps[pi]) continue;
       const BenchRun* m = median_run(r);
-      if (r.ideal_docs_per_s > 0) ideal_pts += num(X(r.threads), "%.1f") + "," + num(Y(r.ideal_docs_per_s), "%.1f") + " ";
+      if (r.ideal_docs_per_s > 0)
+        ideal_pts += num(X(r.threads), "%.1f") + "," + num(Y(r.ideal_docs_per_s), "%.1f") + " ";
       if (!m) continue;
       std::string x = num(X(r.threads), "%.1f");
       pts += x + "," + num(Y(m->report.docs_per_s()), "%.1f") + " ";
       // Error bar: min to max of the measured runs.
-      add("<line class=\"errorbar\" x1=\"" + x + "\" y1=\"" + num(Y(r.docs_per_s_min), "%.1f") + "\" x2=\"" + x +
-          "\" y2=\"" + num(Y(r.docs_per_s_max), "%.1f") + "\" stroke=\"" + c + "\" stroke-width=\"1.5\"/>\n");
+      add("<line class=\"errorbar\" x1=\"" + x + "\" y1=\"" + num(Y(r.docs_per_s_min), "%.1f") +
+          "\" x2=\"" + x + "\" y2=\"" + num(Y(r.docs_per_s_max), "%.1f") + "\" stroke=\"" + c +
+          "\" stroke-width=\"1.5\"/>\n");
       for (double v : {r.docs_per_s_min, r.docs_per_s_max})
-        add("<line x1=\"" + num(X(r.threads) - 5, "%.1f") + "\" y1=\"" + num(Y(v), "%.1f") + "\" x2=\"" +
-            num(X(r.threads) + 5, "%.1f") + "\" y2=\"" + num(Y(v), "%.1f") + "\" stroke=\"" + c + "\"/>\n");
-      add("<circle cx=\"" + x + "\" cy=\"" + num(Y(m->report.docs_per_s()), "%.1f") + "\" r=\"3.5\" fill=\"" + c +
-          "\"/>\n");
+        add("<line x1=\"" + num(X(r.threads) - 5, "%.1f") + "\" y1=\"" + num(Y(v), "%.1f") +
+            "\" x2=\"" + num(X(r.threads) + 5, "%.1f") + "\" y2=\"" + num(Y(v), "%.1f") +
+            "\" stroke=\"" + c + "\"/>\n");
+      add("<circle cx=\"" + x + "\" cy=\"" + num(Y(m->report.docs_per_s()), "%.1f") +
+          "\" r=\"3.5\" fill=\"" + c + "\"/>\n");
     }
     if (!ideal_pts.empty()) {
       any_ideal = true;
       ideal_pts.pop_back();
-      add("<polyline class=\"ideal\" data-processes=\"" + std::to_string(ps[pi]) + "\" points=\"" + ideal_pts +
-          "\" fill=\"none\" stroke=\"" + c + "\" stroke-opacity=\"0.6\" stroke-dasharray=\"6,4\"/>\n");
+      add("<polyline class=\"ideal\" data-processes=\"" + std::to_string(ps[pi]) + "\" points=\"" +
+          ideal_pts + "\" fill=\"none\" stroke=\"" + c +
+          "\" stroke-opacity=\"0.6\" stroke-dasharray=\"6,4\"/>\n");
     }
     if (!pts.empty()) pts.pop_back();
-    add("<polyline class=\"series\" data-processes=\"" + std::to_string(ps[pi]) + "\" points=\"" + pts +
-        "\" fill=\"none\" stroke=\"" + c + "\" stroke-width=\"2\"/>\n");
+    add("<polyline class=\"series\" data-processes=\"" + std::to_string(ps[pi]) + "\" points=\"" +
+        pts + "\" fill=\"none\" stroke=\"" + c + "\" stroke-width=\"2\"/>\n");
     int ly = T + 10 + static_cast<int>(pi) * 20;
     add("<line x1=\"" + std::to_string(L + pw + 16) + "\" y1=\"" + std::to_string(ly) + "\" x2=\"" +
         std::to_string(L + pw + 40) + "\" y2=\"" + std::to_string(ly) + "\" stroke=\"" + c +
         "\" stroke-width=\"2\"/>\n");
     add("<text x=\"" + std::to_string(L + pw + 46) + "\" y=\"" + std::to_string(ly) +
-        "\" dominant-baseline=\"middle\">" + std::to_string(ps[pi]) + (ps[pi] == 1 ? " process" : " processes") +
-        "</text>\n");
+        "\" dominant-baseline=\"middle\">" + std::to_string(ps[pi]) +
+        (ps[pi] == 1 ? " process" : " processes") + "</text>\n");
   }
   int ly = T + 10 + static_cast<int>(ps.size()) * 20;
   if (any_ideal) {
     add("<line x1=\"" + std::to_string(L + pw + 16) + "\" y1=\"" + std::to_string(ly) + "\" x2=\"" +
-        std::to_string(L + pw + 40) + "\" y2=\"" + std::to_string(ly) + "\" stroke=\"#555\" stroke-dasharray=\"6,4\"/>\n");
+        std::to_string(L + pw + 40) + "\" y2=\"" + std::to_string(ly) +
+        "\" stroke=\"#555\" stroke-dasharray=\"6,4\"/>\n");
     add("<text x=\"" + std::to_string(L + pw + 46) + "\" y=\"" + std::to_string(ly) +
         "\" dominant-baseline=\"middle\">ideal</text>\n");
     ly += 20;
@@ -572,7 +616,8 @@ int run_bench(const BenchOptions& o) {
   bool sim_set_by_user = false;
   for (const auto& s : o.sets) {
     VarOverride v;
-    if (!parse_override(s, v)) throw std::invalid_argument("--set: expected name=value, got \"" + s + "\"");
+    if (!parse_override(s, v))
+      throw std::invalid_argument("--set: expected name=value, got \"" + s + "\"");
     sim_set_by_user = sim_set_by_user || v.name == "sim";
     overrides.push_back(v);
   }
@@ -580,10 +625,12 @@ int run_bench(const BenchOptions& o) {
   GraphSpec spec = load_graph(o.graph, overrides, reg, {{"shard", "0"}});
   const bool uses_sim = spec.vars.count("sim") > 0;
   if (!o.sim.empty() && !uses_sim)
-    throw std::invalid_argument("--sim: graph \"" + spec.name +
-                                "\" declares no `sim` var, so no sim would be used (graphs/bench-sim.json does)");
+    throw std::invalid_argument(
+        "--sim: graph \"" + spec.name +
+        "\" declares no `sim` var, so no sim would be used (graphs/bench-sim.json does)");
   if (!o.sim.empty() && sim_set_by_user)
-    throw std::invalid_argument("--sim starts a sim, but --set sim=... points the graph at another one: pick one");
+    throw std::invalid_argument(
+        "--sim starts a sim, but --set sim=... points the graph at another one: pick one");
   const sim::SimOptions sim_opts = parse_sim_flags(o.sim);
   const bool start_sim = uses_sim && !sim_set_by_user;
   if (o.repeat < 1) throw std::invalid_argument("--repeat must be at least 1");
@@ -593,11 +640,16 @@ int run_bench(const BenchOptions& o) {
   std::vector<int> threads = o.threads.empty() ? default_threads(machine.cores) : o.threads;
   std::vector<int> processes = o.processes.empty() ? std::vector<int>{1} : o.processes;
   for (int t : threads)
-    if (t < 1) throw std::invalid_argument("--threads: every count must be at least 1, got " + std::to_string(t));
+    if (t < 1)
+      throw std::invalid_argument("--threads: every count must be at least 1, got " +
+                                  std::to_string(t));
   for (int p : processes)
-    if (p < 1) throw std::invalid_argument("--processes: every count must be at least 1, got " + std::to_string(p));
+    if (p < 1)
+      throw std::invalid_argument("--processes: every count must be at least 1, got " +
+                                  std::to_string(p));
 
-  const fs::path out = o.out_dir.empty() ? fs::path("out") / ("bench-" + spec.name) : fs::path(o.out_dir);
+  const fs::path out =
+      o.out_dir.empty() ? fs::path("out") / ("bench-" + spec.name) : fs::path(o.out_dir);
   const fs::path runs_dir = out / "runs";
   fs::create_directories(runs_dir);
 
@@ -612,10 +664,14 @@ int run_bench(const BenchOptions& o) {
   const int per_combo = o.warmup + o.repeat;
   const int total_runs = static_cast<int>(rows.size()) * per_combo;
   if (!o.quiet)
-    std::fprintf(stderr, "bench: %s, %zu combinations x (%d warmup + %d measured) = %d runs%s; %d cores (%s)\n",
-                 spec.name.c_str(), rows.size(), o.warmup, o.repeat, total_runs,
-                 start_sim ? (", each against a fresh sim" + (o.sim.empty() ? "" : " (" + o.sim + ")")).c_str() : "",
-                 machine.cores, machine.cpu_model.c_str());
+    std::fprintf(
+        stderr,
+        "bench: %s, %zu combinations x (%d warmup + %d measured) = %d runs%s; %d cores (%s)\n",
+        spec.name.c_str(), rows.size(), o.warmup, o.repeat, total_runs,
+        start_sim
+            ? (", each against a fresh sim" + (o.sim.empty() ? "" : " (" + o.sim + ")")).c_str()
+            : "",
+        machine.cores, machine.cpu_model.c_str());
   const bool tty = isatty(STDERR_FILENO);
   const auto t0 = Clock::now();
   int done_runs = 0;
@@ -628,25 +684,35 @@ int run_bench(const BenchOptions& o) {
       const bool warm = k < o.warmup;
       if (!o.quiet) {
         double el = std::chrono::duration<double>(Clock::now() - t0).count();
-        std::string eta = done_runs > 0 ? "  ETA " + human_duration(el / done_runs * (total_runs - done_runs)) : "";
-        std::string what = warm ? "warmup " + std::to_string(k + 1) + "/" + std::to_string(o.warmup)
-                                : "run " + std::to_string(k - o.warmup + 1) + "/" + std::to_string(o.repeat);
-        std::fprintf(stderr, "%sbench: [%zu/%zu] %s, %s  elapsed %s%s%s", tty ? "\r\033[K" : "", ri + 1, rows.size(),
-                     combo_text(row.threads, row.processes).c_str(), what.c_str(), human_duration(el).c_str(),
-                     eta.c_str(), tty ? "" : "\n");
+        std::string eta = done_runs > 0
+                              ? "  ETA " + human_duration(el / done_runs * (total_runs - done_runs))
+                              : "";
+        std::string what =
+            warm ? "warmup " + std::to_string(k + 1) + "/" + std::to_string(o.warmup)
+                 : "run " + std::to_string(k - o.warmup + 1) + "/" + std::to_string(o.repeat);
+        std::fprintf(stderr, "%sbench: [%zu/%zu] %s, %s  elapsed %s%s%s", tty ? "\r\033[K" : "",
+                     ri + 1, rows.size(), combo_text(row.threads, row.processes).c_str(),
+                     what.c_str(), human_duration(el).c_str(), eta.c_str(), tty ? "" : "\n");
         std::fflush(stderr);
       }
-      std::string stem = "t" + std::to_string(row.threads) + "-p" + std::to_string(row.processes) +
-                         (warm ? "-warmup" + std::to_string(k + 1) : "-run" + std::to_string(k - o.warmup + 1));
+      std::string stem =
+          "t" + std::to_string(row.threads) + "-p" + std::to_string(row.processes) +
+          (warm ? "-warmup" + std::to_string(k + 1) : "-run" + std::to_string(k - o.warmup + 1));
       const fs::path report_path = runs_dir / (stem + ".json");
       const fs::path log_path = runs_dir / (stem + ".log");
       fs::remove(report_path);
-      std::vector<std::string> args = {"run",       o.graph,
-                                       "--quiet",   "--threads",
-                                       std::to_string(row.threads), "--processes",
-                                       std::to_string(row.processes), "--report",
-                                       report_path.string(), "--state",
-                                       (runs_dir / "state").string(), "--max-restarts",
+      std::vector<std::string> args = {"run",
+                                       o.graph,
+                                       "--quiet",
+                                       "--threads",
+                                       std::to_string(row.threads),
+                                       "--processes",
+                                       std::to_string(row.processes),
+                                       "--report",
+                                       report_path.string(),
+                                       "--state",
+                                       (runs_dir / "state").string(),
+                                       "--max-restarts",
                                        "0"};
       for (const auto& s : o.sets) {
         args.push_back("--set");
@@ -668,17 +734,21 @@ int run_bench(const BenchOptions& o) {
       std::string report_text = fs::exists(report_path) ? read_file(report_path) : "";
       bool have_report = !report_text.empty() && RunReport::from_json(report_text, run.report);
       if (cr.timed_out) run.failure = "timed out after " + human_duration(o.run_timeout_s);
-      else if (cr.exit_code == 130 || (o.interrupt && o.interrupt->load())) run.failure = "interrupted";
-      else if (!have_report) run.failure = "exit status " + std::to_string(cr.exit_code) + " without a report";
+      else if (cr.exit_code == 130 || (o.interrupt && o.interrupt->load()))
+        run.failure = "interrupted";
+      else if (!have_report)
+        run.failure = "exit status " + std::to_string(cr.exit_code) + " without a report";
       else if (!run.report.error.empty()) run.failure = run.report.error;
-      else if (run.report.lost > 0) run.failure = std::to_string(run.report.lost) + " documents lost";
+      else if (run.report.lost > 0)
+        run.failure = std::to_string(run.report.lost) + " documents lost";
       else if (cr.exit_code != 0) run.failure = "exit status " + std::to_string(cr.exit_code);
       if (run.failure == "interrupted") interrupted = true;
       if (!run.failure.empty() && !interrupted) {
         std::string log_tail = tail_lines(read_file(log_path), 5);
         std::fprintf(stderr, "%sbench: %s %s failed: %s (log: %s)%s%s\n", tty ? "\r\033[K" : "",
-                     combo_text(row.threads, row.processes).c_str(), stem.c_str(), run.failure.c_str(),
-                     log_path.c_str(), log_tail.empty() ? "" : "\n", log_tail.c_str());
+                     combo_text(row.threads, row.processes).c_str(), stem.c_str(),
+                     run.failure.c_str(), log_path.c_str(), log_tail.empty() ? "" : "\n",
+                     log_tail.c_str());
         if (first_failure.empty()) first_failure = run.failure;
       }
       if (!warm) row.runs.push_back(std::move(run));
@@ -689,7 +759,8 @@ int run_bench(const BenchOptions& o) {
   // Summaries, ideals and bottlenecks.
   for (auto& row : rows) {
     summarize(row);
-    if (start_sim) row.ideal_docs_per_s = io_ideal(spec, sim_opts, row.threads, row.processes, row.ideal_from);
+    if (start_sim)
+      row.ideal_docs_per_s = io_ideal(spec, sim_opts, row.threads, row.processes, row.ideal_from);
   }
   // A graph with no known I/O ideal: linear scaling from 1 thread x 1 process, capped at the cores.
   const BenchRow* base = nullptr;
@@ -699,24 +770,26 @@ int run_bench(const BenchOptions& o) {
     if (row.ideal_docs_per_s > 0 || !base) continue;
     int lanes = std::min(row.threads * row.processes, machine.cores);
     row.ideal_docs_per_s = median_run(*base)->report.docs_per_s() * lanes;
-    row.ideal_from = "linear from 1x1, " + std::to_string(lanes) + (lanes == 1 ? " core" : " cores");
+    row.ideal_from =
+        "linear from 1x1, " + std::to_string(lanes) + (lanes == 1 ? " core" : " cores");
   }
   for (auto& row : rows) name_bottleneck(row, start_sim ? &sim_opts : nullptr, machine.cores);
 
   // Files.
   write_file(out / "results.csv", bench_csv(rows));
-  std::string title = spec.name + ": docs/s vs threads (median of " + std::to_string(o.repeat) + ", " +
-                      std::to_string(machine.cores) + "-core machine)";
+  std::string title = spec.name + ": docs/s vs threads (median of " + std::to_string(o.repeat) +
+                      ", " + std::to_string(machine.cores) + "-core machine)";
   write_file(out / "throughput.svg", bench_svg(title, rows));
   {
-    std::string j = "{\"graph\":" + json::quoted(spec.name) + ",\"graph_file\":" + json::quoted(o.graph) +
-                    ",\"command\":" + json::quoted(o.command_line) + ",\"date\":" + json::quoted(utc_now()) +
-                    ",\"machine\":{\"cores\":" + std::to_string(machine.cores) +
-                    ",\"cpu_model\":" + json::quoted(machine.cpu_model) +
-                    ",\"memory_bytes\":" + std::to_string(machine.memory_bytes) + "}" +
-                    ",\"repeat\":" + std::to_string(o.repeat) + ",\"warmup\":" + std::to_string(o.warmup) +
-                    ",\"sim\":" + (start_sim ? json::quoted(o.sim) : std::string("null")) +
-                    ",\"interrupted\":" + (interrupted ? "true" : "false") + ",\"combinations\":[";
+    std::string j =
+        "{\"graph\":" + json::quoted(spec.name) + ",\"graph_file\":" + json::quoted(o.graph) +
+        ",\"command\":" + json::quoted(o.command_line) + ",\"date\":" + json::quoted(utc_now()) +
+        ",\"machine\":{\"cores\":" + std::to_string(machine.cores) +
+        ",\"cpu_model\":" + json::quoted(machine.cpu_model) +
+        ",\"memory_bytes\":" + std::to_string(machine.memory_bytes) + "}" +
+        ",\"repeat\":" + std::to_string(o.repeat) + ",\"warmup\":" + std::to_string(o.warmup) +
+        ",\"sim\":" + (start_sim ? json::quoted(o.sim) : std::string("null")) +
+        ",\"interrupted\":" + (interrupted ? "true" : "false") + ",\"combinations\":[";
     for (size_t i = 0; i < rows.size(); ++i) {
       if (i) j += ',';
       const auto& cols = bench_csv_columns();
@@ -726,13 +799,15 @@ int run_bench(const BenchOptions& o) {
         if (c) j += ',';
         j += json::quoted(cols[c]) + ":";
         const std::string& v = vals[c];
-        const bool text = cols[c] == "ideal_from" || cols[c] == "bottleneck" || cols[c] == "busiest_node";
+        const bool text =
+            cols[c] == "ideal_from" || cols[c] == "bottleneck" || cols[c] == "busiest_node";
         if (text) j += json::quoted(v);
         else if (v.empty()) j += "null";
         else j += v;  // numbers, always finite (num() leaves non-finite values empty)
       }
       j += "},\"runs\":[";
-      for (size_t k = 0; k < rows[i].runs.size(); ++k) j += (k ? "," : "") + run_json(rows[i].runs[k]);
+      for (size_t k = 0; k < rows[i].runs.size(); ++k)
+        j += (k ? "," : "") + run_json(rows[i].runs[k]);
       j += "]}";
     }
     j += "]}\n";
@@ -740,15 +815,16 @@ int run_bench(const BenchOptions& o) {
   }
 
   // The table.
-  std::printf("%s on %d cores (%s), median of %d runs after %d warmup\n", spec.name.c_str(), machine.cores,
-              machine.cpu_model.c_str(), o.repeat, o.warmup);
-  std::printf("%7s %5s  %-24s %9s %9s %26s %9s %8s %5s %4s %9s %6s  %s\n", "threads", "procs", "docs/s (min-max)",
-              "chunks/s", "req/s", "latency p50/p95/p99 ms", "cpu ms/doc", "RSS MiB", "429s", "lost", "ideal", "ratio",
-              "bottleneck");
+  std::printf("%s on %d cores (%s), median of %d runs after %d warmup\n", spec.name.c_str(),
+              machine.cores, machine.cpu_model.c_str(), o.repeat, o.warmup);
+  std::printf("%7s %5s  %-24s %9s %9s %26s %9s %8s %5s %4s %9s %6s  %s\n", "threads", "procs",
+              "docs/s (min-max)", "chunks/s", "req/s", "latency p50/p95/p99 ms", "cpu ms/doc",
+              "RSS MiB", "429s", "lost", "ideal", "ratio", "bottleneck");
   for (const auto& row : rows) {
     const BenchRun* m = median_run(row);
     if (!m) {
-      std::printf("%7d %5d  failed (%d of %zu runs)\n", row.threads, row.processes, row.failed_runs, row.runs.size());
+      std::printf("%7d %5d  failed (%d of %zu runs)\n", row.threads, row.processes, row.failed_runs,
+                  row.runs.size());
       continue;
     }
     const RunReport& r = m->report;
@@ -758,14 +834,16 @@ int run_bench(const BenchOptions& o) {
                                             fmt("%.1f", r.http.latency.quantile_ms(0.95)) + "/" +
                                             fmt("%.1f", r.http.latency.quantile_ms(0.99))
                                       : "-";
-    std::printf("%7d %5d  %-24s %9.0f %9.0f %26s %10.3f %8.1f %5llu %4llu %9s %6s  %s\n", row.threads, row.processes,
-                rate.c_str(), per_s(static_cast<double>(r.chunks), r.elapsed_s),
-                per_s(static_cast<double>(r.http.requests), r.elapsed_s), lat.c_str(),
-                r.docs ? 1000 * m->cpu_s / static_cast<double>(r.docs) : 0.0, r.peak_rss_bytes / 1048576.0,
-                static_cast<unsigned long long>(r.http.throttled), static_cast<unsigned long long>(r.lost),
-                row.ideal_docs_per_s > 0 ? fmt("%.0f", row.ideal_docs_per_s).c_str() : "-",
-                row.ideal_docs_per_s > 0 ? fmt("%.2fx", r.docs_per_s() / row.ideal_docs_per_s).c_str() : "-",
-                row.bottleneck.c_str());
+    std::printf(
+        "%7d %5d  %-24s %9.0f %9.0f %26s %10.3f %8.1f %5llu %4llu %9s %6s  %s\n", row.threads,
+        row.processes, rate.c_str(), per_s(static_cast<double>(r.chunks), r.elapsed_s),
+        per_s(static_cast<double>(r.http.requests), r.elapsed_s), lat.c_str(),
+        r.docs ? 1000 * m->cpu_s / static_cast<double>(r.docs) : 0.0, r.peak_rss_bytes / 1048576.0,
+        static_cast<unsigned long long>(r.http.throttled), static_cast<unsigned long long>(r.lost),
+        row.ideal_docs_per_s > 0 ? fmt("%.0f", row.ideal_docs_per_s).c_str() : "-",
+        row.ideal_docs_per_s > 0 ? fmt("%.2fx", r.docs_per_s() / row.ideal_docs_per_s).c_str()
+                                 : "-",
+        row.bottleneck.c_str());
   }
   bool ideal_known = false;
   for (const auto& row : rows) ideal_known = ideal_known || row.ideal_docs_per_s > 0;
@@ -774,7 +852,8 @@ int run_bench(const BenchOptions& o) {
     std::string last;
     for (const auto& row : rows)
       if (row.ideal_docs_per_s > 0 && row.ideal_from != last) {
-        std::printf("%s%s", last.empty() ? "" : "; ", (combo_text(row.threads, row.processes) + ": " + row.ideal_from).c_str());
+        std::printf("%s%s", last.empty() ? "" : "; ",
+                    (combo_text(row.threads, row.processes) + ": " + row.ideal_from).c_str());
         last = row.ideal_from;
       }
     std::printf("\n");
@@ -786,9 +865,11 @@ int run_bench(const BenchOptions& o) {
       attempts += m->report.http.attempts;
     }
   if (attempts > 0 && throttled * 50 > attempts)
-    std::printf("hint: %llu of %llu requests were answered 429: tell the graph the upstream's limit (its rpm "
-                "params; graphs/bench-sim.json takes --set rpm=N) so it paces instead of retrying\n",
-                static_cast<unsigned long long>(throttled), static_cast<unsigned long long>(attempts));
+    std::printf(
+        "hint: %llu of %llu requests were answered 429: tell the graph the upstream's limit (its "
+        "rpm "
+        "params; graphs/bench-sim.json takes --set rpm=N) so it paces instead of retrying\n",
+        static_cast<unsigned long long>(throttled), static_cast<unsigned long long>(attempts));
   std::printf("wrote %s, %s, %s (per-run reports and logs in %s)\n", (out / "results.csv").c_str(),
               (out / "results.json").c_str(), (out / "throughput.svg").c_str(), runs_dir.c_str());
   if (interrupted) {
@@ -798,7 +879,8 @@ int run_bench(const BenchOptions& o) {
   int failed = 0;
   for (const auto& row : rows) failed += row.failed_runs;
   if (failed > 0) {
-    std::fprintf(stderr, "bench: %d run%s failed (first: %s)\n", failed, failed == 1 ? "" : "s", first_failure.c_str());
+    std::fprintf(stderr, "bench: %d run%s failed (first: %s)\n", failed, failed == 1 ? "" : "s",
+                 first_failure.c_str());
     return 1;
   }
   return 0;

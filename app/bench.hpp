@@ -17,16 +17,16 @@ namespace sluice {
 
 struct BenchOptions {
   std::string graph;
-  std::vector<int> threads;    // empty: 1, 2, 4 ... up to the cores
+  std::vector<int> threads;  // empty: 1, 2, 4 ... up to the cores
   std::vector<int> processes = {1};
   int repeat = 3;
   int warmup = 1;
-  std::string sim;             // "latency-ms=50,rpm=60000,error-rate=0.01"
+  std::string sim;  // "latency-ms=50,rpm=60000,error-rate=0.01"
   std::vector<std::string> sets;
-  std::string out_dir;         // empty: out/bench-<graph name>
-  double run_timeout_s = 1800; // a run still going after this is interrupted and counted failed
-  std::string self_exe;        // this binary, for the child runs
-  std::string command_line;    // recorded in results.json
+  std::string out_dir;          // empty: out/bench-<graph name>
+  double run_timeout_s = 1800;  // a run still going after this is interrupted and counted failed
+  std::string self_exe;         // this binary, for the child runs
+  std::string command_line;     // recorded in results.json
   bool quiet = false;
   const std::atomic<bool>* interrupt = nullptr;
 };

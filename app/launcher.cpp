@@ -27,10 +27,10 @@ struct Worker {
   int fd = -1;  // read end of the events pipe
   std::string buffer;
   int attempts = 0;
-  int last_exit = 0;        // exit status, or 128 + signal
-  bool finished = false;    // ended and will not be started again
+  int last_exit = 0;      // exit status, or 128 + signal
+  bool finished = false;  // ended and will not be started again
   bool have_report = false;
-  RunReport report;         // the last attempt's report
+  RunReport report;  // the last attempt's report
   std::string report_json;
   // Last progress event of the running attempt.
   uint64_t docs_done = 0, chunks = 0;
@@ -39,11 +39,14 @@ struct Worker {
   bool total_known = false;
 };
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 void start(Worker& w, const LaunchPlan& plan) {
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  if (pipe2(fds, O_CLOEXEC) != 0)
+    throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
   std::vector<std::string> args = plan.worker_args;
   args.push_back("--worker");
   args.push_back(std::to_string(w.index) + "/" + std::to_string(plan.processes));
@@ -87,7 +90,9 @@ void handle_line(Worker& w, const std::string& line) {
   std::string ev = d["event"].GetString();
   auto u64 = [&](const char* k) -> uint64_t {
     auto it = d.FindMember(k);
-    return it != d.MemberEnd() && it->value.IsNumber() ? static_cast<uint64_t>(it->value.GetDouble()) : 0;
+    return it != d.MemberEnd() && it->value.IsNumber()
+               ? static_cast<uint64_t>(it->value.GetDouble())
+               : 0;
   };
   if (ev == "progress") {
     w.docs_done = u64("docs_done");
@@ -127,8 +132,8 @@ bool drain(Worker& w) {
   }
 }
 
-
-RunReport aggregate(const GraphSpec& spec, std::vector<Worker>& workers, double elapsed, int threads) {
+RunReport aggregate(const GraphSpec& spec, std::vector<Worker>& workers, double elapsed,
+                    int threads) {
   RunReport rep;
   rep.graph = spec.name;
   rep.config_hash = spec.config_hash;
@@ -137,7 +142,8 @@ RunReport aggregate(const GraphSpec& spec, std::vector<Worker>& workers, double 
   rep.max_inflight_docs = spec.settings.max_inflight_docs;
   for (auto& w : workers) {
     rep.restarts += std::max(0, w.attempts - 1);
-    std::string tail = ",\"worker\":" + std::to_string(w.index) + ",\"attempts\":" + std::to_string(w.attempts) +
+    std::string tail = ",\"worker\":" + std::to_string(w.index) +
+                       ",\"attempts\":" + std::to_string(w.attempts) +
                        ",\"exit_status\":" + std::to_string(w.last_exit) + "}";
     if (!w.have_report) {
       rep.workers_json.push_back("{\"report\":null" + tail);
@@ -151,7 +157,8 @@ RunReport aggregate(const GraphSpec& spec, std::vector<Worker>& workers, double 
     j.pop_back();  // the closing brace: append the worker's own keys
     rep.workers_json.push_back(j + tail);
     rep.add_worker(r);
-    if (rep.error.empty() && !r.error.empty()) rep.error = "worker " + std::to_string(w.index) + ": " + r.error;
+    if (rep.error.empty() && !r.error.empty())
+      rep.error = "worker " + std::to_string(w.index) + ": " + r.error;
   }
   // Busy time summed over P workers: utilization is per worker on average.
   for (auto& n : rep.nodes) n.busy_s /= static_cast<double>(std::max<size_t>(1, workers.size()));
@@ -206,10 +213,11 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
       w.last_exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       // An interrupted worker exits 130 on purpose and is never restarted.
       if (w.last_exit != 0 && !interrupted && w.attempts <= plan.max_restarts) {
-        std::fprintf(stderr, "\r\033[Ksluice: worker %d %s; restarting it with resume (%d of %d)\n", w.index,
-                     WIFSIGNALED(status) ? ("killed by signal " + std::to_string(WTERMSIG(status))).c_str()
-                                         : ("exited with status " + std::to_string(w.last_exit)).c_str(),
-                     w.attempts, plan.max_restarts);
+        std::fprintf(
+            stderr, "\r\033[Ksluice: worker %d %s; restarting it with resume (%d of %d)\n", w.index,
+            WIFSIGNALED(status) ? ("killed by signal " + std::to_string(WTERMSIG(status))).c_str()
+                                : ("exited with status " + std::to_string(w.last_exit)).c_str(),
+            w.attempts, plan.max_restarts);
         w.have_report = false;
         start(w, plan);
         continue;
@@ -225,8 +233,9 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
     int64_t in_flight = 0;
     bool total_known = true;
     for (auto& w : workers) {
-      done += w.have_report ? w.report.docs_indexed + w.report.docs_filtered + w.report.docs_dead_lettered
-                            : w.docs_done;
+      done += w.have_report
+                  ? w.report.docs_indexed + w.report.docs_filtered + w.report.docs_dead_lettered
+                  : w.docs_done;
       chunks += w.have_report ? w.report.chunks : w.chunks;
       in_flight += w.in_flight;
       total += w.total;
@@ -243,10 +252,11 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
     if (plan.events_interval_s > 0 && el - last_events >= plan.events_interval_s) {
       last_events = el;
       std::fprintf(stderr,
-                   "{\"event\":\"progress\",\"elapsed_s\":%.1f,\"docs_done\":%llu,\"chunks\":%llu,\"docs_per_s\":%.1f,"
+                   "{\"event\":\"progress\",\"elapsed_s\":%.1f,\"docs_done\":%llu,\"chunks\":%llu,"
+                   "\"docs_per_s\":%.1f,"
                    "\"workers\":%d}\n",
-                   el, static_cast<unsigned long long>(done), static_cast<unsigned long long>(chunks), rate,
-                   plan.processes);
+                   el, static_cast<unsigned long long>(done),
+                   static_cast<unsigned long long>(chunks), rate, plan.processes);
     }
   }
   if (plan.progress_line) std::fputs("\r\033[K", stderr);

@@ -26,8 +26,8 @@ struct LaunchPlan {
   int processes = 2;
   int threads_per_worker = 1;
   int max_restarts = 3;
-  bool progress_line = false;     // redraw one progress line on stderr (a TTY)
-  double events_interval_s = 0;   // > 0: JSON-lines progress events on stderr
+  bool progress_line = false;    // redraw one progress line on stderr (a TTY)
+  double events_interval_s = 0;  // > 0: JSON-lines progress events on stderr
   const std::atomic<bool>* interrupt = nullptr;
 };
 

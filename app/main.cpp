@@ -7,21 +7,21 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <unordered_set>
 #include <iostream>
+#include <unordered_set>
 
 #include <CLI/CLI.hpp>
 
 #include "app/bench.hpp"
 #include "app/launcher.hpp"
 #include "app/plan.hpp"
-#include "engine/state/checkpoint_ledger.hpp"
 #include "engine/graph/graph_runner.hpp"
 #include "engine/graph/graph_spec.hpp"
+#include "engine/state/checkpoint_ledger.hpp"
 #include "engine/state/shard.hpp"
+#include "nodes/builtin_nodes.hpp"
 #include "nodes/index_sqlite_search.hpp"
 #include "sim/sim.hpp"
-#include "nodes/builtin_nodes.hpp"
 
 namespace {
 
@@ -42,7 +42,8 @@ std::vector<VarOverride> parse_sets(const std::vector<std::string>& sets) {
   std::vector<VarOverride> out;
   for (const auto& s : sets) {
     VarOverride o;
-    if (!parse_override(s, o)) throw CLI::ValidationError("--set", "expected name=value, got \"" + s + "\"");
+    if (!parse_override(s, o))
+      throw CLI::ValidationError("--set", "expected name=value, got \"" + s + "\"");
     out.push_back(o);
   }
   return out;
@@ -94,13 +95,17 @@ int finish_run(const RunReport& rep, const RunArgs& a) {
       return 1;
     }
   }
-  if (rep.lost > 0) std::fprintf(stderr, "sluice: %llu documents lost\n", static_cast<unsigned long long>(rep.lost));
+  if (rep.lost > 0)
+    std::fprintf(stderr, "sluice: %llu documents lost\n",
+                 static_cast<unsigned long long>(rep.lost));
   return rep.exit_code();
 }
 
 int cmd_run(const RunArgs& a) {
-  ShardSpec shard = resolve_shard(a.shard, a.shards, [](const char* n) -> const char* { return std::getenv(n); });
-  GraphSpec spec = load_graph(a.graph, parse_sets(a.sets), builtin_registry(), {{"shard", std::to_string(shard.index)}});
+  ShardSpec shard =
+      resolve_shard(a.shard, a.shards, [](const char* n) -> const char* { return std::getenv(n); });
+  GraphSpec spec = load_graph(a.graph, parse_sets(a.sets), builtin_registry(),
+                              {{"shard", std::to_string(shard.index)}});
   const std::string state_dir = a.state_dir.empty() ? default_state_dir(spec) : a.state_dir;
   const std::string ledger_path = CheckpointLedger::file_for(state_dir, shard.index, shard.count);
   std::signal(SIGINT, on_signal);
@@ -114,7 +119,8 @@ int cmd_run(const RunArgs& a) {
     // A worker of a launcher: sub-shard w of P inside `shard`, resuming from the shared ledger
     // (which the launcher reset for a fresh run), events to fd 3.
     split_job_limits(spec, divisor);
-    CheckpointLedger ledger(ledger_path, spec.config_hash, CheckpointLedger::Mode::attach, /*force=*/true);
+    CheckpointLedger ledger(ledger_path, spec.config_hash, CheckpointLedger::Mode::attach,
+                            /*force=*/true);
     auto skip = ledger.done_ids();
     RunOptions opts;
     opts.threads = a.threads;
@@ -132,41 +138,45 @@ int cmd_run(const RunArgs& a) {
     std::string ev = report_event(rep);
     ssize_t ignored = write(3, ev.data(), ev.size());
     (void)ignored;
-    if (!rep.error.empty()) std::fprintf(stderr, "sluice: worker %s: error: %s\n", a.worker.c_str(), rep.error.c_str());
+    if (!rep.error.empty())
+      std::fprintf(stderr, "sluice: worker %s: error: %s\n", a.worker.c_str(), rep.error.c_str());
     return rep.exit_code();
   }
 
   const char* scope = spec.settings.limits_per_shard ? "per shard" : "for the whole job";
   if (!a.quiet && !shard.all())
-    std::fprintf(stderr, "sluice: shard %s (from %s); rate limits and I/O concurrency are %s\n", shard.text().c_str(),
-                 shard.origin.c_str(), scope);
+    std::fprintf(stderr, "sluice: shard %s (from %s); rate limits and I/O concurrency are %s\n",
+                 shard.text().c_str(), shard.origin.c_str(), scope);
   // Opening the ledger checks a resume against the config (or resets it for a fresh run) once,
   // before any worker starts.
   auto ledger = std::make_unique<CheckpointLedger>(
-      ledger_path, spec.config_hash, a.resume ? CheckpointLedger::Mode::resume : CheckpointLedger::Mode::fresh, a.force);
+      ledger_path, spec.config_hash,
+      a.resume ? CheckpointLedger::Mode::resume : CheckpointLedger::Mode::fresh, a.force);
 
   if (a.processes > 1) {
     ledger.reset();
     if (!a.resume) reset_outputs(spec, shard);
     LaunchPlan plan;
     plan.self_exe = self_exe();
-    plan.worker_args = {"run", a.graph, "--quiet", "--shard", shard.text(), "--state", state_dir,
-                        "--max-restarts", "0"};
+    plan.worker_args = {"run",     a.graph,   "--quiet",        "--shard", shard.text(),
+                        "--state", state_dir, "--max-restarts", "0"};
     for (const auto& s : a.sets) {
       plan.worker_args.push_back("--set");
       plan.worker_args.push_back(s);
     }
     plan.processes = a.processes;
-    plan.threads_per_worker = a.threads > 0                ? a.threads
-                              : spec.settings.threads > 0 ? spec.settings.threads
-                                                          : std::max(1, hardware_threads() / a.processes);
+    plan.threads_per_worker = a.threads > 0 ? a.threads
+                              : spec.settings.threads > 0
+                                  ? spec.settings.threads
+                                  : std::max(1, hardware_threads() / a.processes);
     plan.max_restarts = a.max_restarts;
     plan.interrupt = &g_interrupt;
     if (!a.quiet) {
       if (isatty(STDERR_FILENO)) plan.progress_line = true;
       else plan.events_interval_s = 5;
-      std::fprintf(stderr, "sluice: running %s (%zu nodes) in %d processes x %d threads%s\n", spec.name.c_str(),
-                   spec.nodes.size(), a.processes, plan.threads_per_worker, a.resume ? ", resuming" : "");
+      std::fprintf(stderr, "sluice: running %s (%zu nodes) in %d processes x %d threads%s\n",
+                   spec.name.c_str(), spec.nodes.size(), a.processes, plan.threads_per_worker,
+                   a.resume ? ", resuming" : "");
     }
     RunReport rep = launch_workers(spec, plan);
     rep.shard = shard.text();
@@ -191,9 +201,15 @@ int cmd_run(const RunArgs& a) {
   if (!a.quiet) {
     if (isatty(STDERR_FILENO)) opts.progress_line = true;
     else opts.events_interval_s = 5;
-    std::fprintf(stderr, "sluice: running %s (%zu nodes) with %d threads%s\n", spec.name.c_str(), spec.nodes.size(),
-                 a.threads > 0 ? a.threads : spec.settings.threads > 0 ? spec.settings.threads : hardware_threads(),
-                 a.resume ? (", resuming: " + std::to_string(skip.size()) + " documents already done").c_str() : "");
+    std::fprintf(
+        stderr, "sluice: running %s (%zu nodes) with %d threads%s\n", spec.name.c_str(),
+        spec.nodes.size(),
+        a.threads > 0               ? a.threads
+        : spec.settings.threads > 0 ? spec.settings.threads
+                                    : hardware_threads(),
+        a.resume
+            ? (", resuming: " + std::to_string(skip.size()) + " documents already done").c_str()
+            : "");
   }
   RunReport rep = run_graph(spec, opts);
   return finish_run(rep, a);
@@ -213,12 +229,14 @@ int cmd_validate(const std::string& graph, const std::vector<std::string>& sets)
     sources += n.info->role == NodeRole::source;
     sinks += n.info->role == NodeRole::sink;
   }
-  std::printf("ok: %s: graph \"%s\", %zu nodes (%d sources, %d sinks), %zu edges\n", graph.c_str(), spec.name.c_str(),
-              spec.nodes.size(), sources, sinks, spec.edges.size());
+  std::printf("ok: %s: graph \"%s\", %zu nodes (%d sources, %d sinks), %zu edges\n", graph.c_str(),
+              spec.name.c_str(), spec.nodes.size(), sources, sinks, spec.edges.size());
   return 0;
 }
 
-std::string concurrency_text(int c) { return c == 0 ? "unlimited" : c == 1 ? "serial" : std::to_string(c); }
+std::string concurrency_text(int c) {
+  return c == 0 ? "unlimited" : c == 1 ? "serial" : std::to_string(c);
+}
 
 int cmd_nodes(const std::string& type) {
   const Registry& reg = builtin_registry();
@@ -236,14 +254,17 @@ int cmd_nodes(const std::string& type) {
   }
   const NodeTypeInfo* i = reg.find(type);
   if (!i) {
-    std::fprintf(stderr, "error: unknown node type \"%s\"%s\n", type.c_str(), did_you_mean(type, reg.types()).c_str());
+    std::fprintf(stderr, "error: unknown node type \"%s\"%s\n", type.c_str(),
+                 did_you_mean(type, reg.types()).c_str());
     return 2;
   }
   std::printf("%s (%s)\n  %s\n  default concurrency: %s%s\n\n", i->type.c_str(), role_name(i->role),
               i->description.c_str(), concurrency_text(i->default_concurrency).c_str(),
-              i->io ? " (requests in flight, a total for the whole job: each of P processes in each of N shards "
-                      "gets 1/(N*P), at least 1; settings.limits_scope \"shard\" makes it per shard)"
-                    : "");
+              i->io
+                  ? " (requests in flight, a total for the whole job: each of P processes in each "
+                    "of N shards "
+                    "gets 1/(N*P), at least 1; settings.limits_scope \"shard\" makes it per shard)"
+                  : "");
   if (i->params.empty()) {
     std::printf("  (no params)\n");
     return 0;
@@ -256,15 +277,19 @@ int cmd_nodes(const std::string& type) {
   return 0;
 }
 
-int cmd_search(const std::string& db, const std::string& query, int k, const std::string& mode_text) {
-  SearchMode mode = mode_text == "vector" ? SearchMode::vector : mode_text == "hybrid" ? SearchMode::hybrid : SearchMode::bm25;
+int cmd_search(const std::string& db, const std::string& query, int k,
+               const std::string& mode_text) {
+  SearchMode mode = mode_text == "vector"   ? SearchMode::vector
+                    : mode_text == "hybrid" ? SearchMode::hybrid
+                                            : SearchMode::bm25;
   auto hits = search_index(db, query, k, mode);
   if (mode != SearchMode::vector)
     if (uint64_t behind = chunks_awaiting_full_text(db))
-      std::fprintf(stderr,
-                   "note: %llu chunks are not in the full-text index yet (a run is writing them, or one "
-                   "stopped before its end: running its graph again adds them)\n",
-                   static_cast<unsigned long long>(behind));
+      std::fprintf(
+          stderr,
+          "note: %llu chunks are not in the full-text index yet (a run is writing them, or one "
+          "stopped before its end: running its graph again adds them)\n",
+          static_cast<unsigned long long>(behind));
   if (hits.empty()) {
     std::printf("no results for \"%s\" (%s)\n", query.c_str(), mode_text.c_str());
     return 0;
@@ -273,7 +298,8 @@ int cmd_search(const std::string& db, const std::string& query, int k, const std
     std::string snip = hits[i].snippet;
     for (char& c : snip)
       if (c == '\n') c = ' ';
-    std::printf("%2zu. %8.4f  %s\n    %s\n", i + 1, hits[i].score, hits[i].id.c_str(), snip.c_str());
+    std::printf("%2zu. %8.4f  %s\n    %s\n", i + 1, hits[i].score, hits[i].id.c_str(),
+                snip.c_str());
   }
   return 0;
 }
@@ -289,14 +315,18 @@ std::string dot_escape(const std::string& s) {
 
 int cmd_graph(const std::string& graph, const std::vector<std::string>& sets) {
   GraphSpec spec = load_graph(graph, parse_sets(sets), builtin_registry());
-  std::printf("digraph \"%s\" {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n", dot_escape(spec.name).c_str());
+  std::printf("digraph \"%s\" {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
+              dot_escape(spec.name).c_str());
   for (const auto& n : spec.nodes) {
-    const char* shape = n.info->role == NodeRole::source ? "invhouse" : n.info->role == NodeRole::sink ? "cylinder" : "box";
-    std::printf("  \"%s\" [label=\"%s\\n%s\", shape=%s];\n", dot_escape(n.id).c_str(), dot_escape(n.id).c_str(),
-                dot_escape(n.type).c_str(), shape);
+    const char* shape = n.info->role == NodeRole::source ? "invhouse"
+                        : n.info->role == NodeRole::sink ? "cylinder"
+                                                         : "box";
+    std::printf("  \"%s\" [label=\"%s\\n%s\", shape=%s];\n", dot_escape(n.id).c_str(),
+                dot_escape(n.id).c_str(), dot_escape(n.type).c_str(), shape);
   }
   for (auto [a, b] : spec.edges)
-    std::printf("  \"%s\" -> \"%s\";\n", dot_escape(spec.nodes[a].id).c_str(), dot_escape(spec.nodes[b].id).c_str());
+    std::printf("  \"%s\" -> \"%s\";\n", dot_escape(spec.nodes[a].id).c_str(),
+                dot_escape(spec.nodes[b].id).c_str());
   std::printf("}\n");
   return 0;
 }
@@ -305,7 +335,8 @@ int cmd_graph(const std::string& graph, const std::vector<std::string>& sets) {
 
 int main(int argc, char** argv) {
   sluice::http::raise_open_files_limit();
-  CLI::App app{"sluice: a dataflow pipeline engine for ingestion (source -> fetch -> extract -> chunk -> embed -> index)"};
+  CLI::App app{"sluice: a dataflow pipeline engine for ingestion (source -> fetch -> extract -> "
+               "chunk -> embed -> index)"};
   app.set_version_flag("--version", std::string("sluice ") + kVersion);
   app.require_subcommand(1);
 
@@ -317,26 +348,33 @@ int main(int argc, char** argv) {
   RunArgs ra;
   auto* run = app.add_subcommand("run", "Run a graph config");
   run->add_option("GRAPH", ra.graph, "graph config (JSON)")->required();
-  run->add_option("--threads", ra.threads,
-                  "oneTBB worker threads per process (default: settings.threads, else all cores divided "
-                  "among --processes)")
+  run->add_option(
+         "--threads", ra.threads,
+         "oneTBB worker threads per process (default: settings.threads, else all cores divided "
+         "among --processes)")
       ->check(CLI::Range(1, 4096));
   run->add_option("--set", ra.sets, "override a declared var: name=value (repeatable)");
   run->add_option("--report", ra.report_path, "write the run report as JSON to FILE");
   run->add_flag("--quiet,-q", ra.quiet, "no progress and no summary table");
-  run->add_option("--processes,-P", ra.processes,
-                  "worker processes on this machine, each with its own threads and HTTP loop (default 1)")
+  run->add_option(
+         "--processes,-P", ra.processes,
+         "worker processes on this machine, each with its own threads and HTTP loop (default 1)")
       ->check(CLI::Range(1, 1024));
-  run->add_option("--shard", ra.shard,
-                  "handle shard INDEX/COUNT of the documents (hash of doc id mod COUNT); default: from Slurm, "
-                  "MPI or JOB_COMPLETION_INDEX in the environment, else everything");
-  run->add_option("--shards", ra.shards, "shard count where the scheduler gives only an index (JOB_COMPLETION_INDEX)")
+  run->add_option(
+      "--shard", ra.shard,
+      "handle shard INDEX/COUNT of the documents (hash of doc id mod COUNT); default: from Slurm, "
+      "MPI or JOB_COMPLETION_INDEX in the environment, else everything");
+  run->add_option("--shards", ra.shards,
+                  "shard count where the scheduler gives only an index (JOB_COMPLETION_INDEX)")
       ->check(CLI::Range(1, 1000000));
-  run->add_option("--state", ra.state_dir,
-                  "checkpoint directory (default: beside the first sink's file, e.g. out/GRAPH.state)");
+  run->add_option(
+      "--state", ra.state_dir,
+      "checkpoint directory (default: beside the first sink's file, e.g. out/GRAPH.state)");
   run->add_flag("--resume", ra.resume, "skip documents the checkpoint ledger lists as done");
-  run->add_flag("--force", ra.force, "resume even though the graph config changed since the ledger was written");
-  run->add_option("--max-restarts", ra.max_restarts, "restarts of a crashed worker, with resume (default 3)")
+  run->add_flag("--force", ra.force,
+                "resume even though the graph config changed since the ledger was written");
+  run->add_option("--max-restarts", ra.max_restarts,
+                  "restarts of a crashed worker, with resume (default 3)")
       ->check(CLI::Range(0, 1000));
   run->add_option("--worker", ra.worker)->group("");  // set by the launcher for its workers
 
@@ -344,48 +382,71 @@ int main(int argc, char** argv) {
   plan_in.jobs = {1, 5, 10, 20};
   plan_in.processes = {1, 4};
   double latency_ms = 200;
-  auto* plan = app.add_subcommand("plan", "Estimate requests, tokens, cost and wall time for a job size and worker counts");
+  auto* plan = app.add_subcommand(
+      "plan", "Estimate requests, tokens, cost and wall time for a job size and worker counts");
   plan->add_option("GRAPH", graph, "graph config (JSON)")->required();
-  plan->add_option("--docs", plan_in.docs, "documents in the job")->required()->check(CLI::PositiveNumber);
-  plan->add_option("--latency-ms", latency_ms, "upstream latency per request (default 200)")->check(CLI::PositiveNumber);
-  plan->add_option("--doc-chars", plan_in.doc_chars, "text per document, for chunks and tokens (default 2000)")
+  plan->add_option("--docs", plan_in.docs, "documents in the job")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  plan->add_option("--latency-ms", latency_ms, "upstream latency per request (default 200)")
+      ->check(CLI::PositiveNumber);
+  plan->add_option("--doc-chars", plan_in.doc_chars,
+                   "text per document, for chunks and tokens (default 2000)")
       ->check(CLI::PositiveNumber);
   plan->add_option("--cpu-ms-per-doc", plan_in.cpu_ms_per_doc,
-                   "CPU time per document on one thread, e.g. from a `sluice run --report` (default: not a limit)")
+                   "CPU time per document on one thread, e.g. from a `sluice run --report` "
+                   "(default: not a limit)")
       ->check(CLI::NonNegativeNumber);
-  plan->add_option("--threads", plan_in.threads, "threads per process (default 1)")->check(CLI::Range(1, 4096));
-  plan->add_option("--jobs", plan_in.jobs, "job (shard) counts, comma-separated (default 1,5,10,20)")
+  plan->add_option("--threads", plan_in.threads, "threads per process (default 1)")
+      ->check(CLI::Range(1, 4096));
+  plan->add_option("--jobs", plan_in.jobs,
+                   "job (shard) counts, comma-separated (default 1,5,10,20)")
       ->delimiter(',')
       ->check(CLI::Range(1, 1000000));
-  plan->add_option("--processes", plan_in.processes, "processes per job, comma-separated (default 1,4)")
+  plan->add_option("--processes", plan_in.processes,
+                   "processes per job, comma-separated (default 1,4)")
       ->delimiter(',')
       ->check(CLI::Range(1, 4096));
   plan->add_option("--set", sets, "override a declared var: name=value (repeatable)");
 
   BenchOptions bo;
-  auto* bench = app.add_subcommand(
-      "bench", "Benchmark a graph: docs/s and more for each threads x processes combination, as a table, CSV, JSON and SVG");
-  bench->add_option("GRAPH", bo.graph, "graph config (JSON), e.g. graphs/bench-sim.json or graphs/bench-cpu.json")
+  auto* bench = app.add_subcommand("bench", "Benchmark a graph: docs/s and more for each threads x "
+                                            "processes combination, as a table, CSV, JSON and SVG");
+  bench
+      ->add_option("GRAPH", bo.graph,
+                   "graph config (JSON), e.g. graphs/bench-sim.json or graphs/bench-cpu.json")
       ->required();
-  bench->add_option("--threads", bo.threads, "threads per process, comma-separated (default: 1, 2, 4 ... up to the cores)")
+  bench
+      ->add_option("--threads", bo.threads,
+                   "threads per process, comma-separated (default: 1, 2, 4 ... up to the cores)")
       ->delimiter(',')
       ->check(CLI::Range(1, 4096));
   bench->add_option("--processes,-P", bo.processes, "process counts, comma-separated (default 1)")
       ->delimiter(',')
       ->check(CLI::Range(1, 1024));
-  bench->add_option("--repeat", bo.repeat, "measured runs per combination; the table shows their median (default 3)")
+  bench
+      ->add_option("--repeat", bo.repeat,
+                   "measured runs per combination; the table shows their median (default 3)")
       ->check(CLI::Range(1, 1000));
-  bench->add_option("--warmup", bo.warmup, "discarded runs before them (default 1)")->check(CLI::Range(0, 1000));
+  bench->add_option("--warmup", bo.warmup, "discarded runs before them (default 1)")
+      ->check(CLI::Range(0, 1000));
   bench->add_option("--sim", bo.sim,
                     "flags for the sim bench starts when the graph has a `sim` var, e.g. "
                     "\"latency-ms=50,rpm=60000,error-rate=0.01,docs=20000\"");
-  bench->add_option("--set", bo.sets, "override a declared var: name=value (repeatable); --set sim=URL uses your own sim");
-  bench->add_option("--out", bo.out_dir, "directory for results.csv, results.json, throughput.svg (default out/bench-GRAPH)");
-  bench->add_option("--timeout", bo.run_timeout_s, "seconds one run may take before it is interrupted (default 1800)")
+  bench->add_option(
+      "--set", bo.sets,
+      "override a declared var: name=value (repeatable); --set sim=URL uses your own sim");
+  bench->add_option(
+      "--out", bo.out_dir,
+      "directory for results.csv, results.json, throughput.svg (default out/bench-GRAPH)");
+  bench
+      ->add_option("--timeout", bo.run_timeout_s,
+                   "seconds one run may take before it is interrupted (default 1800)")
       ->check(CLI::PositiveNumber);
   bench->add_flag("--quiet,-q", bo.quiet, "no progress lines");
 
-  auto* validate = app.add_subcommand("validate", "Check a graph config; print every error at once");
+  auto* validate =
+      app.add_subcommand("validate", "Check a graph config; print every error at once");
   validate->add_option("GRAPH", graph, "graph config (JSON)")->required();
   validate->add_option("--set", sets, "override a declared var: name=value (repeatable)");
 
@@ -394,7 +455,8 @@ int main(int argc, char** argv) {
 
   auto* search = app.add_subcommand("search", "Query an index.sqlite database");
   search->add_option("DB", db, "index file written by index.sqlite")->required();
-  search->add_option("QUERY", query, "words to look for; \"in double quotes\" for a phrase")->required();
+  search->add_option("QUERY", query, "words to look for; \"in double quotes\" for a phrase")
+      ->required();
   search->add_option("--k", k, "number of results")->check(CLI::Range(1, 10000));
   search->add_option("--mode", mode, "bm25 (full text), vector (embedding), hybrid (both, fused)")
       ->check(CLI::IsMember({"bm25", "vector", "hybrid"}));
@@ -405,22 +467,36 @@ int main(int argc, char** argv) {
   graph_cmd->add_option("--set", sets, "override a declared var: name=value (repeatable)");
 
   sim::SimOptions sim_opts;
-  auto* sim_cmd = app.add_subcommand("sim", "Serve a simulated upstream on loopback for tests and benchmarks");
-  sim_cmd->add_option("--port", sim_opts.port, "port (0 = pick one); the first stdout line says which");
+  auto* sim_cmd =
+      app.add_subcommand("sim", "Serve a simulated upstream on loopback for tests and benchmarks");
+  sim_cmd->add_option("--port", sim_opts.port,
+                      "port (0 = pick one); the first stdout line says which");
   sim_cmd->add_option("--docs", sim_opts.docs, "corpus size");
   sim_cmd->add_option("--latency-ms", sim_opts.latency_ms, "mean response latency");
-  sim_cmd->add_option("--latency-jitter-ms", sim_opts.latency_jitter_ms, "uniform jitter around the mean");
-  sim_cmd->add_option("--rpm", sim_opts.rpm, "requests per minute, enforced in 1-second windows (429 beyond)");
+  sim_cmd->add_option("--latency-jitter-ms", sim_opts.latency_jitter_ms,
+                      "uniform jitter around the mean");
+  sim_cmd->add_option("--rpm", sim_opts.rpm,
+                      "requests per minute, enforced in 1-second windows (429 beyond)");
   sim_cmd->add_option("--tpm", sim_opts.tpm, "embedding tokens per minute, likewise");
-  sim_cmd->add_option("--error-rate", sim_opts.error_rate, "fraction answered 500")->check(CLI::Range(0.0, 1.0));
-  sim_cmd->add_option("--reset-rate", sim_opts.reset_rate, "fraction whose connection is reset")->check(CLI::Range(0.0, 1.0));
-  sim_cmd->add_option("--timeout-rate", sim_opts.timeout_rate, "fraction never answered")->check(CLI::Range(0.0, 1.0));
-  sim_cmd->add_option("--malformed-rate", sim_opts.malformed_rate, "fraction with a broken JSON body")->check(CLI::Range(0.0, 1.0));
-  sim_cmd->add_option("--bulk-fail-rate", sim_opts.bulk_fail_rate, "fraction of _bulk items answered 429")->check(CLI::Range(0.0, 1.0));
+  sim_cmd->add_option("--error-rate", sim_opts.error_rate, "fraction answered 500")
+      ->check(CLI::Range(0.0, 1.0));
+  sim_cmd->add_option("--reset-rate", sim_opts.reset_rate, "fraction whose connection is reset")
+      ->check(CLI::Range(0.0, 1.0));
+  sim_cmd->add_option("--timeout-rate", sim_opts.timeout_rate, "fraction never answered")
+      ->check(CLI::Range(0.0, 1.0));
+  sim_cmd
+      ->add_option("--malformed-rate", sim_opts.malformed_rate, "fraction with a broken JSON body")
+      ->check(CLI::Range(0.0, 1.0));
+  sim_cmd
+      ->add_option("--bulk-fail-rate", sim_opts.bulk_fail_rate,
+                   "fraction of _bulk items answered 429")
+      ->check(CLI::Range(0.0, 1.0));
   sim_cmd->add_option("--sefaria-books", sim_opts.sefaria_books,
-                      "synthetic books (20 chapters of 6 verses each) added to the Sefaria library, for benchmarks");
-  sim_cmd->add_option("--max-concurrent", sim_opts.max_concurrent,
-                      "requests served at once beyond which it answers 503 (an overloaded upstream); 0 = none");
+                      "synthetic books (20 chapters of 6 verses each) added to the Sefaria "
+                      "library, for benchmarks");
+  sim_cmd->add_option(
+      "--max-concurrent", sim_opts.max_concurrent,
+      "requests served at once beyond which it answers 503 (an overloaded upstream); 0 = none");
   sim_cmd->add_option("--doc-bytes", sim_opts.doc_bytes, "text bytes per generated document");
   sim_cmd->add_option("--seed", sim_opts.seed, "seed for faults and content");
 
@@ -451,7 +527,8 @@ int main(int argc, char** argv) {
     if (*sim_cmd) return sim::run_sim_forever(sim_opts);
   } catch (const ConfigError& e) {
     std::fputs(e.text.c_str(), stderr);
-    std::fprintf(stderr, "%zu error%s\n", e.diagnostics.size(), e.diagnostics.size() == 1 ? "" : "s");
+    std::fprintf(stderr, "%zu error%s\n", e.diagnostics.size(),
+                 e.diagnostics.size() == 1 ? "" : "s");
     return 2;
   } catch (const CLI::ValidationError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

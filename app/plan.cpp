@@ -20,7 +20,8 @@ struct IoStage {
   double cost_per_doc = 0;
   int concurrency = 0;  // 0 = unlimited
   double rpm = 0, tpm = 0;
-  bool listing = false;  // source.http_list: every process pages the whole listing, one page at a time
+  bool listing =
+      false;  // source.http_list: every process pages the whole listing, one page at a time
   double per_page = 1;
 };
 
@@ -72,7 +73,8 @@ Plan make_plan(const GraphSpec& spec, const PlanInput& in) {
   auto stages = io_stages(spec, in, plan.chunks_per_doc);
   const bool per_shard = spec.settings.limits_per_shard;
   for (const auto& s : stages) {
-    PlanStage ps{s.node, s.what, s.requests_per_doc * in.docs, s.tokens_per_doc * in.docs, s.cost_per_doc * in.docs};
+    PlanStage ps{s.node, s.what, s.requests_per_doc * in.docs, s.tokens_per_doc * in.docs,
+                 s.cost_per_doc * in.docs};
     if (s.listing) ps.requests = std::ceil(in.docs / s.per_page);
     plan.tokens += ps.tokens;
     plan.cost_usd += ps.cost_usd;
@@ -95,9 +97,10 @@ Plan make_plan(const GraphSpec& spec, const PlanInput& in) {
           // Every process pages through the whole listing one page at a time and keeps its share.
           double pages_per_s = 1.0 / in.latency_s;
           if (s.rpm > 0) pages_per_s = std::min(pages_per_s, s.rpm * quota_scale / 60.0 / workers);
-          bound(pages_per_s * s.per_page, s.node + (s.rpm > 0 && s.rpm * quota_scale / 60.0 / workers < 1.0 / in.latency_s
-                                                        ? " rpm (every process pages the whole listing)"
-                                                        : " listing latency (one page at a time)"));
+          bound(pages_per_s * s.per_page,
+                s.node + (s.rpm > 0 && s.rpm * quota_scale / 60.0 / workers < 1.0 / in.latency_s
+                              ? " rpm (every process pages the whole listing)"
+                              : " listing latency (one page at a time)"));
           continue;
         }
         if (s.requests_per_doc <= 0) continue;
@@ -109,12 +112,15 @@ Plan make_plan(const GraphSpec& spec, const PlanInput& in) {
           bound(in_flight / in.latency_s / s.requests_per_doc, s.node + " concurrency");
         }
         if (s.rpm > 0) bound(s.rpm * quota_scale / 60.0 / s.requests_per_doc, s.node + " rpm");
-        if (s.tpm > 0 && s.tokens_per_doc > 0) bound(s.tpm * quota_scale / 60.0 / s.tokens_per_doc, s.node + " tpm");
+        if (s.tpm > 0 && s.tokens_per_doc > 0)
+          bound(s.tpm * quota_scale / 60.0 / s.tokens_per_doc, s.node + " tpm");
       }
       if (io_waits > 0)
-        bound(workers * spec.settings.max_inflight_docs / (io_waits * in.latency_s), "max_inflight_docs");
+        bound(workers * spec.settings.max_inflight_docs / (io_waits * in.latency_s),
+              "max_inflight_docs");
       if (in.cpu_ms_per_doc > 0) bound(workers * in.threads / (in.cpu_ms_per_doc / 1000.0), "CPU");
-      row.wall_s = row.docs_per_s > 0 && std::isfinite(row.docs_per_s) ? in.docs / row.docs_per_s : kInf;
+      row.wall_s =
+          row.docs_per_s > 0 && std::isfinite(row.docs_per_s) ? in.docs / row.docs_per_s : kInf;
       if (!std::isfinite(row.docs_per_s)) row.wall_s = 0;
       plan.rows.push_back(row);
     }
@@ -125,13 +131,15 @@ Plan make_plan(const GraphSpec& spec, const PlanInput& in) {
 std::string plan_table(const GraphSpec& spec, const PlanInput& in, const Plan& plan) {
   std::string out;
   char line[512];
-  std::snprintf(line, sizeof line,
-                "plan: %s, %.0f documents of %.0f characters (%.1f chunks each), %.0f ms per request\n",
-                spec.name.c_str(), in.docs, in.doc_chars, plan.chunks_per_doc, in.latency_s * 1000);
+  std::snprintf(
+      line, sizeof line,
+      "plan: %s, %.0f documents of %.0f characters (%.1f chunks each), %.0f ms per request\n",
+      spec.name.c_str(), in.docs, in.doc_chars, plan.chunks_per_doc, in.latency_s * 1000);
   out += line;
   for (const auto& s : plan.stages) {
-    std::snprintf(line, sizeof line, "  %-12s %12.0f %s%s", s.node.c_str(), s.requests, s.what.c_str(),
-                  s.what == "pages" ? " per process (every shard and process pages the whole listing)" : "");
+    std::snprintf(
+        line, sizeof line, "  %-12s %12.0f %s%s", s.node.c_str(), s.requests, s.what.c_str(),
+        s.what == "pages" ? " per process (every shard and process pages the whole listing)" : "");
     out += line;
     if (s.tokens > 0) {
       std::snprintf(line, sizeof line, ", %.0f tokens, $%.2f", s.tokens, s.cost_usd);
@@ -139,23 +147,30 @@ std::string plan_table(const GraphSpec& spec, const PlanInput& in, const Plan& p
     }
     out += "\n";
   }
-  if (plan.stages.empty()) out += "  no HTTP nodes: the CPU sets the pace (pass --cpu-ms-per-doc)\n";
-  std::snprintf(line, sizeof line, "  tokens %.0f, API cost $%.2f; limits are %s\n\n", plan.tokens, plan.cost_usd,
-                spec.settings.limits_per_shard ? "per shard (settings.limits_scope = shard)"
-                                               : "totals for the whole job (settings.limits_scope = job)");
+  if (plan.stages.empty())
+    out += "  no HTTP nodes: the CPU sets the pace (pass --cpu-ms-per-doc)\n";
+  std::snprintf(line, sizeof line, "  tokens %.0f, API cost $%.2f; limits are %s\n\n", plan.tokens,
+                plan.cost_usd,
+                spec.settings.limits_per_shard
+                    ? "per shard (settings.limits_scope = shard)"
+                    : "totals for the whole job (settings.limits_scope = job)");
   out += line;
-  std::snprintf(line, sizeof line, "%6s %6s %8s %12s %12s  %s\n", "jobs", "procs", "workers", "docs/s", "wall time",
-                "limit that binds");
+  std::snprintf(line, sizeof line, "%6s %6s %8s %12s %12s  %s\n", "jobs", "procs", "workers",
+                "docs/s", "wall time", "limit that binds");
   out += line;
   for (const auto& r : plan.rows) {
-    std::string rate = std::isfinite(r.docs_per_s) ? std::to_string(static_cast<long long>(std::llround(r.docs_per_s))) : "-";
+    std::string rate = std::isfinite(r.docs_per_s)
+                           ? std::to_string(static_cast<long long>(std::llround(r.docs_per_s)))
+                           : "-";
     if (std::isfinite(r.docs_per_s) && r.docs_per_s < 10) {
       char b[32];
       std::snprintf(b, sizeof b, "%.2f", r.docs_per_s);
       rate = b;
     }
-    std::snprintf(line, sizeof line, "%6d %6d %8d %12s %12s  %s\n", r.jobs, r.processes, r.jobs * r.processes,
-                  rate.c_str(), std::isfinite(r.docs_per_s) ? fmt_duration(r.wall_s).c_str() : "-", r.binds.c_str());
+    std::snprintf(line, sizeof line, "%6d %6d %8d %12s %12s  %s\n", r.jobs, r.processes,
+                  r.jobs * r.processes, rate.c_str(),
+                  std::isfinite(r.docs_per_s) ? fmt_duration(r.wall_s).c_str() : "-",
+                  r.binds.c_str());
     out += line;
   }
   return out;

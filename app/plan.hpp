@@ -12,18 +12,18 @@ namespace sluice {
 
 struct PlanInput {
   double docs = 0;
-  double latency_s = 0.2;    // per request
-  double doc_chars = 2000;   // text per document, for chunk and token counts
-  double cpu_ms_per_doc = 0; // CPU time per document on one thread (0 = not a limit)
-  int threads = 1;           // threads per process
+  double latency_s = 0.2;     // per request
+  double doc_chars = 2000;    // text per document, for chunk and token counts
+  double cpu_ms_per_doc = 0;  // CPU time per document on one thread (0 = not a limit)
+  int threads = 1;            // threads per process
   std::vector<int> jobs = {1};
   std::vector<int> processes = {1};
 };
 
 struct PlanStage {
   std::string node;
-  std::string what;            // "requests", "pages"
-  double requests = 0;         // for the whole job
+  std::string what;     // "requests", "pages"
+  double requests = 0;  // for the whole job
   double tokens = 0;
   double cost_usd = 0;
 };

@@ -10,9 +10,9 @@
 
 #include "engine/graph/graph_runner.hpp"
 #include "engine/graph/graph_spec.hpp"
+#include "nodes/builtin_nodes.hpp"
 #include "nodes/embed_hash.hpp"
 #include "nodes/source_range.hpp"
-#include "nodes/builtin_nodes.hpp"
 
 namespace {
 
@@ -31,7 +31,8 @@ void BM_BareTbbChain(benchmark::State& state) {
       using FN = tbb::flow::function_node<std::shared_ptr<int>, std::shared_ptr<int>>;
       std::vector<std::unique_ptr<FN>> chain;
       for (int i = 0; i < kHops; ++i)
-        chain.push_back(std::make_unique<FN>(g, tbb::flow::unlimited, [](const std::shared_ptr<int>& p) { return p; }));
+        chain.push_back(std::make_unique<FN>(g, tbb::flow::unlimited,
+                                             [](const std::shared_ptr<int>& p) { return p; }));
       for (int i = 0; i + 1 < kHops; ++i) tbb::flow::make_edge(*chain[i], *chain[i + 1]);
       auto t0 = Clock::now();
       for (int i = 0; i < n; ++i) chain[0]->try_put(std::make_shared<int>(i));
@@ -39,13 +40,14 @@ void BM_BareTbbChain(benchmark::State& state) {
       total_s += std::chrono::duration<double>(Clock::now() - t0).count();
     });
   }
-  state.counters["ns_per_item_hop"] = total_s * 1e9 / (static_cast<double>(state.iterations()) * n * kHops);
+  state.counters["ns_per_item_hop"] =
+      total_s * 1e9 / (static_cast<double>(state.iterations()) * n * kHops);
 }
 BENCHMARK(BM_BareTbbChain)->Arg(200000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 std::string chain_graph(int count, int hops) {
-  std::string nodes = R"({"id": "src", "type": "source.range", "params": {"count": )" + std::to_string(count) +
-                      R"(, "size": 16}})";
+  std::string nodes = R"({"id": "src", "type": "source.range", "params": {"count": )" +
+                      std::to_string(count) + R"(, "size": 16}})";
   std::string edges;
   std::string prev = "src";
   for (int i = 0; i < hops; ++i) {
@@ -56,9 +58,11 @@ std::string chain_graph(int count, int hops) {
     edges.append(R"([")").append(prev).append(R"(", ")").append(id).append(R"("],)");
     prev = id;
   }
-  nodes += R"(, {"id": "sink", "type": "index.jsonl", "params": {"path": "/dev/null", "batch": 4096}})";
+  nodes +=
+      R"(, {"id": "sink", "type": "index.jsonl", "params": {"path": "/dev/null", "batch": 4096}})";
   edges.append(R"([")").append(prev).append(R"(", "sink"])");
-  return R"({"settings": {"max_inflight_docs": 1024}, "nodes": [)" + nodes + R"(], "edges": [)" + edges + "]}";
+  return R"({"settings": {"max_inflight_docs": 1024}, "nodes": [)" + nodes + R"(], "edges": [)" +
+         edges + "]}";
 }
 
 // sluice's cost per hop: the same run with 10 util.pass nodes and with none, in one process;
@@ -86,7 +90,8 @@ BENCHMARK(BM_EngineChain)->Arg(200000)->Unit(benchmark::kMillisecond)->UseRealTi
 void BM_HashEmbed(benchmark::State& state) {
   std::string text = range_text(1, 1, 800);
   for (auto _ : state) benchmark::DoNotOptimize(hash_embed(text, 256));
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(text.size()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(text.size()));
 }
 BENCHMARK(BM_HashEmbed);
 

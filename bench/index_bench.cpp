@@ -7,12 +7,12 @@
 #include <filesystem>
 
 #include "engine/graph/graph_runner.hpp"
-#include "engine/vector/float16.hpp"
 #include "engine/graph/graph_spec.hpp"
 #include "engine/text/text.hpp"
+#include "engine/vector/float16.hpp"
+#include "nodes/builtin_nodes.hpp"
 #include "nodes/embed_hash.hpp"
 #include "tests/sample_corpus.hpp"
-#include "nodes/builtin_nodes.hpp"
 
 namespace {
 
@@ -24,7 +24,8 @@ using Clock = std::chrono::steady_clock;
 std::vector<std::string> corpus_chunks() {
   std::vector<std::string> chunks;
   for (const auto& t : test::sample_corpus_files())
-    for (auto s : text::split_recursive(t, 800, 0, text::default_separators())) chunks.push_back(t.substr(s.begin, s.end - s.begin));
+    for (auto s : text::split_recursive(t, 800, 0, text::default_separators()))
+      chunks.push_back(t.substr(s.begin, s.end - s.begin));
   return chunks;
 }
 
@@ -33,7 +34,8 @@ sqlite3* fresh_db(const std::string& path, const std::string& schema) {
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
   sqlite3* db = nullptr;
   sqlite3_open(path.c_str(), &db);
-  std::string sql = "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; " + schema;
+  std::string sql =
+      "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; " + schema;
   sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
   return db;
 }
@@ -72,16 +74,19 @@ double bare_rows_insert(const std::vector<std::string>& chunks, const std::strin
     for (float f : hash_embed(c, 256)) half.push_back(float_to_half(f));
     vectors.push_back(std::move(half));
   }
-  sqlite3* db = fresh_db(path,
-                         "CREATE TABLE chunks(rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, "
-                         "seq INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT NOT NULL, vector BLOB); "
-                         "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='rowid');");
+  sqlite3* db = fresh_db(
+      path,
+      "CREATE TABLE chunks(rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT "
+      "NULL, "
+      "seq INTEGER NOT NULL, text TEXT NOT NULL, meta TEXT NOT NULL, vector BLOB); "
+      "CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='rowid');");
   auto t0 = Clock::now();
   sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);
   sqlite3_stmt* row = nullptr;
   sqlite3_stmt* fts = nullptr;
-  sqlite3_prepare_v2(db, "INSERT INTO chunks(id, doc_id, seq, text, meta, vector) VALUES (?, 'doc', ?, ?, ?, ?)", -1,
-                     &row, nullptr);
+  sqlite3_prepare_v2(
+      db, "INSERT INTO chunks(id, doc_id, seq, text, meta, vector) VALUES (?, 'doc', ?, ?, ?, ?)",
+      -1, &row, nullptr);
   sqlite3_prepare_v2(db, "INSERT INTO chunks_fts(rowid, text) VALUES (?, ?)", -1, &fts, nullptr);
   const std::string meta = R"({"path":"graphs/data/kjv/book.txt"})";
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -91,7 +96,8 @@ double bare_rows_insert(const std::vector<std::string>& chunks, const std::strin
     sqlite3_bind_int64(row, 2, static_cast<int64_t>(i));
     sqlite3_bind_text(row, 3, chunks[i].data(), static_cast<int>(chunks[i].size()), SQLITE_STATIC);
     sqlite3_bind_text(row, 4, meta.data(), static_cast<int>(meta.size()), SQLITE_STATIC);
-    sqlite3_bind_blob(row, 5, vectors[i].data(), static_cast<int>(vectors[i].size() * sizeof(uint16_t)), SQLITE_STATIC);
+    sqlite3_bind_blob(row, 5, vectors[i].data(),
+                      static_cast<int>(vectors[i].size() * sizeof(uint16_t)), SQLITE_STATIC);
     sqlite3_step(row);
     sqlite3_reset(row);
     sqlite3_bind_int64(fts, 1, sqlite3_last_insert_rowid(db));

@@ -172,12 +172,14 @@ struct NodeInit {
   std::string type;
   Params params;
   std::string graph_name;
-  int concurrency = 0;  // the node's `concurrency` (0 = unlimited): I/O nodes cap requests in flight
+  int concurrency =
+      0;  // the node's `concurrency` (0 = unlimited): I/O nodes cap requests in flight
   // This process's part of the job: its shard (sinks that write part files name them after it)
   // and a tag unique to this worker and attempt (e.g. "w1.12345").
   ShardSpec shard;
   std::string part_tag;
-  // `"concurrency": "adaptive[:N]"`: the node finds its cap on requests in flight in [1, concurrency].
+  // `"concurrency": "adaptive[:N]"`: the node finds its cap on requests in flight in [1,
+  // concurrency].
   bool adaptive = false;
 };
 

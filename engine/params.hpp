@@ -20,7 +20,7 @@ struct ParamSpec {
   std::string default_json;  // JSON text of the default; empty = no default
   std::string doc;
   bool required = false;
-  std::optional<double> min;  // inclusive lower bound for numbers
+  std::optional<double> min;         // inclusive lower bound for numbers
   std::vector<std::string> choices;  // allowed values for a string
   // A total for the whole job (a rate limit): split evenly across processes and shards.
   bool job_total = false;
@@ -67,7 +67,8 @@ struct ParamError : std::exception {
 
 namespace sluice {
 // Declaration helpers for node registrations.
-inline ParamSpec param(std::string name, ParamType type, std::string default_json, std::string doc) {
+inline ParamSpec param(std::string name, ParamType type, std::string default_json,
+                       std::string doc) {
   ParamSpec p;
   p.name = std::move(name);
   p.type = type;

@@ -28,7 +28,9 @@ void Meta::set_json(std::string_view key, std::string json_text) {
   _items.emplace_back(std::string(key), std::move(json_text));
 }
 
-void Meta::set_string(std::string_view key, std::string_view value) { set_json(key, json::quoted(value)); }
+void Meta::set_string(std::string_view key, std::string_view value) {
+  set_json(key, json::quoted(value));
+}
 
 void Meta::set_int(std::string_view key, int64_t value) { set_json(key, std::to_string(value)); }
 

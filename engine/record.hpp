@@ -88,8 +88,8 @@ struct Record {
   std::vector<float> vector;
   // Which embedder made `vector`, as JSON ({"type":"embed.hash","dim":256}); shared by all records.
   std::shared_ptr<const std::string> embedder;
-  uint32_t seq = 0;    // chunk number within the document
-  std::string error;   // set by a source for an input it could not read: dead-lettered on admission
+  uint32_t seq = 0;   // chunk number within the document
+  std::string error;  // set by a source for an input it could not read: dead-lettered on admission
   std::shared_ptr<Ticket> ticket;
 
   // A new record of the same document (same ticket and meta), with a new id.

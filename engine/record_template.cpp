@@ -19,7 +19,8 @@ RecordTemplate::RecordTemplate(std::string_view t) {
       continue;
     }
     size_t close = t.find('}', i);
-    if (close == std::string_view::npos) throw std::invalid_argument("unterminated '{' (write {{ for a literal brace)");
+    if (close == std::string_view::npos)
+      throw std::invalid_argument("unterminated '{' (write {{ for a literal brace)");
     std::string name(t.substr(i + 1, close - i - 1));
     if (!lit.empty()) _parts.push_back({Part::literal, std::move(lit), false});
     lit.clear();
@@ -27,8 +28,11 @@ RecordTemplate::RecordTemplate(std::string_view t) {
     if (raw) name.erase(0, 1);
     if (name == "id") _parts.push_back({Part::id, "", raw});
     else if (name == "doc_id") _parts.push_back({Part::doc_id, "", raw});
-    else if (name.rfind("meta.", 0) == 0 && name.size() > 5) _parts.push_back({Part::meta, name.substr(5), raw});
-    else throw std::invalid_argument("unknown placeholder {" + name + "} (use {id}, {doc_id} or {meta.NAME}; {+id} for no encoding)");
+    else if (name.rfind("meta.", 0) == 0 && name.size() > 5)
+      _parts.push_back({Part::meta, name.substr(5), raw});
+    else
+      throw std::invalid_argument("unknown placeholder {" + name +
+                                  "} (use {id}, {doc_id} or {meta.NAME}; {+id} for no encoding)");
     i = close;
   }
   if (!lit.empty()) _parts.push_back({Part::literal, std::move(lit), false});
@@ -57,8 +61,8 @@ std::string url_encode(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (unsigned char c : s) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-        c == '_' || c == '~') {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
       out += static_cast<char>(c);
     } else {
       out += '%';

@@ -12,13 +12,13 @@ namespace {
 class ChunkNode final : public Node {
  public:
   ChunkNode(const NodeInit& init, bool sentences)
-      : _sentences(sentences),
-        _size(static_cast<size_t>(init.params.integer("size"))),
+      : _sentences(sentences), _size(static_cast<size_t>(init.params.integer("size"))),
         _overlap(static_cast<size_t>(init.params.integer("overlap"))),
         _tag(init.params.str("id_tag")) {
     if (_overlap >= _size)
-      throw ParamError("overlap", "overlap (" + std::to_string(_overlap) + ") must be smaller than size (" +
-                                      std::to_string(_size) + ")");
+      throw ParamError("overlap", "overlap (" + std::to_string(_overlap) +
+                                      ") must be smaller than size (" + std::to_string(_size) +
+                                      ")");
     if (!sentences) {
       _separators = init.params.strings("separators");
       if (_separators.empty()) _separators = {"\n\n", "\n", ". ", " ", ""};
@@ -52,19 +52,24 @@ class ChunkNode final : public Node {
 
 std::vector<ParamSpec> common_params() {
   return {
-      with_min(param("size", ParamType::integer, "1000", "maximum chunk size in characters (code points)"), 1),
+      with_min(param("size", ParamType::integer, "1000",
+                     "maximum chunk size in characters (code points)"),
+               1),
       with_min(param("overlap", ParamType::integer, "0",
-                     "characters a chunk repeats from the end of the previous one (< size)"), 0),
+                     "characters a chunk repeats from the end of the previous one (< size)"),
+               0),
       param("id_tag", ParamType::string, "\"\"",
             "inserted in chunk ids (<doc_id>#<tag><n>) to keep two chunkers' ids apart"),
   };
 }
 
-// A document of doc_chars makes ceil((doc_chars - overlap) / (size - overlap)) chunks of at most size.
+// A document of doc_chars makes ceil((doc_chars - overlap) / (size - overlap)) chunks of at most
+// size.
 NodeCost chunk_cost(const Params& p, const CostInput& in) {
   const double size = p.number("size"), overlap = p.number("overlap");
   NodeCost c;
-  c.chunks_per_doc = std::max(1.0, std::ceil(std::max(0.0, in.doc_chars - overlap) / std::max(1.0, size - overlap)));
+  c.chunks_per_doc = std::max(
+      1.0, std::ceil(std::max(0.0, in.doc_chars - overlap) / std::max(1.0, size - overlap)));
   c.chunk_chars = std::min(size, in.doc_chars);
   return c;
 }
@@ -77,9 +82,11 @@ NodeTypeInfo chunk_recursive_info() {
   info.role = NodeRole::chunker;
   info.description =
       "Splits text at the first separator that occurs (paragraphs, lines, sentences, words, then "
-      "characters), merging pieces up to size. Without overlap the chunks re-concatenate to the text.";
+      "characters), merging pieces up to size. Without overlap the chunks re-concatenate to the "
+      "text.";
   info.params = common_params();
-  info.params.push_back(param("separators", ParamType::string_list, "[\"\\n\\n\", \"\\n\", \". \", \" \", \"\"]",
+  info.params.push_back(param("separators", ParamType::string_list,
+                              "[\"\\n\\n\", \"\\n\", \". \", \" \", \"\"]",
                               "separators tried in order; \"\" splits between characters"));
   info.make_node = [](const NodeInit& init) { return std::make_unique<ChunkNode>(init, false); };
   info.cost = chunk_cost;
@@ -90,9 +97,9 @@ NodeTypeInfo chunk_sentence_info() {
   NodeTypeInfo info;
   info.type = "chunk.sentence";
   info.role = NodeRole::chunker;
-  info.description =
-      "Groups whole sentences (ending in '.', '!' or '?', or at a blank line) up to size; a longer sentence "
-      "is split like chunk.recursive. Overlap repeats whole trailing sentences.";
+  info.description = "Groups whole sentences (ending in '.', '!' or '?', or at a blank line) up to "
+                     "size; a longer sentence "
+                     "is split like chunk.recursive. Overlap repeats whole trailing sentences.";
   info.params = common_params();
   info.make_node = [](const NodeInit& init) { return std::make_unique<ChunkNode>(init, true); };
   info.cost = chunk_cost;

@@ -5,4 +5,4 @@
 namespace sluice {
 NodeTypeInfo chunk_recursive_info();
 NodeTypeInfo chunk_sentence_info();
-}
+}  // namespace sluice

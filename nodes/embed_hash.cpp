@@ -72,9 +72,10 @@ NodeTypeInfo embed_hash_info() {
   NodeTypeInfo info;
   info.type = "embed.hash";
   info.role = NodeRole::embedder;
-  info.description =
-      "Local feature-hashing embeddings (signed token hashes, L2-normalized). Lexical, not semantic: "
-      "it matches shared words, not meaning. Offline and fast; use embed.openai for semantic vectors.";
+  info.description = "Local feature-hashing embeddings (signed token hashes, L2-normalized). "
+                     "Lexical, not semantic: "
+                     "it matches shared words, not meaning. Offline and fast; use embed.openai for "
+                     "semantic vectors.";
   info.params = {with_min(param("dim", ParamType::integer, "256", "vector dimensions"), 1)};
   info.make_node = [](const NodeInit& init) { return std::make_unique<HashEmbed>(init); };
   return info;

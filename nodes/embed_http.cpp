@@ -29,13 +29,13 @@ class HttpEmbedder : public Node {
   HttpEmbedder(const NodeInit& init, std::string url, const char* auth_prefix)
       : _model(init.params.str("model")),
         _dimensions(init.params.has("dimensions") ? init.params.integer("dimensions") : 0),
-        _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))),
-        _cap(init.concurrency, init.adaptive),
-        _rpm(init.params.number("rpm")),
-        _tpm(init.params.number("tpm")),
-        _price(init.params.number("price_per_mtok")) {
+        _batcher(static_cast<size_t>(init.params.integer("batch")),
+                 static_cast<int>(init.params.integer("linger_ms"))),
+        _cap(init.concurrency, init.adaptive), _rpm(init.params.number("rpm")),
+        _tpm(init.params.number("tpm")), _price(init.params.number("price_per_mtok")) {
     _batcher.set_max_bytes(static_cast<size_t>(init.params.integer("max_batch_tokens")) * 4);
-    if (const json::Value* k = init.params.get("api_key"); k && k->kind == json::Kind::string && !k->unset_env && !k->str.empty())
+    if (const json::Value* k = init.params.get("api_key");
+        k && k->kind == json::Kind::string && !k->unset_env && !k->str.empty())
       _auth = auth_prefix + k->str;
     _url = std::move(url);
     _key = init.params.has("limit_key") ? init.params.str("limit_key") : _url;
@@ -73,8 +73,8 @@ class HttpEmbedder : public Node {
   virtual std::string body(const std::vector<RecordPtr>& batch) const = 0;
   // The vectors in a parsed response, one per input in order, or an error. `tokens` is left 0
   // where the response does not count them.
-  virtual std::string vectors(const rapidjson::Document& d, size_t inputs, std::vector<std::vector<float>>& out,
-                              uint64_t& tokens) const = 0;
+  virtual std::string vectors(const rapidjson::Document& d, size_t inputs,
+                              std::vector<std::vector<float>>& out, uint64_t& tokens) const = 0;
   virtual const char* type() const = 0;
 
   // Appends one JSON array of numbers to `out`; an error for anything but finite floats.
@@ -123,16 +123,20 @@ class HttpEmbedder : public Node {
     _cap.watch(req);
     // Parsing the vectors (thousands of numbers a batch) and building the next batch's body are
     // CPU work the HTTP loop should not do: a TBB worker does them.
-    _client->submit(std::move(req), _policy, _key, static_cast<double>(tokens), [this, batch](http::Response&& resp) {
-      _output->offload([this, batch, resp = std::move(resp)]() mutable { done(batch, std::move(resp)); });
-    });
+    _client->submit(std::move(req), _policy, _key, static_cast<double>(tokens),
+                    [this, batch](http::Response&& resp) {
+                      _output->offload([this, batch, resp = std::move(resp)]() mutable {
+                        done(batch, std::move(resp));
+                      });
+                    });
   }
 
   // On a TBB worker, possibly beside another batch's.
   void done(const Batch& batch, http::Response&& resp) {
     std::string error = resp.ok() ? apply(*batch, resp.body) : resp.failure();
     if (!error.empty())
-      for (auto& r : *batch) _output->finish(r, Outcome::dead_lettered, error, resp.attempts, resp.status);
+      for (auto& r : *batch)
+        _output->finish(r, Outcome::dead_lettered, error, resp.attempts, resp.status);
     size_t n = batch->size();
     batch->clear();
     _cap.done([this](Batch&& next) { submit(std::move(next)); });
@@ -143,12 +147,14 @@ class HttpEmbedder : public Node {
   // response does not fit the request.
   std::string apply(std::vector<RecordPtr>& batch, const std::string& body) {
     rapidjson::Document d;
-    if (!parse_untrusted(d, body) || !d.IsObject()) return "malformed embeddings response (not a JSON object)";
+    if (!parse_untrusted(d, body) || !d.IsObject())
+      return "malformed embeddings response (not a JSON object)";
     std::vector<std::vector<float>> vecs(batch.size());
     uint64_t tokens = 0;
     if (std::string err = vectors(d, batch.size(), vecs, tokens); !err.empty()) return err;
     for (const auto& v : vecs)
-      if (v.size() != vecs[0].size()) return "malformed embeddings response (vectors of different sizes)";
+      if (v.size() != vecs[0].size())
+        return "malformed embeddings response (vectors of different sizes)";
     if (_dimensions > 0 && vecs[0].size() != static_cast<size_t>(_dimensions))
       return "embeddings response has " + std::to_string(vecs[0].size()) + " dimensions, not the " +
              std::to_string(_dimensions) + " asked for";
@@ -161,8 +167,8 @@ class HttpEmbedder : public Node {
         _spec_dim = vecs[0].size();
       }
       if (vecs[0].size() != _spec_dim)
-        return "embeddings response has " + std::to_string(vecs[0].size()) + " dimensions where earlier ones had " +
-               std::to_string(_spec_dim);
+        return "embeddings response has " + std::to_string(vecs[0].size()) +
+               " dimensions where earlier ones had " + std::to_string(_spec_dim);
       spec = _spec;
     }
     if (tokens == 0)
@@ -192,13 +198,15 @@ class HttpEmbedder : public Node {
 
 class OpenAIEmbed final : public HttpEmbedder {
  public:
-  explicit OpenAIEmbed(const NodeInit& init) : HttpEmbedder(init, endpoint(init), "Authorization: Bearer ") {}
+  explicit OpenAIEmbed(const NodeInit& init)
+      : HttpEmbedder(init, endpoint(init), "Authorization: Bearer ") {}
 
  private:
   static std::string endpoint(const NodeInit& init) {
     std::string url = init.params.str("url");
     if (!http::is_http_url(url))
-      throw ParamError("url", "url must be the full endpoint, e.g. https://api.openai.com/v1/embeddings");
+      throw ParamError("url",
+                       "url must be the full endpoint, e.g. https://api.openai.com/v1/embeddings");
     return url;
   }
 
@@ -217,12 +225,14 @@ class OpenAIEmbed final : public HttpEmbedder {
   }
 
   // {"data": [{"index": i, "embedding": [...]}, ...], "usage": {"total_tokens": n}}
-  std::string vectors(const rapidjson::Document& d, size_t inputs, std::vector<std::vector<float>>& out,
-                      uint64_t& tokens) const override {
-    if (!d.HasMember("data") || !d["data"].IsArray()) return "malformed embeddings response (no data array)";
+  std::string vectors(const rapidjson::Document& d, size_t inputs,
+                      std::vector<std::vector<float>>& out, uint64_t& tokens) const override {
+    if (!d.HasMember("data") || !d["data"].IsArray())
+      return "malformed embeddings response (no data array)";
     const auto& data = d["data"];
     if (data.Size() != inputs)
-      return "embeddings response has " + std::to_string(data.Size()) + " vectors for " + std::to_string(inputs) + " inputs";
+      return "embeddings response has " + std::to_string(data.Size()) + " vectors for " +
+             std::to_string(inputs) + " inputs";
     for (const auto& item : data.GetArray()) {
       if (!item.IsObject() || !item.HasMember("embedding") || !item["embedding"].IsArray())
         return "malformed embeddings response (item without embedding)";
@@ -243,11 +253,15 @@ class GeminiEmbed final : public HttpEmbedder {
  public:
   static constexpr int64_t kMaxBatch = 100;  // the API refuses larger batches
 
-  explicit GeminiEmbed(const NodeInit& init) : HttpEmbedder(init, endpoint(init), "x-goog-api-key: ") {
+  explicit GeminiEmbed(const NodeInit& init)
+      : HttpEmbedder(init, endpoint(init), "x-goog-api-key: ") {
     if (init.params.integer("batch") > kMaxBatch)
-      throw ParamError("batch", "batch must be at most 100: batchEmbedContents takes at most 100 requests a call");
+      throw ParamError(
+          "batch",
+          "batch must be at most 100: batchEmbedContents takes at most 100 requests a call");
     _prefix = "{\"model\":" + json::quoted("models/" + _model) + ",";
-    if (std::string task = init.params.has("task_type") ? init.params.str("task_type") : ""; !task.empty())
+    if (std::string task = init.params.has("task_type") ? init.params.str("task_type") : "";
+        !task.empty())
       _prefix += "\"taskType\":" + json::quoted(task) + ",";
     if (_dimensions > 0) _prefix += "\"outputDimensionality\":" + std::to_string(_dimensions) + ",";
     _prefix += "\"content\":{\"parts\":[{\"text\":";
@@ -258,10 +272,14 @@ class GeminiEmbed final : public HttpEmbedder {
     std::string base = init.params.str("base_url");
     while (!base.empty() && base.back() == '/') base.pop_back();
     if (!http::is_http_url(base))
-      throw ParamError("base_url", "base_url must be an http(s) URL, e.g. https://generativelanguage.googleapis.com/v1beta");
+      throw ParamError(
+          "base_url",
+          "base_url must be an http(s) URL, e.g. https://generativelanguage.googleapis.com/v1beta");
     std::string model = init.params.str("model");
     if (model.empty() || model.find_first_of("/:?#") != std::string::npos)
-      throw ParamError("model", "model must be a bare model name such as gemini-embedding-001 (no \"models/\" prefix)");
+      throw ParamError(
+          "model",
+          "model must be a bare model name such as gemini-embedding-001 (no \"models/\" prefix)");
     return base + "/models/" + model + ":batchEmbedContents";
   }
 
@@ -280,13 +298,14 @@ class GeminiEmbed final : public HttpEmbedder {
   }
 
   // {"embeddings": [{"values": [...]}, ...]} in the order of the requests; no token counts.
-  std::string vectors(const rapidjson::Document& d, size_t inputs, std::vector<std::vector<float>>& out,
-                      uint64_t& /*tokens*/) const override {
+  std::string vectors(const rapidjson::Document& d, size_t inputs,
+                      std::vector<std::vector<float>>& out, uint64_t& /*tokens*/) const override {
     if (!d.HasMember("embeddings") || !d["embeddings"].IsArray())
       return "malformed embeddings response (no embeddings array)";
     const auto& list = d["embeddings"];
     if (list.Size() != inputs)
-      return "embeddings response has " + std::to_string(list.Size()) + " vectors for " + std::to_string(inputs) + " inputs";
+      return "embeddings response has " + std::to_string(list.Size()) + " vectors for " +
+             std::to_string(inputs) + " inputs";
     for (rapidjson::SizeType i = 0; i < list.Size(); ++i) {
       if (!list[i].IsObject() || !list[i].HasMember("values"))
         return "malformed embeddings response (item without values)";
@@ -301,17 +320,30 @@ class GeminiEmbed final : public HttpEmbedder {
 // Parameters both HTTP embedders take, after their own.
 void add_common_params(std::vector<ParamSpec>& params, const char* batch_default) {
   std::vector<ParamSpec> common = {
-      param("api_key", ParamType::string, "null", "API key, e.g. \"${env:OPENAI_API_KEY}\" (not sent when unset)"),
+      param("api_key", ParamType::string, "null",
+            "API key, e.g. \"${env:OPENAI_API_KEY}\" (not sent when unset)"),
       with_min(param("batch", ParamType::integer, batch_default, "inputs per request"), 1),
-      with_min(param("max_batch_tokens", ParamType::integer, "8000", "estimated tokens per request (4 chars a token)"), 1),
-      with_min(param("linger_ms", ParamType::integer, "50", "send a partial batch after this long"), 0),
-      with_min(param("dimensions", ParamType::integer, "null", "ask for this many dimensions (models that support it)"), 1),
-      job_total(with_min(param("rpm", ParamType::number, "0", "requests per minute, whole job (0 = none)"), 0)),
-      job_total(with_min(param("tpm", ParamType::number, "0", "tokens per minute, whole job (0 = none)"), 0)),
-      param("limit_key", ParamType::string, "null", "rate-limit name shared by nodes (default: the endpoint)"),
-      with_min(param("price_per_mtok", ParamType::number, "0", "USD per million tokens, for the report"), 0),
+      with_min(param("max_batch_tokens", ParamType::integer, "8000",
+                     "estimated tokens per request (4 chars a token)"),
+               1),
+      with_min(param("linger_ms", ParamType::integer, "50", "send a partial batch after this long"),
+               0),
+      with_min(param("dimensions", ParamType::integer, "null",
+                     "ask for this many dimensions (models that support it)"),
+               1),
+      job_total(with_min(
+          param("rpm", ParamType::number, "0", "requests per minute, whole job (0 = none)"), 0)),
+      job_total(with_min(
+          param("tpm", ParamType::number, "0", "tokens per minute, whole job (0 = none)"), 0)),
+      param("limit_key", ParamType::string, "null",
+            "rate-limit name shared by nodes (default: the endpoint)"),
+      with_min(
+          param("price_per_mtok", ParamType::number, "0", "USD per million tokens, for the report"),
+          0),
       with_min(param("timeout_ms", ParamType::integer, "60000", "time for one attempt"), 1),
-      with_min(param("max_attempts", ParamType::integer, "8", "attempts for network errors, 408 and 5xx"), 1),
+      with_min(param("max_attempts", ParamType::integer, "8",
+                     "attempts for network errors, 408 and 5xx"),
+               1),
   };
   params.insert(params.end(), common.begin(), common.end());
 }
@@ -321,8 +353,9 @@ NodeCost embedder_cost(const Params& p, const CostInput& in) {
   NodeCost c;
   c.io = true;
   const double tokens_per_chunk = std::max(1.0, std::ceil(in.chunk_chars / 4));
-  const double batch = std::max(
-      1.0, std::min(p.number("batch"), std::floor(p.number("max_batch_tokens") / tokens_per_chunk)));
+  const double batch =
+      std::max(1.0, std::min(p.number("batch"),
+                             std::floor(p.number("max_batch_tokens") / tokens_per_chunk)));
   c.requests_per_doc = in.chunks_per_doc / batch;
   c.tokens_per_doc = in.chunks_per_doc * tokens_per_chunk;
   c.cost_per_doc = c.tokens_per_doc * p.number("price_per_mtok") / 1e6;
@@ -336,13 +369,16 @@ NodeTypeInfo embed_openai_info() {
   info.type = "embed.openai";
   info.role = NodeRole::embedder;
   info.io = true;
-  info.description =
-      "Embeddings from an OpenAI-compatible /v1/embeddings endpoint (OpenAI, TEI, vLLM, Ollama); input is always "
-      "sent as an array. Batches by count and estimated tokens, flushes a partial batch after linger_ms, paces "
-      "rpm and tpm, retries like fetch.http; tokens and cost go to the run report. `concurrency` caps batches "
-      "in flight.";
+  info.description = "Embeddings from an OpenAI-compatible /v1/embeddings endpoint (OpenAI, TEI, "
+                     "vLLM, Ollama); input is always "
+                     "sent as an array. Batches by count and estimated tokens, flushes a partial "
+                     "batch after linger_ms, paces "
+                     "rpm and tpm, retries like fetch.http; tokens and cost go to the run report. "
+                     "`concurrency` caps batches "
+                     "in flight.";
   info.params = {
-      required_param("url", ParamType::string, "full endpoint, e.g. https://api.openai.com/v1/embeddings"),
+      required_param("url", ParamType::string,
+                     "full endpoint, e.g. https://api.openai.com/v1/embeddings"),
       required_param("model", ParamType::string, "model name, e.g. text-embedding-3-small"),
   };
   add_common_params(info.params, "64");
@@ -357,16 +393,19 @@ NodeTypeInfo embed_gemini_info() {
   info.type = "embed.gemini";
   info.role = NodeRole::embedder;
   info.io = true;
-  info.description =
-      "Embeddings from Gemini's models/{model}:batchEmbedContents (at most 100 inputs a call); the key is sent "
-      "as x-goog-api-key. Batching, rate limits, retries, the report's tokens (estimated: the API does not "
-      "count them) and `concurrency` work as for embed.openai.";
+  info.description = "Embeddings from Gemini's models/{model}:batchEmbedContents (at most 100 "
+                     "inputs a call); the key is sent "
+                     "as x-goog-api-key. Batching, rate limits, retries, the report's tokens "
+                     "(estimated: the API does not "
+                     "count them) and `concurrency` work as for embed.openai.";
   info.params = {
       param("base_url", ParamType::string, "\"https://generativelanguage.googleapis.com/v1beta\"",
             "API root; the node calls {base_url}/models/{model}:batchEmbedContents"),
-      required_param("model", ParamType::string, "model name without \"models/\", e.g. gemini-embedding-001"),
+      required_param("model", ParamType::string,
+                     "model name without \"models/\", e.g. gemini-embedding-001"),
       param("task_type", ParamType::string, "\"RETRIEVAL_DOCUMENT\"",
-            "taskType sent with each input (RETRIEVAL_DOCUMENT, SEMANTIC_SIMILARITY, ...; null to omit)"),
+            "taskType sent with each input (RETRIEVAL_DOCUMENT, SEMANTIC_SIMILARITY, ...; null to "
+            "omit)"),
   };
   add_common_params(info.params, "100");
   info.default_concurrency = 4;

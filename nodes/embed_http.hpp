@@ -6,4 +6,4 @@
 namespace sluice {
 NodeTypeInfo embed_openai_info();
 NodeTypeInfo embed_gemini_info();
-}
+}  // namespace sluice

@@ -13,13 +13,16 @@ namespace sluice {
 
 namespace {
 
-rapidjson::Pointer make_pointer(const std::string& text, const char* param) { return json_pointer(text, param); }
+rapidjson::Pointer make_pointer(const std::string& text, const char* param) {
+  return json_pointer(text, param);
+}
 
 class ExtractJson final : public Node {
  public:
   explicit ExtractJson(const NodeInit& init)
       : _flatten(init.params.boolean("flatten")), _strip(init.params.boolean("strip_html")),
-        _keep_body(init.params.boolean("keep_body")), _missing_filters(init.params.str("missing") == "filter") {
+        _keep_body(init.params.boolean("keep_body")),
+        _missing_filters(init.params.str("missing") == "filter") {
     for (const auto& t : init.params.strings("text")) {
       _text.push_back(make_pointer(t, "text"));
       _text_names.push_back(t);
@@ -30,7 +33,8 @@ class ExtractJson final : public Node {
 
   void process(RecordPtr in, Emitter& out) override {
     rapidjson::Document d;
-    if (!parse_untrusted(d, in->body)) return out.drop(Outcome::dead_lettered, "malformed JSON body");
+    if (!parse_untrusted(d, in->body))
+      return out.drop(Outcome::dead_lettered, "malformed JSON body");
     RecordPtr r = own(in);
     std::string text;
     bool found = false;
@@ -44,7 +48,8 @@ class ExtractJson final : public Node {
     if (!found) {
       std::string names;
       for (const auto& n : _text_names) names += (names.empty() ? "" : ", ") + n;
-      return out.drop(_missing_filters ? Outcome::filtered : Outcome::dead_lettered, "no value at " + names);
+      return out.drop(_missing_filters ? Outcome::filtered : Outcome::dead_lettered,
+                      "no value at " + names);
     }
     r->text = std::move(text);
     _meta.apply(d, r->meta);
@@ -84,17 +89,21 @@ NodeTypeInfo extract_json_info() {
   NodeTypeInfo info;
   info.type = "extract.json";
   info.role = NodeRole::transform;
-  info.description =
-      "Text and meta from a record's JSON body by JSON pointers. Nested arrays flatten to one line per "
-      "non-empty string; HTML is stripped (footnotes dropped with their content, entities decoded). A "
-      "malformed body or a missing text pointer dead-letters the record.";
+  info.description = "Text and meta from a record's JSON body by JSON pointers. Nested arrays "
+                     "flatten to one line per "
+                     "non-empty string; HTML is stripped (footnotes dropped with their content, "
+                     "entities decoded). A "
+                     "malformed body or a missing text pointer dead-letters the record.";
   info.params = {
-      required_param("text", ParamType::string_or_list, "JSON pointer(s) to the text; several are joined by lines"),
-      param("flatten", ParamType::boolean, "true", "nested arrays become lines (empty entries skipped)"),
+      required_param("text", ParamType::string_or_list,
+                     "JSON pointer(s) to the text; several are joined by lines"),
+      param("flatten", ParamType::boolean, "true",
+            "nested arrays become lines (empty entries skipped)"),
       param("strip_html", ParamType::boolean, "true", "remove tags and footnotes, decode entities"),
       param("meta", ParamType::object, "{}", "meta name -> JSON pointer"),
       param("keep_body", ParamType::boolean, "false", "keep the raw body on the record (memory)"),
-      param("missing", ParamType::string, "\"dead_letter\"", "no text at the pointers: dead_letter or filter"),
+      param("missing", ParamType::string, "\"dead_letter\"",
+            "no text at the pointers: dead_letter or filter"),
   };
   info.params.back().choices = {"dead_letter", "filter"};
   info.make_node = [](const NodeInit& init) { return std::make_unique<ExtractJson>(init); };

@@ -36,21 +36,23 @@ std::string literal_host(const std::string& url) {
 class FetchHttp final : public Node {
  public:
   explicit FetchHttp(const NodeInit& init)
-      : _id(init.id),
-        _url(compile(init.params, "url")),
+      : _id(init.id), _url(compile(init.params, "url")),
         _body(init.params.has("body") ? compile(init.params, "body") : RecordTemplate("")),
-        _method(init.params.str("method")),
-        _cap(init.concurrency, init.adaptive),
+        _method(init.params.str("method")), _cap(init.concurrency, init.adaptive),
         _rpm(init.params.number("rpm")) {
     const std::string url = init.params.str("url");
     if (!http::is_http_url(url) && url.rfind("{+", 0) != 0)
-      throw ParamError("url", "url must start with http:// or https:// (or be {+id}: a whole URL from the record)");
+      throw ParamError(
+          "url",
+          "url must start with http:// or https:// (or be {+id}: a whole URL from the record)");
     _key = init.params.has("limit_key") ? init.params.str("limit_key") : literal_host(url);
     if (_key.empty()) _key = init.id;
     if (const json::Value* h = init.params.get("headers"); h && h->kind == json::Kind::object) {
       for (const auto& m : h->members) {
-        if (m.value.kind != json::Kind::string) throw ParamError("headers", "header \"" + m.key + "\" must be a string");
-        if (m.value.unset_env) continue;  // built from an unset ${env:...}: an optional key, not sent
+        if (m.value.kind != json::Kind::string)
+          throw ParamError("headers", "header \"" + m.key + "\" must be a string");
+        if (m.value.unset_env)
+          continue;  // built from an unset ${env:...}: an optional key, not sent
         try {
           _headers.emplace_back(m.key, RecordTemplate(m.value.str));
         } catch (const std::invalid_argument& e) {
@@ -60,30 +62,40 @@ class FetchHttp final : public Node {
     }
     if (const json::Value* r = init.params.get("retry"); r && r->kind == json::Kind::object) {
       for (const auto& m : r->members) {
-        if (m.value.kind != json::Kind::number) throw ParamError("retry", "retry." + m.key + " must be a number");
+        if (m.value.kind != json::Kind::number)
+          throw ParamError("retry", "retry." + m.key + " must be a number");
         if (m.key == "max_attempts") _policy.max_attempts = static_cast<int>(m.value.number);
         else if (m.key == "base_delay_s") _policy.base_delay_s = m.value.number;
         else if (m.key == "max_delay_s") _policy.max_delay_s = m.value.number;
         else if (m.key == "max_retry_s") _policy.max_retry_s = m.value.number;
-        else throw ParamError("retry", "unknown retry setting \"" + m.key + "\" (max_attempts, base_delay_s, max_delay_s, max_retry_s)");
+        else
+          throw ParamError("retry",
+                           "unknown retry setting \"" + m.key +
+                               "\" (max_attempts, base_delay_s, max_delay_s, max_retry_s)");
       }
-      if (_policy.max_attempts < 1) throw ParamError("retry", "retry.max_attempts must be at least 1");
+      if (_policy.max_attempts < 1)
+        throw ParamError("retry", "retry.max_attempts must be at least 1");
     }
-    if (const json::Value* f = init.params.get("follow"); f && f->kind == json::Kind::object && !f->members.empty()) {
+    if (const json::Value* f = init.params.get("follow");
+        f && f->kind == json::Kind::object && !f->members.empty()) {
       _follow = true;
       for (const auto& m : f->members) {
         if (m.key == "max") {
-          if (m.value.kind != json::Kind::number || m.value.number < 1) throw ParamError("follow", "follow.max must be a number >= 1");
+          if (m.value.kind != json::Kind::number || m.value.number < 1)
+            throw ParamError("follow", "follow.max must be a number >= 1");
           _follow_max = static_cast<int>(m.value.number);
           continue;
         }
         if (m.key != "first" && m.key != "next")
           throw ParamError("follow", "unknown follow setting \"" + m.key + "\" (first, next, max)");
-        if (m.value.kind != json::Kind::string) throw ParamError("follow", "follow." + m.key + " must be a JSON pointer");
+        if (m.value.kind != json::Kind::string)
+          throw ParamError("follow", "follow." + m.key + " must be a JSON pointer");
         json_pointer(m.value.str, "follow");  // checks it
         (m.key == "first" ? _first : _next).emplace(m.value.str);
       }
-      if (!_next) throw ParamError("follow", "follow needs \"next\": the pointer to the next id in a response");
+      if (!_next)
+        throw ParamError("follow",
+                         "follow needs \"next\": the pointer to the next id in a response");
     }
     _timeout_ms = init.params.integer("timeout_ms");
     _connect_timeout_ms = init.params.integer("connect_timeout_ms");
@@ -139,15 +151,17 @@ class FetchHttp final : public Node {
     if (!_body.empty()) req.body = _body.expand(*r, false);
     for (const auto& [name, tpl] : _headers) {
       std::string v = tpl.expand(*r, false);
-      if (!v.empty()) req.headers.push_back(name + ": " + v);  // an unset ${env:...} sends no header
+      if (!v.empty())
+        req.headers.push_back(name + ": " + v);  // an unset ${env:...} sends no header
     }
     req.timeout_ms = _timeout_ms;
     req.connect_timeout_ms = _connect_timeout_ms;
     req.max_bytes = _max_bytes;
     _cap.watch(req);
-    _client->submit(std::move(req), _policy, _key, 0, [this, chain = std::move(chain)](http::Response&& resp) mutable {
-      done(std::move(chain), std::move(resp));
-    });
+    _client->submit(std::move(req), _policy, _key, 0,
+                    [this, chain = std::move(chain)](http::Response&& resp) mutable {
+                      done(std::move(chain), std::move(resp));
+                    });
   }
 
   // On the HTTP loop thread. Returns true when the chain goes on with another request.
@@ -170,12 +184,14 @@ class FetchHttp final : public Node {
     std::string next;
     const JsonPointerScan& ptr = c.phase == Chain::first ? *_first : *_next;
     if (ptr.find_string(resp.body, next) == JsonPointerScan::Result::malformed) {
-      _output->finish(c.input, Outcome::dead_lettered, "malformed JSON while following " + c.current->id);
+      _output->finish(c.input, Outcome::dead_lettered,
+                      "malformed JSON while following " + c.current->id);
       return false;
     }
     if (c.phase == Chain::first) {
       if (next.empty()) {
-        _output->finish(c.input, Outcome::dead_lettered, "no value at " + _first->pointer() + " to start from");
+        _output->finish(c.input, Outcome::dead_lettered,
+                        "no value at " + _first->pointer() + " to start from");
         return false;
       }
       c.phase = Chain::follow;
@@ -186,7 +202,8 @@ class FetchHttp final : public Node {
     }
     if (next.empty() || c.seen.count(next) || c.steps >= _follow_max) {
       // The input itself was a container: it ends here, its records go on.
-      _output->finish(c.input, Outcome::filtered, "followed into " + std::to_string(c.steps) + " records");
+      _output->finish(c.input, Outcome::filtered,
+                      "followed into " + std::to_string(c.steps) + " records");
       return false;
     }
     c.current = step_record(c, next);
@@ -225,24 +242,35 @@ NodeTypeInfo fetch_http_info() {
   info.type = "fetch.http";
   info.role = NodeRole::transform;
   info.io = true;
-  info.description =
-      "One HTTP request per record on the shared curl-multi loop (no thread per request); the response "
-      "body goes to the next node. `concurrency` caps requests in flight, retries included. Retries network "
-      "errors, 408 and 5xx with backoff; a 429 slows the rate limit and retries without using an attempt; "
-      "other 4xx are dead-lettered with the server's message.";
+  info.description = "One HTTP request per record on the shared curl-multi loop (no thread per "
+                     "request); the response "
+                     "body goes to the next node. `concurrency` caps requests in flight, retries "
+                     "included. Retries network "
+                     "errors, 408 and 5xx with backoff; a 429 slows the rate limit and retries "
+                     "without using an attempt; "
+                     "other 4xx are dead-lettered with the server's message.";
   info.params = {
-      required_param("url", ParamType::string, "URL template: {id}, {doc_id}, {meta.NAME} (values URL-encoded; {+id} as is)"),
+      required_param("url", ParamType::string,
+                     "URL template: {id}, {doc_id}, {meta.NAME} (values URL-encoded; {+id} as is)"),
       param("method", ParamType::string, "\"GET\"", "GET, POST, PUT or HEAD"),
-      param("headers", ParamType::object, "{}", "header name -> value template; empty ones (or from an unset ${env:...}) are not sent"),
+      param("headers", ParamType::object, "{}",
+            "header name -> value template; empty ones (or from an unset ${env:...}) are not sent"),
       param("body", ParamType::string, "null", "request body template (POST/PUT)"),
-      job_total(with_min(param("rpm", ParamType::number, "0", "requests per minute for limit_key, whole job (0 = no limit)"), 0)),
-      param("limit_key", ParamType::string, "null", "rate-limit name shared by nodes (default: the URL's host)"),
-      param("retry", ParamType::object, "{}", "max_attempts (8), base_delay_s (0.2), max_delay_s (30), max_retry_s (600)"),
+      job_total(with_min(param("rpm", ParamType::number, "0",
+                               "requests per minute for limit_key, whole job (0 = no limit)"),
+                         0)),
+      param("limit_key", ParamType::string, "null",
+            "rate-limit name shared by nodes (default: the URL's host)"),
+      param("retry", ParamType::object, "{}",
+            "max_attempts (8), base_delay_s (0.2), max_delay_s (30), max_retry_s (600)"),
       with_min(param("timeout_ms", ParamType::integer, "60000", "total time for one attempt"), 1),
       with_min(param("connect_timeout_ms", ParamType::integer, "10000", "time to connect"), 1),
-      with_min(param("max_bytes", ParamType::integer, "67108864", "larger responses are dead-lettered"), 1),
+      with_min(
+          param("max_bytes", ParamType::integer, "67108864", "larger responses are dead-lettered"),
+          1),
       param("follow", ParamType::object, "{}",
-            "enumerate: {\"first\": pointer to the first id (optional), \"next\": pointer to the next id, \"max\": N}; "
+            "enumerate: {\"first\": pointer to the first id (optional), \"next\": pointer to the "
+            "next id, \"max\": N}; "
             "each response becomes a record with that id, until next is null"),
   };
   info.params[1].choices = {"GET", "POST", "PUT", "HEAD"};

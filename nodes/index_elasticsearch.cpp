@@ -26,11 +26,10 @@ using BulkPtr = std::shared_ptr<Bulk>;
 class ElasticIndex final : public Node {
  public:
   explicit ElasticIndex(const NodeInit& init)
-      : _url(init.params.str("url")),
-        _index(init.params.str("index")),
-        _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))),
-        _cap(init.concurrency, init.adaptive),
-        _create_index(init.params.boolean("create_index")),
+      : _url(init.params.str("url")), _index(init.params.str("index")),
+        _batcher(static_cast<size_t>(init.params.integer("batch")),
+                 static_cast<int>(init.params.integer("linger_ms"))),
+        _cap(init.concurrency, init.adaptive), _create_index(init.params.boolean("create_index")),
         _max_rounds(static_cast<int>(init.params.integer("max_attempts"))),
         _timeout_ms(init.params.integer("timeout_ms")) {
     while (!_url.empty() && _url.back() == '/') _url.pop_back();
@@ -39,10 +38,14 @@ class ElasticIndex final : public Node {
     if (_index.empty() || _index.find_first_of("/ ,\"*?<>|\\#") != std::string::npos)
       throw ParamError("index", "index must be a valid index name");
     _batcher.set_max_bytes(static_cast<size_t>(init.params.integer("max_batch_bytes")));
-    auto usable = [](const json::Value* v) { return v && v->kind == json::Kind::string && !v->unset_env && !v->str.empty(); };
-    if (usable(init.params.get("api_key"))) _auth = "Authorization: ApiKey " + init.params.str("api_key");
+    auto usable = [](const json::Value* v) {
+      return v && v->kind == json::Kind::string && !v->unset_env && !v->str.empty();
+    };
+    if (usable(init.params.get("api_key")))
+      _auth = "Authorization: ApiKey " + init.params.str("api_key");
     else if (usable(init.params.get("username")))
-      _auth = "Authorization: Basic " + base64(init.params.str("username") + ":" + init.params.str("password"));
+      _auth = "Authorization: Basic " +
+              base64(init.params.str("username") + ":" + init.params.str("password"));
   }
 
   void open(NodeOutput& out) override {
@@ -71,7 +74,8 @@ class ElasticIndex final : public Node {
   }
 
  private:
-  http::Request request(const std::string& method, const std::string& url, std::string body, const char* type) {
+  http::Request request(const std::string& method, const std::string& url, std::string body,
+                        const char* type) {
     http::Request req;
     req.method = method;
     req.url = url;
@@ -90,7 +94,8 @@ class ElasticIndex final : public Node {
                     [&p](http::Response&& r) { p.set_value(std::move(r)); });
     http::Response r = f.get();  // open() runs on the main thread before records flow
     if (!r.ok() && r.body.find("resource_already_exists_exception") == std::string::npos)
-      throw std::runtime_error("creating index \"" + _index + "\" failed: " + r.error + " " + r.body.substr(0, 200));
+      throw std::runtime_error("creating index \"" + _index + "\" failed: " + r.error + " " +
+                               r.body.substr(0, 200));
   }
 
   // As in the embedders: a sent batch holds the graph until its items settle; a partial batch
@@ -129,7 +134,8 @@ class ElasticIndex final : public Node {
     // Reading the answer (an item per record) and building the next batch's body are CPU work
     // the HTTP loop should not do: a TBB worker does them.
     _client->submit(std::move(req), {}, "", 0, [this, bulk](http::Response&& resp) {
-      _output->offload([this, bulk, resp = std::move(resp)]() mutable { done(bulk, std::move(resp)); });
+      _output->offload(
+          [this, bulk, resp = std::move(resp)]() mutable { done(bulk, std::move(resp)); });
     });
   }
 
@@ -139,22 +145,27 @@ class ElasticIndex final : public Node {
     std::vector<RecordPtr> again;
     if (!resp.ok()) {
       std::string why = resp.failure();
-      for (auto& r : bulk->records) _output->finish(r, Outcome::dead_lettered, why, resp.attempts, resp.status);
+      for (auto& r : bulk->records)
+        _output->finish(r, Outcome::dead_lettered, why, resp.attempts, resp.status);
       settled = bulk->records.size();
     } else {
       rapidjson::Document d;
-      const bool shaped = parse_untrusted(d, resp.body) && d.IsObject() && d.HasMember("items") && d["items"].IsArray() &&
-                          d["items"].Size() == bulk->records.size();
+      const bool shaped = parse_untrusted(d, resp.body) && d.IsObject() && d.HasMember("items") &&
+                          d["items"].IsArray() && d["items"].Size() == bulk->records.size();
       if (!shaped) {
-        for (auto& r : bulk->records) _output->finish(r, Outcome::dead_lettered, "malformed _bulk response", 1, resp.status);
+        for (auto& r : bulk->records)
+          _output->finish(r, Outcome::dead_lettered, "malformed _bulk response", 1, resp.status);
         settled = bulk->records.size();
       } else {
         const auto& items = d["items"];
         for (size_t i = 0; i < bulk->records.size(); ++i) {
           const rapidjson::Value& item = items[static_cast<rapidjson::SizeType>(i)];
-          const rapidjson::Value* action = item.IsObject() && item.MemberCount() == 1 ? &item.MemberBegin()->value : nullptr;
-          int status = action && action->IsObject() && action->HasMember("status") && (*action)["status"].IsInt()
-                           ? (*action)["status"].GetInt() : 0;
+          const rapidjson::Value* action =
+              item.IsObject() && item.MemberCount() == 1 ? &item.MemberBegin()->value : nullptr;
+          int status = action && action->IsObject() && action->HasMember("status") &&
+                               (*action)["status"].IsInt()
+                           ? (*action)["status"].GetInt()
+                           : 0;
           RecordPtr& r = bulk->records[i];
           if (status >= 200 && status < 300) {
             _output->finish(r, Outcome::indexed);
@@ -163,7 +174,8 @@ class ElasticIndex final : public Node {
             again.push_back(std::move(r));
           } else {
             std::string why = "bulk item status " + std::to_string(status);
-            if (action && action->HasMember("error")) why += ": " + json_text((*action)["error"]).substr(0, 300);
+            if (action && action->HasMember("error"))
+              why += ": " + json_text((*action)["error"]).substr(0, 300);
             _output->finish(r, Outcome::dead_lettered, why, bulk->round + 1, status);
             ++settled;
           }
@@ -217,21 +229,33 @@ NodeTypeInfo index_elasticsearch_info() {
   info.role = NodeRole::sink;
   info.io = true;
   info.description =
-      "Elasticsearch or OpenSearch via POST {url}/_bulk: an index action per record with _id = chunk id (an "
-      "upsert). Items a 200 answers with 429 or 5xx are retried alone with backoff; other failed items are "
+      "Elasticsearch or OpenSearch via POST {url}/_bulk: an index action per record with _id = "
+      "chunk id (an "
+      "upsert). Items a 200 answers with 429 or 5xx are retried alone with backoff; other failed "
+      "items are "
       "dead-lettered. Sends nothing else (no health check, no index creation unless create_index).";
   info.params = {
       required_param("url", ParamType::string, "cluster base URL, e.g. http://localhost:9200"),
       required_param("index", ParamType::string, "index name (named in every action)"),
       with_min(param("batch", ParamType::integer, "500", "records per _bulk request"), 1),
-      with_min(param("max_batch_bytes", ParamType::integer, "5000000", "approximate bytes per _bulk request"), 1),
-      with_min(param("linger_ms", ParamType::integer, "200", "send a partial batch after this long"), 0),
-      param("api_key", ParamType::string, "null", "sent as Authorization: ApiKey (e.g. \"${env:ES_API_KEY}\")"),
+      with_min(param("max_batch_bytes", ParamType::integer, "5000000",
+                     "approximate bytes per _bulk request"),
+               1),
+      with_min(
+          param("linger_ms", ParamType::integer, "200", "send a partial batch after this long"), 0),
+      param("api_key", ParamType::string, "null",
+            "sent as Authorization: ApiKey (e.g. \"${env:ES_API_KEY}\")"),
       param("username", ParamType::string, "null", "basic auth user"),
-      param("password", ParamType::string, "null", "basic auth password (e.g. \"${env:ES_PASSWORD}\")"),
-      param("create_index", ParamType::boolean, "false", "PUT the index first (ignored if it exists)"),
-      with_min(param("max_attempts", ParamType::integer, "8", "sends of an item refused with 429/5xx"), 1),
-      with_min(param("timeout_ms", ParamType::integer, "60000", "time for one _bulk request (then retried)"), 1),
+      param("password", ParamType::string, "null",
+            "basic auth password (e.g. \"${env:ES_PASSWORD}\")"),
+      param("create_index", ParamType::boolean, "false",
+            "PUT the index first (ignored if it exists)"),
+      with_min(
+          param("max_attempts", ParamType::integer, "8", "sends of an item refused with 429/5xx"),
+          1),
+      with_min(param("timeout_ms", ParamType::integer, "60000",
+                     "time for one _bulk request (then retried)"),
+               1),
   };
   info.default_concurrency = 2;
   info.make_node = [](const NodeInit& init) { return std::make_unique<ElasticIndex>(init); };

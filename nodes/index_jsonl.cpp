@@ -61,7 +61,8 @@ std::string_view line_id(std::string_view line) {
 }
 
 std::string part_prefix(const ShardSpec& shard) {
-  std::string p = "s";  // built by appending: GCC 12 warns (-Wrestrict, falsely) on "s" + to_string()
+  std::string p =
+      "s";  // built by appending: GCC 12 warns (-Wrestrict, falsely) on "s" + to_string()
   p += std::to_string(shard.index);
   p += "-of-";
   p += std::to_string(shard.count);
@@ -74,7 +75,9 @@ class MergeLock {
  public:
   explicit MergeLock(const fs::path& dir) {
     _fd = ::open((dir / ".merge.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (_fd < 0) throw std::runtime_error("cannot create a lock in \"" + dir.string() + "\": " + std::strerror(errno));
+    if (_fd < 0)
+      throw std::runtime_error("cannot create a lock in \"" + dir.string() +
+                               "\": " + std::strerror(errno));
     while (flock(_fd, LOCK_EX) != 0 && errno == EINTR) {
     }
   }
@@ -98,7 +101,8 @@ uint64_t merge_jsonl_parts(const std::string& path, const ShardSpec& shard) {
   std::vector<fs::path> parts;
   for (const auto& e : fs::directory_iterator(dir)) {
     std::string name = e.path().filename().string();
-    if (e.is_regular_file() && e.path().extension() == ".jsonl" && name.rfind(prefix, 0) == 0) parts.push_back(e.path());
+    if (e.is_regular_file() && e.path().extension() == ".jsonl" && name.rfind(prefix, 0) == 0)
+      parts.push_back(e.path());
   }
   std::sort(parts.begin(), parts.end());
   std::vector<fs::path> inputs = parts;
@@ -139,8 +143,7 @@ namespace {
 class JsonlIndex final : public Node {
  public:
   explicit JsonlIndex(const NodeInit& init)
-      : _path(init.params.str("path")),
-        _part_tag(part_prefix(init.shard) + init.part_tag),
+      : _path(init.params.str("path")), _part_tag(part_prefix(init.shard) + init.part_tag),
         _batch(static_cast<size_t>(init.params.integer("batch"))),
         _linger(init.params.integer("linger_ms")) {
     if (_path.empty()) throw ParamError("path", "path must not be empty");
@@ -158,7 +161,8 @@ class JsonlIndex final : public Node {
       target = (fs::path(parts_dir(_path)) / (_part_tag + ".jsonl")).string();
     }
     _file = std::fopen(target.c_str(), "w");
-    if (!_file) throw std::runtime_error("cannot write \"" + target + "\": " + std::strerror(errno));
+    if (!_file)
+      throw std::runtime_error("cannot write \"" + target + "\": " + std::strerror(errno));
   }
 
   // Lines are formatted in parallel (formatting 256 floats as text is most of the cost); only
@@ -247,15 +251,18 @@ NodeTypeInfo index_jsonl_info() {
   NodeTypeInfo info;
   info.type = "index.jsonl";
   info.role = NodeRole::sink;
-  info.description =
-      "Writes one JSON object per record (id, doc_id, seq, text, meta, vector if present) to a file. "
-      "Each process writes a part file under PATH.parts/; the end of the run merges them into PATH with "
-      "each chunk id once, so many processes and a resume after kill -9 end as one file. A fresh run "
-      "replaces PATH; --resume keeps it.";
+  info.description = "Writes one JSON object per record (id, doc_id, seq, text, meta, vector if "
+                     "present) to a file. "
+                     "Each process writes a part file under PATH.parts/; the end of the run merges "
+                     "them into PATH with "
+                     "each chunk id once, so many processes and a resume after kill -9 end as one "
+                     "file. A fresh run "
+                     "replaces PATH; --resume keeps it.";
   info.params = {
       required_param("path", ParamType::string, "output file (/dev/null to discard)"),
       with_min(param("batch", ParamType::integer, "256", "records per write"), 1),
-      with_min(param("linger_ms", ParamType::integer, "50", "write a partial batch after this long"), 0),
+      with_min(
+          param("linger_ms", ParamType::integer, "50", "write a partial batch after this long"), 0),
   };
   info.default_concurrency = 0;  // lines are formatted in parallel; writes are serialized
   info.make_node = [](const NodeInit& init) { return std::make_unique<JsonlIndex>(init); };
@@ -273,7 +280,9 @@ NodeTypeInfo index_jsonl_info() {
     for (const auto& e : fs::directory_iterator(parts_dir(path), ec))
       if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove(e.path());
   };
-  info.merge_outputs = [](const Params& p, const ShardSpec& shard) { merge_jsonl_parts(p.str("path"), shard); };
+  info.merge_outputs = [](const Params& p, const ShardSpec& shard) {
+    merge_jsonl_parts(p.str("path"), shard);
+  };
   info.output_file = [](const Params& p) { return p.str("path"); };
   return info;
 }

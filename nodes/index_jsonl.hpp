@@ -10,4 +10,4 @@ std::string jsonl_line(const Record& r);
 // of a killed process skipped; then removes those parts. Shards sharing `path` take turns (flock).
 // Returns the number of lines written.
 uint64_t merge_jsonl_parts(const std::string& path, const ShardSpec& shard);
-}
+}  // namespace sluice

@@ -78,9 +78,9 @@ class SqliteIndex final : public Node {
  public:
   explicit SqliteIndex(const NodeInit& init)
       : _path(init.params.str("path")),
-        _batcher(static_cast<size_t>(init.params.integer("batch")), static_cast<int>(init.params.integer("linger_ms"))),
-        _fts_batch(init.params.integer("fts_batch")),
-        _vector_type(init.params.str("vector_type")) {
+        _batcher(static_cast<size_t>(init.params.integer("batch")),
+                 static_cast<int>(init.params.integer("linger_ms"))),
+        _fts_batch(init.params.integer("fts_batch")), _vector_type(init.params.str("vector_type")) {
     if (_path.empty()) throw ParamError("path", "path must not be empty");
   }
 
@@ -136,21 +136,26 @@ class SqliteIndex final : public Node {
     });
     std::string stored = _db.meta("vector_type");
     if (!_vector_type.empty() && _vector_type != stored)
-      throw std::runtime_error("\"" + _path + "\" stores vectors as " + stored + ", not " + _vector_type +
-                               ": leave vector_type out to follow the file, or write to a new path");
+      throw std::runtime_error(
+          "\"" + _path + "\" stores vectors as " + stored + ", not " + _vector_type +
+          ": leave vector_type out to follow the file, or write to a new path");
     _half = stored == "f16";
     _embedder = _db.meta("embedder");
-    _select = _db.prepare("SELECT rowid, text, doc_id, seq, meta, vector FROM chunks WHERE id = ?1");
+    _select =
+        _db.prepare("SELECT rowid, text, doc_id, seq, meta, vector FROM chunks WHERE id = ?1");
     _insert = _db.prepare(
         "INSERT INTO chunks(id, doc_id, seq, text, meta, vector) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
         "ON CONFLICT(id) DO NOTHING");
-    _update = _db.prepare("UPDATE chunks SET doc_id = ?2, seq = ?3, text = ?4, meta = ?5, vector = ?6 WHERE rowid = ?1");
+    _update = _db.prepare("UPDATE chunks SET doc_id = ?2, seq = ?3, text = ?4, meta = ?5, vector = "
+                          "?6 WHERE rowid = ?1");
     _fts_insert = _db.prepare("INSERT INTO chunks_fts(rowid, text) VALUES (?1, ?2)");
-    _fts_delete = _db.prepare("INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', ?1, ?2)");
-    _upsert_doc = _db.prepare(
-        "INSERT INTO docs(doc_id, meta) VALUES (?1, ?2) ON CONFLICT(doc_id) DO UPDATE SET meta = excluded.meta "
-        "WHERE docs.meta IS NOT excluded.meta");
-    _fts_rowid_get = _db.prepare("SELECT CAST(value AS INTEGER) FROM sluice_meta WHERE key = 'fts_rowid'");
+    _fts_delete =
+        _db.prepare("INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', ?1, ?2)");
+    _upsert_doc = _db.prepare("INSERT INTO docs(doc_id, meta) VALUES (?1, ?2) ON CONFLICT(doc_id) "
+                              "DO UPDATE SET meta = excluded.meta "
+                              "WHERE docs.meta IS NOT excluded.meta");
+    _fts_rowid_get =
+        _db.prepare("SELECT CAST(value AS INTEGER) FROM sluice_meta WHERE key = 'fts_rowid'");
     _fts_rowid_set = _db.prepare("UPDATE sluice_meta SET value = ?1 WHERE key = 'fts_rowid'");
     _fts_catch_up = _db.prepare("SELECT rowid, text FROM chunks WHERE rowid > ?1 AND rowid <= ?2");
     // Rows an earlier run committed but did not live to add to chunks_fts.
@@ -229,7 +234,8 @@ class SqliteIndex final : public Node {
       try {
         while (_db.step(_fts_catch_up) == SQLITE_ROW) {
           sqlite3_bind_int64(_fts_insert, 1, sqlite3_column_int64(_fts_catch_up, 0));
-          sqlite3_bind_text(_fts_insert, 2, static_cast<const char*>(sqlite3_column_blob(_fts_catch_up, 1)),
+          sqlite3_bind_text(_fts_insert, 2,
+                            static_cast<const char*>(sqlite3_column_blob(_fts_catch_up, 1)),
                             sqlite3_column_bytes(_fts_catch_up, 1), SQLITE_STATIC);
           _db.run(_fts_insert);
         }
@@ -271,20 +277,24 @@ class SqliteIndex final : public Node {
       std::string meta = r->meta.to_json();
       upsert(*r, meta);
       if (docs_seen.insert(r->doc_id).second) {
-        sqlite3_bind_text(_upsert_doc, 1, r->doc_id.data(), static_cast<int>(r->doc_id.size()), SQLITE_STATIC);
-        sqlite3_bind_text(_upsert_doc, 2, meta.data(), static_cast<int>(meta.size()), SQLITE_TRANSIENT);
+        sqlite3_bind_text(_upsert_doc, 1, r->doc_id.data(), static_cast<int>(r->doc_id.size()),
+                          SQLITE_STATIC);
+        sqlite3_bind_text(_upsert_doc, 2, meta.data(), static_cast<int>(meta.size()),
+                          SQLITE_TRANSIENT);
         _db.run(_upsert_doc);
       }
     }
     if (_rows_since_catch_up >= _fts_batch ||
-        (_rows_since_catch_up > 0 && std::chrono::steady_clock::now() - _last_catch_up >= kFtsInterval))
+        (_rows_since_catch_up > 0 &&
+         std::chrono::steady_clock::now() - _last_catch_up >= kFtsInterval))
       catch_up_text();
   }
 
   static bool same_text(sqlite3_stmt* st, int col, std::string_view v) {
     if (sqlite3_column_type(st, col) == SQLITE_NULL) return false;
     const char* p = reinterpret_cast<const char*>(sqlite3_column_text(st, col));
-    return static_cast<size_t>(sqlite3_column_bytes(st, col)) == v.size() && std::memcmp(p, v.data(), v.size()) == 0;
+    return static_cast<size_t>(sqlite3_column_bytes(st, col)) == v.size() &&
+           std::memcmp(p, v.data(), v.size()) == 0;
   }
 
   // Insert, or update only what changed; an unchanged row (a re-run) costs one lookup.
@@ -312,14 +322,17 @@ class SqliteIndex final : public Node {
     if (rc != SQLITE_ROW) {
       sqlite3_reset(_select);
       std::string msg = "SQLite: ";
-      msg += rc == SQLITE_DONE ? "chunk \"" + r.id + "\" was neither inserted nor found" : _db.errmsg();
+      msg += rc == SQLITE_DONE ? "chunk \"" + r.id + "\" was neither inserted nor found"
+                               : _db.errmsg();
       throw std::runtime_error(msg);
     }
     int64_t rowid = sqlite3_column_int64(_select, 0);
     bool text_same = same_text(_select, 1, r.text);
-    bool vec_same = r.vector.empty() ? sqlite3_column_type(_select, 5) == SQLITE_NULL
-                                     : sqlite3_column_bytes(_select, 5) == static_cast<int>(vec.size()) &&
-                                           std::memcmp(sqlite3_column_blob(_select, 5), vec.data(), vec.size()) == 0;
+    bool vec_same =
+        r.vector.empty()
+            ? sqlite3_column_type(_select, 5) == SQLITE_NULL
+            : sqlite3_column_bytes(_select, 5) == static_cast<int>(vec.size()) &&
+                  std::memcmp(sqlite3_column_blob(_select, 5), vec.data(), vec.size()) == 0;
     bool rest_same = same_text(_select, 2, r.doc_id) && sqlite3_column_int64(_select, 3) == r.seq &&
                      same_text(_select, 4, meta);
     if (text_same && vec_same && rest_same) {
@@ -330,13 +343,14 @@ class SqliteIndex final : public Node {
       // FTS5 external content: the old text must be given back to remove its terms. (A row above
       // the mark is not in chunks_fts yet; the catch-up will read its new text.)
       std::string old(reinterpret_cast<const char*>(sqlite3_column_text(_select, 1)),
-                       static_cast<size_t>(sqlite3_column_bytes(_select, 1)));
+                      static_cast<size_t>(sqlite3_column_bytes(_select, 1)));
       sqlite3_reset(_select);
       sqlite3_bind_int64(_fts_delete, 1, rowid);
       sqlite3_bind_text(_fts_delete, 2, old.data(), static_cast<int>(old.size()), SQLITE_STATIC);
       _db.run(_fts_delete);
       sqlite3_bind_int64(_fts_insert, 1, rowid);
-      sqlite3_bind_text(_fts_insert, 2, r.text.data(), static_cast<int>(r.text.size()), SQLITE_STATIC);
+      sqlite3_bind_text(_fts_insert, 2, r.text.data(), static_cast<int>(r.text.size()),
+                        SQLITE_STATIC);
       _db.run(_fts_insert);
     } else {
       sqlite3_reset(_select);
@@ -362,8 +376,9 @@ class SqliteIndex final : public Node {
         _embedder = *r->embedder;
         _db.set_meta("embedder", _embedder);
       } else if (_embedder != *r->embedder) {
-        throw std::runtime_error("the index holds vectors from " + _embedder + " but this graph's are from " +
-                                 *r->embedder + "; write to a new path (or delete the old index)");
+        throw std::runtime_error("the index holds vectors from " + _embedder +
+                                 " but this graph's are from " + *r->embedder +
+                                 "; write to a new path (or delete the old index)");
       }
     }
   }
@@ -399,19 +414,24 @@ NodeTypeInfo index_sqlite_info() {
   NodeTypeInfo info;
   info.type = "index.sqlite";
   info.role = NodeRole::sink;
-  info.description =
-      "Embedded index: FTS5 (BM25) over chunk text, vectors as float16 (or float32) BLOBs, document meta. Upserts by "
-      "chunk id in batched WAL transactions, so a re-run updates rather than duplicates; the full-text index "
-      "takes in the new rows' text in larger steps and at the end of the run. Query it with `sluice search`.";
+  info.description = "Embedded index: FTS5 (BM25) over chunk text, vectors as float16 (or float32) "
+                     "BLOBs, document meta. Upserts by "
+                     "chunk id in batched WAL transactions, so a re-run updates rather than "
+                     "duplicates; the full-text index "
+                     "takes in the new rows' text in larger steps and at the end of the run. Query "
+                     "it with `sluice search`.";
   info.params = {
       required_param("path", ParamType::string, "SQLite file to create or update"),
       with_min(param("batch", ParamType::integer, "512", "records per transaction"), 1),
-      with_min(param("linger_ms", ParamType::integer, "50", "write a partial batch after this long"), 0),
+      with_min(
+          param("linger_ms", ParamType::integer, "50", "write a partial batch after this long"), 0),
       param("vector_type", ParamType::string, "null",
-            "how vectors are stored: f16 (half the bytes, about 3 significant digits) or f32; default: "
+            "how vectors are stored: f16 (half the bytes, about 3 significant digits) or f32; "
+            "default: "
             "the file's own, f16 for a new file"),
       with_min(param("fts_batch", ParamType::integer, "8192",
-                     "rows whose text enters the full-text index in one step (also every 10 s and at the end "
+                     "rows whose text enters the full-text index in one step (also every 10 s and "
+                     "at the end "
                      "of the run): larger builds faster, searches later"),
                1),
   };

@@ -63,8 +63,8 @@ class Db {
 
   void open(const std::string& path, int flags) {
     if (sqlite3_open_v2(path.c_str(), &_db, flags, nullptr) != SQLITE_OK)
-      throw std::runtime_error("cannot open SQLite database \"" + path + "\": " +
-                               (_db ? sqlite3_errmsg(_db) : "out of memory"));
+      throw std::runtime_error("cannot open SQLite database \"" + path +
+                               "\": " + (_db ? sqlite3_errmsg(_db) : "out of memory"));
     sqlite3_busy_timeout(_db, 10000);
   }
   void exec(const char* sql) {
@@ -144,7 +144,8 @@ inline void check_foreign(Db& db, const std::string& path) {
     return;
   }
   if (std::string format = db.meta("format"); format != kFormat)
-    throw std::runtime_error("\"" + path + "\" is not a sluice index (format is \"" + format + "\")");
+    throw std::runtime_error("\"" + path + "\" is not a sluice index (format is \"" + format +
+                             "\")");
 }
 
 // A file from a newer sluice may keep its rows in a way this one would break.
@@ -152,7 +153,8 @@ inline void check_schema_version(Db& db, const std::string& path) {
   std::string v = db.meta("schema_version");
   if (!v.empty() && std::atoi(v.c_str()) > kNewestSchema)
     throw std::runtime_error("\"" + path + "\" was written by a newer sluice (index schema " + v +
-                             "; this one knows up to " + std::to_string(kNewestSchema) + "): upgrade sluice");
+                             "; this one knows up to " + std::to_string(kNewestSchema) +
+                             "): upgrade sluice");
 }
 
 }  // namespace sluice::sqlite_index

@@ -51,10 +51,10 @@ std::vector<SearchHit> bm25(Db& db, const std::string& query, int k) {
   std::vector<SearchHit> hits;
   std::string q = fts_query(query);
   if (q.empty() || q == "\"\"") return hits;
-  sqlite3_stmt* s = db.prepare(
-      "SELECT c.id, c.doc_id, -bm25(chunks_fts) AS score, snippet(chunks_fts, 0, '[', ']', '...', 16) "
-      "FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
-      "WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts) LIMIT ?2");
+  sqlite3_stmt* s = db.prepare("SELECT c.id, c.doc_id, -bm25(chunks_fts) AS score, "
+                               "snippet(chunks_fts, 0, '[', ']', '...', 16) "
+                               "FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+                               "WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts) LIMIT ?2");
   sqlite3_bind_text(s, 1, q.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(s, 2, k);
   while (sqlite3_step(s) == SQLITE_ROW) {
@@ -82,7 +82,9 @@ std::string short_snippet(const unsigned char* text, int len) {
 
 std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
   std::string spec = db.meta("embedder");
-  if (spec.empty()) throw std::runtime_error("the index has no vectors (its graph has no embed node); use --mode bm25");
+  if (spec.empty())
+    throw std::runtime_error(
+        "the index has no vectors (its graph has no embed node); use --mode bm25");
   rapidjson::Document d;
   d.Parse(spec.c_str());
   if (d.HasParseError() || !d.IsObject() || !d.HasMember("type") || !d["type"].IsString())
@@ -96,10 +98,12 @@ std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
   std::string type_name = db.meta("vector_type");
   bool half = type_name == "f16";
   if (!half && !type_name.empty() && type_name != "f32")
-    throw std::runtime_error("the index stores vectors as \"" + type_name + "\", which this sluice cannot read");
+    throw std::runtime_error("the index stores vectors as \"" + type_name +
+                             "\", which this sluice cannot read");
   int width = half ? 2 : 4;
   // Brute force: exact top-k over every vector; fine up to a few million chunks.
-  sqlite3_stmt* s = db.prepare("SELECT id, doc_id, vector, text FROM chunks WHERE vector IS NOT NULL");
+  sqlite3_stmt* s =
+      db.prepare("SELECT id, doc_id, vector, text FROM chunks WHERE vector IS NOT NULL");
   std::vector<SearchHit> hits;
   auto worse = [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; };
   while (sqlite3_step(s) == SQLITE_ROW) {
@@ -127,19 +131,23 @@ std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
       hits.pop_back();
     }
   }
-  std::sort(hits.begin(), hits.end(), [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; });
+  std::sort(hits.begin(), hits.end(),
+            [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; });
   return hits;
 }
 
 }  // namespace
 
-std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k, SearchMode mode) {
+std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
+                                    SearchMode mode) {
   if (!std::filesystem::exists(db_path))
-    throw std::runtime_error("no index at \"" + db_path + "\" (run a graph with an index.sqlite sink first)");
+    throw std::runtime_error("no index at \"" + db_path +
+                             "\" (run a graph with an index.sqlite sink first)");
   Db db;
   db.open(db_path, SQLITE_OPEN_READONLY);
   check_foreign(db, db_path);
-  if (!db.has_table("chunks")) throw std::runtime_error("\"" + db_path + "\" is not a sluice index");
+  if (!db.has_table("chunks"))
+    throw std::runtime_error("\"" + db_path + "\" is not a sluice index");
   check_schema_version(db, db_path);
   if (k < 1) k = 1;
   if (mode == SearchMode::bm25) return bm25(db, query, k);

@@ -31,10 +31,8 @@ std::string lower_ext(const fs::path& p) {
 class FilesSource final : public Source {
  public:
   explicit FilesSource(const NodeInit& init)
-      : _dir(init.params.str("dir")),
-        _glob(init.params.str("glob")),
-        _recursive(init.params.boolean("recursive")),
-        _id_field(init.params.str("id_field")),
+      : _dir(init.params.str("dir")), _glob(init.params.str("glob")),
+        _recursive(init.params.boolean("recursive")), _id_field(init.params.str("id_field")),
         _text_field(init.params.str("text_field")),
         _max_bytes(static_cast<uint64_t>(init.params.integer("max_file_mb")) << 20) {}
 
@@ -50,7 +48,8 @@ class FilesSource final : public Source {
       if (fnmatch(_glob.c_str(), subject.c_str(), 0) == 0) _files.push_back(rel);
     };
     if (_recursive) {
-      for (const auto& e : fs::recursive_directory_iterator(_dir, fs::directory_options::skip_permission_denied, ec))
+      for (const auto& e : fs::recursive_directory_iterator(
+               _dir, fs::directory_options::skip_permission_denied, ec))
         consider(e);
     } else {
       for (const auto& e : fs::directory_iterator(_dir, ec)) consider(e);
@@ -110,7 +109,8 @@ class FilesSource final : public Source {
         std::string_view line(data.data() + pos, nl - pos);
         pos = nl + 1;
         if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-        auto r = record_from_json(line, rel + ":" + std::to_string(line_no), _id_field, _text_field);
+        auto r =
+            record_from_json(line, rel + ":" + std::to_string(line_no), _id_field, _text_field);
         r->meta.set_string("path", rel);
         _pending.push_back(std::move(r));
       }
@@ -171,7 +171,8 @@ NodeTypeInfo source_files_info() {
       param("text_field", ParamType::string, "\"text\"", "JSON files: field holding the text"),
       param("id_field", ParamType::string, "\"id\"", "JSON files: field holding the document id"),
       with_min(param("max_file_mb", ParamType::integer, "64",
-                     "larger files are dead-lettered instead of read"), 1),
+                     "larger files are dead-lettered instead of read"),
+               1),
   };
   info.make_source = [](const NodeInit& init) { return std::make_unique<FilesSource>(init); };
   return info;

@@ -17,7 +17,9 @@ namespace sluice {
 
 namespace {
 
-rapidjson::Pointer pointer_param(const Params& p, const char* name) { return json_pointer(p.str(name), name); }
+rapidjson::Pointer pointer_param(const Params& p, const char* name) {
+  return json_pointer(p.str(name), name);
+}
 
 // Query strings may carry keys (api_key=...): messages show only the path.
 std::string redacted(const std::string& url) {
@@ -38,10 +40,13 @@ class HttpListSource final : public Source {
     _id_text = p.str("id");
     _paging = p.str("paging");
     if (_paging == "cursor") {
-      if (!p.has("next")) throw ParamError("next", "cursor paging needs \"next\": the pointer to the next cursor (e.g. /meta/next_cursor)");
+      if (!p.has("next"))
+        throw ParamError("next", "cursor paging needs \"next\": the pointer to the next cursor "
+                                 "(e.g. /meta/next_cursor)");
       _next = pointer_param(p, "next");
     }
-    if (_paging == "offset" && !p.has("per_page")) throw ParamError("per_page", "offset paging needs per_page");
+    if (_paging == "offset" && !p.has("per_page"))
+      throw ParamError("per_page", "offset paging needs per_page");
     if (p.has("text")) _text = pointer_param(p, "text");
     if (p.has("skip")) _skip = pointer_param(p, "skip");
     _recurse = p.has("recurse") ? p.str("recurse") : "";
@@ -54,7 +59,8 @@ class HttpListSource final : public Source {
     auto read_pairs = [&](const char* name, std::vector<std::pair<std::string, std::string>>& out) {
       if (const json::Value* h = p.get(name); h && h->kind == json::Kind::object)
         for (const auto& m : h->members) {
-          if (m.value.kind != json::Kind::string) throw ParamError(name, std::string(name) + "." + m.key + " must be a string");
+          if (m.value.kind != json::Kind::string)
+            throw ParamError(name, std::string(name) + "." + m.key + " must be a string");
           if (!m.value.unset_env && !m.value.str.empty()) out.emplace_back(m.key, m.value.str);
         }
     };
@@ -105,7 +111,8 @@ class HttpListSource final : public Source {
     if (_paging == "page") add(_params.str("page_param"), std::to_string(_page));
     if (_paging == "offset") add(_params.str("offset_param"), std::to_string(_offset));
     if (_paging == "cursor") add(_params.str("cursor_param"), _cursor);
-    if (_per_page > 0 && _paging != "link") add(_params.str("per_page_param"), std::to_string(_per_page));
+    if (_per_page > 0 && _paging != "link")
+      add(_params.str("per_page_param"), std::to_string(_per_page));
     return u;
   }
 
@@ -114,9 +121,9 @@ class HttpListSource final : public Source {
     req.url = page_url();
     for (const auto& [name, value] : _headers) req.headers.push_back(name + ": " + value);
     _out->hold();
-    _client->submit(std::move(req), _policy, _key, 0, [this, url = page_url()](http::Response&& resp) {
-      on_page(url, std::move(resp));
-    });
+    _client->submit(
+        std::move(req), _policy, _key, 0,
+        [this, url = page_url()](http::Response&& resp) { on_page(url, std::move(resp)); });
   }
 
   // Leaves of the listing (a tree when `recurse` names the child array) become documents.
@@ -163,8 +170,8 @@ class HttpListSource final : public Source {
         _out->fail_run("listing " + redacted(url) + ": the response is not JSON");
         finished = true;
       } else if (!items || !items->IsArray()) {
-        _out->fail_run("listing " + redacted(url) + ": \"items\" " + _items_text + " does not point at an array" +
-                       (items ? "" : " (nothing there)"));
+        _out->fail_run("listing " + redacted(url) + ": \"items\" " + _items_text +
+                       " does not point at an array" + (items ? "" : " (nothing there)"));
         finished = true;
       } else {
         size_t raw = items->Size();
@@ -177,19 +184,24 @@ class HttpListSource final : public Source {
         else if (_paging == "cursor") {
           const rapidjson::Value* c = _next.Get(d);
           if (!c || c->IsNull() || (c->IsString() && c->GetStringLength() == 0)) finished = true;
-          else _cursor = c->IsString() ? std::string(c->GetString(), c->GetStringLength()) : json_text(*c);
+          else
+            _cursor =
+                c->IsString() ? std::string(c->GetString(), c->GetStringLength()) : json_text(*c);
           if (!finished && !_seen.insert(_cursor).second) {
-            _out->fail_run("listing " + redacted(url) + " returned a cursor it gave before: stopping instead of looping");
+            _out->fail_run("listing " + redacted(url) +
+                           " returned a cursor it gave before: stopping instead of looping");
             finished = true;
           }
         } else if (_paging == "link") {
           _next_url = link_next(resp.header("link"));
           if (_next_url.empty()) finished = true;
           else if (!http::is_http_url(_next_url)) {
-            _out->fail_run("listing " + redacted(url) + ": rel=\"next\" is not an absolute http(s) URL");
+            _out->fail_run("listing " + redacted(url) +
+                           ": rel=\"next\" is not an absolute http(s) URL");
             finished = true;
           } else if (!_seen.insert(_next_url).second) {
-            _out->fail_run("listing " + redacted(url) + " links back to a page it already gave: stopping instead of looping");
+            _out->fail_run("listing " + redacted(url) +
+                           " links back to a page it already gave: stopping instead of looping");
             finished = true;
           }
         }
@@ -237,8 +249,10 @@ std::string link_next(const std::string& header) {
     size_t gt = header.find('>', lt);
     if (gt == std::string::npos) break;
     size_t end = header.find('<', gt);
-    std::string params = header.substr(gt + 1, end == std::string::npos ? std::string::npos : end - gt - 1);
-    if (params.find("rel=\"next\"") != std::string::npos || params.find("rel=next") != std::string::npos)
+    std::string params =
+        header.substr(gt + 1, end == std::string::npos ? std::string::npos : end - gt - 1);
+    if (params.find("rel=\"next\"") != std::string::npos ||
+        params.find("rel=next") != std::string::npos)
       return header.substr(lt + 1, gt - lt - 1);
     pos = gt + 1;
   }
@@ -250,13 +264,16 @@ NodeTypeInfo source_http_list_info() {
   info.type = "source.http_list";
   info.role = NodeRole::source;
   info.description =
-      "Documents from a paginated JSON listing. Pages are fetched on the HTTP loop one at a time, only when "
+      "Documents from a paginated JSON listing. Pages are fetched on the HTTP loop one at a time, "
+      "only when "
       "fewer than a page of documents wait for admission. Stops at the first page with no items, a "
-      "missing/null/empty cursor, no rel=\"next\" link, or max_pages (a short page is not a stop). Each "
+      "missing/null/empty cursor, no rel=\"next\" link, or max_pages (a short page is not a stop). "
+      "Each "
       "document's body is its item's JSON, for extract nodes.";
   info.params = {
       required_param("url", ParamType::string, "first page URL (paging params are appended)"),
-      required_param("items", ParamType::string, "JSON pointer to the array of items in a page, e.g. /results"),
+      required_param("items", ParamType::string,
+                     "JSON pointer to the array of items in a page, e.g. /results"),
       param("id", ParamType::string, "\"/id\"", "JSON pointer to an item's id"),
       param("text", ParamType::string, "null", "JSON pointer to an item's text (optional)"),
       param("meta", ParamType::object, "{}", "meta name -> JSON pointer within an item"),
@@ -267,16 +284,27 @@ NodeTypeInfo source_http_list_info() {
       param("page_param", ParamType::string, "\"page\"", "page paging: query parameter name"),
       param("start_page", ParamType::integer, "1", "page paging: first page number"),
       param("offset_param", ParamType::string, "\"offset\"", "offset paging: query parameter name"),
-      with_min(param("per_page", ParamType::integer, "null", "sent as per_page_param only when set"), 1),
+      with_min(
+          param("per_page", ParamType::integer, "null", "sent as per_page_param only when set"), 1),
       param("per_page_param", ParamType::string, "\"per_page\"", "query parameter for per_page"),
-      with_min(param("max_pages", ParamType::integer, "0", "stop after this many pages (0 = no limit)"), 0),
-      param("query", ParamType::object, "{}", "query parameters added to every page; empty ones are not sent"),
-      param("headers", ParamType::object, "{}", "request headers; empty ones (or from an unset ${env:...}) are not sent"),
-      param("recurse", ParamType::string, "null", "tree walk: the child-array field (e.g. contents); leaves are items without it"),
-      param("skip", ParamType::string, "null", "JSON pointer whose truthy value drops a leaf (e.g. /isCollection)"),
-      job_total(with_min(param("rpm", ParamType::number, "0", "requests per minute for the listing (0 = no limit)"), 0)),
+      with_min(
+          param("max_pages", ParamType::integer, "0", "stop after this many pages (0 = no limit)"),
+          0),
+      param("query", ParamType::object, "{}",
+            "query parameters added to every page; empty ones are not sent"),
+      param("headers", ParamType::object, "{}",
+            "request headers; empty ones (or from an unset ${env:...}) are not sent"),
+      param("recurse", ParamType::string, "null",
+            "tree walk: the child-array field (e.g. contents); leaves are items without it"),
+      param("skip", ParamType::string, "null",
+            "JSON pointer whose truthy value drops a leaf (e.g. /isCollection)"),
+      job_total(with_min(param("rpm", ParamType::number, "0",
+                               "requests per minute for the listing (0 = no limit)"),
+                         0)),
       param("limit_key", ParamType::string, "null", "rate-limit name (default: the URL's host)"),
-      with_min(param("max_attempts", ParamType::integer, "8", "attempts per page before the run fails"), 1),
+      with_min(
+          param("max_attempts", ParamType::integer, "8", "attempts per page before the run fails"),
+          1),
   };
   for (auto& p : info.params)
     if (p.name == "paging") p.choices = {"none", "page", "offset", "cursor", "link"};

@@ -52,8 +52,7 @@ namespace {
 class JsonlSource final : public Source {
  public:
   explicit JsonlSource(const NodeInit& init)
-      : _path(init.params.str("path")),
-        _id_field(init.params.str("id_field")),
+      : _path(init.params.str("path")), _id_field(init.params.str("id_field")),
         _text_field(init.params.str("text_field")) {}
 
   void open() override {
@@ -83,10 +82,12 @@ NodeTypeInfo source_jsonl_info() {
   NodeTypeInfo info;
   info.type = "source.jsonl";
   info.role = NodeRole::source;
-  info.description = "Documents from a JSON Lines file, one object per line; other fields become meta.";
+  info.description =
+      "Documents from a JSON Lines file, one object per line; other fields become meta.";
   info.params = {
       required_param("path", ParamType::string, "JSON Lines file to read"),
-      param("id_field", ParamType::string, "\"id\"", "field holding the document id (default: line:N)"),
+      param("id_field", ParamType::string, "\"id\"",
+            "field holding the document id (default: line:N)"),
       param("text_field", ParamType::string, "\"text\"", "field holding the document text"),
   };
   info.make_source = [](const NodeInit& init) { return std::make_unique<JsonlSource>(init); };

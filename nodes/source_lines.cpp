@@ -16,7 +16,8 @@ class LinesSource final : public Source {
   RecordPtr next() override {
     std::string line;
     while (std::getline(_in, line)) {
-      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
+        line.pop_back();
       size_t start = line.find_first_not_of(" \t");
       if (start == std::string::npos || line[start] == '#') continue;
       auto r = std::make_shared<Record>();
@@ -38,9 +39,9 @@ NodeTypeInfo source_lines_info() {
   NodeTypeInfo info;
   info.type = "source.lines";
   info.role = NodeRole::source;
-  info.description =
-      "One document per non-empty line of a file (lines starting with # are skipped); id and text are the "
-      "line, e.g. a URL or an id for fetch.http's {id}.";
+  info.description = "One document per non-empty line of a file (lines starting with # are "
+                     "skipped); id and text are the "
+                     "line, e.g. a URL or an id for fetch.http's {id}.";
   info.params = {required_param("path", ParamType::string, "text file to read")};
   info.make_source = [](const NodeInit& init) { return std::make_unique<LinesSource>(init); };
   return info;

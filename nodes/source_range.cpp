@@ -18,9 +18,10 @@ uint64_t splitmix64(uint64_t& s) {
 // by drawing from the front of the table more often, as in real text.
 const std::array<std::string, 1024>& words() {
   static const std::array<std::string, 1024> table = [] {
-    static const char* syl[] = {"ka", "lo", "mi", "ren", "to", "sa", "vel", "do", "ni", "mar", "te", "qu",
-                                "ab", "ol", "is", "un", "per", "gra", "che", "fi", "nor", "ze", "wan", "ly",
-                                "an", "be", "co", "de", "ex", "ha", "in", "ju"};
+    static const char* syl[] = {"ka",  "lo",  "mi",  "ren", "to",  "sa", "vel", "do",
+                                "ni",  "mar", "te",  "qu",  "ab",  "ol", "is",  "un",
+                                "per", "gra", "che", "fi",  "nor", "ze", "wan", "ly",
+                                "an",  "be",  "co",  "de",  "ex",  "ha", "in",  "ju"};
     std::array<std::string, 1024> t;
     uint64_t s = 42;
     for (auto& w : t) {

@@ -30,17 +30,19 @@ class FilterNode final : public Node {
   explicit FilterNode(const NodeInit& init)
       : _min(init.params.integer("min_chars")),
         _max(init.params.has("max_chars") ? init.params.integer("max_chars") : -1),
-        _match(compile(init.params, "match")),
-        _exclude(compile(init.params, "exclude")) {
-    if (_max >= 0 && _max < _min) throw ParamError("max_chars", "max_chars is smaller than min_chars");
+        _match(compile(init.params, "match")), _exclude(compile(init.params, "exclude")) {
+    if (_max >= 0 && _max < _min)
+      throw ParamError("max_chars", "max_chars is smaller than min_chars");
   }
 
   void process(RecordPtr in, Emitter& out) override {
     int64_t n = static_cast<int64_t>(text::count_code_points(in->text));
     if (n < _min) return out.drop(Outcome::filtered, "shorter than min_chars");
     if (_max >= 0 && n > _max) return out.drop(Outcome::filtered, "longer than max_chars");
-    if (_match && !std::regex_search(in->text, *_match)) return out.drop(Outcome::filtered, "no match");
-    if (_exclude && std::regex_search(in->text, *_exclude)) return out.drop(Outcome::filtered, "excluded");
+    if (_match && !std::regex_search(in->text, *_match))
+      return out.drop(Outcome::filtered, "no match");
+    if (_exclude && std::regex_search(in->text, *_exclude))
+      return out.drop(Outcome::filtered, "excluded");
     out.emit(std::move(in));
   }
 
@@ -88,10 +90,15 @@ NodeTypeInfo util_filter_info() {
   NodeTypeInfo info;
   info.type = "util.filter";
   info.role = NodeRole::transform;
-  info.description = "Drops records (outcome: filtered) by text length or regular expression (ECMAScript).";
+  info.description =
+      "Drops records (outcome: filtered) by text length or regular expression (ECMAScript).";
   info.params = {
-      with_min(param("min_chars", ParamType::integer, "0", "keep records with at least this many characters"), 0),
-      with_min(param("max_chars", ParamType::integer, "null", "keep records with at most this many characters"), 0),
+      with_min(param("min_chars", ParamType::integer, "0",
+                     "keep records with at least this many characters"),
+               0),
+      with_min(param("max_chars", ParamType::integer, "null",
+                     "keep records with at most this many characters"),
+               0),
       param("match", ParamType::string, "null", "keep only records whose text matches this regex"),
       param("exclude", ParamType::string, "null", "drop records whose text matches this regex"),
   };
@@ -103,8 +110,8 @@ NodeTypeInfo util_dedup_info() {
   NodeTypeInfo info;
   info.type = "util.dedup";
   info.role = NodeRole::transform;
-  info.description =
-      "Drops records whose exact text was already seen in this run (128-bit content hash; outcome: filtered).";
+  info.description = "Drops records whose exact text was already seen in this run (128-bit content "
+                     "hash; outcome: filtered).";
   info.make_node = [](const NodeInit& init) { return std::make_unique<DedupNode>(init); };
   return info;
 }
@@ -113,7 +120,8 @@ NodeTypeInfo util_pass_info() {
   NodeTypeInfo info;
   info.type = "util.pass";
   info.role = NodeRole::transform;
-  info.description = "Forwards records unchanged (wiring, and measuring the engine's per-hop cost).";
+  info.description =
+      "Forwards records unchanged (wiring, and measuring the engine's per-hop cost).";
   info.make_node = [](const NodeInit& init) { return std::make_unique<PassNode>(init); };
   return info;
 }

@@ -5,4 +5,4 @@ namespace sluice {
 NodeTypeInfo util_filter_info();
 NodeTypeInfo util_dedup_info();
 NodeTypeInfo util_pass_info();
-}
+}  // namespace sluice

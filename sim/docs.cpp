@@ -3,7 +3,8 @@
 
 namespace sluice::sim {
 
-bool SimServer::Impl::int_param(std::string_view query, std::string_view key, uint64_t def, uint64_t& v) {
+bool SimServer::Impl::int_param(std::string_view query, std::string_view key, uint64_t def,
+                                uint64_t& v) {
   std::string_view raw;
   if (!find_param(query, key, raw)) {
     v = def;

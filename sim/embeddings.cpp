@@ -109,20 +109,24 @@ void SimServer::Impl::append_vector(std::string_view input) {
   body.push_back(']');
 }
 
-// Google APIs' error shape: {"error": {"code": 400, "message": "...", "status": "INVALID_ARGUMENT"}}.
+// Google APIs' error shape: {"error": {"code": 400, "message": "...", "status":
+// "INVALID_ARGUMENT"}}.
 void SimServer::Impl::google_error(int code, std::string_view msg) {
   body.assign("{\"error\":{\"code\":");
   append_int(body, code);
   body.append(",\"message\":");
   json::append_quoted(body, msg);
   body.append(",\"status\":\"");
-  body.append(code == 429 ? "RESOURCE_EXHAUSTED" : code == 403 ? "PERMISSION_DENIED" : "INVALID_ARGUMENT");
+  body.append(code == 429   ? "RESOURCE_EXHAUSTED"
+              : code == 403 ? "PERMISSION_DENIED"
+                            : "INVALID_ARGUMENT");
   body.append("\"}}");
 }
 
 // Parses a Gemini batchEmbedContents request into `inputs`, as the real API checks it: at most
 // 100 requests, each naming the model of the URL, one text part or more (joined).
-bool SimServer::Impl::parse_gemini(std::string_view b, std::string_view url_model, int64_t& tokens, std::string_view& err) {
+bool SimServer::Impl::parse_gemini(std::string_view b, std::string_view url_model, int64_t& tokens,
+                                   std::string_view& err) {
   parse_buf.assign(b);
   pool.Clear();
   rapidjson::Document d(&pool);
@@ -155,7 +159,8 @@ bool SimServer::Impl::parse_gemini(std::string_view b, std::string_view url_mode
   for (auto& r : reqs->value.GetArray()) {
     const rapidjson::Value* m = member(r, "model");
     if (!m || !m->IsString() || m->GetString() != want) {
-      err = "* BatchEmbedContentsRequest.model: each request's model must match the model of the call";
+      err = "* BatchEmbedContentsRequest.model: each request's model must match the model of the "
+            "call";
       return false;
     }
     const rapidjson::Value* content = member(r, "content");
@@ -168,7 +173,8 @@ bool SimServer::Impl::parse_gemini(std::string_view b, std::string_view url_mode
     for (auto& part : parts->GetArray()) {
       const rapidjson::Value* t = member(part, "text");
       if (!t || !t->IsString()) {
-        err = "* BatchEmbedContentsRequest.requests[].content.parts[].text: a text part is required";
+        err =
+            "* BatchEmbedContentsRequest.requests[].content.parts[].text: a text part is required";
         return false;
       }
       text.append(t->GetString(), t->GetStringLength());
@@ -178,13 +184,15 @@ bool SimServer::Impl::parse_gemini(std::string_view b, std::string_view url_mode
     int this_dim = kDefaultEmbeddingDim;
     if (od) {
       if (!od->IsInt() || od->GetInt() < 1 || od->GetInt() > kMaxEmbeddingDim) {
-        err = "* BatchEmbedContentsRequest.requests[].output_dimensionality: must be between 1 and 8192";
+        err = "* BatchEmbedContentsRequest.requests[].output_dimensionality: must be between 1 and "
+              "8192";
         return false;
       }
       this_dim = od->GetInt();
     }
     if (dim != 0 && this_dim != dim) {
-      err = "* BatchEmbedContentsRequest.requests[].output_dimensionality: must be the same for every request";
+      err = "* BatchEmbedContentsRequest.requests[].output_dimensionality: must be the same for "
+            "every request";
       return false;
     }
     dim = this_dim;

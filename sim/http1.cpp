@@ -80,8 +80,8 @@ ParseResult SimServer::Impl::parse_one(Conn& c, Request& req) {
 
   uint64_t content_length = 0;
   bool expect_continue = false;
-  std::string_view rest = line_end == std::string_view::npos ? std::string_view{}
-                                                             : head.substr(line_end + 2);
+  std::string_view rest =
+      line_end == std::string_view::npos ? std::string_view{} : head.substr(line_end + 2);
   while (!rest.empty()) {
     size_t e = rest.find("\r\n");
     std::string_view h = rest.substr(0, e);
@@ -128,7 +128,8 @@ ParseResult SimServer::Impl::parse_one(Conn& c, Request& req) {
   return ParseResult::ok;
 }
 
-void SimServer::Impl::append_head(std::string& out, int status, bool retry_after, bool close, size_t len) {
+void SimServer::Impl::append_head(std::string& out, int status, bool retry_after, bool close,
+                                  size_t len) {
   out.append("HTTP/1.1 ");
   append_int(out, status);
   out.push_back(' ');
@@ -142,7 +143,7 @@ void SimServer::Impl::append_head(std::string& out, int status, bool retry_after
 }
 
 void SimServer::Impl::enqueue(Conn& c, SlotKind kind, int status, bool retry_after, bool close,
-             std::string_view b, int64_t delay_ns) {
+                              std::string_view b, int64_t delay_ns) {
   {
     std::lock_guard lk(stats_mu);
     ++stats.in_flight;
@@ -182,8 +183,8 @@ void SimServer::Impl::error_body(std::string_view msg) {
   body.push_back('}');
 }
 
-void SimServer::Impl::finish(Conn& c, Ep ep, SlotKind kind, int status, bool retry_after, bool close,
-            int64_t delay) {
+void SimServer::Impl::finish(Conn& c, Ep ep, SlotKind kind, int status, bool retry_after,
+                             bool close, int64_t delay) {
   {
     std::lock_guard lk(stats_mu);
     stats.eps[ep].count_status(status);

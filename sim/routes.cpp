@@ -119,7 +119,11 @@ void SimServer::Impl::dispatch(Conn& c, Request& req) {
     bool has_key = req.has_goog_api_key || find_param(req.query, "key", qkey);
     if (req.has_goog_api_key) qkey = req.goog_api_key;
     if (!has_key || qkey.empty() || qkey == "bad") {
-      if (!has_key) google_error(403, "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.");
+      if (!has_key)
+        google_error(
+            403,
+            "Method doesn't allow unregistered callers (callers without established identity). "
+            "Please use API Key or other form of API consumer identity to call this API.");
       else google_error(400, "API key not valid. Please pass a valid API key.");
       finish(c, ep, kind, has_key ? 400 : 403, false, close, delay);
       return;
@@ -135,7 +139,8 @@ void SimServer::Impl::dispatch(Conn& c, Request& req) {
   int64_t tokens = 0;
   if (ep == kEmbed || ep == kGemini) {
     std::string_view err;
-    if (ep == kEmbed ? !parse_embeddings(req.body, tokens, err) : !parse_gemini(req.body, param, tokens, err)) {
+    if (ep == kEmbed ? !parse_embeddings(req.body, tokens, err)
+                     : !parse_gemini(req.body, param, tokens, err)) {
       if (ep == kEmbed) error_body(err);
       else google_error(400, err);
       finish(c, ep, kind, 400, false, close, delay);
@@ -183,7 +188,10 @@ void SimServer::Impl::dispatch(Conn& c, Request& req) {
     case kSefText: status = sefaria_text(req, param); break;
     case kSefShape: status = sefaria_shape(param); break;
     case kOaWorks: status = openalex_works(req); break;
-    default: status = 404; error_body("not found"); break;
+    default:
+      status = 404;
+      error_body("not found");
+      break;
   }
   if (malformed && status == 200 && body.size() >= 2) body.resize(body.size() / 2);
   finish(c, ep, kind, status, retry_after, close, delay);

@@ -9,11 +9,26 @@ const std::vector<SefBook>& sef_books() {
       {"Genesis", "בראשית", {"Tanakh", "Torah"}, SefKind::simple, {4, 3, 5}, {}, {}},
       {"Exodus", "שמות", {"Tanakh", "Torah"}, SefKind::simple, {3, 4}, {}, {}},
       {"Psalms", "תהילים", {"Tanakh", "Writings"}, SefKind::simple, {2, 6, 3}, {}, {}},
-      {"Berakhot", "ברכות", {"Talmud", "Bavli", "Seder Zeraim"}, SefKind::talmud,
-       {0, 0, 3, 4, 2}, {}, {}},
-      {"Rashi on Genesis", "רש\"י על בראשית", {"Tanakh", "Commentary", "Rashi", "Torah"},
-       SefKind::depth3, {}, {{2, 1, 0}, {0, 0}, {1, 3}}, {}},
-      {"Pesach Haggadah", "הגדה של פסח", {"Liturgy", "Haggadah"}, SefKind::complex, {}, {},
+      {"Berakhot",
+       "ברכות",
+       {"Talmud", "Bavli", "Seder Zeraim"},
+       SefKind::talmud,
+       {0, 0, 3, 4, 2},
+       {},
+       {}},
+      {"Rashi on Genesis",
+       "רש\"י על בראשית",
+       {"Tanakh", "Commentary", "Rashi", "Torah"},
+       SefKind::depth3,
+       {},
+       {{2, 1, 0}, {0, 0}, {1, 3}},
+       {}},
+      {"Pesach Haggadah",
+       "הגדה של פסח",
+       {"Liturgy", "Haggadah"},
+       SefKind::complex,
+       {},
+       {},
        {{"Kadesh", "קדש", 2}, {"Urchatz", "ורחץ", 1}, {"Maggid", "מגיד", 4}}},
   };
   return books;
@@ -44,7 +59,8 @@ void sef_segment(std::string& out, uint64_t state, bool english, bool drop_tags,
       out.append("<sup class=\"footnote-marker\">a</sup><i class=\"footnote\">Lit. <i>")
           .append(w)
           .append("</i>, see the note&thinsp;above.</i>");
-    if (roll == 3 && !drop_tags) out.append("<i data-commentator=\"Rashi\" data-order=\"1.1\"></i>");
+    if (roll == 3 && !drop_tags)
+      out.append("<i data-commentator=\"Rashi\" data-order=\"1.1\"></i>");
     if (roll == 4 && !drop_tags) out.append("<br>");
   }
   out.push_back(english ? '.' : ':');
@@ -52,9 +68,9 @@ void sef_segment(std::string& out, uint64_t state, bool english, bool drop_tags,
 
 const char* SimServer::Impl::he_category(std::string_view en) {
   static const std::pair<std::string_view, const char*> names[] = {
-      {"Tanakh", "תנ״ך"},    {"Torah", "תורה"},         {"Writings", "כתובים"},
-      {"Talmud", "תלמוד"},   {"Bavli", "בבלי"},         {"Seder Zeraim", "סדר זרעים"},
-      {"Commentary", "מפרשים"}, {"Rashi", "רש״י"},       {"Liturgy", "תפילה"},
+      {"Tanakh", "תנ״ך"},       {"Torah", "תורה"}, {"Writings", "כתובים"},
+      {"Talmud", "תלמוד"},      {"Bavli", "בבלי"}, {"Seder Zeraim", "סדר זרעים"},
+      {"Commentary", "מפרשים"}, {"Rashi", "רש״י"}, {"Liturgy", "תפילה"},
       {"Haggadah", "הגדה"}};
   for (auto& [e, h] : names)
     if (e == en) return h;
@@ -147,8 +163,7 @@ int SimServer::Impl::sef_count(const SefBook& b, int node, const std::vector<int
       if (p.size() == 1) return int(b.nested[size_t(p[0])].size());
       if (p.size() == 2) return b.nested[size_t(p[0])][size_t(p[1])];
       return -1;
-    case SefKind::complex:
-      return p.empty() ? b.nodes[size_t(node)].segments : -1;
+    case SefKind::complex: return p.empty() ? b.nodes[size_t(node)].segments : -1;
   }
   return -1;
 }
@@ -203,7 +218,8 @@ int SimServer::Impl::sef_parse_ref(std::string_view ref, SefRef& r) {
     rest.remove_prefix(2);
     for (size_t i = 0; i < best->nodes.size(); ++i) {
       std::string_view name = best->nodes[i].name;
-      if (rest.starts_with(name) && (rest.size() == name.size() || std::strchr(" .:", rest[name.size()]))) {
+      if (rest.starts_with(name) &&
+          (rest.size() == name.size() || std::strchr(" .:", rest[name.size()]))) {
         r.node = int(i);
         rest.remove_prefix(name.size());
         break;
@@ -281,11 +297,12 @@ std::vector<std::pair<std::string, bool>> SimServer::Impl::sef_render_sections(c
   return out;
 }
 
-void SimServer::Impl::sef_emit_text(std::string& out, const SefRef& r, std::vector<int>& p, bool english,
-                   bool drop_tags, bool drop_footnotes) {
+void SimServer::Impl::sef_emit_text(std::string& out, const SefRef& r, std::vector<int>& p,
+                                    bool english, bool drop_tags, bool drop_footnotes) {
   const SefBook& b = *r.book;
   if (int(p.size()) == sef_depth(b)) {
-    uint64_t st = text::stable_hash64(b.title, o.seed) ^ (uint64_t(r.node + 2) * 0x9e3779b97f4a7c15ULL);
+    uint64_t st =
+        text::stable_hash64(b.title, o.seed) ^ (uint64_t(r.node + 2) * 0x9e3779b97f4a7c15ULL);
     for (int x : p) st = st * 1000003 + uint64_t(x) + 1;
     st ^= english ? 0xe11 : 0x4e;
     tmp.clear();
@@ -319,8 +336,8 @@ void SimServer::Impl::sef_emit_text(std::string& out, const SefRef& r, std::vect
   sef_text_cache.emplace(std::move(key), std::move(text));
 }
 
-void SimServer::Impl::sef_emit_array(std::string& out, const SefRef& r, std::vector<int>& p, bool english,
-                    bool drop_tags, bool drop_footnotes) {
+void SimServer::Impl::sef_emit_array(std::string& out, const SefRef& r, std::vector<int>& p,
+                                     bool english, bool drop_tags, bool drop_footnotes) {
   out.push_back('[');
   int n = sef_count(*r.book, r.node, p);
   for (int i = 0; i < n; ++i) {
@@ -454,7 +471,8 @@ int SimServer::Impl::sefaria_text(const Request& req, std::string_view raw_ref) 
     if (cur >= 0)
       for (i += step; i >= 0 && i < int(sections.size()) && sections[size_t(i)].second; i += step) {
       }
-    if (cur >= 0 && i >= 0 && i < int(sections.size())) json::append_quoted(body, sections[size_t(i)].first);
+    if (cur >= 0 && i >= 0 && i < int(sections.size()))
+      json::append_quoted(body, sections[size_t(i)].first);
     else body.append("null");
   };
   nav(",\"next\":", 1);

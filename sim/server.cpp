@@ -137,7 +137,8 @@ void SimServer::Impl::loop() {
 // average, which every request of a chain (a book followed section by section) pays again.
 int SimServer::Impl::wait_events(epoll_event* events, int max) {
   int64_t wait = -1;
-  if (!timers.empty()) wait = std::clamp<int64_t>(timers.top().due_ns - mono_ns(), 0, 60'000'000'000);
+  if (!timers.empty())
+    wait = std::clamp<int64_t>(timers.top().due_ns - mono_ns(), 0, 60'000'000'000);
   if (have_pwait2) {
     timespec ts{wait / 1'000'000'000, wait % 1'000'000'000};
     int n = epoll_pwait2(epoll_fd, events, max, wait < 0 ? nullptr : &ts, nullptr);
@@ -216,8 +217,8 @@ bool SimServer::Impl::on_readable(Conn& c) {
     close_conn(c);
     return false;
   }
-  if (c.eof && (c.draining || (c.slots.empty() && c.out_off >= c.out.size() &&
-                               !has_complete_request(c)))) {
+  if (c.eof &&
+      (c.draining || (c.slots.empty() && c.out_off >= c.out.size() && !has_complete_request(c)))) {
     close_conn(c);
     return false;
   }
@@ -383,7 +384,8 @@ int run_sim_forever(const SimOptions& o) {
   // Block the signals before the loop thread starts so that it inherits the mask and only
   // sigwait below sees them. A handler is installed because a signal whose disposition is
   // SIG_IGN (inherited, e.g. by a background job of a script) is discarded, not queued.
-  struct sigaction sa{}, old_int{}, old_term{};
+  struct sigaction sa {
+  }, old_int{}, old_term{};
   sa.sa_handler = ignore_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_int);

@@ -46,8 +46,8 @@ namespace sluice::sim {
 constexpr size_t kMaxRequestBytes = size_t{16} << 20;  // head + body; larger -> 413
 constexpr size_t kMaxHeaderBytes = size_t{64} << 10;   // head without terminator -> 431
 constexpr size_t kBigBytes = size_t{5} << 20;
-constexpr size_t kMaxPendingPerConn = 1024;            // queued responses before reads pause
-constexpr size_t kMaxOutPerConn = size_t{8} << 20;     // unsent bytes before reads pause
+constexpr size_t kMaxPendingPerConn = 1024;         // queued responses before reads pause
+constexpr size_t kMaxOutPerConn = size_t{8} << 20;  // unsent bytes before reads pause
 constexpr size_t kReadChunk = size_t{64} << 10;
 constexpr size_t kPoolBytes = size_t{64} << 10;
 constexpr int kDefaultEmbeddingDim = 64;
@@ -184,14 +184,15 @@ inline const char* reason(int status) {
 // ---- Generated content -------------------------------------------------------------------------
 
 constexpr std::string_view kWords[] = {
-    "the",     "river",  "stone",   "light",   "water",   "house",  "garden", "road",    "city",
-    "market",  "quiet",  "north",   "winter",  "summer",  "bright", "silver", "ancient", "small",
-    "window",  "bread",  "letter",  "morning", "evening", "field",  "bridge", "harbor",  "forest",
-    "mountain", "valley", "lantern", "story",   "people",  "friend", "travel", "engine",  "signal",
-    "paper",   "record", "measure", "season",  "harvest", "cloud",  "thunder", "candle", "mirror",
-    "and",     "of",     "in",      "under",   "over",    "with",   "from",   "toward",  "beyond",
-    "a",       "every",  "many",    "some",    "slowly",  "softly", "again",  "always",  "never",
-    "keeps",   "carries", "finds",  "holds",   "turns",   "waits",  "returns", "builds", "opens"};
+    "the",     "river",  "stone",   "light",    "water",  "house",   "garden",  "road",
+    "city",    "market", "quiet",   "north",    "winter", "summer",  "bright",  "silver",
+    "ancient", "small",  "window",  "bread",    "letter", "morning", "evening", "field",
+    "bridge",  "harbor", "forest",  "mountain", "valley", "lantern", "story",   "people",
+    "friend",  "travel", "engine",  "signal",   "paper",  "record",  "measure", "season",
+    "harvest", "cloud",  "thunder", "candle",   "mirror", "and",     "of",      "in",
+    "under",   "over",   "with",    "from",     "toward", "beyond",  "a",       "every",
+    "many",    "some",   "slowly",  "softly",   "again",  "always",  "never",   "keeps",
+    "carries", "finds",  "holds",   "turns",    "waits",  "returns", "builds",  "opens"};
 constexpr size_t kWordCount = sizeof(kWords) / sizeof(kWords[0]);
 
 // Appends exactly n bytes of ASCII word-like text (sentences, no JSON-special characters).
@@ -245,9 +246,9 @@ struct SefBook {
   const char* he_title;
   std::vector<const char*> categories;  // full path; [0] is the primary category
   SefKind kind;
-  std::vector<int> chapters;              // simple/talmud: segments per section
-  std::vector<std::vector<int>> nested;   // depth3: per chapter, comments per verse
-  std::vector<SefNode> nodes;             // complex: depth-1 nodes
+  std::vector<int> chapters;             // simple/talmud: segments per section
+  std::vector<std::vector<int>> nested;  // depth3: per chapter, comments per verse
+  std::vector<SefNode> nodes;            // complex: depth-1 nodes
 };
 
 // A small library with every shape the real one has: depth 2 (Tanakh), Talmud addresses with
@@ -277,12 +278,19 @@ enum Ep {
   kOther,
   kEpCount
 };
-constexpr const char* kEpNames[kEpCount] = {
-    "/docs",         "/docs/{id}",         "/big",                        "/stats",
-    "/v1/embeddings", "/v1beta/models/{model}:batchEmbedContents", "/_bulk", "/{index}/_bulk",
-    "/sefaria/api/index",
-    "/sefaria/api/v3/texts/{ref}",         "/sefaria/api/shape/{title}", "/openalex/works",
-    "other"};
+constexpr const char* kEpNames[kEpCount] = {"/docs",
+                                            "/docs/{id}",
+                                            "/big",
+                                            "/stats",
+                                            "/v1/embeddings",
+                                            "/v1beta/models/{model}:batchEmbedContents",
+                                            "/_bulk",
+                                            "/{index}/_bulk",
+                                            "/sefaria/api/index",
+                                            "/sefaria/api/v3/texts/{ref}",
+                                            "/sefaria/api/shape/{title}",
+                                            "/openalex/works",
+                                            "other"};
 
 struct EpStats {
   uint64_t requests = 0;
@@ -319,10 +327,10 @@ struct Slot {
 struct Conn {
   int fd = -1;
   uint64_t id = 0;
-  uint32_t events = 0;     // current epoll interest
-  std::string in;          // unparsed input from in_off
+  uint32_t events = 0;  // current epoll interest
+  std::string in;       // unparsed input from in_off
   size_t in_off = 0;
-  std::string out;         // bytes to send from out_off
+  std::string out;  // bytes to send from out_off
   size_t out_off = 0;
   std::deque<Slot> slots;  // responses not yet moved to out, in request order
   uint64_t next_seq = 0;
@@ -347,7 +355,7 @@ struct Timer {
 
 struct Request {
   std::string_view method, path, query;
-  std::string_view body;  // inside Conn::in
+  std::string_view body;          // inside Conn::in
   std::string_view goog_api_key;  // the x-goog-api-key header, inside Conn::in
   bool has_goog_api_key = false;
   bool keep_alive = true;
@@ -406,7 +414,8 @@ struct SimServer::Impl {
   // The fixed library plus --sefaria-books synthetic ones (titles kept in sef_titles).
   std::deque<std::string> sef_titles;
   std::vector<SefBook> sef_library;
-  std::unordered_map<std::string_view, const SefBook*> sef_by_title;  // a request must not scan them all
+  std::unordered_map<std::string_view, const SefBook*>
+      sef_by_title;  // a request must not scan them all
   // Rendered once and served from memory, so that the sim costs a request little beside the
   // client under test: each book's section refs (with an index by ref) and each section's text
   // as JSON, per version and format. A book-level ref is its sections' texts joined, so reading
@@ -426,8 +435,13 @@ struct SimServer::Impl {
       std::string title = "Synthetic Book ";  // appended: GCC 12 warns (falsely) on "lit" + string
       title += std::to_string(i);
       sef_titles.push_back(std::move(title));
-      sef_library.push_back({sef_titles.back().c_str(), "ספר", {"Synthetic"}, SefKind::simple,
-                             std::vector<int>(kSyntheticChapters, kSyntheticVerses), {}, {}});
+      sef_library.push_back({sef_titles.back().c_str(),
+                             "ספר",
+                             {"Synthetic"},
+                             SefKind::simple,
+                             std::vector<int>(kSyntheticChapters, kSyntheticVerses),
+                             {},
+                             {}});
     }
     for (const SefBook& b : sef_library) sef_by_title.emplace(b.title, &b);
     rng = o.seed ^ 0x5eed5eed5eedULL;
@@ -482,8 +496,8 @@ struct SimServer::Impl {
 
   void append_head(std::string& out, int status, bool retry_after, bool close, size_t len);
 
-  void enqueue(Conn& c, SlotKind kind, int status, bool retry_after, bool close,
-               std::string_view b, int64_t delay_ns);
+  void enqueue(Conn& c, SlotKind kind, int status, bool retry_after, bool close, std::string_view b,
+               int64_t delay_ns);
 
   int64_t draw_latency_ns();
 
@@ -495,7 +509,9 @@ struct SimServer::Impl {
 
   static Ep route(std::string_view path, std::string_view& param);
 
-  static bool is_post(Ep ep) { return ep == kEmbed || ep == kGemini || ep == kBulk || ep == kIndexBulk; }
+  static bool is_post(Ep ep) {
+    return ep == kEmbed || ep == kGemini || ep == kBulk || ep == kIndexBulk;
+  }
 
   void error_body(std::string_view msg);
 
@@ -530,12 +546,14 @@ struct SimServer::Impl {
   // the same text gets the same vector from both embedding endpoints.
   void append_vector(std::string_view input);
 
-  // Google APIs' error shape: {"error": {"code": 400, "message": "...", "status": "INVALID_ARGUMENT"}}.
+  // Google APIs' error shape: {"error": {"code": 400, "message": "...", "status":
+  // "INVALID_ARGUMENT"}}.
   void google_error(int code, std::string_view msg);
 
   // Parses a Gemini batchEmbedContents request into `inputs`, as the real API checks it: at most
   // 100 requests, each naming the model of the URL, one text part or more (joined).
-  bool parse_gemini(std::string_view b, std::string_view url_model, int64_t& tokens, std::string_view& err);
+  bool parse_gemini(std::string_view b, std::string_view url_model, int64_t& tokens,
+                    std::string_view& err);
   std::vector<std::string> joined;  // Gemini inputs (parts joined); `inputs` views into it
   std::string emb_model_buf;
 

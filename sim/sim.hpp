@@ -14,9 +14,9 @@
 // with configurable latency (mean + uniform jitter, via a timer heap), rate limits in
 // 1-second wall-clock windows (429 + Retry-After: 1) and fault injection (500s, connection
 // resets, requests never answered, malformed bodies) and an overload cap (503 past
-// max_concurrent requests being served, as an overloaded upstream sheds load). All randomness comes from `seed`.
-// Thread-safety: start(), stop(), port() and stats_json() may be called from any thread;
-// the server's own state is touched only by its loop thread (stats under a mutex).
+// max_concurrent requests being served, as an overloaded upstream sheds load). All randomness comes
+// from `seed`. Thread-safety: start(), stop(), port() and stats_json() may be called from any
+// thread; the server's own state is touched only by its loop thread (stats under a mutex).
 #pragma once
 
 #include <cstddef>
@@ -27,16 +27,17 @@
 namespace sluice::sim {
 
 struct SimOptions {
-  int port = 0;              // 0 = pick a free port
+  int port = 0;  // 0 = pick a free port
   std::string bind = "127.0.0.1";
-  uint64_t docs = 1000;      // corpus size for the listing/doc endpoints
+  uint64_t docs = 1000;  // corpus size for the listing/doc endpoints
   double latency_ms = 0, latency_jitter_ms = 0;
   int64_t rpm = 0, tpm = 0;  // 0 = unlimited; enforced per 1 s window as ceil(x/60), >= 1
   double error_rate = 0, reset_rate = 0, timeout_rate = 0, malformed_rate = 0;
-  double bulk_fail_rate = 0; // fraction of _bulk items answered 429 inside a 200
-  uint64_t sefaria_books = 0;   // synthetic simple books added to the Sefaria library (benchmarks)
-  uint64_t max_concurrent = 0;  // requests served at once beyond which it answers 503 at once; 0 = none
-  size_t doc_bytes = 2000;   // text size of generated docs
+  double bulk_fail_rate = 0;   // fraction of _bulk items answered 429 inside a 200
+  uint64_t sefaria_books = 0;  // synthetic simple books added to the Sefaria library (benchmarks)
+  uint64_t max_concurrent =
+      0;                    // requests served at once beyond which it answers 503 at once; 0 = none
+  size_t doc_bytes = 2000;  // text size of generated docs
   uint64_t seed = 1;
 };
 

@@ -34,7 +34,8 @@ std::vector<std::string> split(const std::string& line, char sep) {
 }
 
 // Rows of a CSV as column name -> value maps; `header` gets the header fields.
-std::vector<std::map<std::string, std::string>> read_csv(const std::string& path, std::vector<std::string>& header) {
+std::vector<std::map<std::string, std::string>> read_csv(const std::string& path,
+                                                         std::vector<std::string>& header) {
   auto lines = test::read_lines(path);
   std::vector<std::map<std::string, std::string>> rows;
   if (lines.empty()) return rows;
@@ -58,7 +59,8 @@ std::string xml_problem(const std::string& x) {
     size_t semi = x.find(';', at);
     if (semi == std::string::npos || semi - at > 8) return false;
     std::string e = x.substr(at + 1, semi - at - 1);
-    return e == "lt" || e == "gt" || e == "amp" || e == "quot" || e == "apos" || (!e.empty() && e[0] == '#');
+    return e == "lt" || e == "gt" || e == "amp" || e == "quot" || e == "apos" ||
+           (!e.empty() && e[0] == '#');
   };
   while (i < x.size()) {
     if (x[i] == '&' && !entity_ok(i)) return "stray & at " + std::to_string(i);
@@ -81,7 +83,9 @@ std::string xml_problem(const std::string& x) {
     bool closing = x.compare(i, 2, "</") == 0;
     size_t p = i + (closing ? 2 : 1);
     size_t n0 = p;
-    while (p < x.size() && (std::isalnum(static_cast<unsigned char>(x[p])) || x[p] == '-' || x[p] == ':')) ++p;
+    while (p < x.size() &&
+           (std::isalnum(static_cast<unsigned char>(x[p])) || x[p] == '-' || x[p] == ':'))
+      ++p;
     std::string name = x.substr(n0, p - n0);
     if (name.empty()) return "empty tag name at " + std::to_string(i);
     if (closing) {
@@ -111,7 +115,8 @@ std::string xml_problem(const std::string& x) {
         return "bad attribute in <" + name + "> at " + std::to_string(a0);
       size_t close = x.find('"', p + 2);
       if (close == std::string::npos) return "unterminated attribute in <" + name + ">";
-      if (x.substr(p + 2, close - p - 2).find('<') != std::string::npos) return "< inside an attribute";
+      if (x.substr(p + 2, close - p - 2).find('<') != std::string::npos)
+        return "< inside an attribute";
       p = close + 1;
     }
     i = p;
@@ -128,8 +133,10 @@ size_t count(const std::string& hay, const std::string& needle) {
 
 TEST(Bench, CpuSweepWritesOneCsvRowPerCombinationAndAReadablePlot) {
   TempDir dir;
-  auto r = test::run_sluice("bench graphs/bench-cpu.json --threads 1,2 --processes 1,2 --repeat 1 --warmup 0 "
-                            "--set count=300 --set size=2000 -q --out " + dir / "b");
+  auto r = test::run_sluice(
+      "bench graphs/bench-cpu.json --threads 1,2 --processes 1,2 --repeat 1 --warmup 0 "
+      "--set count=300 --set size=2000 -q --out " +
+      dir / "b");
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("bench-cpu on"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("bottleneck"), std::string::npos) << r.out;
@@ -152,7 +159,8 @@ TEST(Bench, CpuSweepWritesOneCsvRowPerCombinationAndAReadablePlot) {
     // No I/O: the ideal is linear scaling from 1 thread x 1 process.
     EXPECT_NE(row.at("ideal_from").find("linear from 1x1"), std::string::npos);
   }
-  EXPECT_EQ(combos, (std::set<std::pair<std::string, std::string>>{{"1", "1"}, {"2", "1"}, {"1", "2"}, {"2", "2"}}));
+  EXPECT_EQ(combos, (std::set<std::pair<std::string, std::string>>{
+                        {"1", "1"}, {"2", "1"}, {"1", "2"}, {"2", "2"}}));
   EXPECT_EQ(rows[0].at("ratio_to_ideal"), "1.000");
 
   std::string svg = test::read_file(dir / "b/throughput.svg");
@@ -175,10 +183,13 @@ TEST(Bench, CpuSweepWritesOneCsvRowPerCombinationAndAReadablePlot) {
 
 TEST(Bench, StartsAFreshSimForAGraphWithASimVarAndReportsRequestLatency) {
   TempDir dir;
-  auto r = test::run_sluice("bench graphs/bench-sim.json --threads 1 --processes 1,2 --repeat 2 --warmup 0 "
-                            "--sim docs=200,latency-ms=20,doc-bytes=1500 --out " + dir / "s");
+  auto r = test::run_sluice(
+      "bench graphs/bench-sim.json --threads 1 --processes 1,2 --repeat 2 --warmup 0 "
+      "--sim docs=200,latency-ms=20,doc-bytes=1500 --out " +
+      dir / "s");
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  EXPECT_NE(r.err.find("[2/2] threads 1 x processes 2, run 2/2"), std::string::npos) << "progress lines: " << r.err;
+  EXPECT_NE(r.err.find("[2/2] threads 1 x processes 2, run 2/2"), std::string::npos)
+      << "progress lines: " << r.err;
   std::vector<std::string> header;
   auto rows = read_csv(dir / "s/results.csv", header);
   ASSERT_EQ(rows.size(), 2u);
@@ -208,7 +219,8 @@ TEST(Bench, RefusesBadArgumentsWithClearErrors) {
       {"bench graphs/no-such-graph.json", "no-such-graph.json: cannot read graph config"},
       {"bench graphs/bench-cpu.json --repeat 0", "--repeat"},
       {"bench graphs/bench-cpu.json --sim latency-ms=5", "declares no `sim` var"},
-      {"bench graphs/bench-sim.json --sim latncy-ms=5", "unknown sim flag \"latncy-ms\" (did you mean 'latency-ms'?)"},
+      {"bench graphs/bench-sim.json --sim latncy-ms=5",
+       "unknown sim flag \"latncy-ms\" (did you mean 'latency-ms'?)"},
       {"bench graphs/bench-sim.json --sim latency-ms=fast", "latency-ms must be a number"},
       {"bench graphs/bench-sim.json --sim error-rate=2", "error-rate must be a number from 0 to 1"},
       {"bench graphs/bench-sim.json --sim port=80", "bench picks the sim's port"},
@@ -223,7 +235,8 @@ TEST(Bench, RefusesBadArgumentsWithClearErrors) {
 }
 
 TEST(Bench, SimFlagsParseIntoSimOptions) {
-  sim::SimOptions o = parse_sim_flags("latency-ms=50, rpm=60000,error-rate=0.01,docs=20000,--seed=7");
+  sim::SimOptions o =
+      parse_sim_flags("latency-ms=50, rpm=60000,error-rate=0.01,docs=20000,--seed=7");
   EXPECT_EQ(o.latency_ms, 50);
   EXPECT_EQ(o.rpm, 60000);
   EXPECT_DOUBLE_EQ(o.error_rate, 0.01);
@@ -265,8 +278,8 @@ TEST(LatencyHistogram, QuantilesWithinFivePercentAndMergeAddsCounts) {
   EXPECT_NEAR(h.quantile_ms(0.95), 950, 48);
   EXPECT_NEAR(h.quantile_ms(0.99), 990, 50);
   LatencyHistogram g;
-  g.add(0.0);     // below the first bound: the first bucket
-  g.add(1e6);     // far above the last: the last bucket
+  g.add(0.0);  // below the first bound: the first bucket
+  g.add(1e6);  // far above the last: the last bucket
   h.merge(g);
   EXPECT_EQ(h.count(), 1002u);
   EXPECT_EQ(LatencyHistogram().quantile_ms(0.5), 0);
@@ -301,7 +314,8 @@ TEST(RunReport, HttpCountersAndLatencyHistogramSurviveJson) {
   ASSERT_EQ(back.nodes.size(), 1u);
   EXPECT_TRUE(back.nodes[0].io);
   EXPECT_EQ(back.nodes[0].queue_peak, 9u);
-  EXPECT_DOUBLE_EQ(back.nodes[0].utilization(back.elapsed_s, 2), 0.5) << "an I/O node: mean in flight / concurrency";
+  EXPECT_DOUBLE_EQ(back.nodes[0].utilization(back.elapsed_s, 2), 0.5)
+      << "an I/O node: mean in flight / concurrency";
 }
 
 }  // namespace

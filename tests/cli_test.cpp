@@ -11,9 +11,11 @@ using test::run_sluice;
 TEST(Cli, RunsTheDefaultGraphThenSearchesIt) {
   test::TempDir dir;
   std::string db = dir / "kjv.db", report = dir / "report.json";
-  auto run = run_sluice("run graphs/local-files.json --threads 2 --set db=" + db + " --report " + report);
+  auto run =
+      run_sluice("run graphs/local-files.json --threads 2 --set db=" + db + " --report " + report);
   ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
-  EXPECT_NE(run.out.find("docs 66 (indexed 66, filtered 0, dead-lettered 0)"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("docs 66 (indexed 66, filtered 0, dead-lettered 0)"), std::string::npos)
+      << run.out;
   EXPECT_NE(run.out.find("lost 0"), std::string::npos);
   std::string rep = test::read_file(report);
   EXPECT_NE(rep.find("\"docs\":66"), std::string::npos) << rep;
@@ -33,24 +35,33 @@ TEST(Cli, RunsTheDefaultGraphThenSearchesIt) {
 TEST(Cli, SearchOnAMissingDatabaseExits2) {
   auto r = run_sluice("search /nonexistent/x.db hello");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err, "error: no index at \"/nonexistent/x.db\" (run a graph with an index.sqlite sink first)\n");
+  EXPECT_EQ(
+      r.err,
+      "error: no index at \"/nonexistent/x.db\" (run a graph with an index.sqlite sink first)\n");
 }
 
 TEST(Cli, ValidateReportsOkOrEveryError) {
   auto ok = run_sluice("validate graphs/local-files.json");
   EXPECT_EQ(ok.exit_code, 0);
-  EXPECT_EQ(ok.out, "ok: graphs/local-files.json: graph \"local-files\", 4 nodes (1 sources, 1 sinks), 3 edges\n");
+  EXPECT_EQ(ok.out, "ok: graphs/local-files.json: graph \"local-files\", 4 nodes (1 sources, 1 "
+                    "sinks), 3 edges\n");
   test::TempDir dir;
-  test::write_file(dir / "bad.json", "{\"nodes\": [{\"id\": \"a\", \"type\": \"source.rnage\"}],\n \"edges\": [[\"a\", \"b\"]]}");
+  test::write_file(
+      dir / "bad.json",
+      "{\"nodes\": [{\"id\": \"a\", \"type\": \"source.rnage\"}],\n \"edges\": [[\"a\", \"b\"]]}");
   auto bad = run_sluice("validate " + (dir / "bad.json"));
   EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_NE(bad.err.find("bad.json:1:32: nodes[0].type: unknown node type \"source.rnage\" (did you mean 'source.range'?)"),
-            std::string::npos) << bad.err;
-  EXPECT_NE(bad.err.find("bad.json:2:18: edges[0][1]: no node with id \"b\""), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("bad.json:1:32: nodes[0].type: unknown node type \"source.rnage\" (did "
+                         "you mean 'source.range'?)"),
+            std::string::npos)
+      << bad.err;
+  EXPECT_NE(bad.err.find("bad.json:2:18: edges[0][1]: no node with id \"b\""), std::string::npos)
+      << bad.err;
   EXPECT_NE(bad.err.find("2 errors"), std::string::npos);
   auto set = run_sluice("validate graphs/local-files.json --set dbb=x");
   EXPECT_EQ(set.exit_code, 2);
-  EXPECT_NE(set.err.find("--set dbb: unknown var 'dbb' (did you mean 'db'?)"), std::string::npos) << set.err;
+  EXPECT_NE(set.err.find("--set dbb: unknown var 'dbb' (did you mean 'db'?)"), std::string::npos)
+      << set.err;
   auto missing = run_sluice("validate /nonexistent.json");
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_EQ(missing.err, "/nonexistent.json: cannot read graph config: no such file\n1 error\n");
@@ -59,8 +70,9 @@ TEST(Cli, ValidateReportsOkOrEveryError) {
 TEST(Cli, NodesListsTypesAndParams) {
   auto all = run_sluice("nodes");
   EXPECT_EQ(all.exit_code, 0);
-  for (const char* t : {"source.files", "source.jsonl", "source.range", "chunk.recursive", "chunk.sentence", "embed.hash",
-                        "util.filter", "util.dedup", "index.sqlite", "index.jsonl"})
+  for (const char* t :
+       {"source.files", "source.jsonl", "source.range", "chunk.recursive", "chunk.sentence",
+        "embed.hash", "util.filter", "util.dedup", "index.sqlite", "index.jsonl"})
     EXPECT_NE(all.out.find(t), std::string::npos) << t;
   auto one = run_sluice("nodes chunk.recursive");
   EXPECT_EQ(one.exit_code, 0);
@@ -90,7 +102,8 @@ TEST(Cli, BadArgumentsExit2) {
 
 TEST(Cli, RunFailureExitsNonZeroWithReason) {
   test::TempDir dir;
-  auto r = run_sluice("run graphs/local-files.json --quiet --set dir=" + (dir / "missing") + " --set db=" + (dir / "x.db"));
+  auto r = run_sluice("run graphs/local-files.json --quiet --set dir=" + (dir / "missing") +
+                      " --set db=" + (dir / "x.db"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
 }

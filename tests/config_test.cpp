@@ -3,8 +3,8 @@
 
 #include <cstdlib>
 
-#include "tests/test_util.hpp"
 #include "nodes/builtin_nodes.hpp"
+#include "tests/test_util.hpp"
 
 namespace sluice {
 namespace {
@@ -32,7 +32,8 @@ struct BadCase {
 const BadCase kBad[] = {
     {"SyntaxErrorHasPosition", "{\n  \"nodes\": [\n    {\"id\": \"a\",,}\n  ]\n}",
      "test.json:3:16: expected a quoted key or '}'\n"},
-    {"NotAnObject", "[1, 2]", "test.json:1:1: a graph config must be a JSON object with \"nodes\" and \"edges\"\n"},
+    {"NotAnObject", "[1, 2]",
+     "test.json:1:1: a graph config must be a JSON object with \"nodes\" and \"edges\"\n"},
     {"MissingNodesAndEdges", "{\"name\": \"x\"}",
      "test.json:1:1: nodes: missing required key \"nodes\" (an array of nodes)\n"
      "test.json:1:1: edges: missing required key \"edges\" (an array of [from, to] pairs)\n"},
@@ -41,21 +42,26 @@ const BadCase kBad[] = {
      "test.json:1:24: nodes: a graph needs at least one node\n"},
     {"UnknownNodeTypeDidYouMean",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.rang\"}], \"edges\": []}",
-     "test.json:1:32: nodes[0].type: unknown node type \"source.rang\" (did you mean 'source.range'?); "
+     "test.json:1:32: nodes[0].type: unknown node type \"source.rang\" (did you mean "
+     "'source.range'?); "
      "`sluice nodes` lists them\n"},
     {"UnknownParamDidYouMean",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\", \"params\": {\"cuont\": 3}},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"/dev/null\"}}], \"edges\": [[\"s\", \"k\"]]}",
-     "test.json:1:59: nodes[0].params.cuont: unknown param \"cuont\" for source.range (did you mean 'count'?); "
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"/dev/null\"}}], "
+     "\"edges\": [[\"s\", \"k\"]]}",
+     "test.json:1:59: nodes[0].params.cuont: unknown param \"cuont\" for source.range (did you "
+     "mean 'count'?); "
      "`sluice nodes source.range` lists its params\n"},
     {"WrongParamType",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\", \"params\": {\"count\": \"ten\"}},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"/dev/null\"}}], \"edges\": [[\"s\", \"k\"]]}",
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"/dev/null\"}}], "
+     "\"edges\": [[\"s\", \"k\"]]}",
      "test.json:1:68: nodes[0].params.count: expected integer, got string \"ten\"\n"},
     {"MissingRequiredParam",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
      "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {}}], \"edges\": [[\"s\", \"k\"]]}",
-     "test.json:2:46: nodes[1].params: missing required param \"path\" (string: output file (/dev/null to discard))\n"},
+     "test.json:2:46: nodes[1].params: missing required param \"path\" (string: output file "
+     "(/dev/null to discard))\n"},
     {"DuplicateNodeId",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
      "{\"id\": \"s\", \"type\": \"source.range\"}], \"edges\": []}",
@@ -72,116 +78,164 @@ const BadCase kBad[] = {
      "\"edges\": [[\"src\", \"a\"], [\"a\", \"b\"], [\"b\", \"a\"], [\"b\", \"k\"]]}",
      "test.json:2:1: edges: the graph has a cycle: a -> b -> a\n"},
     {"SelfLoop",
-     "{\"nodes\": [{\"id\": \"src\", \"type\": \"source.range\"}, {\"id\": \"a\", \"type\": \"util.pass\"}],\n"
+     "{\"nodes\": [{\"id\": \"src\", \"type\": \"source.range\"}, {\"id\": \"a\", \"type\": "
+     "\"util.pass\"}],\n"
      "\"edges\": [[\"src\", \"a\"], [\"a\", \"a\"]]}",
      "test.json:2:25: edges[1]: edge from \"a\" to itself\n"},
     {"NodeWithoutOutgoingEdge",
-     "{\"nodes\": [{\"id\": \"src\", \"type\": \"source.range\"}, {\"id\": \"a\", \"type\": \"util.pass\"}],\n"
+     "{\"nodes\": [{\"id\": \"src\", \"type\": \"source.range\"}, {\"id\": \"a\", \"type\": "
+     "\"util.pass\"}],\n"
      "\"edges\": [[\"src\", \"a\"]]}",
-     "test.json:1:51: nodes[1]: node \"a\" (util.pass) has no outgoing edge: its records would go nowhere; "
+     "test.json:1:51: nodes[1]: node \"a\" (util.pass) has no outgoing edge: its records would go "
+     "nowhere; "
      "connect it to a sink such as index.sqlite\n"},
     {"EdgeIntoSource",
-     "{\"nodes\": [{\"id\": \"a\", \"type\": \"source.range\"}, {\"id\": \"b\", \"type\": \"source.range\"}],\n"
+     "{\"nodes\": [{\"id\": \"a\", \"type\": \"source.range\"}, {\"id\": \"b\", \"type\": "
+     "\"source.range\"}],\n"
      "\"edges\": [[\"a\", \"b\"]]}",
      "test.json:2:11: edges[0]: \"b\" is a source (source.range) and takes no input\n"},
     {"NoSource",
      "{\"nodes\": [{\"id\": \"a\", \"type\": \"util.pass\"},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"a\", \"k\"]]}",
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"a\", \"k\"]]}",
      "test.json:1:11: nodes: the graph has no source node (types source.*)\n"},
     {"OverlapNotBelowSize",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
-     "{\"id\": \"c\", \"type\": \"chunk.recursive\", \"params\": {\"size\": 10, \"overlap\": 10}},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"c\"], [\"c\", \"k\"]]}",
+     "{\"id\": \"c\", \"type\": \"chunk.recursive\", \"params\": {\"size\": 10, \"overlap\": "
+     "10}},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"c\"], [\"c\", \"k\"]]}",
      "test.json:2:74: nodes[1].params.overlap: overlap (10) must be smaller than size (10)\n"},
     {"InvalidRegex",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
      "{\"id\": \"f\", \"type\": \"util.filter\", \"params\": {\"match\": \"(unclosed\"}},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"f\"], [\"f\", \"k\"]]}",
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"f\"], [\"f\", \"k\"]]}",
      nullptr},  // the regex library's wording varies: checked by prefix below
     {"BelowMinimum",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\", \"params\": {\"size\": 0}},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"]]}",
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"k\"]]}",
      "test.json:1:67: nodes[0].params.size: must be at least 1\n"},
     {"UnknownSettingDidYouMean",
-     "{\"settings\": {\"max_inflight_doc\": 3}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"]]}",
-     "test.json:1:15: settings.max_inflight_doc: unknown setting (did you mean 'max_inflight_docs'?)\n"},
+     "{\"settings\": {\"max_inflight_doc\": 3}, \"nodes\": [{\"id\": \"s\", \"type\": "
+     "\"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"k\"]]}",
+     "test.json:1:15: settings.max_inflight_doc: unknown setting (did you mean "
+     "'max_inflight_docs'?)\n"},
     {"BadConcurrency",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}, \"concurrency\": 0}],"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}, \"concurrency\": "
+     "0}],"
      " \"edges\": [[\"s\", \"k\"]]}",
-     "test.json:2:76: nodes[1].concurrency: expected \"serial\", \"unlimited\" or an integer >= 1\n"},
+     "test.json:2:76: nodes[1].concurrency: expected \"serial\", \"unlimited\" or an integer >= "
+     "1\n"},
     {"UnknownVar",
      "{\"vars\": {\"db\": \"x.db\"}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
-     "{\"id\": \"k\", \"type\": \"index.sqlite\", \"params\": {\"path\": \"${dbb}\"}}], \"edges\": [[\"s\", \"k\"]]}",
-     "test.json:2:56: nodes[1].params.path: unknown var 'dbb' (did you mean 'db'?) (declare it under \"vars\")\n"},
+     "{\"id\": \"k\", \"type\": \"index.sqlite\", \"params\": {\"path\": \"${dbb}\"}}], \"edges\": "
+     "[[\"s\", \"k\"]]}",
+     "test.json:2:56: nodes[1].params.path: unknown var 'dbb' (did you mean 'db'?) (declare it "
+     "under \"vars\")\n"},
     {"UnreachableNode",
-     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"}, {\"id\": \"p\", \"type\": \"util.pass\"},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"], [\"p\", \"k\"]]}",
+     "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"}, {\"id\": \"p\", \"type\": "
+     "\"util.pass\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"k\"], [\"p\", \"k\"]]}",
      "test.json:1:49: nodes[1]: node \"p\" is not reachable from any source\n"},
     {"DuplicateKey", "{\"nodes\": [], \"nodes\": []}", "test.json:1:15: duplicate key \"nodes\"\n"},
     {"VariantMissingForTheChosenType",
-     "{\"vars\": {\"sink\": \"index.sqlite\"}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
-     "{\"id\": \"k\", \"type\": \"${sink}\", \"params\": {\"batch\": 7}, \"variants\": {\"index.jsonl\": {\"params\": "
+     "{\"vars\": {\"sink\": \"index.sqlite\"}, \"nodes\": [{\"id\": \"s\", \"type\": "
+     "\"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"${sink}\", \"params\": {\"batch\": 7}, \"variants\": "
+     "{\"index.jsonl\": {\"params\": "
      "{\"path\": \"/dev/null\"}}}}], \"edges\": [[\"s\", \"k\"]]}",
-     "test.json:2:21: nodes[1].type: type \"index.sqlite\" has no entry under \"variants\" (this node offers: "
+     "test.json:2:21: nodes[1].type: type \"index.sqlite\" has no entry under \"variants\" (this "
+     "node offers: "
      "index.jsonl)\n"},
     {"UnknownVarFedTypeListsTheVariants",
-     "{\"vars\": {\"sink\": \"index.jsnol\"}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
-     "{\"id\": \"k\", \"type\": \"${sink}\", \"variants\": {\"index.sqlite\": {\"params\": {\"path\": \"x.db\"}}, "
+     "{\"vars\": {\"sink\": \"index.jsnol\"}, \"nodes\": [{\"id\": \"s\", \"type\": "
+     "\"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"${sink}\", \"variants\": {\"index.sqlite\": {\"params\": "
+     "{\"path\": \"x.db\"}}, "
      "\"index.jsonl\": {\"params\": {\"path\": \"x\"}}}}], \"edges\": [[\"s\", \"k\"]]}",
-     "test.json:2:21: nodes[1].type: unknown node type \"index.jsnol\" (did you mean 'index.jsonl'?); this node's "
+     "test.json:2:21: nodes[1].type: unknown node type \"index.jsnol\" (did you mean "
+     "'index.jsonl'?); this node's "
      "variants: index.sqlite, index.jsonl\n"},
     {"VariantKeyedByUnknownType",
-     "{\"vars\": {\"sink\": \"index.jsonl\"}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
-     "{\"id\": \"k\", \"type\": \"${sink}\", \"variants\": {\"index.jsnl\": {}, \"index.jsonl\": {\"params\": "
+     "{\"vars\": {\"sink\": \"index.jsonl\"}, \"nodes\": [{\"id\": \"s\", \"type\": "
+     "\"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"${sink}\", \"variants\": {\"index.jsnl\": {}, \"index.jsonl\": "
+     "{\"params\": "
      "{\"path\": \"x\"}, \"concurency\": 2}}}], \"edges\": [[\"s\", \"k\"]]}",
-     "test.json:2:45: nodes[1].variants.index.jsnl: unknown node type \"index.jsnl\" (did you mean 'index.jsonl'?); "
+     "test.json:2:45: nodes[1].variants.index.jsnl: unknown node type \"index.jsnl\" (did you mean "
+     "'index.jsonl'?); "
      "variants are keyed by node type\n"
-     "test.json:2:104: nodes[1].variants.index.jsonl.concurency: unknown variant key (did you mean 'concurrency'?) "
+     "test.json:2:104: nodes[1].variants.index.jsonl.concurency: unknown variant key (did you mean "
+     "'concurrency'?) "
      "(a variant has \"params\" and \"concurrency\")\n"},
     {"AdaptiveOnACpuNode",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
      "{\"id\": \"c\", \"type\": \"chunk.recursive\", \"concurrency\": \"adaptive\"},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"c\"], [\"c\", \"k\"]]}",
-     "test.json:2:55: nodes[1].concurrency: \"adaptive\" concurrency applies to I/O nodes only (chunk.recursive "
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"c\"], [\"c\", \"k\"]]}",
+     "test.json:2:55: nodes[1].concurrency: \"adaptive\" concurrency applies to I/O nodes only "
+     "(chunk.recursive "
      "runs on CPU threads: use \"serial\", \"unlimited\" or a number)\n"},
     {"AdaptiveWithABadMax",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.lines\", \"params\": {\"path\": \"x\"}},\n"
-     "{\"id\": \"f\", \"type\": \"fetch.http\", \"params\": {\"url\": \"http://h/{id}\"}, \"concurrency\": \"adaptive:0\"},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"f\"], [\"f\", \"k\"]]}",
-     "test.json:2:86: nodes[1].concurrency: expected \"adaptive\" or \"adaptive:N\" with N >= 1 (the most requests in "
+     "{\"id\": \"f\", \"type\": \"fetch.http\", \"params\": {\"url\": \"http://h/{id}\"}, "
+     "\"concurrency\": \"adaptive:0\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"f\"], [\"f\", \"k\"]]}",
+     "test.json:2:86: nodes[1].concurrency: expected \"adaptive\" or \"adaptive:N\" with N >= 1 "
+     "(the most requests in "
      "flight), got \"adaptive:0\"\n"},
     {"IoConcurrencyNamesAdaptive",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.lines\", \"params\": {\"path\": \"x\"}},\n"
-     "{\"id\": \"f\", \"type\": \"fetch.http\", \"params\": {\"url\": \"http://h/{id}\"}, \"concurrency\": \"auto\"},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"f\"], [\"f\", \"k\"]]}",
-     "test.json:2:86: nodes[1].concurrency: expected \"serial\", \"unlimited\", an integer >= 1 or \"adaptive[:N]\"\n"},
+     "{\"id\": \"f\", \"type\": \"fetch.http\", \"params\": {\"url\": \"http://h/{id}\"}, "
+     "\"concurrency\": \"auto\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"f\"], [\"f\", \"k\"]]}",
+     "test.json:2:86: nodes[1].concurrency: expected \"serial\", \"unlimited\", an integer >= 1 or "
+     "\"adaptive[:N]\"\n"},
     {"UnknownHttpLoop",
-     "{\"settings\": {\"http_loop\": \"pol\"}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"]]}",
-     "test.json:1:28: settings.http_loop: expected \"epoll\" (curl_multi_socket_action on an epoll set) or \"poll\" "
+     "{\"settings\": {\"http_loop\": \"pol\"}, \"nodes\": [{\"id\": \"s\", \"type\": "
+     "\"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"k\"]]}",
+     "test.json:1:28: settings.http_loop: expected \"epoll\" (curl_multi_socket_action on an epoll "
+     "set) or \"poll\" "
      "(curl_multi_poll), got \"pol\" (did you mean 'poll'?)\n"},
     {"NegativeConnectionCap",
-     "{\"settings\": {\"max_host_connections\": -1}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"k\"]]}",
+     "{\"settings\": {\"max_host_connections\": -1}, \"nodes\": [{\"id\": \"s\", \"type\": "
+     "\"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"k\"]]}",
      "test.json:1:39: settings.max_host_connections: must be at least 0\n"},
     {"MetaValueNotAPointer",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.lines\", \"params\": {\"path\": \"x\"}},\n"
-     "{\"id\": \"e\", \"type\": \"extract.json\", \"params\": {\"text\": \"/t\", \"meta\": {\"c\": \"b\"}}},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"e\"], [\"e\", \"k\"]]}",
-     "test.json:2:70: nodes[1].params.meta: \"b\" is not a JSON pointer (RFC 6901, e.g. /results/0/title)\n"},
+     "{\"id\": \"e\", \"type\": \"extract.json\", \"params\": {\"text\": \"/t\", \"meta\": {\"c\": "
+     "\"b\"}}},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"e\"], [\"e\", \"k\"]]}",
+     "test.json:2:70: nodes[1].params.meta: \"b\" is not a JSON pointer (RFC 6901, e.g. "
+     "/results/0/title)\n"},
     {"ExpandUnknownIdField",
      "{\"nodes\": [{\"id\": \"s\", \"type\": \"source.lines\", \"params\": {\"path\": \"x\"}},\n"
-     "{\"id\": \"e\", \"type\": \"expand.json\", \"params\": {\"items\": \"/results\", \"id\": \"{ref}\"}},\n"
-     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": [[\"s\", \"e\"], [\"e\", \"k\"]]}",
-     "test.json:2:74: nodes[1].params.id: unknown field {ref} in \"{ref}\" (use {id}, {index}, {item} or a JSON "
+     "{\"id\": \"e\", \"type\": \"expand.json\", \"params\": {\"items\": \"/results\", \"id\": "
+     "\"{ref}\"}},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"e\"], [\"e\", \"k\"]]}",
+     "test.json:2:74: nodes[1].params.id: unknown field {ref} in \"{ref}\" (use {id}, {index}, "
+     "{item} or a JSON "
      "pointer such as {/ref})\n"},
 };
 
 // "adaptive" sets the node's cap to the max it may grow to (256 unless given).
 TEST(Config, AdaptiveConcurrencyReadsItsMax) {
-  const std::string json = R"({"vars": {"c": "adaptive"}, "nodes": [{"id": "s", "type": "source.lines", "params": {"path": "x"}},
+  const std::string json =
+      R"({"vars": {"c": "adaptive"}, "nodes": [{"id": "s", "type": "source.lines", "params": {"path": "x"}},
     {"id": "f", "type": "fetch.http", "params": {"url": "http://h/{id}"}, "concurrency": "${c}"},
     {"id": "k", "type": "index.jsonl", "params": {"path": "x"}}], "edges": [["s", "f"], ["f", "k"]]})";
   GraphSpec a = test::spec_from(json);
@@ -197,7 +251,8 @@ TEST(Config, AdaptiveConcurrencyReadsItsMax) {
 
 // The chosen variant's params go over the node's own, and its concurrency wins.
 TEST(Config, VariantParamsAndConcurrencyApplyToTheChosenType) {
-  const std::string json = R"({"vars": {"sink": "index.jsonl"}, "nodes": [{"id": "s", "type": "source.range"},
+  const std::string json =
+      R"({"vars": {"sink": "index.jsonl"}, "nodes": [{"id": "s", "type": "source.range"},
     {"id": "k", "type": "${sink}", "params": {"batch": 7}, "concurrency": 3, "variants": {
       "index.jsonl": {"params": {"path": "/dev/null", "batch": 9}, "concurrency": "serial"},
       "index.sqlite": {"params": {"path": "x.db"}}}}], "edges": [["s", "k"]]})";
@@ -221,7 +276,9 @@ TEST_P(BadConfig, ReportsExactError) {
   if (c.expected) {
     EXPECT_EQ(got, c.expected);
   } else {
-    EXPECT_EQ(got.rfind("test.json:2:56: nodes[1].params.match: invalid regular expression: ", 0), 0u) << got;
+    EXPECT_EQ(got.rfind("test.json:2:56: nodes[1].params.match: invalid regular expression: ", 0),
+              0u)
+        << got;
   }
 }
 
@@ -237,11 +294,11 @@ TEST(Config, AllErrorsAreReportedAtOnce) {
   "edges": [["s", "k"]]
 })";
   std::string got = config_errors(json);
-  EXPECT_EQ(got,
-            "test.json:3:61: nodes[0].params.count: must be at least 0\n"
-            "test.json:3:65: nodes[0].params.sizee: unknown param \"sizee\" for source.range (did you mean 'size'?); "
-            "`sluice nodes source.range` lists its params\n"
-            "test.json:4:59: nodes[1].params.path: expected string, got number\n");
+  EXPECT_EQ(got, "test.json:3:61: nodes[0].params.count: must be at least 0\n"
+                 "test.json:3:65: nodes[0].params.sizee: unknown param \"sizee\" for source.range "
+                 "(did you mean 'size'?); "
+                 "`sluice nodes source.range` lists its params\n"
+                 "test.json:4:59: nodes[1].params.path: expected string, got number\n");
 }
 
 TEST(Config, CommentsAndTrailingCommasAreAccepted) {
@@ -280,7 +337,8 @@ TEST(Config, VarsSubstituteAndNumericStringsCoerce) {
 }
 
 TEST(Config, SetOverridesVars) {
-  GraphSpec spec = parse_graph(kVarGraph, "/tmp/g/v.json", {{"n", "9"}, {"out", "b.jsonl"}}, builtin_registry());
+  GraphSpec spec =
+      parse_graph(kVarGraph, "/tmp/g/v.json", {{"n", "9"}, {"out", "b.jsonl"}}, builtin_registry());
   EXPECT_EQ(spec.nodes[0].params.integer("count"), 9);
   EXPECT_EQ(spec.nodes[2].params.str("path"), "/tmp/g/b.jsonl");
 }
@@ -292,7 +350,9 @@ TEST(Config, SetOfUndeclaredVarIsAnErrorWithHint) {
 
 TEST(Config, SetWithNonNumericValueForNumberIsTypeError) {
   std::string got = config_errors(kVarGraph, builtin_registry(), {{"n", "many"}});
-  EXPECT_NE(got.find("nodes[0].params.count: expected integer, got string \"many\""), std::string::npos) << got;
+  EXPECT_NE(got.find("nodes[0].params.count: expected integer, got string \"many\""),
+            std::string::npos)
+      << got;
 }
 
 TEST(Config, EnvValuesAreSecretAndNeverPrinted) {

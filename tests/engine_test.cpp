@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "engine/thread_role.hpp"
-#include "tests/test_util.hpp"
 #include "nodes/builtin_nodes.hpp"
+#include "tests/test_util.hpp"
 
 namespace sluice {
 namespace {
@@ -31,14 +31,18 @@ int64_t sqlite_count(const std::string& db, const char* sql) {
 
 std::string fan_graph(const test::TempDir& dir, int docs, int max_inflight) {
   return R"({
-  "settings": {"max_inflight_docs": )" + std::to_string(max_inflight) + R"(},
+  "settings": {"max_inflight_docs": )" +
+         std::to_string(max_inflight) + R"(},
   "nodes": [
-    {"id": "src", "type": "source.range", "params": {"count": )" + std::to_string(docs) + R"(, "size": 3000, "seed": 3}},
+    {"id": "src", "type": "source.range", "params": {"count": )" +
+         std::to_string(docs) + R"(, "size": 3000, "seed": 3}},
     {"id": "words", "type": "chunk.recursive", "params": {"size": 200, "id_tag": "w"}},
     {"id": "sentences", "type": "chunk.sentence", "params": {"size": 300, "id_tag": "s"}, "concurrency": 2},
     {"id": "embed", "type": "embed.hash", "params": {"dim": 32}},
-    {"id": "db", "type": "index.sqlite", "params": {"path": ")" + (dir / "fan.db") + R"(", "batch": 64}},
-    {"id": "file", "type": "index.jsonl", "params": {"path": ")" + (dir / "fan.jsonl") + R"(", "batch": 100}}
+    {"id": "db", "type": "index.sqlite", "params": {"path": ")" +
+         (dir / "fan.db") + R"(", "batch": 64}},
+    {"id": "file", "type": "index.jsonl", "params": {"path": ")" +
+         (dir / "fan.jsonl") + R"(", "batch": 100}}
   ],
   "edges": [["src", "words"], ["src", "sentences"], ["words", "embed"], ["sentences", "embed"],
             ["embed", "db"], ["embed", "file"]]
@@ -67,7 +71,8 @@ TEST_P(EngineThreads, FanOutAndFanInIndexEveryChunkExactlyOnce) {
   for (const auto& l : lines) ids.insert(l.substr(0, l.find("\",\"doc_id\"")));
   EXPECT_EQ(ids.size(), rep.chunks) << "a chunk id was written twice";
 
-  EXPECT_EQ(sqlite_count(dir / "fan.db", "SELECT count(*) FROM chunks"), static_cast<int64_t>(rep.chunks));
+  EXPECT_EQ(sqlite_count(dir / "fan.db", "SELECT count(*) FROM chunks"),
+            static_cast<int64_t>(rep.chunks));
   EXPECT_EQ(sqlite_count(dir / "fan.db", "SELECT count(*) FROM chunks WHERE id LIKE '%#w%'") +
                 sqlite_count(dir / "fan.db", "SELECT count(*) FROM chunks WHERE id LIKE '%#s%'"),
             static_cast<int64_t>(rep.chunks));
@@ -84,7 +89,8 @@ TEST(Engine, BatchLargerThanInflightLimitDoesNotStall) {
   "settings": {"max_inflight_docs": 2},
   "nodes": [
     {"id": "src", "type": "source.range", "params": {"count": 40, "size": 100}},
-    {"id": "k", "type": "index.jsonl", "params": {"path": ")" + (dir / "o.jsonl") + R"(", "batch": 512, "linger_ms": 10000}}
+    {"id": "k", "type": "index.jsonl", "params": {"path": ")" +
+                                 (dir / "o.jsonl") + R"(", "batch": 512, "linger_ms": 10000}}
   ],
   "edges": [["src", "k"]]
 })");
@@ -98,7 +104,8 @@ TEST(Engine, BatchLargerThanInflightLimitDoesNotStall) {
 // Test-only nodes, registered next to the built-ins.
 class ForgetfulNode final : public Node {
  public:
-  void process(RecordPtr, Emitter&) override {}  // no output, no outcome: a bug the engine must catch
+  void process(RecordPtr, Emitter&) override {
+  }  // no output, no outcome: a bug the engine must catch
 };
 
 class ThrowingNode final : public Node {
@@ -132,7 +139,8 @@ class OffloadingNode final : public Node {
       t_outside_arena = true;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       _output->offload([this, in] {
-        if (tbb::this_task_arena::current_thread_index() < 0 || t_outside_arena) off_arena.fetch_add(1);
+        if (tbb::this_task_arena::current_thread_index() < 0 || t_outside_arena)
+          off_arena.fetch_add(1);
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
         bool fail = in->id.back() == _fail_digit;
         if (!fail) _output->forward(in);
@@ -175,10 +183,13 @@ const Registry& test_registry() {
   return reg;
 }
 
-std::string through(const std::string& type, const std::string& extra_settings = "", int count = 30) {
+std::string through(const std::string& type, const std::string& extra_settings = "",
+                    int count = 30) {
   return R"({"settings": {"max_inflight_docs": 4)" + extra_settings + R"(},
-  "nodes": [{"id": "src", "type": "source.range", "params": {"count": )" + std::to_string(count) + R"(, "size": 50}},
-            {"id": "t", "type": ")" + type + R"("},
+  "nodes": [{"id": "src", "type": "source.range", "params": {"count": )" +
+         std::to_string(count) + R"(, "size": 50}},
+            {"id": "t", "type": ")" +
+         type + R"("},
             {"id": "k", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
   "edges": [["src", "t"], ["t", "k"]]})";
 }
@@ -192,8 +203,9 @@ TEST(Engine, RecordWithoutOutcomeIsCountedLost) {
 
 TEST(Engine, ExceptionDeadLettersTheRecordWithItsReason) {
   test::TempDir dir;
-  RunReport rep = test::run_json(through("test.throwing", ", \"dead_letter\": \"" + (dir / "dlq.jsonl") + "\""), 2,
-                                 test_registry());
+  RunReport rep =
+      test::run_json(through("test.throwing", ", \"dead_letter\": \"" + (dir / "dlq.jsonl") + "\""),
+                     2, test_registry());
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.dead_lettered, 12u);  // ids ending in 0, 3, 6 or 9: three of each among 00..29
   EXPECT_EQ(rep.docs_dead_lettered, 12u);
@@ -248,15 +260,17 @@ TEST(Engine, SetupFailureIsAClearError) {
   "nodes": [{"id": "src", "type": "source.files", "params": {"dir": "/nonexistent/sluice"}},
             {"id": "k", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
   "edges": [["src", "k"]]})");
-  EXPECT_EQ(rep.error, "node \"src\" (source.files): directory \"/nonexistent/sluice\" does not exist or is not a directory");
+  EXPECT_EQ(rep.error, "node \"src\" (source.files): directory \"/nonexistent/sluice\" does not "
+                       "exist or is not a directory");
   EXPECT_EQ(rep.exit_code(), 1);
 }
 
 TEST(Engine, ReportJsonHasTheDocumentedKeys) {
   RunReport rep = test::run_json(through("util.pass"));
   std::string j = rep.to_json();
-  for (const char* key : {"\"docs\":", "\"chunks\":", "\"lost\":", "\"dead_lettered\":", "\"elapsed_s\":",
-                          "\"peak_rss_bytes\":", "\"nodes\":[", "\"busy_s\":", "\"in\":", "\"out\":", "\"errors\":"})
+  for (const char* key :
+       {"\"docs\":", "\"chunks\":", "\"lost\":", "\"dead_lettered\":", "\"elapsed_s\":",
+        "\"peak_rss_bytes\":", "\"nodes\":[", "\"busy_s\":", "\"in\":", "\"out\":", "\"errors\":"})
     EXPECT_NE(j.find(key), std::string::npos) << key;
 }
 

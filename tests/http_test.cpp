@@ -12,27 +12,29 @@
 #include "engine/http/adaptive_limit.hpp"
 #include "engine/http/client.hpp"
 #include "engine/record_template.hpp"
+#include "nodes/builtin_nodes.hpp"
 #include "nodes/index_sqlite.hpp"
 #include "nodes/index_sqlite_search.hpp"
 #include "nodes/source_http_list.hpp"
 #include "sim/sim.hpp"
 #include "tests/test_util.hpp"
-#include "nodes/builtin_nodes.hpp"
 
 namespace sluice {
 namespace {
 
 using test::ids_file;
 
-std::string fetch_graph(const std::string& ids, const std::string& url, const std::string& sink_path,
-                        const std::string& fetch_params, const std::string& fetch_conc,
-                        const std::string& settings = "") {
+std::string fetch_graph(const std::string& ids, const std::string& url,
+                        const std::string& sink_path, const std::string& fetch_params,
+                        const std::string& fetch_conc, const std::string& settings = "") {
   return R"({"settings": {"max_inflight_docs": 2000)" + settings + R"(},
-  "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": ")" + ids + R"("}},
-    {"id": "fetch", "type": "fetch.http", "params": {"url": ")" + url + R"(")" + fetch_params + R"(}, "concurrency": )" +
-         fetch_conc + R"(},
+  "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": ")" +
+         ids + R"("}},
+    {"id": "fetch", "type": "fetch.http", "params": {"url": ")" +
+         url + R"(")" + fetch_params + R"(}, "concurrency": )" + fetch_conc + R"(},
     {"id": "extract", "type": "extract.json", "params": {"text": "/text", "meta": {"title": "/title"}}},
-    {"id": "index", "type": "index.sqlite", "params": {"path": ")" + sink_path + R"(", "batch": 64}}],
+    {"id": "index", "type": "index.sqlite", "params": {"path": ")" +
+         sink_path + R"(", "batch": 64}}],
   "edges": [["ids", "fetch"], ["fetch", "extract"], ["extract", "index"]]})";
 }
 
@@ -59,10 +61,11 @@ std::string base(const sim::SimServer& s) { return "http://127.0.0.1:" + std::to
 
 // `n` document ids fetched from the sim's /docs/{id} into an SQLite index in `dir`, with the
 // fetch node's `concurrency` as given (JSON: 8, "\"adaptive:100\"").
-RunReport fetch_ids(const sim::SimServer& server, const test::TempDir& dir, int n, const std::string& concurrency,
-                    int threads = 2) {
-  return test::run_json(fetch_graph(ids_file(dir, n), base(server) + "/docs/{id}", dir / "f.db", "", concurrency),
-                        threads);
+RunReport fetch_ids(const sim::SimServer& server, const test::TempDir& dir, int n,
+                    const std::string& concurrency, int threads = 2) {
+  return test::run_json(
+      fetch_graph(ids_file(dir, n), base(server) + "/docs/{id}", dir / "f.db", "", concurrency),
+      threads);
 }
 
 // Both ways the loop can wait on its sockets (settings.http_loop): epoll, the default, and poll.
@@ -79,10 +82,11 @@ TEST_P(BothLoops, EveryDocIndexedExactlyOnceThroughFaults) {
   server.start();
   test::TempDir dir;
   std::string db = dir / "f.db";
-  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 300), base(server) + "/docs/{id}", db,
-                                             R"(, "timeout_ms": 500, "retry": {"max_attempts": 12, "base_delay_s": 0.01, "max_delay_s": 0.2})",
-                                             "64", R"(, "dead_letter": ")" + (dir / "dlq.jsonl") + R"(", "http_loop": ")" +
-                                                       GetParam() + "\""));
+  RunReport rep = test::run_json(fetch_graph(
+      ids_file(dir, 300), base(server) + "/docs/{id}", db,
+      R"(, "timeout_ms": 500, "retry": {"max_attempts": 12, "base_delay_s": 0.01, "max_delay_s": 0.2})",
+      "64",
+      R"(, "dead_letter": ")" + (dir / "dlq.jsonl") + R"(", "http_loop": ")" + GetParam() + "\""));
   EXPECT_EQ(rep.error, "");
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.dead_lettered, 0u) << test::read_file(dir / "dlq.jsonl");
@@ -115,15 +119,21 @@ TEST(Faults, EveryChunkReachesTheBulkIndexExactlyOnceThrough500sResetsTimeoutsAn
   // over two windows each under the limit.
   test::align_to_second();
   const std::string retry = R"("timeout_ms": 400, "max_attempts": 12)";
-  RunReport rep = test::run_json(R"({"settings": {"max_inflight_docs": 256, "dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
-  "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": ")" + ids_file(dir, 200) + R"("}},
-    {"id": "fetch", "type": "fetch.http", "concurrency": 32, "params": {"url": ")" + base(server) + R"(/docs/{id}",
+  RunReport rep = test::run_json(R"({"settings": {"max_inflight_docs": 256, "dead_letter": ")" +
+                                 (dir / "dlq.jsonl") + R"("},
+  "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": ")" +
+                                 ids_file(dir, 200) + R"("}},
+    {"id": "fetch", "type": "fetch.http", "concurrency": 32, "params": {"url": ")" +
+                                 base(server) + R"(/docs/{id}",
       "timeout_ms": 400, "retry": {"max_attempts": 12, "base_delay_s": 0.01, "max_delay_s": 0.2}}},
     {"id": "extract", "type": "extract.json", "params": {"text": "/text"}},
     {"id": "chunk", "type": "chunk.recursive", "params": {"size": 300}},
-    {"id": "embed", "type": "embed.openai", "concurrency": 4, "params": {"url": ")" + base(server) + R"(/v1/embeddings",
-      "model": "m", "batch": 32, )" + retry + R"(}},
-    {"id": "es", "type": "index.elasticsearch", "params": {"url": ")" + base(server) + R"(", "index": "docs",
+    {"id": "embed", "type": "embed.openai", "concurrency": 4, "params": {"url": ")" +
+                                 base(server) + R"(/v1/embeddings",
+      "model": "m", "batch": 32, )" +
+                                 retry + R"(}},
+    {"id": "es", "type": "index.elasticsearch", "params": {"url": ")" +
+                                 base(server) + R"(", "index": "docs",
       "batch": 100, "timeout_ms": 400, "max_attempts": 12}}],
   "edges": [["ids", "fetch"], ["fetch", "extract"], ["extract", "chunk"], ["chunk", "embed"], ["embed", "es"]]})");
   EXPECT_EQ(rep.error, "");
@@ -136,7 +146,8 @@ TEST(Faults, EveryChunkReachesTheBulkIndexExactlyOnceThrough500sResetsTimeoutsAn
   EXPECT_GT(rep.http.throttled, 0u) << "the rate limit must have answered 429s";
   EXPECT_GT(st["resets"].GetUint64() + st["timeouts"].GetUint64(), 0u);
   const auto& statuses = st["by_endpoint"]["/docs/{id}"]["statuses"];
-  EXPECT_TRUE(statuses.HasMember("500") && statuses.HasMember("429")) << "faults and throttling both hit the fetches";
+  EXPECT_TRUE(statuses.HasMember("500") && statuses.HasMember("429"))
+      << "faults and throttling both hit the fetches";
 }
 
 TEST(FetchHttp, ClientErrorsGoToTheDeadLetterFileWithTheServersMessage) {
@@ -145,8 +156,9 @@ TEST(FetchHttp, ClientErrorsGoToTheDeadLetterFileWithTheServersMessage) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 5, {"nosuch"}), base(server) + "/docs/{id}", dir / "f.db", "",
-                                             "4", R"(, "dead_letter": ")" + (dir / "dlq.jsonl") + "\""));
+  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 5, {"nosuch"}),
+                                             base(server) + "/docs/{id}", dir / "f.db", "", "4",
+                                             R"(, "dead_letter": ")" + (dir / "dlq.jsonl") + "\""));
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.docs_indexed, 5u);
   EXPECT_EQ(rep.dead_lettered, 1u);
@@ -155,7 +167,8 @@ TEST(FetchHttp, ClientErrorsGoToTheDeadLetterFileWithTheServersMessage) {
   EXPECT_NE(lines[0].find("\"id\":\"nosuch\""), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find("\"status\":404"), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find("no such doc"), std::string::npos) << lines[0];
-  EXPECT_NE(lines[0].find("\"attempts\":1"), std::string::npos) << "a 404 is not retried: " << lines[0];
+  EXPECT_NE(lines[0].find("\"attempts\":1"), std::string::npos)
+      << "a 404 is not retried: " << lines[0];
 }
 
 TEST(FetchHttp, MalformedAndOversizeBodiesAreDeadLetteredNotCrashes) {
@@ -165,17 +178,20 @@ TEST(FetchHttp, MalformedAndOversizeBodiesAreDeadLetteredNotCrashes) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 20), base(server) + "/docs/{id}", dir / "f.db", "", "8"));
+  RunReport rep = test::run_json(
+      fetch_graph(ids_file(dir, 20), base(server) + "/docs/{id}", dir / "f.db", "", "8"));
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.dead_lettered, 20u);
 
   sim::SimServer plain(sim::SimOptions{});
   plain.start();
-  RunReport big = test::run_json(fetch_graph(ids_file(dir, 3), base(plain) + "/big?{id}", dir / "g.db",
-                                             R"(, "max_bytes": 1048576)", "2", R"(, "dead_letter": ")" + (dir / "big.jsonl") + "\""));
+  RunReport big = test::run_json(fetch_graph(ids_file(dir, 3), base(plain) + "/big?{id}",
+                                             dir / "g.db", R"(, "max_bytes": 1048576)", "2",
+                                             R"(, "dead_letter": ")" + (dir / "big.jsonl") + "\""));
   EXPECT_EQ(big.lost, 0u);
   EXPECT_EQ(big.dead_lettered, 3u);
-  EXPECT_NE(test::read_file(dir / "big.jsonl").find("response larger than 1048576 bytes"), std::string::npos);
+  EXPECT_NE(test::read_file(dir / "big.jsonl").find("response larger than 1048576 bytes"),
+            std::string::npos);
 }
 
 TEST(FetchHttp, ConcurrencyCapsRequestsInFlight) {
@@ -200,7 +216,8 @@ TEST(AdaptiveLimit, SlowStartDoublesBackPressureCutsThenGrowthIsOneAWindow) {
   auto t = AimdLimit::Clock::time_point{} + 1s;
   auto window = [&](bool backpressure, double rtt = 0.1) {
     a.on_start(a.limit());
-    for (int i = 0; i < 4; ++i) {  // a window ends once its first and last are >= one mean RTT apart
+    for (int i = 0; i < 4;
+         ++i) {  // a window ends once its first and last are >= one mean RTT apart
       t += 40ms;
       a.observe(rtt, backpressure && i == 3, t);
     }
@@ -322,7 +339,8 @@ TEST(FetchHttp, HundredsInFlightSpreadOverConnectionPoolsThatReuseTheirConnectio
   EXPECT_EQ(rep.docs_indexed, 1500u);
   auto st = stats(server);
   EXPECT_GT(st["peak_concurrent"].GetInt64(), 128) << "more than two pools' worth at once";
-  EXPECT_LE(st["connections"].GetInt64(), 400) << "1,500 requests on about 300 kept-alive connections";
+  EXPECT_LE(st["connections"].GetInt64(), 400)
+      << "1,500 requests on about 300 kept-alive connections";
 }
 
 TEST(FetchHttp, ConnectionCapsHoldTheUpstreamToThatManyConnections) {
@@ -332,8 +350,9 @@ TEST(FetchHttp, ConnectionCapsHoldTheUpstreamToThatManyConnections) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 200), base(server) + "/docs/{id}", dir / "f.db", "", "32",
-                                             R"(, "max_host_connections": 4)"));
+  RunReport rep =
+      test::run_json(fetch_graph(ids_file(dir, 200), base(server) + "/docs/{id}", dir / "f.db", "",
+                                 "32", R"(, "max_host_connections": 4)"));
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.docs_indexed, 200u);
   auto st = stats(server);
@@ -349,8 +368,8 @@ TEST(FetchHttp, RateLimitIsRespectedAndThrottlingRetried) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 400), base(server) + "/docs/{id}", dir / "f.db",
-                                             R"(, "rpm": 1200)", "50"));
+  RunReport rep = test::run_json(fetch_graph(ids_file(dir, 400), base(server) + "/docs/{id}",
+                                             dir / "f.db", R"(, "rpm": 1200)", "50"));
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.docs_indexed, 400u);
   const double per_s = 400 / rep.elapsed_s;
@@ -360,25 +379,30 @@ TEST(FetchHttp, RateLimitIsRespectedAndThrottlingRetried) {
   const auto& by = st["by_endpoint"];
   int64_t throttled = 0, total = st["requests"].GetInt64();
   for (auto it = by.MemberBegin(); it != by.MemberEnd(); ++it)
-    if (it->value["statuses"].HasMember("429")) throttled += it->value["statuses"]["429"].GetInt64();
+    if (it->value["statuses"].HasMember("429"))
+      throttled += it->value["statuses"]["429"].GetInt64();
   EXPECT_LE(throttled, total / 50) << "pacing should keep 429s under 2%";
 
   // Without a configured limit, every 429 is retried until all documents are in.
   sim::SimServer strict(o);
   strict.start();
-  RunReport unpaced = test::run_json(fetch_graph(ids_file(dir, 40), base(strict) + "/docs/{id}", dir / "g.db",
-                                                 R"(, "retry": {"max_retry_s": 30})", "40"));
+  RunReport unpaced =
+      test::run_json(fetch_graph(ids_file(dir, 40), base(strict) + "/docs/{id}", dir / "g.db",
+                                 R"(, "retry": {"max_retry_s": 30})", "40"));
   EXPECT_EQ(unpaced.lost, 0u);
   EXPECT_EQ(unpaced.docs_indexed, 40u);
 }
 
-std::string list_graph(const std::string& list_params, const std::string& fetch_url, const std::string& db,
-                       int max_inflight = 2000) {
+std::string list_graph(const std::string& list_params, const std::string& fetch_url,
+                       const std::string& db, int max_inflight = 2000) {
   return R"({"settings": {"max_inflight_docs": )" + std::to_string(max_inflight) + R"(},
-  "nodes": [{"id": "list", "type": "source.http_list", "params": {)" + list_params + R"(}},
-    {"id": "fetch", "type": "fetch.http", "params": {"url": ")" + fetch_url + R"("}, "concurrency": 16},
+  "nodes": [{"id": "list", "type": "source.http_list", "params": {)" +
+         list_params + R"(}},
+    {"id": "fetch", "type": "fetch.http", "params": {"url": ")" +
+         fetch_url + R"("}, "concurrency": 16},
     {"id": "extract", "type": "extract.json", "params": {"text": "/text"}},
-    {"id": "index", "type": "index.sqlite", "params": {"path": ")" + db + R"("}}],
+    {"id": "index", "type": "index.sqlite", "params": {"path": ")" +
+         db + R"("}}],
   "edges": [["list", "fetch"], ["fetch", "extract"], ["extract", "index"]]})";
 }
 
@@ -393,13 +417,18 @@ TEST(ExpandJson, ListingPagesBecomeOneDocumentPerItem) {
   test::write_file(dir / "pages.txt", "1\n2\n3\n4\n");
   auto graph = [&](const std::string& items) {
     return R"({"settings": {"dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
-    "nodes": [{"id": "pages", "type": "source.lines", "params": {"path": ")" + (dir / "pages.txt") + R"("}},
-      {"id": "list", "type": "fetch.http", "params": {"url": ")" + base(server) + R"(/docs?page={id}&per_page=5"}},
-      {"id": "items", "type": "expand.json", "params": {"items": ")" + items + R"(", "id": "{/id}", "documents": true,
+    "nodes": [{"id": "pages", "type": "source.lines", "params": {"path": ")" +
+           (dir / "pages.txt") + R"("}},
+      {"id": "list", "type": "fetch.http", "params": {"url": ")" +
+           base(server) + R"(/docs?page={id}&per_page=5"}},
+      {"id": "items", "type": "expand.json", "params": {"items": ")" +
+           items + R"(", "id": "{/id}", "documents": true,
                                                         "meta": {"listing_page": "/id"}}},
-      {"id": "fetch", "type": "fetch.http", "params": {"url": ")" + base(server) + R"(/docs/{id}"}},
+      {"id": "fetch", "type": "fetch.http", "params": {"url": ")" +
+           base(server) + R"(/docs/{id}"}},
       {"id": "text", "type": "extract.json", "params": {"text": "/text"}},
-      {"id": "out", "type": "index.jsonl", "params": {"path": ")" + (dir / "out.jsonl") + R"("}}],
+      {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+           (dir / "out.jsonl") + R"("}}],
     "edges": [["pages", "list"], ["list", "items"], ["items", "fetch"], ["fetch", "text"], ["text", "out"]]})";
   };
   RunReport rep = test::run_json(graph("/items"));
@@ -434,7 +463,8 @@ TEST(HttpList, PagesUntilAnEmptyPageAndAShortPageIsNotTheEnd) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  std::string params = R"("url": ")" + base(server) + R"(/docs", "items": "/items", "paging": "page", "per_page": 50)";
+  std::string params = R"("url": ")" + base(server) +
+                       R"(/docs", "items": "/items", "paging": "page", "per_page": 50)";
   RunReport rep = test::run_json(list_graph(params, base(server) + "/docs/{id}", dir / "l.db", 40));
   EXPECT_EQ(rep.error, "");
   EXPECT_EQ(rep.lost, 0u);
@@ -453,14 +483,17 @@ TEST(HttpList, MaxPagesStopsAndItemsMustBeAnArray) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  RunReport rep = test::run_json(list_graph(R"("url": ")" + base(server) +
-                                                R"(/docs", "items": "/items", "paging": "page", "per_page": 10, "max_pages": 3)",
-                                            base(server) + "/docs/{id}", dir / "a.db"));
+  RunReport rep = test::run_json(list_graph(
+      R"("url": ")" + base(server) +
+          R"(/docs", "items": "/items", "paging": "page", "per_page": 10, "max_pages": 3)",
+      base(server) + "/docs/{id}", dir / "a.db"));
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.docs_indexed, 30u);
-  RunReport bad = test::run_json(list_graph(R"("url": ")" + base(server) + R"(/docs", "items": "/page")",
-                                            base(server) + "/docs/{id}", dir / "b.db"));
-  EXPECT_NE(bad.error.find("\"items\" /page does not point at an array"), std::string::npos) << bad.error;
+  RunReport bad =
+      test::run_json(list_graph(R"("url": ")" + base(server) + R"(/docs", "items": "/page")",
+                                base(server) + "/docs/{id}", dir / "b.db"));
+  EXPECT_NE(bad.error.find("\"items\" /page does not point at an array"), std::string::npos)
+      << bad.error;
   EXPECT_EQ(bad.exit_code(), 1);
 }
 
@@ -471,9 +504,10 @@ TEST(PredefinedGraphs, PapersBackfillAgainstTheSim) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  GraphSpec spec = load_graph(test::source_dir() + "/graphs/papers-backfill.json",
-                              {{"base_url", base(server) + "/openalex"}, {"db", dir / "p.db"}, {"max_pages", "0"}},
-                              builtin_registry());
+  GraphSpec spec = load_graph(
+      test::source_dir() + "/graphs/papers-backfill.json",
+      {{"base_url", base(server) + "/openalex"}, {"db", dir / "p.db"}, {"max_pages", "0"}},
+      builtin_registry());
   spec.settings.dead_letter = dir / "dlq.jsonl";
   RunReport rep = run_graph(spec, {});
   EXPECT_EQ(rep.error, "");
@@ -482,8 +516,11 @@ TEST(PredefinedGraphs, PapersBackfillAgainstTheSim) {
   EXPECT_EQ(rep.dead_lettered, 0u) << test::read_file(dir / "dlq.jsonl");
   EXPECT_GT(rep.docs_filtered, 0u) << "works without an abstract are filtered";
   EXPECT_EQ(rep.docs_indexed + rep.docs_filtered, 450u);
-  EXPECT_EQ(count(dir / "p.db", "SELECT count(DISTINCT doc_id) FROM chunks"), static_cast<int64_t>(rep.docs_indexed));
-  EXPECT_EQ(count(dir / "p.db", "SELECT count(*) FROM chunks WHERE doc_id NOT LIKE 'https://openalex.org/W%'"), 0);
+  EXPECT_EQ(count(dir / "p.db", "SELECT count(DISTINCT doc_id) FROM chunks"),
+            static_cast<int64_t>(rep.docs_indexed));
+  EXPECT_EQ(count(dir / "p.db",
+                  "SELECT count(*) FROM chunks WHERE doc_id NOT LIKE 'https://openalex.org/W%'"),
+            0);
   EXPECT_EQ(stats(server)["by_endpoint"]["/openalex/works"]["requests"].GetInt64(), 3);
 }
 
@@ -495,7 +532,8 @@ TEST(PredefinedGraphs, SefariaAgainstTheSim) {
   server.start();
   test::TempDir dir;
   GraphSpec spec = load_graph(test::source_dir() + "/graphs/sefaria.json",
-                              {{"base_url", base(server) + "/sefaria"}, {"db", dir / "s.db"}}, builtin_registry());
+                              {{"base_url", base(server) + "/sefaria"}, {"db", dir / "s.db"}},
+                              builtin_registry());
   spec.settings.dead_letter = dir / "dlq.jsonl";
   RunReport rep = run_graph(spec, {});
   EXPECT_EQ(rep.error, "");
@@ -507,10 +545,15 @@ TEST(PredefinedGraphs, SefariaAgainstTheSim) {
   EXPECT_NE(dlq[0].find("complex book-level ref"), std::string::npos) << dlq[0];
   // Every other book is in, section by section: ids are refs, meta names book and version.
   EXPECT_EQ(rep.docs_indexed, rep.docs - 1);
-  EXPECT_GT(count(dir / "s.db", "SELECT count(DISTINCT doc_id) FROM chunks"), static_cast<int64_t>(rep.docs));
-  EXPECT_EQ(count(dir / "s.db", "SELECT count(*) FROM chunks WHERE meta NOT LIKE '%\"book\":%' OR meta NOT LIKE '%\"version\":%'"), 0);
+  EXPECT_GT(count(dir / "s.db", "SELECT count(DISTINCT doc_id) FROM chunks"),
+            static_cast<int64_t>(rep.docs));
+  EXPECT_EQ(count(dir / "s.db", "SELECT count(*) FROM chunks WHERE meta NOT LIKE '%\"book\":%' OR "
+                                "meta NOT LIKE '%\"version\":%'"),
+            0);
   // Footnotes are dropped as a unit and entities decoded.
-  EXPECT_EQ(count(dir / "s.db", "SELECT count(*) FROM chunks WHERE text LIKE '%&nbsp;%' OR text LIKE '%<%' OR text LIKE '%footnote%'"), 0);
+  EXPECT_EQ(count(dir / "s.db", "SELECT count(*) FROM chunks WHERE text LIKE '%&nbsp;%' OR text "
+                                "LIKE '%<%' OR text LIKE '%footnote%'"),
+            0);
 }
 
 // The predefined graphs switch embedder and sink by vars alone: Sefaria → sim /v1/embeddings →
@@ -554,7 +597,9 @@ TEST(PredefinedGraphs, VarsSwitchTheEmbedderAndTheSink) {
   EXPECT_EQ(prep.error, "");
   EXPECT_EQ(prep.dead_lettered, 0u) << test::read_file(dir / "pdlq.jsonl");
   EXPECT_GT(prep.docs_indexed, 0u);
-  EXPECT_EQ(count(dir / "p.db", "SELECT count(*) FROM sluice_meta WHERE key = 'embedder' AND value LIKE '%embed.gemini%'"), 1);
+  EXPECT_EQ(count(dir / "p.db", "SELECT count(*) FROM sluice_meta WHERE key = 'embedder' AND value "
+                                "LIKE '%embed.gemini%'"),
+            1);
 }
 
 TEST(EmbedAndBulk, EveryChunkEmbeddedAndIndexedOnceThroughBulkFailures) {
@@ -565,19 +610,23 @@ TEST(EmbedAndBulk, EveryChunkEmbeddedAndIndexedOnceThroughBulkFailures) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  RunReport rep = test::run_json(R"({"settings": {"max_inflight_docs": 64, "dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
+  RunReport rep = test::run_json(R"({"settings": {"max_inflight_docs": 64, "dead_letter": ")" +
+                                 (dir / "dlq.jsonl") + R"("},
   "nodes": [{"id": "docs", "type": "source.range", "params": {"count": 120, "size": 1500}},
     {"id": "chunk", "type": "chunk.recursive", "params": {"size": 300}},
-    {"id": "embed", "type": "embed.openai", "params": {"url": ")" + base(server) + R"(/v1/embeddings", "model": "m",
+    {"id": "embed", "type": "embed.openai", "params": {"url": ")" +
+                                 base(server) + R"(/v1/embeddings", "model": "m",
       "batch": 16, "price_per_mtok": 0.02, "api_key": "${env:SLUICE_TEST_NO_SUCH_KEY}"}, "concurrency": 4},
-    {"id": "es", "type": "index.elasticsearch", "params": {"url": ")" + base(server) + R"(", "index": "docs", "batch": 50}}],
+    {"id": "es", "type": "index.elasticsearch", "params": {"url": ")" +
+                                 base(server) + R"(", "index": "docs", "batch": 50}}],
   "edges": [["docs", "chunk"], ["chunk", "embed"], ["embed", "es"]]})");
   EXPECT_EQ(rep.error, "");
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.dead_lettered, 0u) << test::read_file(dir / "dlq.jsonl");
   EXPECT_EQ(rep.docs_indexed, 120u);
   auto st = stats(server);
-  EXPECT_EQ(st["bulk"]["distinct_ids"].GetUint64(), rep.chunks) << "every chunk id reached the index";
+  EXPECT_EQ(st["bulk"]["distinct_ids"].GetUint64(), rep.chunks)
+      << "every chunk id reached the index";
   EXPECT_EQ(rep.indexed, rep.chunks);
   EXPECT_EQ(st["embeddings"]["inputs"].GetUint64() >= rep.chunks, true);
   // Tokens come from the server's usage; cost from price_per_mtok.
@@ -592,31 +641,40 @@ TEST(EmbedAndBulk, PartialBatchesLeaveAtTheEndOfInputNotAfterLinger) {
   // as soon as nothing upstream can add to it. Waiting out linger_ms would take 40 s.
   sim::SimServer server(sim::SimOptions{});
   server.start();
-  RunReport rep = test::run_json(R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 10, "size": 200}},
-    {"id": "embed", "type": "embed.openai", "params": {"url": ")" + base(server) + R"(/v1/embeddings", "model": "m",
+  RunReport rep = test::run_json(
+      R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 10, "size": 200}},
+    {"id": "embed", "type": "embed.openai", "params": {"url": ")" +
+      base(server) + R"(/v1/embeddings", "model": "m",
       "batch": 64, "linger_ms": 20000}},
-    {"id": "es", "type": "index.elasticsearch", "params": {"url": ")" + base(server) + R"(", "index": "docs",
+    {"id": "es", "type": "index.elasticsearch", "params": {"url": ")" +
+      base(server) + R"(", "index": "docs",
       "batch": 64, "linger_ms": 20000}}],
   "edges": [["docs", "embed"], ["embed", "es"]]})");
   EXPECT_EQ(rep.error, "");
   EXPECT_EQ(rep.docs_indexed, 10u);
   EXPECT_LT(rep.elapsed_s, 10.0);
-  EXPECT_EQ(rep.http.requests, 2u) << "one embedding request and one _bulk, each a whole partial batch";
+  EXPECT_EQ(rep.http.requests, 2u)
+      << "one embedding request and one _bulk, each a whole partial batch";
 }
 
 TEST(EmbedAndBulk, OpenAIVectorsAreRecordedWithTheirEmbedder) {
   sim::SimServer server(sim::SimOptions{});
   server.start();
   test::TempDir dir;
-  RunReport rep = test::run_json(R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 10, "size": 200}},
-    {"id": "embed", "type": "embed.openai", "params": {"url": ")" + base(server) + R"(/v1/embeddings", "model": "m", "dimensions": 32}},
-    {"id": "db", "type": "index.sqlite", "params": {"path": ")" + (dir / "e.db") + R"("}}],
+  RunReport rep = test::run_json(
+      R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 10, "size": 200}},
+    {"id": "embed", "type": "embed.openai", "params": {"url": ")" +
+      base(server) + R"(/v1/embeddings", "model": "m", "dimensions": 32}},
+    {"id": "db", "type": "index.sqlite", "params": {"path": ")" +
+      (dir / "e.db") + R"("}}],
   "edges": [["docs", "embed"], ["embed", "db"]]})");
   EXPECT_EQ(rep.error, "");
   EXPECT_EQ(rep.docs_indexed, 10u);
   EXPECT_EQ(count(dir / "e.db", "SELECT count(*) FROM chunks WHERE length(vector) = 32 * 2"), 10);
-  EXPECT_EQ(count(dir / "e.db", "SELECT count(*) FROM sluice_meta WHERE key = 'embedder' AND value = "
-                                "'{\"type\":\"embed.openai\",\"model\":\"m\",\"dim\":32}'"), 1);
+  EXPECT_EQ(count(dir / "e.db",
+                  "SELECT count(*) FROM sluice_meta WHERE key = 'embedder' AND value = "
+                  "'{\"type\":\"embed.openai\",\"model\":\"m\",\"dim\":32}'"),
+            1);
   try {
     search_index(dir / "e.db", "x", 3, SearchMode::vector);
     FAIL() << "an API embedder cannot be run locally for a query";
@@ -630,10 +688,13 @@ TEST(EmbedAndBulk, GeminiSendsAtMost100PerCallWithTheKeyInAHeader) {
   server.start();
   test::TempDir dir;
   ::setenv("SLUICE_TEST_GEMINI_KEY", "secret-test-key", 1);
-  RunReport rep = test::run_json(R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 250, "size": 200}},
-    {"id": "embed", "type": "embed.gemini", "params": {"base_url": ")" + base(server) + R"(/v1beta/",
+  RunReport rep = test::run_json(
+      R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 250, "size": 200}},
+    {"id": "embed", "type": "embed.gemini", "params": {"base_url": ")" +
+      base(server) + R"(/v1beta/",
       "model": "gemini-embedding-001", "dimensions": 48, "api_key": "${env:SLUICE_TEST_GEMINI_KEY}", "price_per_mtok": 0.15}},
-    {"id": "db", "type": "index.sqlite", "params": {"path": ")" + (dir / "g.db") + R"("}}],
+    {"id": "db", "type": "index.sqlite", "params": {"path": ")" +
+      (dir / "g.db") + R"("}}],
   "edges": [["docs", "embed"], ["embed", "db"]]})");
   ::unsetenv("SLUICE_TEST_GEMINI_KEY");
   EXPECT_EQ(rep.error, "");
@@ -641,14 +702,18 @@ TEST(EmbedAndBulk, GeminiSendsAtMost100PerCallWithTheKeyInAHeader) {
   EXPECT_EQ(rep.lost, 0u);
   EXPECT_EQ(rep.docs_indexed, 250u);
   EXPECT_EQ(count(dir / "g.db", "SELECT count(*) FROM chunks WHERE length(vector) = 48 * 2"), 250);
-  EXPECT_EQ(count(dir / "g.db", "SELECT count(*) FROM sluice_meta WHERE key = 'embedder' AND value = "
-                                "'{\"type\":\"embed.gemini\",\"model\":\"gemini-embedding-001\",\"dim\":48}'"), 1);
+  EXPECT_EQ(count(dir / "g.db",
+                  "SELECT count(*) FROM sluice_meta WHERE key = 'embedder' AND value = "
+                  "'{\"type\":\"embed.gemini\",\"model\":\"gemini-embedding-001\",\"dim\":48}'"),
+            1);
   auto st = stats(server);
   const auto& ep = st["by_endpoint"]["/v1beta/models/{model}:batchEmbedContents"];
   EXPECT_GE(ep["requests"].GetUint64(), 3u) << "250 inputs need at least 3 calls of at most 100";
   EXPECT_EQ(st["embeddings"]["inputs"].GetUint64(), 250u);
   // Gemini does not count tokens: the report's are the 4-characters-a-token estimate, priced.
-  EXPECT_EQ(rep.tokens, static_cast<uint64_t>(count(dir / "g.db", "SELECT sum((length(CAST(text AS BLOB)) + 3) / 4) FROM chunks")));
+  EXPECT_EQ(rep.tokens,
+            static_cast<uint64_t>(count(
+                dir / "g.db", "SELECT sum((length(CAST(text AS BLOB)) + 3) / 4) FROM chunks")));
   EXPECT_NEAR(rep.cost_usd, rep.tokens / 1e6 * 0.15, 1e-9);
 }
 
@@ -658,7 +723,8 @@ TEST(EmbedAndBulk, GeminiWithoutAKeyIsDeadLetteredWithTheApisMessage) {
   test::TempDir dir;
   RunReport rep = test::run_json(R"({"settings": {"dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
     "nodes": [{"id": "docs", "type": "source.range", "params": {"count": 5, "size": 100}},
-    {"id": "embed", "type": "embed.gemini", "params": {"base_url": ")" + base(server) + R"(/v1beta", "model": "m",
+    {"id": "embed", "type": "embed.gemini", "params": {"base_url": ")" +
+                                 base(server) + R"(/v1beta", "model": "m",
       "api_key": "${env:SLUICE_TEST_NO_SUCH_KEY}"}},
     {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
   "edges": [["docs", "embed"], ["embed", "out"]]})");
@@ -672,16 +738,21 @@ TEST(EmbedAndBulk, GeminiWithoutAKeyIsDeadLetteredWithTheApisMessage) {
 
 TEST(EmbedAndBulk, GeminiParamsAreCheckedBeforeAnyRequest) {
   auto error_of = [](const std::string& params) {
-    return test::config_errors(R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 1}},
-      {"id": "embed", "type": "embed.gemini", "params": {)" + params + R"(}},
+    return test::config_errors(
+        R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 1}},
+      {"id": "embed", "type": "embed.gemini", "params": {)" +
+        params + R"(}},
       {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
       "edges": [["docs", "embed"], ["embed", "out"]]})");
   };
   EXPECT_EQ(error_of(R"("model": "m", "batch": 101)"),
-            "test.json:2:81: nodes[1].params.batch: batch must be at most 100: batchEmbedContents takes at most 100 "
+            "test.json:2:81: nodes[1].params.batch: batch must be at most 100: batchEmbedContents "
+            "takes at most 100 "
             "requests a call\n");
   EXPECT_NE(error_of(R"("model": "models/m")").find("no \"models/\" prefix"), std::string::npos);
-  EXPECT_NE(error_of(R"("model": "m", "base_url": "ftp://x")").find("base_url must be an http(s) URL"), std::string::npos);
+  EXPECT_NE(
+      error_of(R"("model": "m", "base_url": "ftp://x")").find("base_url must be an http(s) URL"),
+      std::string::npos);
 }
 
 TEST(Interrupt, SigintDrainsInFlightWritesTheReportAndExits130) {
@@ -691,9 +762,12 @@ TEST(Interrupt, SigintDrainsInFlightWritesTheReportAndExits130) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  test::write_file(dir / "g.json", fetch_graph(ids_file(dir, 5000), base(server) + "/docs/{id}", dir / "i.db", "", "50"));
-  std::string cmd = "bash -c '\"" + std::string(SLUICE_BIN) + "\" run " + (dir / "g.json") + " --quiet --report " +
-                    (dir / "r.json") + " & pid=$!; sleep 0.8; kill -INT $pid; wait $pid; echo $? > " + (dir / "rc") + "'";
+  test::write_file(dir / "g.json", fetch_graph(ids_file(dir, 5000), base(server) + "/docs/{id}",
+                                               dir / "i.db", "", "50"));
+  std::string cmd = "bash -c '\"" + std::string(SLUICE_BIN) + "\" run " + (dir / "g.json") +
+                    " --quiet --report " + (dir / "r.json") +
+                    " & pid=$!; sleep 0.8; kill -INT $pid; wait $pid; echo $? > " + (dir / "rc") +
+                    "'";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   EXPECT_EQ(test::read_file(dir / "rc"), "130\n");
   rapidjson::Document rep;
@@ -702,8 +776,10 @@ TEST(Interrupt, SigintDrainsInFlightWritesTheReportAndExits130) {
   EXPECT_TRUE(rep["interrupted"].GetBool());
   EXPECT_EQ(rep["lost"].GetUint64(), 0u);
   EXPECT_LT(rep["docs"].GetUint64(), 5000u);
-  EXPECT_EQ(rep["docs_indexed"].GetUint64(), rep["docs"].GetUint64()) << "admitted documents finish";
-  EXPECT_EQ(count(dir / "i.db", "SELECT count(*) FROM chunks"), static_cast<int64_t>(rep["docs"].GetUint64()));
+  EXPECT_EQ(rep["docs_indexed"].GetUint64(), rep["docs"].GetUint64())
+      << "admitted documents finish";
+  EXPECT_EQ(count(dir / "i.db", "SELECT count(*) FROM chunks"),
+            static_cast<int64_t>(rep["docs"].GetUint64()));
 }
 
 TEST(HttpList, InterruptEndsAListingThatIsNotFetching) {
@@ -715,9 +791,10 @@ TEST(HttpList, InterruptEndsAListingThatIsNotFetching) {
   sim::SimServer server(o);
   server.start();
   test::TempDir dir;
-  GraphSpec spec = test::spec_from(list_graph(R"("url": ")" + base(server) +
-                                                  R"(/docs", "items": "/items", "paging": "page", "per_page": 1000)",
-                                              base(server) + "/docs/{id}", dir / "i.db", 50));
+  GraphSpec spec = test::spec_from(
+      list_graph(R"("url": ")" + base(server) +
+                     R"(/docs", "items": "/items", "paging": "page", "per_page": 1000)",
+                 base(server) + "/docs/{id}", dir / "i.db", 50));
   std::atomic<bool> interrupt{false};
   RunOptions opts;
   opts.interrupt = &interrupt;
@@ -736,7 +813,8 @@ TEST(HttpList, InterruptEndsAListingThatIsNotFetching) {
 }
 
 TEST(HttpList, LinkHeaderNext) {
-  EXPECT_EQ(link_next(R"(<https://x/a?page=2>; rel="next", <https://x/a?page=9>; rel="last")"), "https://x/a?page=2");
+  EXPECT_EQ(link_next(R"(<https://x/a?page=2>; rel="next", <https://x/a?page=9>; rel="last")"),
+            "https://x/a?page=2");
   EXPECT_EQ(link_next(R"(<https://x/a?page=9>; rel="last")"), "");
   EXPECT_EQ(link_next(""), "");
 }
@@ -805,7 +883,8 @@ TEST(RecordTemplate, ExpandsAndEncodes) {
   r.doc_id = "Genesis";
   r.meta.set_string("v", "english|The Koren/2");
   RecordTemplate t("https://x/api/v3/texts/{id}?version={meta.v}&d={doc_id}{{x}}");
-  EXPECT_EQ(t.expand(r, true), "https://x/api/v3/texts/Genesis%201?version=english%7CThe%20Koren%2F2&d=Genesis{x}");
+  EXPECT_EQ(t.expand(r, true),
+            "https://x/api/v3/texts/Genesis%201?version=english%7CThe%20Koren%2F2&d=Genesis{x}");
   EXPECT_EQ(RecordTemplate("{+id}").expand(r, true), "Genesis 1");
   EXPECT_THROW(RecordTemplate("{nope}"), std::invalid_argument);
   EXPECT_THROW(RecordTemplate("{id"), std::invalid_argument);

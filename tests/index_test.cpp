@@ -12,10 +12,12 @@ namespace {
 std::string corpus_graph(const test::TempDir& dir) {
   return R"({
   "nodes": [
-    {"id": "files", "type": "source.files", "params": {"dir": ")" + (dir / "docs") + R"("}},
+    {"id": "files", "type": "source.files", "params": {"dir": ")" +
+         (dir / "docs") + R"("}},
     {"id": "chunk", "type": "chunk.recursive", "params": {"size": 120}},
     {"id": "embed", "type": "embed.hash", "params": {"dim": 64}},
-    {"id": "index", "type": "index.sqlite", "params": {"path": ")" + (dir / "i.db") + R"("}}
+    {"id": "index", "type": "index.sqlite", "params": {"path": ")" +
+         (dir / "i.db") + R"("}}
   ],
   "edges": [["files", "chunk"], ["chunk", "embed"], ["embed", "index"]]
 })";
@@ -24,7 +26,9 @@ std::string corpus_graph(const test::TempDir& dir) {
 void make_corpus(const test::TempDir& dir) {
   for (int i = 0; i < 20; ++i) {
     std::string text;
-    for (int p = 0; p < 5; ++p) text += "Paragraph " + std::to_string(p) + " of file " + std::to_string(i) + " talks about rivers and hills.\n\n";
+    for (int p = 0; p < 5; ++p)
+      text += "Paragraph " + std::to_string(p) + " of file " + std::to_string(i) +
+              " talks about rivers and hills.\n\n";
     if (i == 13) text += "The quartz heron sings at midnight.\n";
     test::write_file(dir / ("docs/f" + std::to_string(i) + ".txt"), text);
   }
@@ -56,7 +60,8 @@ int64_t scalar(const std::string& db, const std::string& sql) {
 bool full_text_consistent(const std::string& db) {
   sqlite3* h = nullptr;
   sqlite3_open(db.c_str(), &h);
-  int rc = sqlite3_exec(h, "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)", nullptr, nullptr, nullptr);
+  int rc = sqlite3_exec(h, "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)",
+                        nullptr, nullptr, nullptr);
   sqlite3_close(h);
   return rc == SQLITE_OK;
 }
@@ -71,9 +76,13 @@ std::vector<std::string> rows(const std::string& db) {
   sqlite3* h = nullptr;
   sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr);
   sqlite3_stmt* s = nullptr;
-  sqlite3_prepare_v2(h, "SELECT id || '|' || doc_id || '|' || seq || '|' || text || '|' || length(vector) FROM chunks ORDER BY id", -1, &s, nullptr);
+  sqlite3_prepare_v2(h,
+                     "SELECT id || '|' || doc_id || '|' || seq || '|' || text || '|' || "
+                     "length(vector) FROM chunks ORDER BY id",
+                     -1, &s, nullptr);
   std::vector<std::string> out;
-  while (sqlite3_step(s) == SQLITE_ROW) out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+  while (sqlite3_step(s) == SQLITE_ROW)
+    out.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
   sqlite3_finalize(s);
   sqlite3_close(h);
   return out;
@@ -112,8 +121,11 @@ TEST(IndexSqlite, ChangedTextReplacesItsOldTermsInFullTextSearch) {
   // The FTS index agrees with its content table (FTS5's own consistency check).
   sqlite3* h = nullptr;
   sqlite3_open((dir / "i.db").c_str(), &h);
-  EXPECT_EQ(sqlite3_exec(h, "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)", nullptr, nullptr, nullptr),
-            SQLITE_OK) << sqlite3_errmsg(h);
+  EXPECT_EQ(sqlite3_exec(h,
+                         "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(h);
   sqlite3_close(h);
 }
 
@@ -138,7 +150,8 @@ TEST(IndexSqlite, MissingAndForeignDatabasesAreClearErrors) {
     search_index(dir / "none.db", "x", 3, SearchMode::bm25);
     FAIL();
   } catch (const std::runtime_error& e) {
-    EXPECT_EQ(std::string(e.what()), "no index at \"" + (dir / "none.db") + "\" (run a graph with an index.sqlite sink first)");
+    EXPECT_EQ(std::string(e.what()), "no index at \"" + (dir / "none.db") +
+                                         "\" (run a graph with an index.sqlite sink first)");
   }
   sqlite3* h = nullptr;
   sqlite3_open((dir / "other.db").c_str(), &h);
@@ -148,16 +161,19 @@ TEST(IndexSqlite, MissingAndForeignDatabasesAreClearErrors) {
   // Writing into it is refused too, and the foreign table is untouched.
   RunReport rep = test::run_json(R"({
   "nodes": [{"id": "s", "type": "source.range", "params": {"count": 3}},
-            {"id": "k", "type": "index.sqlite", "params": {"path": ")" + (dir / "other.db") + R"("}}],
+            {"id": "k", "type": "index.sqlite", "params": {"path": ")" +
+                                 (dir / "other.db") + R"("}}],
   "edges": [["s", "k"]]})");
-  EXPECT_NE(rep.error.find("is an SQLite database but not a sluice index"), std::string::npos) << rep.error;
+  EXPECT_NE(rep.error.find("is an SQLite database but not a sluice index"), std::string::npos)
+      << rep.error;
 }
 
 TEST(IndexSqlite, VectorSearchWithoutVectorsSaysSo) {
   test::TempDir dir;
   RunReport rep = test::run_json(R"({
   "nodes": [{"id": "s", "type": "source.range", "params": {"count": 3}},
-            {"id": "k", "type": "index.sqlite", "params": {"path": ")" + (dir / "nv.db") + R"("}}],
+            {"id": "k", "type": "index.sqlite", "params": {"path": ")" +
+                                 (dir / "nv.db") + R"("}}],
   "edges": [["s", "k"]]})");
   ASSERT_EQ(rep.error, "");
   try {
@@ -184,7 +200,8 @@ TEST(IndexSqlite, FullTextFollowsTheRowsInStepsAndIsCompleteAtTheEnd) {
   test::TempDir dir;
   make_corpus(dir);
   // Steps of 7 rows: many catch-ups, each inside a batch's transaction, plus the last at close.
-  RunReport rep = test::run_json(with_sink_params(corpus_graph(dir), R"("fts_batch": 7, "batch": 5)"));
+  RunReport rep =
+      test::run_json(with_sink_params(corpus_graph(dir), R"("fts_batch": 7, "batch": 5)"));
   ASSERT_EQ(rep.error, "");
   std::string db = dir / "i.db";
   EXPECT_EQ(chunks_awaiting_full_text(db), 0u);
@@ -227,10 +244,13 @@ TEST(IndexSqlite, VectorsAreHalfFloatsUnlessTheFileOrTheGraphSaysFloat32) {
   ASSERT_EQ(test::run_json(g).error, "");
   std::string db = dir / "i.db";
   EXPECT_EQ(scalar(db, "SELECT count(*) FROM chunks WHERE length(vector) != 64 * 2"), 0);
-  EXPECT_EQ(search_index(db, "quartz heron midnight", 3, SearchMode::vector).at(0).doc_id, "f13.txt");
+  EXPECT_EQ(search_index(db, "quartz heron midnight", 3, SearchMode::vector).at(0).doc_id,
+            "f13.txt");
   // Asking for the other type of an existing file is refused, with the way out.
   RunReport rep = test::run_json(with_sink_params(g, R"("vector_type": "f32")"));
-  EXPECT_NE(rep.error.find("stores vectors as f16, not f32: leave vector_type out"), std::string::npos) << rep.error;
+  EXPECT_NE(rep.error.find("stores vectors as f16, not f32: leave vector_type out"),
+            std::string::npos)
+      << rep.error;
 
   std::string g32 = g;
   g32.replace(g32.find("i.db"), 4, "f32.db");
@@ -264,11 +284,14 @@ TEST(IndexSqlite, AVersionTwoFileIsUpgradedInPlaceAndANewerOneRefused) {
   EXPECT_EQ(chunks_awaiting_full_text(db), 0u);
   EXPECT_TRUE(full_text_consistent(db));
   EXPECT_EQ(search_index(db, "\"quartz heron\"", 10, SearchMode::bm25).size(), 1u);
-  EXPECT_EQ(search_index(db, "quartz heron midnight", 3, SearchMode::vector).at(0).doc_id, "f13.txt");
+  EXPECT_EQ(search_index(db, "quartz heron midnight", 3, SearchMode::vector).at(0).doc_id,
+            "f13.txt");
 
   exec_sql(db, "UPDATE sluice_meta SET value = '9' WHERE key = 'schema_version'");
   RunReport rep = test::run_json(corpus_graph(dir));
-  EXPECT_NE(rep.error.find("was written by a newer sluice (index schema 9; this one knows up to 3)"), std::string::npos)
+  EXPECT_NE(
+      rep.error.find("was written by a newer sluice (index schema 9; this one knows up to 3)"),
+      std::string::npos)
       << rep.error;
   EXPECT_THROW(search_index(db, "heron", 3, SearchMode::bm25), std::runtime_error);
 }

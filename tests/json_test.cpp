@@ -14,7 +14,9 @@ namespace {
 TEST(Json, ParsesValuesWithPositions) {
   json::Value v;
   json::ParseError e;
-  ASSERT_TRUE(json::parse("{\n  \"a\": [1, 2.5, \"x\\u00e9\", true, null],\n  \"b\": {\"c\": -3}\n}", v, e)) << e.message;
+  ASSERT_TRUE(
+      json::parse("{\n  \"a\": [1, 2.5, \"x\\u00e9\", true, null],\n  \"b\": {\"c\": -3}\n}", v, e))
+      << e.message;
   const json::Value* a = v.find("a");
   ASSERT_NE(a, nullptr);
   EXPECT_EQ(a->loc.line, 2);
@@ -81,7 +83,8 @@ TEST(UntrustedJson, DeepNestingIsRejectedWithoutOverflowingTheStack) {
 TEST(Json, QuotedStringsReadBackAsTheSameBytes) {
   std::string all;
   for (int c = 1; c < 256; ++c) all += static_cast<char>(c);
-  for (std::string in : {std::string(), std::string("plain"), std::string("\"\\\n\t\x01 end"), std::string("\xc3\xa9 \xe2\x82\xac"), all}) {
+  for (std::string in : {std::string(), std::string("plain"), std::string("\"\\\n\t\x01 end"),
+                         std::string("\xc3\xa9 \xe2\x82\xac"), all}) {
     std::string out = "prefix:";
     json::append_quoted(out, in);
     ASSERT_EQ(out.rfind("prefix:", 0), 0u);
@@ -138,7 +141,8 @@ Scan scan(std::string_view pointer, std::string_view doc, std::string* out = nul
 
 TEST(JsonPointerScan, FindsAStringAndSkipsTheRest) {
   std::string v;
-  const char* doc = R"({"versions": [{"text": ["a \"b\" [{", ["c"]]}], "weird": "x\\", "next": "Genesis 1:2", "prev": null})";
+  const char* doc =
+      R"({"versions": [{"text": ["a \"b\" [{", ["c"]]}], "weird": "x\\", "next": "Genesis 1:2", "prev": null})";
   EXPECT_EQ(scan("/next", doc, &v), Scan::found);
   EXPECT_EQ(v, "Genesis 1:2");
   EXPECT_EQ(scan("/versions/0/text/0", doc, &v), Scan::found);
@@ -165,13 +169,15 @@ TEST(JsonPointerScan, FindsAStringAndSkipsTheRest) {
   EXPECT_EQ(v, "first") << "the first of duplicate names, as RapidJSON's pointers";
   EXPECT_EQ(scan("/next", "\xEF\xBB\xBF{\"next\": \"after a BOM\"}", &v), Scan::found);
   EXPECT_EQ(v, "after a BOM") << "a UTF-8 byte order mark is skipped, as RapidJSON skips it";
-  EXPECT_EQ(scan("/next", R"({"\udc01": 1, "next": "x\udc00"})", &v), Scan::found) << "a lone low surrogate, as RapidJSON";
+  EXPECT_EQ(scan("/next", R"({"\udc01": 1, "next": "x\udc00"})", &v), Scan::found)
+      << "a lone low surrogate, as RapidJSON";
   EXPECT_EQ(v, "x\xed\xb0\x80");
 }
 
 TEST(JsonPointerScan, BrokenTextOnTheWayIsMalformed) {
-  for (const char* doc : {"", "{", R"({"next")", R"({"next": )", R"({"next": "unterminated)", R"({"a": [1, 2}, "next": "x"})",
-                          R"({"a": {"b": ]}, "next": "x"})", R"({"a" 1, "next": "x"})", R"({"a": @, "next": "x"})",
+  for (const char* doc : {"", "{", R"({"next")", R"({"next": )", R"({"next": "unterminated)",
+                          R"({"a": [1, 2}, "next": "x"})", R"({"a": {"b": ]}, "next": "x"})",
+                          R"({"a" 1, "next": "x"})", R"({"a": @, "next": "x"})",
                           R"({"next": "bad \q escape"})", R"({"next": "\ud800 alone"})", "[1, 2"}) {
     EXPECT_EQ(scan("/next", doc), Scan::malformed) << doc;
   }
@@ -186,7 +192,8 @@ TEST(JsonPointerScan, AgreesWithRapidJsonOnRandomDocuments) {
   std::mt19937 rng(7);
   auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
   const char* names[] = {"a", "b", "next", "a/b", "t~x", "\xc3\xa9", "q\"", ""};
-  const char* strings[] = {"", "plain", "with \"quote\"", "back\\slash\\", "[{]}", "\xe2\x82\xac", "line\nbreak", "tab\t"};
+  const char* strings[] = {"",     "plain",        "with \"quote\"", "back\\slash\\",
+                           "[{]}", "\xe2\x82\xac", "line\nbreak",    "tab\t"};
   std::function<void(rapidjson::Value&, rapidjson::Document::AllocatorType&, int)> gen =
       [&](rapidjson::Value& v, rapidjson::Document::AllocatorType& al, int depth) {
         int kind = depth > 4 ? pick(4) : pick(6);
@@ -236,7 +243,8 @@ TEST(JsonPointerScan, AgreesWithRapidJsonOnRandomDocuments) {
       if (want && want->IsString()) {
         ++found;
         ASSERT_EQ(r, Scan::found) << text << " at " << ptr;
-        EXPECT_EQ(got, std::string(want->GetString(), want->GetStringLength())) << text << " at " << ptr;
+        EXPECT_EQ(got, std::string(want->GetString(), want->GetStringLength()))
+            << text << " at " << ptr;
       } else {
         EXPECT_EQ(r, Scan::absent) << text << " at " << ptr;
       }
@@ -246,7 +254,8 @@ TEST(JsonPointerScan, AgreesWithRapidJsonOnRandomDocuments) {
 }
 
 TEST(DidYouMean, SuggestsOnlyCloseNames) {
-  EXPECT_EQ(did_you_mean("chunk.recursiv", {"chunk.recursive", "chunk.sentence"}), " (did you mean 'chunk.recursive'?)");
+  EXPECT_EQ(did_you_mean("chunk.recursiv", {"chunk.recursive", "chunk.sentence"}),
+            " (did you mean 'chunk.recursive'?)");
   EXPECT_EQ(did_you_mean("zzz", {"chunk.recursive", "chunk.sentence"}), "");
 }
 

@@ -12,16 +12,21 @@ namespace {
 
 // source → [middle...] → index.jsonl; returns the JSONL lines.
 std::vector<std::string> run_to_jsonl(const test::TempDir& dir, const std::string& source_node,
-                                      const std::string& middle_nodes, const std::string& middle_edges,
+                                      const std::string& middle_nodes,
+                                      const std::string& middle_edges,
                                       RunReport* report = nullptr) {
   auto trimmed = [](std::string t) {
-    while (!t.empty() && (t.back() == ',' || std::isspace(static_cast<unsigned char>(t.back())))) t.pop_back();
+    while (!t.empty() && (t.back() == ',' || std::isspace(static_cast<unsigned char>(t.back()))))
+      t.pop_back();
     return t.empty() ? t : t + ",";
   };
   std::string g = R"({"settings": {"dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
-  "nodes": [)" + trimmed(source_node) + trimmed(middle_nodes) + R"(
-    {"id": "out", "type": "index.jsonl", "params": {"path": ")" + (dir / "out.jsonl") + R"("}}],
-  "edges": [)" + middle_edges + "]}";
+  "nodes": [)" + trimmed(source_node) +
+                  trimmed(middle_nodes) + R"(
+    {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+                  (dir / "out.jsonl") + R"("}}],
+  "edges": [)" + middle_edges +
+                  "]}";
   RunReport rep = test::run_json(g);
   EXPECT_EQ(rep.error, "");
   EXPECT_EQ(rep.lost, 0u);
@@ -39,20 +44,29 @@ TEST(SourceFiles, ReadsTextMarkdownHtmlJsonAndJsonl) {
   test::TempDir dir;
   test::write_file(dir / "in/a.txt", "plain text");
   test::write_file(dir / "in/sub/b.md", "# Title\nmarkdown");
-  test::write_file(dir / "in/c.html", "<html><head><title>t</title></head><body><p>Hello &amp; <b>bye</b></p><script>x()</script></body></html>");
-  test::write_file(dir / "in/d.json", R"([{"id": "j1", "text": "first", "lang": "en"}, {"text": "second"}])");
-  test::write_file(dir / "in/e.jsonl", "{\"id\": 7, \"body\": \"seven\"}\n\n{\"id\": 8}\nnot json\n");
+  test::write_file(dir / "in/c.html", "<html><head><title>t</title></head><body><p>Hello &amp; "
+                                      "<b>bye</b></p><script>x()</script></body></html>");
+  test::write_file(dir / "in/d.json",
+                   R"([{"id": "j1", "text": "first", "lang": "en"}, {"text": "second"}])");
+  test::write_file(dir / "in/e.jsonl",
+                   "{\"id\": 7, \"body\": \"seven\"}\n\n{\"id\": 8}\nnot json\n");
   RunReport rep;
   auto lines = run_to_jsonl(dir,
-      R"({"id": "src", "type": "source.files", "params": {"dir": ")" + (dir / "in") + R"(", "text_field": "body"}})", "",
-      R"(["src", "out"])", &rep);
-  EXPECT_TRUE(has(lines, R"("id":"a.txt","doc_id":"a.txt","seq":0,"text":"plain text","meta":{"path":"a.txt"})"));
+                            R"({"id": "src", "type": "source.files", "params": {"dir": ")" +
+                                (dir / "in") + R"(", "text_field": "body"}})",
+                            "", R"(["src", "out"])", &rep);
+  EXPECT_TRUE(
+      has(lines,
+          R"("id":"a.txt","doc_id":"a.txt","seq":0,"text":"plain text","meta":{"path":"a.txt"})"));
   EXPECT_TRUE(has(lines, R"("id":"sub/b.md")"));
-  EXPECT_TRUE(has(lines, R"("text":"Hello & bye")")) << "html: tags and script dropped, entities decoded";
-  EXPECT_TRUE(has(lines, R"("id":"j1")"));  // but its text field is "text", not "body": empty text, kept
+  EXPECT_TRUE(has(lines, R"("text":"Hello & bye")"))
+      << "html: tags and script dropped, entities decoded";
+  EXPECT_TRUE(
+      has(lines, R"("id":"j1")"));  // but its text field is "text", not "body": empty text, kept
   EXPECT_TRUE(has(lines, R"("id":"d.json:1")"));
   EXPECT_TRUE(has(lines, R"("id":"7","doc_id":"7","seq":0,"text":"seven")"));
-  EXPECT_TRUE(has(lines, R"("id":"8","doc_id":"8","seq":0,"text":"")")) << "empty text is still a document";
+  EXPECT_TRUE(has(lines, R"("id":"8","doc_id":"8","seq":0,"text":"")"))
+      << "empty text is still a document";
   EXPECT_EQ(rep.docs, 8u);
   EXPECT_EQ(rep.dead_lettered, 1u) << "the malformed line";
   auto dlq = test::read_lines(dir / "dlq.jsonl");
@@ -67,18 +81,22 @@ TEST(SourceFiles, GlobAndRecursiveSelectFiles) {
   test::write_file(dir / "in/b.md", "b");
   test::write_file(dir / "in/sub/c.txt", "c");
   auto lines = run_to_jsonl(dir,
-      R"({"id": "src", "type": "source.files", "params": {"dir": ")" + (dir / "in") + R"(", "glob": "*.txt", "recursive": false}})",
-      "", R"(["src", "out"])");
+                            R"({"id": "src", "type": "source.files", "params": {"dir": ")" +
+                                (dir / "in") + R"(", "glob": "*.txt", "recursive": false}})",
+                            "", R"(["src", "out"])");
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_TRUE(has(lines, "\"id\":\"a.txt\""));
 }
 
 TEST(SourceJsonl, OneDocumentPerLineWithMeta) {
   test::TempDir dir;
-  test::write_file(dir / "in.jsonl", "{\"key\": \"k1\", \"content\": \"one\", \"n\": 1}\n{\"key\": \"k2\", \"content\": \"two\"}\n");
-  auto lines = run_to_jsonl(dir,
-      R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" + (dir / "in.jsonl") + R"(", "id_field": "key", "text_field": "content"}})",
-      "", R"(["src", "out"])");
+  test::write_file(dir / "in.jsonl", "{\"key\": \"k1\", \"content\": \"one\", \"n\": 1}\n{\"key\": "
+                                     "\"k2\", \"content\": \"two\"}\n");
+  auto lines =
+      run_to_jsonl(dir,
+                   R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" +
+                       (dir / "in.jsonl") + R"(", "id_field": "key", "text_field": "content"}})",
+                   "", R"(["src", "out"])");
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0], R"({"id":"k1","doc_id":"k1","seq":0,"text":"one","meta":{"n":1}})");
 }
@@ -94,15 +112,18 @@ TEST(SourceRange, IsDeterministicAndSized) {
 
 TEST(UtilFilter, DropsByLengthAndRegex) {
   test::TempDir dir;
-  test::write_file(dir / "in.jsonl",
-                   "{\"id\": \"short\", \"text\": \"hi\"}\n{\"id\": \"ok\", \"text\": \"hello world\"}\n"
-                   "{\"id\": \"long\", \"text\": \"hello world, this is far too long\"}\n"
-                   "{\"id\": \"spam\", \"text\": \"hello SPAM\"}\n{\"id\": \"nomatch\", \"text\": \"goodbye now\"}\n");
+  test::write_file(
+      dir / "in.jsonl",
+      "{\"id\": \"short\", \"text\": \"hi\"}\n{\"id\": \"ok\", \"text\": \"hello world\"}\n"
+      "{\"id\": \"long\", \"text\": \"hello world, this is far too long\"}\n"
+      "{\"id\": \"spam\", \"text\": \"hello SPAM\"}\n{\"id\": \"nomatch\", \"text\": \"goodbye "
+      "now\"}\n");
   RunReport rep;
   auto lines = run_to_jsonl(dir,
-      R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" + (dir / "in.jsonl") + R"("}},
+                            R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" +
+                                (dir / "in.jsonl") + R"("}},
          {"id": "f", "type": "util.filter", "params": {"min_chars": 3, "max_chars": 12, "match": "^hello", "exclude": "SPAM"}},)",
-      "", R"(["src", "f"], ["f", "out"])", &rep);
+                            "", R"(["src", "f"], ["f", "out"])", &rep);
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_TRUE(has(lines, "\"id\":\"ok\""));
   EXPECT_EQ(rep.filtered, 4u);
@@ -111,13 +132,15 @@ TEST(UtilFilter, DropsByLengthAndRegex) {
 
 TEST(UtilDedup, DropsExactRepeats) {
   test::TempDir dir;
-  test::write_file(dir / "in.jsonl", "{\"id\": \"a\", \"text\": \"same\"}\n{\"id\": \"b\", \"text\": \"same\"}\n"
-                                     "{\"id\": \"c\", \"text\": \"other\"}\n{\"id\": \"d\", \"text\": \"same \"}\n");
+  test::write_file(dir / "in.jsonl",
+                   "{\"id\": \"a\", \"text\": \"same\"}\n{\"id\": \"b\", \"text\": \"same\"}\n"
+                   "{\"id\": \"c\", \"text\": \"other\"}\n{\"id\": \"d\", \"text\": \"same \"}\n");
   RunReport rep;
   auto lines = run_to_jsonl(dir,
-      R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" + (dir / "in.jsonl") + R"("}},
+                            R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" +
+                                (dir / "in.jsonl") + R"("}},
          {"id": "d", "type": "util.dedup", "concurrency": "serial"},)",
-      "", R"(["src", "d"], ["d", "out"])", &rep);
+                            "", R"(["src", "d"], ["d", "out"])", &rep);
   EXPECT_EQ(lines.size(), 3u);
   EXPECT_FALSE(has(lines, "\"id\":\"b\""));
   EXPECT_EQ(rep.filtered, 1u);
@@ -142,11 +165,14 @@ TEST(EmbedHash, NormalizedDeterministicAndLexical) {
 
 TEST(Chunkers, IdsAreDeterministicAndTagged) {
   test::TempDir dir;
-  test::write_file(dir / "in.jsonl", "{\"id\": \"doc\", \"text\": \"One two three. Four five six. Seven eight nine.\"}\n");
+  test::write_file(
+      dir / "in.jsonl",
+      "{\"id\": \"doc\", \"text\": \"One two three. Four five six. Seven eight nine.\"}\n");
   auto lines = run_to_jsonl(dir,
-      R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" + (dir / "in.jsonl") + R"("}},
+                            R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" +
+                                (dir / "in.jsonl") + R"("}},
          {"id": "c", "type": "chunk.sentence", "params": {"size": 17, "id_tag": "s"}},)",
-      "", R"(["src", "c"], ["c", "out"])");
+                            "", R"(["src", "c"], ["c", "out"])");
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_TRUE(has(lines, R"({"id":"doc#s0","doc_id":"doc","seq":0,"text":"One two three. ")"));
   EXPECT_TRUE(has(lines, R"({"id":"doc#s2","doc_id":"doc","seq":2,"text":"Seven eight nine.")"));

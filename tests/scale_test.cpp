@@ -57,7 +57,10 @@ const char* fake_env(const char* name) {
 }
 
 TEST(Shard, ComesFromTheSchedulersEnvironment) {
-  g_env = {{"SLURM_ARRAY_TASK_ID", "3"}, {"SLURM_ARRAY_TASK_COUNT", "10"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}};
+  g_env = {{"SLURM_ARRAY_TASK_ID", "3"},
+           {"SLURM_ARRAY_TASK_COUNT", "10"},
+           {"SLURM_PROCID", "0"},
+           {"SLURM_NTASKS", "1"}};
   ShardSpec s = resolve_shard("", 0, fake_env);
   EXPECT_EQ(s.text(), "3/10");
   EXPECT_EQ(s.origin, "SLURM_ARRAY_TASK_ID=3, SLURM_ARRAY_TASK_COUNT=10");
@@ -70,13 +73,15 @@ TEST(Shard, ComesFromTheSchedulersEnvironment) {
   EXPECT_EQ(resolve_shard("", 0, fake_env).text(), "0/3");
   g_env = {{"JOB_COMPLETION_INDEX", "7"}};
   EXPECT_EQ(resolve_shard("", 20, fake_env).text(), "7/20");
-  EXPECT_THROW(resolve_shard("", 0, fake_env), std::invalid_argument) << "an Indexed Job needs --shards";
+  EXPECT_THROW(resolve_shard("", 0, fake_env), std::invalid_argument)
+      << "an Indexed Job needs --shards";
   EXPECT_THROW(resolve_shard("", 5, fake_env), std::invalid_argument) << "index 7 of 5";
   g_env = {{"OMPI_COMM_WORLD_RANK", "x"}, {"OMPI_COMM_WORLD_SIZE", "8"}};
   EXPECT_THROW(resolve_shard("", 0, fake_env), std::invalid_argument);
   g_env = {};
   EXPECT_EQ(resolve_shard("", 0, fake_env).text(), "0/1");
-  EXPECT_THROW(resolve_shard("", 4, fake_env), std::invalid_argument) << "--shards without an index";
+  EXPECT_THROW(resolve_shard("", 4, fake_env), std::invalid_argument)
+      << "--shards without an index";
 }
 
 TEST(Shard, EveryDocumentHasExactlyOneShardAndWorkersSplitTheirShard) {
@@ -102,7 +107,8 @@ TEST(Shard, EveryDocumentHasExactlyOneShardAndWorkersSplitTheirShard) {
   EXPECT_EQ(shard_of("W2741809807", 16), static_cast<int>(text::stable_hash64("W2741809807") % 16));
 }
 
-// ---- the ledger ----------------------------------------------------------------------------------
+// ---- the ledger
+// ----------------------------------------------------------------------------------
 
 TEST(Ledger, RemembersDoneDocumentsAndRefusesAnotherConfig) {
   test::TempDir dir;
@@ -117,14 +123,17 @@ TEST(Ledger, RemembersDoneDocumentsAndRefusesAnotherConfig) {
   {
     CheckpointLedger l(path, "hash-a", CheckpointLedger::Mode::resume, false);
     auto done = l.done_ids();
-    EXPECT_EQ(done, (std::unordered_set<std::string>{"a", "b"})) << "dead-lettered documents are tried again";
+    EXPECT_EQ(done, (std::unordered_set<std::string>{"a", "b"}))
+        << "dead-lettered documents are tried again";
     EXPECT_EQ(l.done_count(), 3u);
   }
   try {
     CheckpointLedger l(path, "hash-b", CheckpointLedger::Mode::resume, false);
     FAIL() << "a changed config must be refused";
   } catch (const LedgerError& e) {
-    EXPECT_NE(std::string(e.what()).find("different graph config (hash hash-a, this one is hash-b)"), std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("different graph config (hash hash-a, this one is hash-b)"),
+        std::string::npos)
         << e.what();
     EXPECT_NE(std::string(e.what()).find("--force"), std::string::npos);
   }
@@ -138,7 +147,8 @@ TEST(Ledger, RemembersDoneDocumentsAndRefusesAnotherConfig) {
   }
 }
 
-// ---- helpers for whole runs ------------------------------------------------------------------------
+// ---- helpers for whole runs
+// ------------------------------------------------------------------------
 
 std::set<std::string> jsonl_chunks(const std::string& path, size_t* lines = nullptr) {
   std::set<std::string> out;
@@ -185,8 +195,9 @@ rapidjson::Document report(const std::string& path) {
 
 // Starts `sluice args` in the background (stdout/stderr to files in `dir`).
 pid_t spawn_sluice(const std::string& args, const test::TempDir& dir) {
-  std::string cmd = "cd '" + test::source_dir() + "' && exec '" + std::string(SLUICE_BIN) + "' " + args + " </dev/null >>'" + (dir / "out.txt") + "' 2>>'" +
-                    (dir / "err.txt") + "'";
+  std::string cmd = "cd '" + test::source_dir() + "' && exec '" + std::string(SLUICE_BIN) + "' " +
+                    args + " </dev/null >>'" + (dir / "out.txt") + "' 2>>'" + (dir / "err.txt") +
+                    "'";
   pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);
@@ -245,12 +256,17 @@ using test::ids_file;
 // ids → fetch from the sim → extract → chunk → both a JSONL file and an SQLite index.
 std::string fetch_graph(const test::TempDir& dir, int port, int concurrency, int max_inflight) {
   std::string g = R"({"name": "scale",
-  "vars": {"jsonl": ")" + (dir / "out.jsonl") + R"(", "db": ")" + (dir / "out.db") + R"("},
-  "settings": {"max_inflight_docs": )" + std::to_string(max_inflight) + R"(},
+  "vars": {"jsonl": ")" +
+                  (dir / "out.jsonl") + R"(", "db": ")" + (dir / "out.db") + R"("},
+  "settings": {"max_inflight_docs": )" +
+                  std::to_string(max_inflight) + R"(},
   "nodes": [
-    {"id": "ids", "type": "source.lines", "params": {"path": ")" + (dir / "ids.txt") + R"("}},
-    {"id": "fetch", "type": "fetch.http", "params": {"url": "http://127.0.0.1:)" + std::to_string(port) + R"(/docs/{id}"},
-     "concurrency": )" + std::to_string(concurrency) + R"(},
+    {"id": "ids", "type": "source.lines", "params": {"path": ")" +
+                  (dir / "ids.txt") + R"("}},
+    {"id": "fetch", "type": "fetch.http", "params": {"url": "http://127.0.0.1:)" +
+                  std::to_string(port) + R"(/docs/{id}"},
+     "concurrency": )" +
+                  std::to_string(concurrency) + R"(},
     {"id": "extract", "type": "extract.json", "params": {"text": "/text"}},
     {"id": "chunk", "type": "chunk.recursive", "params": {"size": 200}},
     {"id": "jsonl", "type": "index.jsonl", "params": {"path": "${jsonl}"}},
@@ -264,7 +280,8 @@ std::string fetch_graph(const test::TempDir& dir, int port, int concurrency, int
 std::set<std::string> clean_chunks(int docs, int port) {
   test::TempDir dir;
   ids_file(dir, docs);
-  auto r = run_sluice("run " + fetch_graph(dir, port, 50, 256) + " --quiet --report " + (dir / "r.json"));
+  auto r = run_sluice("run " + fetch_graph(dir, port, 50, 256) + " --quiet --report " +
+                      (dir / "r.json"));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(report(dir / "r.json")["docs_indexed"].GetUint64(), static_cast<uint64_t>(docs));
   auto chunks = jsonl_chunks(dir / "out.jsonl");
@@ -278,12 +295,14 @@ TEST(ScaleOut, OneTwoAndThreeProcessesGiveTheSameChunks) {
   test::TempDir dir;
   std::set<std::string> first_jsonl, first_db;
   for (int p : {1, 2, 3}) {
-    std::string jl = dir / ("p" + std::to_string(p) + ".jsonl"), db = dir / ("p" + std::to_string(p) + ".db");
+    std::string jl = dir / ("p" + std::to_string(p) + ".jsonl"),
+                db = dir / ("p" + std::to_string(p) + ".db");
     std::string rep = dir / ("r" + std::to_string(p) + ".json");
     auto a = run_sluice("run graphs/bench-cpu.json --quiet -P " + std::to_string(p) +
                         " --set count=1500 --set size=3000 --set out=" + jl + " --report " + rep);
     ASSERT_EQ(a.exit_code, 0) << a.err;
-    auto b = run_sluice("run graphs/local-files.json --quiet --processes " + std::to_string(p) + " --set db=" + db);
+    auto b = run_sluice("run graphs/local-files.json --quiet --processes " + std::to_string(p) +
+                        " --set db=" + db);
     ASSERT_EQ(b.exit_code, 0) << b.err;
     size_t lines = 0, rows = 0;
     auto jset = jsonl_chunks(jl, &lines);
@@ -295,8 +314,11 @@ TEST(ScaleOut, OneTwoAndThreeProcessesGiveTheSameChunks) {
     EXPECT_EQ(chunks_awaiting_full_text(db), 0u) << "P=" << p;
     sqlite3* h = nullptr;
     sqlite3_open(db.c_str(), &h);
-    EXPECT_EQ(sqlite3_exec(h, "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)", nullptr,
-                           nullptr, nullptr), SQLITE_OK) << "P=" << p << ": " << sqlite3_errmsg(h);
+    EXPECT_EQ(sqlite3_exec(h,
+                           "INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK)
+        << "P=" << p << ": " << sqlite3_errmsg(h);
     sqlite3_close(h);
     EXPECT_FALSE(std::filesystem::exists(jl + ".parts")) << "part files are merged and removed";
     auto r = report(rep);
@@ -320,19 +342,22 @@ TEST(ScaleOut, OneTwoAndThreeProcessesGiveTheSameChunks) {
 
 TEST(ScaleOut, ShardsSharingAFilesystemEndInOneFile) {
   test::TempDir dir;
-  auto one = run_sluice("run graphs/bench-cpu.json --quiet --set count=900 --set out=" + (dir / "one.jsonl"));
+  auto one = run_sluice("run graphs/bench-cpu.json --quiet --set count=900 --set out=" +
+                        (dir / "one.jsonl"));
   ASSERT_EQ(one.exit_code, 0) << one.err;
   std::vector<pid_t> pids;
   for (int i = 0; i < 3; ++i)
-    pids.push_back(spawn_sluice("run graphs/bench-cpu.json --quiet --set count=900 --shard " + std::to_string(i) +
-                                    "/3 --state " + (dir / "state") + " --set out=" + (dir / "all.jsonl"),
+    pids.push_back(spawn_sluice("run graphs/bench-cpu.json --quiet --set count=900 --shard " +
+                                    std::to_string(i) + "/3 --state " + (dir / "state") +
+                                    " --set out=" + (dir / "all.jsonl"),
                                 dir));
   for (pid_t p : pids) EXPECT_EQ(wait_exit(p, 120), 0) << test::read_file(dir / "err.txt");
   size_t lines = 0;
   EXPECT_EQ(jsonl_chunks(dir / "all.jsonl", &lines), jsonl_chunks(dir / "one.jsonl"));
   EXPECT_EQ(lines, jsonl_chunks(dir / "one.jsonl").size());
   for (int i = 0; i < 3; ++i)
-    EXPECT_TRUE(std::filesystem::exists(CheckpointLedger::file_for(dir / "state", i, 3))) << "a ledger per shard";
+    EXPECT_TRUE(std::filesystem::exists(CheckpointLedger::file_for(dir / "state", i, 3)))
+        << "a ledger per shard";
 }
 
 TEST(ScaleOut, ShardAndProcessArgumentsAreChecked) {
@@ -347,13 +372,15 @@ TEST(ScaleOut, ShardAndProcessArgumentsAreChecked) {
   EXPECT_NE(zero.err.find("--processes"), std::string::npos) << zero.err;
   auto indexed = test::run_sluice("run graphs/local-files.json --shards 4");
   EXPECT_EQ(indexed.exit_code, 2);
-  EXPECT_NE(indexed.err.find("--shards 4 needs --shard i/N or a scheduler's index"), std::string::npos) << indexed.err;
+  EXPECT_NE(indexed.err.find("--shards 4 needs --shard i/N or a scheduler's index"),
+            std::string::npos)
+      << indexed.err;
 }
 
 TEST(ScaleOut, ShardInAPathNamesTheShardsOwnFile) {
   test::TempDir dir;
-  auto r = run_sluice("run graphs/bench-cpu.json --quiet --set count=90 --shard 1/3 --state " + (dir / "st") +
-                      " --set 'out=" + (dir / "part-${shard}.jsonl") + "'");
+  auto r = run_sluice("run graphs/bench-cpu.json --quiet --set count=90 --shard 1/3 --state " +
+                      (dir / "st") + " --set 'out=" + (dir / "part-${shard}.jsonl") + "'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(std::filesystem::exists(dir / "part-1.jsonl"));
   for (const auto& line : test::read_lines(dir / "part-1.jsonl")) {
@@ -374,7 +401,8 @@ TEST(ScaleOut, LimitsAreJobTotalsSplitAcrossProcesses) {
   const std::string hash = g.config_hash;
   split_job_limits(g, 4);
   EXPECT_DOUBLE_EQ(g.nodes[1].params.number("rpm"), 150.0);
-  EXPECT_EQ(g.nodes[1].concurrency, 3) << "10 requests in flight over 4 processes: 3 each, rounded up";
+  EXPECT_EQ(g.nodes[1].concurrency, 3)
+      << "10 requests in flight over 4 processes: 3 each, rounded up";
   EXPECT_EQ(g.nodes[2].concurrency, 3) << "a CPU node's parallelism is per process";
   EXPECT_EQ(g.config_hash, hash) << "every worker has the job's config hash";
   split_job_limits(g, 100);
@@ -404,7 +432,8 @@ TEST(ScaleOut, SigintToTheLauncherDrainsEveryWorker) {
 
 TEST(ScaleOut, ResumeRefusesAChangedConfigUnlessForced) {
   test::TempDir dir;
-  std::string base = "run graphs/bench-cpu.json --quiet --state " + (dir / "st") + " --set count=200 --set out=" + (dir / "o.jsonl");
+  std::string base = "run graphs/bench-cpu.json --quiet --state " + (dir / "st") +
+                     " --set count=200 --set out=" + (dir / "o.jsonl");
   ASSERT_EQ(run_sluice(base).exit_code, 0);
   auto same = run_sluice(base + " --resume --report " + (dir / "r.json"));
   EXPECT_EQ(same.exit_code, 0) << same.err;
@@ -413,7 +442,8 @@ TEST(ScaleOut, ResumeRefusesAChangedConfigUnlessForced) {
   EXPECT_EQ(jsonl_chunks(dir / "o.jsonl").size() > 0, true) << "a resume keeps the earlier output";
   auto changed = run_sluice(base + " --set size=100 --resume");
   EXPECT_EQ(changed.exit_code, 2);
-  EXPECT_NE(changed.err.find("was written by a different graph config"), std::string::npos) << changed.err;
+  EXPECT_NE(changed.err.find("was written by a different graph config"), std::string::npos)
+      << changed.err;
   auto forced = run_sluice(base + " --set size=100 --resume --force");
   EXPECT_EQ(forced.exit_code, 0) << forced.err;
 }
@@ -430,10 +460,12 @@ TEST(ScaleOut, AKilledWorkerIsRestartedAndNothingIsMissingOrTwice) {
   std::vector<pid_t> workers = wait_for_workers(launcher, 2);
   ASSERT_EQ(workers.size(), 2u);
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
-  ASSERT_TRUE(alive(workers[0])) << "the run ended before the kill: make it longer\n" << test::read_file(dir / "err.txt");
+  ASSERT_TRUE(alive(workers[0])) << "the run ended before the kill: make it longer\n"
+                                 << test::read_file(dir / "err.txt");
   kill(workers[0], SIGKILL);
   EXPECT_EQ(wait_exit(launcher, 120), 0) << test::read_file(dir / "err.txt");
-  EXPECT_NE(test::read_file(dir / "err.txt").find("worker 0 killed by signal 9; restarting it with resume (1 of 3)"),
+  EXPECT_NE(test::read_file(dir / "err.txt")
+                .find("worker 0 killed by signal 9; restarting it with resume (1 of 3)"),
             std::string::npos)
       << test::read_file(dir / "err.txt");
   auto r = report(dir / "r.json");
@@ -494,7 +526,9 @@ TEST(ScaleOut, KillNineThenResumeGivesTheCleanIndexAndRefetchesWithinTheBound) {
 
 TEST(ScaleOut, KillingTheLauncherLeavesNoWorkerRunning) {
   test::TempDir dir;
-  pid_t launcher = spawn_sluice("run graphs/bench-cpu.json --quiet -P 2 --set count=2000000 --set out=" + (dir / "o.jsonl"), dir);
+  pid_t launcher = spawn_sluice(
+      "run graphs/bench-cpu.json --quiet -P 2 --set count=2000000 --set out=" + (dir / "o.jsonl"),
+      dir);
   std::vector<pid_t> workers = wait_for_workers(launcher, 2);
   ASSERT_EQ(workers.size(), 2u);
   kill(launcher, SIGKILL);
@@ -515,16 +549,21 @@ TEST(ScaleOut, KillingTheLauncherLeavesNoWorkerRunning) {
 }
 
 TEST(ScaleOut, MpirunRanksEachTakeAShard) {
-  if (std::system("command -v mpirun >/dev/null 2>&1") != 0) GTEST_FAIL() << "mpirun missing: scripts/setup installs openmpi-bin";
+  if (std::system("command -v mpirun >/dev/null 2>&1") != 0)
+    GTEST_FAIL() << "mpirun missing: scripts/setup installs openmpi-bin";
   test::TempDir dir;
-  auto one = run_sluice("run graphs/bench-cpu.json --quiet --set count=600 --set out=" + (dir / "one.jsonl"));
+  auto one = run_sluice("run graphs/bench-cpu.json --quiet --set count=600 --set out=" +
+                        (dir / "one.jsonl"));
   ASSERT_EQ(one.exit_code, 0) << one.err;
-  std::string cmd = "cd '" + test::source_dir() + "' && timeout 120 mpirun -np 2 --oversubscribe --allow-run-as-root '" +
-                    std::string(SLUICE_BIN) + "' run graphs/bench-cpu.json --quiet --set count=600 --state " +
-                    (dir / "st") + " --set out=" + (dir / "mpi.jsonl") + " >'" + (dir / "mpi.log") + "' 2>&1";
+  std::string cmd = "cd '" + test::source_dir() +
+                    "' && timeout 120 mpirun -np 2 --oversubscribe --allow-run-as-root '" +
+                    std::string(SLUICE_BIN) +
+                    "' run graphs/bench-cpu.json --quiet --set count=600 --state " + (dir / "st") +
+                    " --set out=" + (dir / "mpi.jsonl") + " >'" + (dir / "mpi.log") + "' 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0) << test::read_file(dir / "mpi.log");
   EXPECT_EQ(jsonl_chunks(dir / "mpi.jsonl"), jsonl_chunks(dir / "one.jsonl"));
-  EXPECT_TRUE(std::filesystem::exists(CheckpointLedger::file_for(dir / "st", 1, 2))) << test::read_file(dir / "mpi.log");
+  EXPECT_TRUE(std::filesystem::exists(CheckpointLedger::file_for(dir / "st", 1, 2)))
+      << test::read_file(dir / "mpi.log");
 }
 
 }  // namespace
@@ -536,7 +575,8 @@ namespace {
 GraphSpec plan_graph(const std::string& fetch_extra, const std::string& settings = "{}") {
   return test::spec_from(R"({"settings": )" + settings + R"(,
     "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": "ids.txt"}},
-              {"id": "fetch", "type": "fetch.http", "params": {"url": "http://x/{id}")" + fetch_extra + R"(},
+              {"id": "fetch", "type": "fetch.http", "params": {"url": "http://x/{id}")" +
+                         fetch_extra + R"(},
               {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
     "edges": [["ids", "fetch"], ["fetch", "out"]]})");
 }
@@ -600,7 +640,8 @@ TEST(Plan, EmbeddingTokensCostAndTpm) {
   EXPECT_DOUBLE_EQ(p.tokens, 34000.0 * 2 * 250);
   EXPECT_NEAR(p.cost_usd, 0.34, 1e-9);
   ASSERT_EQ(p.stages.size(), 1u);
-  EXPECT_DOUBLE_EQ(p.stages[0].requests, 34000.0 * 2 / 32) << "batches of 32: 8000 tokens / 250 per chunk";
+  EXPECT_DOUBLE_EQ(p.stages[0].requests, 34000.0 * 2 / 32)
+      << "batches of 32: 8000 tokens / 250 per chunk";
   EXPECT_NEAR(p.rows[0].docs_per_s, 1e6 / 60 / 500, 1e-9);
   EXPECT_EQ(p.rows[0].binds, "embed tpm");
 }
@@ -627,7 +668,8 @@ TEST(Plan, EveryHttpEmbedderIsAStageOfThePlan) {
 }
 
 TEST(Plan, CliPrintsTheTable) {
-  auto r = run_sluice("plan graphs/papers-backfill.json --docs 34000 --jobs 1,20 --processes 1,100");
+  auto r =
+      run_sluice("plan graphs/papers-backfill.json --docs 34000 --jobs 1,20 --processes 1,100");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("plan: papers-backfill, 34000 documents"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("limit that binds"), std::string::npos) << r.out;

@@ -12,9 +12,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <algorithm>
 #include <cmath>
 #include <map>
 #include <string>
@@ -196,7 +196,8 @@ uint64_t endpoint_requests(const rapidjson::Document& st, const char* ep) {
   return be.HasMember(ep) ? be[ep]["requests"].GetUint64() : 0;
 }
 
-// ---- /docs ---------------------------------------------------------------------------------------
+// ---- /docs
+// ---------------------------------------------------------------------------------------
 
 TEST(Sim, DocsListingPages) {
   SimOptions o;
@@ -300,7 +301,8 @@ TEST(Sim, UnknownRouteAndMethod) {
   EXPECT_EQ(endpoint_status(st, "/docs", "405"), 1u);
 }
 
-// ---- HTTP behaviour ------------------------------------------------------------------------------
+// ---- HTTP behaviour
+// ------------------------------------------------------------------------------
 
 TEST(Sim, KeepAliveAndPipelining) {
   Server s(SimOptions{});
@@ -406,7 +408,8 @@ TEST(Sim, ExpectContinueGetsInterimResponse) {
   Client c(s.port);
   std::string body = R"({"input":"abc"})";
   ASSERT_TRUE(c.send_raw("POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-                         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n"));
+                         "Content-Length: " +
+                         std::to_string(body.size()) + "\r\n\r\n"));
   Resp r;
   ASSERT_TRUE(c.read_response(r, 2000, /*skip_continue=*/false));  // before the body is sent
   EXPECT_EQ(r.status, 100);
@@ -415,7 +418,8 @@ TEST(Sim, ExpectContinueGetsInterimResponse) {
   EXPECT_EQ(r.status, 200);
 }
 
-// ---- latency, rate limits, faults ------------------------------------------------------------------
+// ---- latency, rate limits, faults
+// ------------------------------------------------------------------
 
 TEST(Sim, LatencyDelaysResponses) {
   SimOptions o;
@@ -601,8 +605,9 @@ TEST(Sim, StatsCountWhatWasSent) {
 TEST(Sim, EmbeddingsShape) {
   Server s(SimOptions{});
   Client c(s.port);
-  Resp r = c.roundtrip("POST", "/v1/embeddings",
-                       R"({"model":"text-embedding-3-small","input":["hello","a longer text here"]})");
+  Resp r =
+      c.roundtrip("POST", "/v1/embeddings",
+                  R"({"model":"text-embedding-3-small","input":["hello","a longer text here"]})");
   ASSERT_EQ(r.status, 200);
   auto d = parse(r.body);
   EXPECT_STREQ(d["object"].GetString(), "list");
@@ -622,7 +627,8 @@ TEST(Sim, EmbeddingsShape) {
   EXPECT_EQ(d["usage"]["total_tokens"].GetInt(), 7);
 
   // Deterministic per text, independent of position; dimensions honoured; a string input works.
-  auto d2 = parse(c.roundtrip("POST", "/v1/embeddings", R"({"input":"hello","dimensions":8})").body);
+  auto d2 =
+      parse(c.roundtrip("POST", "/v1/embeddings", R"({"input":"hello","dimensions":8})").body);
   ASSERT_EQ(d2["data"].Size(), 1u);
   EXPECT_EQ(d2["data"][0]["embedding"].Size(), 8u);
   auto d3 = parse(c.roundtrip("POST", "/v1/embeddings", R"({"input":["x","hello"]})").body);
@@ -644,8 +650,10 @@ TEST(Sim, GeminiBatchEmbedContentsShape) {
   Server s(SimOptions{});
   Client c(s.port);
   std::string path = "/v1beta/models/gemini-embedding-001:batchEmbedContents";
-  auto req = [](const std::string& text, const char* model = "models/gemini-embedding-001", int dim = 0) {
-    std::string r = std::string(R"({"model":")") + model + R"(","content":{"parts":[{"text":")" + text + R"("}]})";
+  auto req = [](const std::string& text, const char* model = "models/gemini-embedding-001",
+                int dim = 0) {
+    std::string r = std::string(R"({"model":")") + model + R"(","content":{"parts":[{"text":")" +
+                    text + R"("}]})";
     if (dim) r += ",\"outputDimensionality\":" + std::to_string(dim);
     return r + "}";
   };
@@ -653,21 +661,27 @@ TEST(Sim, GeminiBatchEmbedContentsShape) {
   Resp nokey = c.roundtrip("POST", path, "{\"requests\":[" + req("hello") + "]}");
   EXPECT_EQ(nokey.status, 403);
   EXPECT_STREQ(parse(nokey.body)["error"]["status"].GetString(), "PERMISSION_DENIED");
-  EXPECT_EQ(c.roundtrip("POST", path + "?key=bad", "{\"requests\":[" + req("hello") + "]}").status, 400);
-  EXPECT_EQ(c.roundtrip("POST", path + "?key=k", "{\"requests\":[" + req("hello") + "]}").status, 200);
+  EXPECT_EQ(c.roundtrip("POST", path + "?key=bad", "{\"requests\":[" + req("hello") + "]}").status,
+            400);
+  EXPECT_EQ(c.roundtrip("POST", path + "?key=k", "{\"requests\":[" + req("hello") + "]}").status,
+            200);
   path += "?key=k";
-  Resp r = c.roundtrip("POST", path, "{\"requests\":[" + req("hello") + "," + req("a longer text here") + "]}");
+  Resp r = c.roundtrip("POST", path,
+                       "{\"requests\":[" + req("hello") + "," + req("a longer text here") + "]}");
   ASSERT_EQ(r.status, 200) << r.body;
   auto d = parse(r.body);
   ASSERT_EQ(d["embeddings"].Size(), 2u);
   ASSERT_EQ(d["embeddings"][0]["values"].Size(), 64u);
   double norm = 0;
-  for (const auto& x : d["embeddings"][0]["values"].GetArray()) norm += x.GetDouble() * x.GetDouble();
+  for (const auto& x : d["embeddings"][0]["values"].GetArray())
+    norm += x.GetDouble() * x.GetDouble();
   EXPECT_NEAR(norm, 1.0, 1e-4);
   // The same text gets the same vector as from /v1/embeddings, so graphs can switch embedders.
   auto o = parse(c.roundtrip("POST", "/v1/embeddings", R"({"input":["hello"]})").body);
   EXPECT_EQ(o["data"][0]["embedding"][5].GetDouble(), d["embeddings"][0]["values"][5].GetDouble());
-  auto d8 = parse(c.roundtrip("POST", path, "{\"requests\":[" + req("x", "models/gemini-embedding-001", 8) + "]}").body);
+  auto d8 = parse(c.roundtrip("POST", path,
+                              "{\"requests\":[" + req("x", "models/gemini-embedding-001", 8) + "]}")
+                      .body);
   EXPECT_EQ(d8["embeddings"][0]["values"].Size(), 8u);
 
   // What the real API refuses, in its error shape.
@@ -677,9 +691,10 @@ TEST(Sim, GeminiBatchEmbedContentsShape) {
     many += req("t");
   }
   many += "]}";
-  for (const std::string& bad : {many, std::string("{\"requests\":[]}"), std::string("not json"),
-                                 "{\"requests\":[" + req("x", "models/other") + "]}",
-                                 std::string(R"({"requests":[{"model":"models/gemini-embedding-001","content":{}}]})")}) {
+  for (const std::string& bad :
+       {many, std::string("{\"requests\":[]}"), std::string("not json"),
+        "{\"requests\":[" + req("x", "models/other") + "]}",
+        std::string(R"({"requests":[{"model":"models/gemini-embedding-001","content":{}}]})")}) {
     Resp b = c.roundtrip("POST", path, bad);
     EXPECT_EQ(b.status, 400) << bad.substr(0, 80);
     auto e = parse(b.body);
@@ -687,11 +702,13 @@ TEST(Sim, GeminiBatchEmbedContentsShape) {
     EXPECT_EQ(e["error"]["code"].GetInt(), 400);
     EXPECT_STREQ(e["error"]["status"].GetString(), "INVALID_ARGUMENT");
   }
-  EXPECT_NE(parse(c.roundtrip("POST", path, many).body)["error"]["message"].GetString(), std::string());
+  EXPECT_NE(parse(c.roundtrip("POST", path, many).body)["error"]["message"].GetString(),
+            std::string());
   EXPECT_EQ(c.roundtrip("GET", path, "").status, 405);
   auto st = s.stats();
   EXPECT_EQ(st["embeddings"]["inputs"].GetUint64(), 5u);  // 4 here, 1 from /v1/embeddings
-  EXPECT_EQ(st["by_endpoint"]["/v1beta/models/{model}:batchEmbedContents"]["requests"].GetUint64(), 12u);
+  EXPECT_EQ(st["by_endpoint"]["/v1beta/models/{model}:batchEmbedContents"]["requests"].GetUint64(),
+            12u);
 }
 
 // ---- bulk --------------------------------------------------------------------------------------
@@ -699,9 +716,8 @@ TEST(Sim, GeminiBatchEmbedContentsShape) {
 TEST(Sim, BulkIndexesAndTracksDuplicates) {
   Server s(SimOptions{});
   Client c(s.port);
-  std::string body =
-      "{\"index\":{\"_index\":\"chunks\",\"_id\":\"a\"}}\n{\"text\":\"one\"}\n"
-      "{\"index\":{\"_index\":\"chunks\",\"_id\":\"b\"}}\n{\"text\":\"two\"}\n";
+  std::string body = "{\"index\":{\"_index\":\"chunks\",\"_id\":\"a\"}}\n{\"text\":\"one\"}\n"
+                     "{\"index\":{\"_index\":\"chunks\",\"_id\":\"b\"}}\n{\"text\":\"two\"}\n";
   Resp r = c.roundtrip("POST", "/_bulk", body);
   ASSERT_EQ(r.status, 200);
   auto d = parse(r.body);
@@ -712,7 +728,8 @@ TEST(Sim, BulkIndexesAndTracksDuplicates) {
   EXPECT_EQ(d["items"][0]["index"]["status"].GetInt(), 201);
 
   // Same id again through the per-index route (no _index in the action): 200, counted once.
-  r = c.roundtrip("POST", "/chunks/_bulk", "{\"index\":{\"_id\":\"a\"}}\n{\"text\":\"one again\"}\n");
+  r = c.roundtrip("POST", "/chunks/_bulk",
+                  "{\"index\":{\"_id\":\"a\"}}\n{\"text\":\"one again\"}\n");
   d = parse(r.body);
   EXPECT_EQ(d["items"][0]["index"]["status"].GetInt(), 200);
   EXPECT_STREQ(d["items"][0]["index"]["_index"].GetString(), "chunks");
@@ -758,7 +775,8 @@ TEST(Sim, BulkFailRateAnswers429Items) {
 
 // Walks the TOC: categories have category/heCategory/contents and no title; books have title,
 // categories and primary_category and no contents; collections are flagged. Returns max depth.
-int walk_toc(const rapidjson::Value& arr, int depth, std::vector<std::string>& books, int& collections) {
+int walk_toc(const rapidjson::Value& arr, int depth, std::vector<std::string>& books,
+             int& collections) {
   int deepest = depth;
   for (const auto& n : arr.GetArray()) {
     if (n.HasMember("contents")) {
@@ -832,7 +850,9 @@ TEST(Sim, SefariaTexts) {
   EXPECT_EQ(d["sections"][0].GetInt(), 1);
 
   // Both versions, repeatable parameter; a missing version is a warning, not an error.
-  d = parse(c.get("/sefaria/api/v3/texts/Genesis%203?version=english&version=primary&version=french").body);
+  d = parse(
+      c.get("/sefaria/api/v3/texts/Genesis%203?version=english&version=primary&version=french")
+          .body);
   EXPECT_EQ(d["versions"].Size(), 2u);
   EXPECT_EQ(d["warnings"].Size(), 1u);
   EXPECT_TRUE(d["next"].IsNull());
@@ -992,7 +1012,8 @@ TEST(Sim, OpenAlexCursorPaging) {
 
   Resp r = c.get("/openalex/works?per_page=201");
   EXPECT_EQ(r.status, 400);
-  EXPECT_STREQ(parse(r.body)["message"].GetString(), "per-page parameter must be between 1 and 200.");
+  EXPECT_STREQ(parse(r.body)["message"].GetString(),
+               "per-page parameter must be between 1 and 200.");
   EXPECT_EQ(c.get("/openalex/works?cursor=garbage").status, 400);
   EXPECT_EQ(c.get("/openalex/works?api_key=bad").status, 401);
   d = parse(c.get("/openalex/works?page=3&per_page=25").body);

@@ -18,8 +18,9 @@ namespace fs = std::filesystem;
 TempDir::TempDir() {
   static std::atomic<int> counter{0};
   std::random_device rd;
-  _path = fs::temp_directory_path() /
-          ("sluice-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++) + "-" + std::to_string(rd() % 100000));
+  _path =
+      fs::temp_directory_path() / ("sluice-test-" + std::to_string(getpid()) + "-" +
+                                   std::to_string(counter++) + "-" + std::to_string(rd() % 100000));
   fs::create_directories(_path);
 }
 
@@ -53,7 +54,8 @@ std::vector<std::string> read_lines(const std::string& path) {
   return lines;
 }
 
-GraphSpec spec_from(const std::string& json, const Registry& reg, const std::vector<VarOverride>& overrides) {
+GraphSpec spec_from(const std::string& json, const Registry& reg,
+                    const std::vector<VarOverride>& overrides) {
   return parse_graph(json, "test.json", overrides, reg);
 }
 
@@ -64,7 +66,8 @@ RunReport run_json(const std::string& json, int threads, const Registry& reg) {
   return run_graph(spec, opts);
 }
 
-std::string config_errors(const std::string& json, const Registry& reg, const std::vector<VarOverride>& overrides) {
+std::string config_errors(const std::string& json, const Registry& reg,
+                          const std::vector<VarOverride>& overrides) {
   try {
     parse_graph(json, "test.json", overrides, reg);
     return "";
@@ -88,8 +91,9 @@ std::string ids_file(const TempDir& dir, int n, const std::vector<std::string>& 
 CommandResult run_sluice(const std::string& args, const std::string& cwd) {
   TempDir tmp;
   std::string out = tmp / "stdout", err = tmp / "stderr";
-  std::string cmd = "cd '" + (cwd.empty() ? source_dir() : cwd) + "' && '" + std::string(SLUICE_BIN) + "' " + args +
-                    " </dev/null >'" + out + "' 2>'" + err + "'";
+  std::string cmd = "cd '" + (cwd.empty() ? source_dir() : cwd) + "' && '" +
+                    std::string(SLUICE_BIN) + "' " + args + " </dev/null >'" + out + "' 2>'" + err +
+                    "'";
   int status = std::system(cmd.c_str());
   CommandResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

@@ -30,7 +30,8 @@ std::vector<std::string> read_lines(const std::string& path);
 
 GraphSpec spec_from(const std::string& json, const Registry& reg = builtin_registry(),
                     const std::vector<VarOverride>& overrides = {});
-RunReport run_json(const std::string& json, int threads = 2, const Registry& reg = builtin_registry());
+RunReport run_json(const std::string& json, int threads = 2,
+                   const Registry& reg = builtin_registry());
 
 struct CommandResult {
   int exit_code = -1;

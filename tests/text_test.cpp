@@ -1,7 +1,7 @@
 // Tests for engine/text: hand cases pin the documented behaviour, property tests over random
 // multi-byte strings and the KJV corpus check the splitter contracts, a fuzz test checks that the
-// HTML converter survives malformed input in linear time, and pinned hash values catch any change to
-// the (stable, persisted) hash.
+// HTML converter survives malformed input in linear time, and pinned hash values catch any change
+// to the (stable, persisted) hash.
 #include "engine/text/text.hpp"
 #include "engine/vector/float16.hpp"
 #include "tests/sample_corpus.hpp"
@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <bit>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <random>
 #include <set>
 
@@ -24,7 +24,9 @@ namespace {
 using sluice::text::Span;
 namespace tx = sluice::text;
 
-std::string slice(std::string_view s, Span sp) { return std::string(s.substr(sp.begin, sp.end - sp.begin)); }
+std::string slice(std::string_view s, Span sp) {
+  return std::string(s.substr(sp.begin, sp.end - sp.begin));
+}
 
 // The KJV corpus (all files, sorted) or "" when missing; capped so sanitizer runs stay quick.
 const std::string& kjv_text() {
@@ -43,9 +45,11 @@ const std::string& kjv_text() {
 // sentence punctuation and closing quotes.
 std::string random_text(std::mt19937& rng, size_t tokens) {
   static const std::vector<std::string> pieces{
-      "a",  "word", "longerword", "x",  " ",   " ",   "  ",  "\n", "\n\n", ". ", ".",  "! ",
-      "? ", "\"",   "\u201D",     ")",  "\u00E9", "\u00DF", "\u20AC", "\u4E2D\u6587", "\U0001F600",
-      "\U00010348", "\t", "\u00E9t\u00E9", "abc. Def", "\r\n"};
+      "a",        "word",         "longerword", "x",          " ",      " ",
+      "  ",       "\n",           "\n\n",       ". ",         ".",      "! ",
+      "? ",       "\"",           "\u201D",     ")",          "\u00E9", "\u00DF",
+      "\u20AC",   "\u4E2D\u6587", "\U0001F600", "\U00010348", "\t",     "\u00E9t\u00E9",
+      "abc. Def", "\r\n"};
   std::uniform_int_distribution<size_t> pick(0, pieces.size() - 1);
   std::string s;
   for (size_t i = 0; i < tokens; ++i) s += pieces[pick(rng)];
@@ -130,20 +134,23 @@ TEST(Utf8, Validity) {
   EXPECT_TRUE(tx::is_valid_utf8("plain ascii text that is long enough"));
   EXPECT_TRUE(tx::is_valid_utf8("a\u00E9\u20AC\U0001F600\U0010FFFF\uFFFD"));
   EXPECT_FALSE(tx::is_valid_utf8("\x80"));
-  EXPECT_FALSE(tx::is_valid_utf8("ab\xC0\xAF"));          // overlong '/'
-  EXPECT_FALSE(tx::is_valid_utf8("\xE0\x80\xAF"));        // overlong
-  EXPECT_FALSE(tx::is_valid_utf8("\xED\xA0\x80"));        // surrogate
-  EXPECT_FALSE(tx::is_valid_utf8("\xF4\x90\x80\x80"));    // > U+10FFFF
-  EXPECT_FALSE(tx::is_valid_utf8("12345678\xE2\x82"));    // truncated
+  EXPECT_FALSE(tx::is_valid_utf8("ab\xC0\xAF"));        // overlong '/'
+  EXPECT_FALSE(tx::is_valid_utf8("\xE0\x80\xAF"));      // overlong
+  EXPECT_FALSE(tx::is_valid_utf8("\xED\xA0\x80"));      // surrogate
+  EXPECT_FALSE(tx::is_valid_utf8("\xF4\x90\x80\x80"));  // > U+10FFFF
+  EXPECT_FALSE(tx::is_valid_utf8("12345678\xE2\x82"));  // truncated
   EXPECT_FALSE(tx::is_valid_utf8("\xFF"));
 }
 
 TEST(Utf8, Sanitize) {
   EXPECT_EQ(tx::sanitize_utf8("ok \u00E9"), "ok \u00E9");
-  EXPECT_EQ(tx::sanitize_utf8("a\xFF" "b"), "a\uFFFD" "b");
-  EXPECT_EQ(tx::sanitize_utf8("\xE2\x82x"), "\uFFFDx");          // one maximal subpart
+  EXPECT_EQ(tx::sanitize_utf8("a\xFF"
+                              "b"),
+            "a\uFFFD"
+            "b");
+  EXPECT_EQ(tx::sanitize_utf8("\xE2\x82x"), "\uFFFDx");  // one maximal subpart
   EXPECT_EQ(tx::sanitize_utf8("\xF0\x9F\x98"), "\uFFFD");
-  EXPECT_EQ(tx::sanitize_utf8("\xC0\xAF"), "\uFFFD\uFFFD");      // C0 is never a lead byte
+  EXPECT_EQ(tx::sanitize_utf8("\xC0\xAF"), "\uFFFD\uFFFD");  // C0 is never a lead byte
   EXPECT_EQ(tx::sanitize_utf8("\xED\xA0\x80"), "\uFFFD\uFFFD\uFFFD");
   std::mt19937 rng(11);
   std::uniform_int_distribution<int> byte(0, 255);
@@ -195,7 +202,8 @@ TEST(SplitRecursive, HandCases) {
   EXPECT_EQ(texts_of(u, tx::split_recursive(u, 12, 0)), (V{"One two. ", "Three four. ", "Five"}));
   // Code points, never bytes.
   const std::string e = "\u00E9\u00E9\u00E9\u00E9\u00E9";
-  EXPECT_EQ(texts_of(e, tx::split_recursive(e, 2, 0)), (V{"\u00E9\u00E9", "\u00E9\u00E9", "\u00E9"}));
+  EXPECT_EQ(texts_of(e, tx::split_recursive(e, 2, 0)),
+            (V{"\u00E9\u00E9", "\u00E9\u00E9", "\u00E9"}));
   // A list without "" still honours size.
   EXPECT_EQ(texts_of("abcdefghij", tx::split_recursive("abcdefghij", 3, 0, {" "})),
             (V{"abc", "def", "ghi", "j"}));
@@ -286,20 +294,25 @@ TEST(SplitSentences, HandCases) {
   EXPECT_TRUE(tx::split_sentences("", 10, 0).empty());
   // Closing quotes stay with their sentence; decimals do not end sentences.
   const std::string q = "He said \"Go.\" Pi is 3.14 ok. End";
-  EXPECT_EQ(texts_of(q, tx::split_sentences(q, 16, 0)), (V{"He said \"Go.\" ", "Pi is 3.14 ok. ", "End"}));
+  EXPECT_EQ(texts_of(q, tx::split_sentences(q, 16, 0)),
+            (V{"He said \"Go.\" ", "Pi is 3.14 ok. ", "End"}));
   const std::string q2 = "\u201CYes!\u201D she said. Then";
-  EXPECT_EQ(texts_of(q2, tx::split_sentences(q2, 10, 0)), (V{"\u201CYes!\u201D ", "she said. ", "Then"}));
+  EXPECT_EQ(texts_of(q2, tx::split_sentences(q2, 10, 0)),
+            (V{"\u201CYes!\u201D ", "she said. ", "Then"}));
   // Blank lines end sentences.
   const std::string b = "Title\n  \nBody text";
   EXPECT_EQ(texts_of(b, tx::split_sentences(b, 12, 0)), (V{"Title\n  \n", "Body text"}));
   // A long sentence is split recursively into chunks of its own.
   const std::string l = "Hi. aaaa bbbb cccc. Yo.";
-  EXPECT_EQ(texts_of(l, tx::split_sentences(l, 6, 0)), (V{"Hi. ", "aaaa ", "bbbb ", "cccc. ", "Yo."}));
+  EXPECT_EQ(texts_of(l, tx::split_sentences(l, 6, 0)),
+            (V{"Hi. ", "aaaa ", "bbbb ", "cccc. ", "Yo."}));
 }
 
 // Reference sentence ends, written the slow obvious way.
 std::set<size_t> reference_sentence_ends(std::string_view s) {
-  auto ws = [](char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; };
+  auto ws = [](char c) {
+    return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+  };
   std::set<size_t> ends;
   for (size_t i = 0; i < s.size(); ++i) {
     size_t j = std::string_view::npos;
@@ -387,11 +400,13 @@ TEST(SplitSentences, KjvProperties) {
 // ---- HTML --------------------------------------------------------------------------------------
 
 TEST(Html, Footnotes) {
-  EXPECT_EQ(tx::html_to_text("<p>Hello <i class=\"footnote\">note with <i>nested</i> tags</i>world</p>"),
-            "Hello world");
+  EXPECT_EQ(
+      tx::html_to_text("<p>Hello <i class=\"footnote\">note with <i>nested</i> tags</i>world</p>"),
+      "Hello world");
   EXPECT_EQ(tx::html_to_text("In the beginning<sup class=\"footnote-marker\">a</sup> God"),
             "In the beginning God");
-  EXPECT_EQ(tx::html_to_text("a<span class='x footnote'>n<span>1</span>2</span>b<span>c</span>"), "abc");
+  EXPECT_EQ(tx::html_to_text("a<span class='x footnote'>n<span>1</span>2</span>b<span>c</span>"),
+            "abc");
   EXPECT_EQ(tx::html_to_text("a <i class=footnote>x<i>y</i>z</i> b <i>kept</i>"), "a b kept");
   EXPECT_EQ(tx::html_to_text("a <i class=\"footnotes-list\">kept</i>"), "a kept");
   EXPECT_EQ(tx::html_to_text("a <i class=\"footnote\">unclosed <i>x</i> rest"), "a");
@@ -414,7 +429,8 @@ TEST(Html, Entities) {
 TEST(Html, DroppedElements) {
   EXPECT_EQ(tx::html_to_text("a<script>if (a<b) { s = '</div>'; }</script>b"), "ab");
   EXPECT_EQ(tx::html_to_text("a<SCRIPT type=x>x</ScRiPt >b<style>p{}</style>c"), "abc");
-  EXPECT_EQ(tx::html_to_text("<html><head><title>T</title><meta x=1></head><body>x</body></html>"), "x");
+  EXPECT_EQ(tx::html_to_text("<html><head><title>T</title><meta x=1></head><body>x</body></html>"),
+            "x");
   EXPECT_EQ(tx::html_to_text("<head><title>T</title><body>y"), "y");  // no </head>
   EXPECT_EQ(tx::html_to_text("a<!-- <p>gone</p> -->b<!DOCTYPE html>c"), "abc");
   EXPECT_EQ(tx::html_to_text("a<script>never closed"), "a");
@@ -427,7 +443,8 @@ TEST(Html, Whitespace) {
   EXPECT_EQ(tx::html_to_text("  a   \t b  "), "a b");
   EXPECT_EQ(tx::html_to_text("a  \n  b"), "a\nb");
   EXPECT_EQ(tx::html_to_text("<h2>T</h2><ul><li>x</li><li>y</li></ul>"), "T\nx\ny");
-  EXPECT_EQ(tx::html_to_text("<table><tr><td>a</td><td>b</td></tr><tr><td>c</td></tr></table>"), "a b\nc");
+  EXPECT_EQ(tx::html_to_text("<table><tr><td>a</td><td>b</td></tr><tr><td>c</td></tr></table>"),
+            "a b\nc");
   EXPECT_EQ(tx::html_to_text("a<b>b</b>c <a href=\"x>y\">link</a>"), "abc link");
   EXPECT_EQ(tx::html_to_text("\n\n  "), "");
 }
@@ -447,20 +464,50 @@ TEST(Html, Malformed) {
 
 TEST(Html, FuzzNeverCrashes) {
   std::mt19937 rng(2024);
-  static const std::vector<std::string> frags{
-      "<", ">", "&", ";", "#", "x", "/", "\"", "'", "=", " ", "\n", "a", "i", "p", "br", "div",
-      "script", "style", "head", "class", "footnote", "<i class=\"footnote\">", "</i>", "<i>",
-      "&amp", "&#x", "&#1", "<!--", "-->", "<!", "\xC3", "\xA9", "\xFF", "</", "<sup class=footnote-marker>"};
+  static const std::vector<std::string> frags{"<",
+                                              ">",
+                                              "&",
+                                              ";",
+                                              "#",
+                                              "x",
+                                              "/",
+                                              "\"",
+                                              "'",
+                                              "=",
+                                              " ",
+                                              "\n",
+                                              "a",
+                                              "i",
+                                              "p",
+                                              "br",
+                                              "div",
+                                              "script",
+                                              "style",
+                                              "head",
+                                              "class",
+                                              "footnote",
+                                              "<i class=\"footnote\">",
+                                              "</i>",
+                                              "<i>",
+                                              "&amp",
+                                              "&#x",
+                                              "&#1",
+                                              "<!--",
+                                              "-->",
+                                              "<!",
+                                              "\xC3",
+                                              "\xA9",
+                                              "\xFF",
+                                              "</",
+                                              "<sup class=footnote-marker>"};
   std::uniform_int_distribution<size_t> pick(0, frags.size() - 1);
   std::uniform_int_distribution<int> byte(0, 255);
   for (int iter = 0; iter < 3000; ++iter) {
     std::string s;
     const int len = iter % 80;
     for (int i = 0; i < len; ++i) {
-      if (iter % 3 == 0)
-        s.push_back(static_cast<char>(byte(rng)));
-      else
-        s += frags[pick(rng)];
+      if (iter % 3 == 0) s.push_back(static_cast<char>(byte(rng)));
+      else s += frags[pick(rng)];
     }
     const std::string out = tx::html_to_text(s);
     EXPECT_LE(out.size(), s.size() * 2 + 4);
@@ -478,14 +525,15 @@ TEST(Html, FuzzNeverCrashes) {
 
 TEST(Html, LinearTimeOnAdversarialInput) {
   // Each pattern would take seconds if the scanner restarted a search per '<', '&' or quote.
-  const std::vector<std::string> patterns{"<a x=\"", "<a ", "&#", "&amp", "<!-", "<i class=footnote>",
-                                          "<a x='", "</", "<script"};
+  const std::vector<std::string> patterns{
+      "<a x=\"", "<a ", "&#", "&amp", "<!-", "<i class=footnote>", "<a x='", "</", "<script"};
   for (const auto& pat : patterns) {
     std::string s;
     while (s.size() < 400'000) s += pat;
     const auto t0 = std::chrono::steady_clock::now();
     (void)tx::html_to_text(s);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     EXPECT_LT(secs, 2.0) << "pattern " << pat;
   }
 }
@@ -498,7 +546,8 @@ TEST(Hash, PinnedValues) {
   EXPECT_EQ(tx::stable_hash64("a"), 0x28d2053309d28531ULL);
   EXPECT_EQ(tx::stable_hash64("abc"), 0x02a4f1d7cb516c72ULL);
   EXPECT_EQ(tx::stable_hash64("hello world"), 0x668d5e431c3b2573ULL);
-  EXPECT_EQ(tx::stable_hash64("The quick brown fox jumps over the lazy dog"), 0x6303b3bade45a571ULL);
+  EXPECT_EQ(tx::stable_hash64("The quick brown fox jumps over the lazy dog"),
+            0x6303b3bade45a571ULL);
   EXPECT_EQ(tx::stable_hash64(std::string(100, 'x')), 0xfc0f0b62222f49c5ULL);
   EXPECT_EQ(tx::stable_hash64("abc", 42), 0x729d41f062dc5b37ULL);
 }
@@ -540,14 +589,14 @@ TEST(Float16, RoundsToNearestEvenAndSaturatesToInfinity) {
   using sluice::float_to_half;
   EXPECT_EQ(float_to_half(1.0f), 0x3c00);
   EXPECT_EQ(float_to_half(-2.0f), 0xc000);
-  EXPECT_EQ(float_to_half(65504.0f), 0x7bff);   // the largest half
-  EXPECT_EQ(float_to_half(65519.0f), 0x7bff);   // below the midpoint to 65536
-  EXPECT_EQ(float_to_half(65520.0f), 0x7c00);   // the midpoint, ties to even: infinity
+  EXPECT_EQ(float_to_half(65504.0f), 0x7bff);  // the largest half
+  EXPECT_EQ(float_to_half(65519.0f), 0x7bff);  // below the midpoint to 65536
+  EXPECT_EQ(float_to_half(65520.0f), 0x7c00);  // the midpoint, ties to even: infinity
   EXPECT_EQ(float_to_half(1e9f), 0x7c00);
   EXPECT_EQ(float_to_half(-INFINITY), 0xfc00);
-  EXPECT_EQ(float_to_half(0x1p-24f), 0x0001);   // the smallest subnormal
-  EXPECT_EQ(float_to_half(0x1p-25f), 0x0000);   // half of it: tie, to even (zero)
-  EXPECT_EQ(float_to_half(0x1.8p-24f), 0x0002); // 1.5 steps: tie, to even (2)
+  EXPECT_EQ(float_to_half(0x1p-24f), 0x0001);         // the smallest subnormal
+  EXPECT_EQ(float_to_half(0x1p-25f), 0x0000);         // half of it: tie, to even (zero)
+  EXPECT_EQ(float_to_half(0x1.8p-24f), 0x0002);       // 1.5 steps: tie, to even (2)
   EXPECT_EQ(float_to_half(1.0f + 0x1p-11f), 0x3c00);  // tie between 1 and its successor: even
   EXPECT_EQ(float_to_half(1.0f + 0x1.8p-10f), 0x3c02);
   EXPECT_EQ(float_to_half(-0.0f), 0x8000);

@@ -14,7 +14,8 @@ namespace sluice {
 class Batcher {
  public:
   using Clock = std::chrono::steady_clock;
-  Batcher(size_t max_items, int linger_ms) : _max(max_items), _linger(std::chrono::milliseconds(linger_ms)) {}
+  Batcher(size_t max_items, int linger_ms)
+      : _max(max_items), _linger(std::chrono::milliseconds(linger_ms)) {}
 
   // Adds `r`; returns a full batch to write now, or an empty vector.
   std::vector<RecordPtr> add(RecordPtr r, size_t bytes = 0) {

@@ -21,9 +21,9 @@
 #include <tbb/global_control.h>
 #include <tbb/task_arena.h>
 
-#include "engine/state/checkpoint_ledger.hpp"
 #include "engine/http/client.hpp"
 #include "engine/json/json.hpp"
+#include "engine/state/checkpoint_ledger.hpp"
 #include "engine/thread_role.hpp"
 
 namespace sluice {
@@ -44,7 +44,9 @@ void Runner::drain_posted() {
     for (auto& p : batch) {
       switch (p.kind) {
         case Posted::put: std::get<0>(p.node->fn->output_ports()).try_put(p.record); break;
-        case Posted::decrement: p.node->limiter->decrementer().try_put(tbb::flow::continue_msg()); break;
+        case Posted::decrement:
+          p.node->limiter->decrementer().try_put(tbb::flow::continue_msg());
+          break;
         case Posted::push: p.node->push_queue->try_put(p.record); break;
       }
     }
@@ -63,73 +65,76 @@ void Runner::build(tbb::flow::graph& g) {
   for (size_t i = 0; i < _spec.nodes.size(); ++i) {
     NodeRuntime& nr = *_nodes[i];
     nr.fanout = static_cast<int>(_spec.successors[i].size());
-    const size_t conc = nr.spec.concurrency == 0 || nr.spec.info->io ? static_cast<size_t>(unlimited)
-                                                                      : static_cast<size_t>(nr.spec.concurrency);
+    const size_t conc = nr.spec.concurrency == 0 || nr.spec.info->io
+                            ? static_cast<size_t>(unlimited)
+                            : static_cast<size_t>(nr.spec.concurrency);
     if (nr.source) {
       if (auto t = nr.source->total()) total += *t;
       else all_known = false;
       nr.gate = static_cast<int>(i);
       if (nr.source->pushes()) nr.push_queue = std::make_unique<queue_node<RecordPtr>>(g);
-      else nr.input = std::make_unique<input_node<RecordPtr>>(g, [this, &nr](tbb::flow_control& fc) -> RecordPtr {
-        if (stopping()) {
-          nr.exhausted.store(true);
-          fc.stop();
-          return {};
-        }
-        RecordPtr r;
-        auto t0 = Clock::now();
-        try {
-          for (;;) {
-            r = nr.source->next();
-            if (!r) break;
-            if (r->doc_id.empty()) r->doc_id = r->id;
-            if (wanted(r->doc_id)) break;
-            if (stopping()) {
-              r.reset();
-              break;
-            }
-          }
-        } catch (const std::exception& e) {
-          fail("source \"" + nr.spec.id + "\": " + e.what());
-        }
-        nr.slot().add_busy_since(t0);
-        if (!r) {
-          nr.exhausted.store(true);
-          fc.stop();
-          return {};
-        }
-        return r;
-      });
+      else
+        nr.input = std::make_unique<input_node<RecordPtr>>(
+            g, [this, &nr](tbb::flow_control& fc) -> RecordPtr {
+              if (stopping()) {
+                nr.exhausted.store(true);
+                fc.stop();
+                return {};
+              }
+              RecordPtr r;
+              auto t0 = Clock::now();
+              try {
+                for (;;) {
+                  r = nr.source->next();
+                  if (!r) break;
+                  if (r->doc_id.empty()) r->doc_id = r->id;
+                  if (wanted(r->doc_id)) break;
+                  if (stopping()) {
+                    r.reset();
+                    break;
+                  }
+                }
+              } catch (const std::exception& e) {
+                fail("source \"" + nr.spec.id + "\": " + e.what());
+              }
+              nr.slot().add_busy_since(t0);
+              if (!r) {
+                nr.exhausted.store(true);
+                fc.stop();
+                return {};
+              }
+              return r;
+            });
       nr.limiter = std::make_unique<limiter_node<RecordPtr>>(g, static_cast<size_t>(per_source));
       // Admission: the document gets its ticket once it passed the limiter, so the in-flight
       // count is exact.
-      nr.fn = std::make_unique<MultiNode>(g, unlimited, [this, &nr](const RecordPtr& r, MultiNode::output_ports_type&) {
-        nr.slot().in.fetch_add(1, std::memory_order_relaxed);
-        if (nr.push_queue) {
-          nr.push_waiting.fetch_sub(1, std::memory_order_acq_rel);
-          if (stopping()) {  // never started: give the slot back, no ticket, not a document
-            nr.limiter->decrementer().try_put(tbb::flow::continue_msg());
-            return;
-          }
-          nr.source->on_admitted();
-        }
-        admitted();
-        if (!r->error.empty()) {
-          r->ticket = std::make_shared<Ticket>(this, r->doc_id, nr.gate, 1);
-          nr.finish(r, Outcome::dead_lettered, r->error);
-          return;
-        }
-        r->ticket = std::make_shared<Ticket>(this, r->doc_id, nr.gate, nr.fanout);
-        nr.slot().out.fetch_add(1, std::memory_order_relaxed);
-        nr.put(r);
-      });
+      nr.fn = std::make_unique<MultiNode>(
+          g, unlimited, [this, &nr](const RecordPtr& r, MultiNode::output_ports_type&) {
+            nr.slot().in.fetch_add(1, std::memory_order_relaxed);
+            if (nr.push_queue) {
+              nr.push_waiting.fetch_sub(1, std::memory_order_acq_rel);
+              if (stopping()) {  // never started: give the slot back, no ticket, not a document
+                nr.limiter->decrementer().try_put(tbb::flow::continue_msg());
+                return;
+              }
+              nr.source->on_admitted();
+            }
+            admitted();
+            if (!r->error.empty()) {
+              r->ticket = std::make_shared<Ticket>(this, r->doc_id, nr.gate, 1);
+              nr.finish(r, Outcome::dead_lettered, r->error);
+              return;
+            }
+            r->ticket = std::make_shared<Ticket>(this, r->doc_id, nr.gate, nr.fanout);
+            nr.slot().out.fetch_add(1, std::memory_order_relaxed);
+            nr.put(r);
+          });
       if (nr.input) make_edge(*nr.input, *nr.limiter);
       else make_edge(*nr.push_queue, *nr.limiter);
       make_edge(*nr.limiter, *nr.fn);
     } else {
-      nr.fn = std::make_unique<MultiNode>(g, conc, [&nr](const RecordPtr& r, MultiNode::output_ports_type&) {
-        nr.run_body(r);
-      });
+      nr.fn = std::make_unique<MultiNode>(
+          g, conc, [&nr](const RecordPtr& r, MultiNode::output_ports_type&) { nr.run_body(r); });
     }
   }
   if (all_known) {
@@ -218,7 +223,8 @@ void Runner::progress(bool final_line) {
   if (_opts.events_interval_s > 0 && !final_line && el - _last_events >= _opts.events_interval_s) {
     _last_events = el;
     dprintf(_opts.events_fd >= 0 ? _opts.events_fd : STDERR_FILENO,
-            "{\"event\":\"progress\",\"elapsed_s\":%.1f,\"docs\":%llu,\"docs_done\":%llu,\"chunks\":%llu,"
+            "{\"event\":\"progress\",\"elapsed_s\":%.1f,\"docs\":%llu,\"docs_done\":%llu,"
+            "\"chunks\":%llu,"
             "\"docs_per_s\":%.1f,\"in_flight\":%lld,\"docs_skipped_done\":%llu%s}\n",
             el, static_cast<unsigned long long>(docs), static_cast<unsigned long long>(done),
             static_cast<unsigned long long>(chunks), rate, static_cast<long long>(_inflight.load()),
@@ -227,13 +233,14 @@ void Runner::progress(bool final_line) {
   }
 }
 
-void Runner::write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason, int attempts,
-                               long status) {
+void Runner::write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason,
+                               int attempts, long status) {
   if (_dead_letter < 0) return;
   std::string line = "{\"id\":" + json::quoted(r->id) + ",\"doc_id\":" + json::quoted(r->doc_id) +
-                     ",\"node\":" + json::quoted(node.spec.id) + ",\"attempts\":" + std::to_string(attempts) +
-                     ",\"status\":" + (status ? std::to_string(status) : std::string("null")) + ",\"error\":" +
-                     json::quoted(reason) + "}\n";
+                     ",\"node\":" + json::quoted(node.spec.id) +
+                     ",\"attempts\":" + std::to_string(attempts) +
+                     ",\"status\":" + (status ? std::to_string(status) : std::string("null")) +
+                     ",\"error\":" + json::quoted(reason) + "}\n";
   std::lock_guard lock(_mu);
   ssize_t ignored = ::write(_dead_letter, line.data(), line.size());
   (void)ignored;
@@ -253,13 +260,19 @@ RunReport Runner::run() {
   for (size_t i = 0; i < _spec.nodes.size(); ++i) {
     const NodeSpec& ns = _spec.nodes[i];
     auto nr = std::make_unique<NodeRuntime>(*this, ns, i, slots);
-    NodeInit init{ns.id, ns.type, ns.params, _spec.name, ns.concurrency, _opts.shard,
-                  "w" + std::to_string(_opts.worker) + "." + std::to_string(getpid()), ns.adaptive};
+    NodeInit init{ns.id,
+                  ns.type,
+                  ns.params,
+                  _spec.name,
+                  ns.concurrency,
+                  _opts.shard,
+                  "w" + std::to_string(_opts.worker) + "." + std::to_string(getpid()),
+                  ns.adaptive};
     if (ns.info->make_source) {
       nr->source = ns.info->make_source(init);
-      if (!_part.all() || _opts.skip) nr->source->set_wanted([this](const std::string& id) { return wanted(id); });
-    }
-    else nr->node = ns.info->make_node(init);
+      if (!_part.all() || _opts.skip)
+        nr->source->set_wanted([this](const std::string& id) { return wanted(id); });
+    } else nr->node = ns.info->make_node(init);
     _nodes.push_back(std::move(nr));
   }
   try {
@@ -282,7 +295,8 @@ RunReport Runner::run() {
   // thread that spins (about a hundred sched_yields) on every wake-up of the arena, which was half
   // of sluice's CPU at 50 requests in flight. So the arena has no slot reserved for it, and the
   // scheduler gets one worker per --threads.
-  tbb::global_control workers(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(_threads) + 1);
+  tbb::global_control workers(tbb::global_control::max_allowed_parallelism,
+                              static_cast<size_t>(_threads) + 1);
   tbb::task_arena task_arena(_threads, 0);
   arena = &task_arena;
   std::optional<tbb::flow::graph> graph_holder;
@@ -316,8 +330,9 @@ RunReport Runner::run() {
     // While async work holds the graph, poll each millisecond. Without it only CPU work runs,
     // and a graph whose limiter is full of documents parked in a partial batch goes idle
     // every few milliseconds until the batch is forced out: notice that sooner.
-    std::this_thread::sleep_for(_holds.load(std::memory_order_acquire) > 0 ? std::chrono::microseconds(1000)
-                                                                           : std::chrono::microseconds(100));
+    std::this_thread::sleep_for(_holds.load(std::memory_order_acquire) > 0
+                                    ? std::chrono::microseconds(1000)
+                                    : std::chrono::microseconds(100));
     if (uint64_t mark = progress_mark(); mark != last_mark) {
       last_mark = mark;
       idle_since = Clock::now();
@@ -340,7 +355,8 @@ RunReport Runner::run() {
     bool exhausted = true;
     for (auto& nr : _nodes) {
       if (nr->input && !nr->exhausted.load()) exhausted = false;
-      if (nr->push_queue && !(nr->push_done.load() && nr->push_waiting.load() == 0)) exhausted = false;
+      if (nr->push_queue && !(nr->push_done.load() && nr->push_waiting.load() == 0))
+        exhausted = false;
     }
     if (any_pending()) {
       task_arena.execute([&] { flush_all(true); });  // end of input, or the limiter is full
@@ -443,7 +459,8 @@ namespace {
 
 using OutputHook = std::function<void(const Params&, const ShardSpec&)> NodeTypeInfo::*;
 
-void run_output_hooks(const GraphSpec& spec, const ShardSpec& shard, OutputHook hook, const char* what) {
+void run_output_hooks(const GraphSpec& spec, const ShardSpec& shard, OutputHook hook,
+                      const char* what) {
   for (const auto& n : spec.nodes) {
     if (!(n.info->*hook)) continue;
     try {
@@ -457,7 +474,8 @@ void run_output_hooks(const GraphSpec& spec, const ShardSpec& shard, OutputHook 
 }  // namespace
 
 void reset_outputs(const GraphSpec& spec, const ShardSpec& shard) {
-  if (!spec.settings.dead_letter.empty() && std::filesystem::is_regular_file(spec.settings.dead_letter))
+  if (!spec.settings.dead_letter.empty() &&
+      std::filesystem::is_regular_file(spec.settings.dead_letter))
     std::filesystem::resize_file(spec.settings.dead_letter, 0);
   run_output_hooks(spec, shard, &NodeTypeInfo::reset_outputs, "");
 }

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "engine/graph/graph_spec.hpp"
+#include "engine/graph/progress.hpp"
 #include "engine/graph/run_report.hpp"
 #include "engine/metrics/process_stats.hpp"
-#include "engine/graph/progress.hpp"
 #include "engine/state/shard.hpp"
 
 namespace sluice {
@@ -22,9 +22,9 @@ namespace sluice {
 class CheckpointLedger;
 
 struct RunOptions {
-  int threads = 0;                           // > 0 overrides settings.threads
-  bool progress_line = false;                // redraw a progress line on stderr (a TTY)
-  double events_interval_s = 0;              // > 0: JSON-lines progress events on stderr
+  int threads = 0;                               // > 0 overrides settings.threads
+  bool progress_line = false;                    // redraw a progress line on stderr (a TTY)
+  double events_interval_s = 0;                  // > 0: JSON-lines progress events on stderr
   const std::atomic<bool>* interrupt = nullptr;  // set (e.g. by SIGINT) to stop pulling sources
   int events_fd = -1;  // >= 0: JSON-lines events go to this fd (a worker's pipe to its launcher)
 
@@ -36,8 +36,9 @@ struct RunOptions {
   int workers = 1;
   CheckpointLedger* ledger = nullptr;                     // done documents are recorded here
   const std::unordered_set<std::string>* skip = nullptr;  // done in an earlier run (--resume)
-  bool reset_outputs = true;   // call NodeTypeInfo::reset_outputs before the run (fresh, one process)
-  bool merge_outputs = true;   // call NodeTypeInfo::merge_outputs after it (one process, no worker)
+  bool reset_outputs =
+      true;  // call NodeTypeInfo::reset_outputs before the run (fresh, one process)
+  bool merge_outputs = true;  // call NodeTypeInfo::merge_outputs after it (one process, no worker)
 };
 
 RunReport run_graph(const GraphSpec& spec, const RunOptions& options = {});
@@ -47,6 +48,5 @@ RunReport run_graph(const GraphSpec& spec, const RunOptions& options = {});
 // run_graph calls them itself. Throw on failure.
 void reset_outputs(const GraphSpec& spec, const ShardSpec& shard);
 void merge_outputs(const GraphSpec& spec, const ShardSpec& shard);
-
 
 }  // namespace sluice

@@ -35,7 +35,8 @@ std::vector<std::string> keys_of(const std::map<std::string, VarValue>& m) {
 
 class Builder {
  public:
-  Builder(const std::string& file, const Registry& registry, const std::map<std::string, std::string>& builtins)
+  Builder(const std::string& file, const Registry& registry,
+          const std::map<std::string, std::string>& builtins)
       : _diag(file), _registry(registry), _builtins(builtins) {}
 
   GraphSpec build(std::string_view text, const std::vector<VarOverride>& overrides) {
@@ -48,11 +49,12 @@ class Builder {
       throw ConfigError(std::move(_diag));
     }
     if (root.kind != Kind::object) {
-      _diag.error(root.loc, "", "a graph config must be a JSON object with \"nodes\" and \"edges\"");
+      _diag.error(root.loc, "",
+                  "a graph config must be a JSON object with \"nodes\" and \"edges\"");
       throw ConfigError(std::move(_diag));
     }
-    static const std::vector<std::string> top_keys = {"name", "description", "vars", "settings",
-                                                      "nodes", "edges"};
+    static const std::vector<std::string> top_keys = {"name",     "description", "vars",
+                                                      "settings", "nodes",       "edges"};
     for (const auto& m : root.members)
       if (std::find(top_keys.begin(), top_keys.end(), m.key) == top_keys.end())
         _diag.error(m.key_loc, m.key, "unknown top-level key" + did_you_mean(m.key, top_keys));
@@ -81,7 +83,8 @@ class Builder {
     }
     const Value* edges = root.find("edges");
     if (!edges) {
-      _diag.error(root.loc, "edges", "missing required key \"edges\" (an array of [from, to] pairs)");
+      _diag.error(root.loc, "edges",
+                  "missing required key \"edges\" (an array of [from, to] pairs)");
     } else if (expect(*edges, Kind::array, "edges")) {
       read_edges(*edges, spec);
     }
@@ -127,7 +130,8 @@ class Builder {
         VarValue vv{m.value.is_null() ? "" : scalar_text(m.value), false, m.value.loc};
         bool changed = false;
         // Var values may use ${env:NAME} and built-ins, not other vars.
-        substitute(vv.value, m.value.loc, path, vv.secret, changed, vv.unset_env, /*env_only=*/true);
+        substitute(vv.value, m.value.loc, path, vv.secret, changed, vv.unset_env,
+                   /*env_only=*/true);
         _vars[m.key] = vv;
         declared.insert(m.key);
       }
@@ -189,7 +193,8 @@ class Builder {
         out += e ? e : "";
         secret = true;
         unset_env = unset_env || !e || !*e;
-      } else if (auto it = _vars.find(name); it != _vars.end() &&
+      } else if (auto it = _vars.find(name);
+                 it != _vars.end() &&
                  (!env_only || name == "graph_dir" || name == "graph_name" || name == "shard")) {
         out += it->second.value;
         secret = secret || it->second.secret;
@@ -197,7 +202,8 @@ class Builder {
       } else {
         _diag.error(loc, path,
                     "unknown var '" + name + "'" + did_you_mean(name, keys_of(_vars)) +
-                        (env_only ? " (a var's value may use only ${env:NAME}, ${graph_dir}, ${graph_name}, ${shard})"
+                        (env_only ? " (a var's value may use only ${env:NAME}, ${graph_dir}, "
+                                    "${graph_name}, ${shard})"
                                   : " (declare it under \"vars\")"));
       }
       i = close;
@@ -243,8 +249,9 @@ class Builder {
 
   bool read_int(Value& v, const std::string& path, int64_t min, int64_t& out) {
     if (!coerce(v, Kind::number) || !v.is_integer) {
-      _diag.error(v.loc, path, std::string("expected an integer, got ") +
-                                   (v.kind == Kind::string ? "\"" + v.str + "\"" : json::kind_name(v.kind)));
+      _diag.error(v.loc, path,
+                  std::string("expected an integer, got ") +
+                      (v.kind == Kind::string ? "\"" + v.str + "\"" : json::kind_name(v.kind)));
       return false;
     }
     if (v.integer < min) {
@@ -257,8 +264,9 @@ class Builder {
 
   void read_settings(Value& s, GraphSettings& out) {
     if (!expect(s, Kind::object, "settings")) return;
-    static const std::vector<std::string> keys = {"threads", "max_inflight_docs", "dead_letter", "limits_scope",
-                                                  "http_loop", "max_host_connections", "max_connections"};
+    static const std::vector<std::string> keys = {
+        "threads",   "max_inflight_docs",    "dead_letter",    "limits_scope",
+        "http_loop", "max_host_connections", "max_connections"};
     for (auto& m : s.members) {
       std::string path = "settings." + m.key;
       int64_t n = 0;
@@ -274,9 +282,10 @@ class Builder {
         else if (m.value.str == "shard") out.limits_per_shard = true;
         else
           _diag.error(m.value.loc, path,
-                      "expected \"job\" (rate limits and I/O concurrency are totals for every shard together) "
-                      "or \"shard\" (each shard has its own quota), got \"" + m.value.str + "\"" +
-                          did_you_mean(m.value.str, {"job", "shard"}));
+                      "expected \"job\" (rate limits and I/O concurrency are totals for every "
+                      "shard together) "
+                      "or \"shard\" (each shard has its own quota), got \"" +
+                          m.value.str + "\"" + did_you_mean(m.value.str, {"job", "shard"}));
       } else if (m.key == "max_host_connections") {
         read_int(m.value, path, 0, out.max_host_connections);
       } else if (m.key == "max_connections") {
@@ -287,7 +296,8 @@ class Builder {
         else if (m.value.str == "poll") out.http_loop = http::LoopKind::poll;
         else
           _diag.error(m.value.loc, path,
-                      "expected \"epoll\" (curl_multi_socket_action on an epoll set) or \"poll\" (curl_multi_poll), got \"" +
+                      "expected \"epoll\" (curl_multi_socket_action on an epoll set) or \"poll\" "
+                      "(curl_multi_poll), got \"" +
                           m.value.str + "\"" + did_you_mean(m.value.str, {"epoll", "poll"}));
       } else {
         _diag.error(m.key_loc, path, "unknown setting" + did_you_mean(m.key, keys));
@@ -304,7 +314,8 @@ class Builder {
       spec.nodes.push_back(ns);  // keep indices aligned for edge messages
       return;
     }
-    static const std::vector<std::string> keys = {"id", "type", "params", "concurrency", "description", "variants"};
+    static const std::vector<std::string> keys = {"id",          "type",        "params",
+                                                  "concurrency", "description", "variants"};
     for (const auto& m : n.members)
       if (std::find(keys.begin(), keys.end(), m.key) == keys.end())
         _diag.error(m.key_loc, path + "." + m.key, "unknown node key" + did_you_mean(m.key, keys));
@@ -313,8 +324,13 @@ class Builder {
       _diag.error(n.loc, path, "missing required key \"id\"");
     } else if (expect(*id, Kind::string, path + ".id")) {
       ns.id = id->str;
-      if (ns.id.empty() || ns.id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != std::string::npos)
-        _diag.error(id->loc, path + ".id", "node id \"" + ns.id + "\" must be non-empty and use only letters, digits, '_', '-' and '.'");
+      if (ns.id.empty() ||
+          ns.id.find_first_not_of(
+              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
+              std::string::npos)
+        _diag.error(id->loc, path + ".id",
+                    "node id \"" + ns.id +
+                        "\" must be non-empty and use only letters, digits, '_', '-' and '.'");
       for (const auto& other : spec.nodes)
         if (!ns.id.empty() && other.id == ns.id)
           _diag.error(id->loc, path + ".id", "duplicate node id \"" + ns.id + "\"");
@@ -378,7 +394,8 @@ class Builder {
     }
     if (ns.info) {
       ns.concurrency = ns.info->default_concurrency;
-      ns.params = Params(resolve_params(params ? *params : empty_params, *ns.info, path + ".params"));
+      ns.params =
+          Params(resolve_params(params ? *params : empty_params, *ns.info, path + ".params"));
     }
     if (Value* c = concurrency) {
       substitute_tree(*c, path + ".concurrency");
@@ -388,11 +405,12 @@ class Builder {
     spec.nodes.push_back(std::move(ns));
   }
 
-  // "variants": {"embed.hash": {"params": {...}}, "embed.openai": {"params": {...}, "concurrency": 4}}
-  // lets a var choose a node's type ("type": "${embedder}") with params fitting each choice.
+  // "variants": {"embed.hash": {"params": {...}}, "embed.openai": {"params": {...}, "concurrency":
+  // 4}} lets a var choose a node's type ("type": "${embedder}") with params fitting each choice.
   // Every key must be a node type; the type chosen must have an entry. Only that entry is read,
   // so another's missing keys or env vars cost nothing.
-  Value* pick_variant(Value& variants, const Value* type, const std::string& chosen_type, const std::string& path) {
+  Value* pick_variant(Value& variants, const Value* type, const std::string& chosen_type,
+                      const std::string& path) {
     std::string vpath = path + ".variants";
     if (!expect(variants, Kind::object, vpath)) return nullptr;
     std::vector<std::string> names;
@@ -415,7 +433,8 @@ class Builder {
       std::string list;
       for (const auto& nm : names) list += (list.empty() ? "" : ", ") + nm;
       _diag.error(type->loc, path + ".type",
-                  "type \"" + chosen_type + "\" has no entry under \"variants\" (this node offers: " + list + ")");
+                  "type \"" + chosen_type +
+                      "\" has no entry under \"variants\" (this node offers: " + list + ")");
       return nullptr;
     }
     return v->kind == Kind::object ? v : nullptr;
@@ -430,8 +449,9 @@ class Builder {
       out = 0;
     } else if (c.kind == Kind::string && c.str.rfind("adaptive", 0) == 0) {
       if (ns.info && !ns.info->io) {
-        _diag.error(c.loc, path, "\"adaptive\" concurrency applies to I/O nodes only (" + ns.type +
-                                     " runs on CPU threads: use \"serial\", \"unlimited\" or a number)");
+        _diag.error(c.loc, path,
+                    "\"adaptive\" concurrency applies to I/O nodes only (" + ns.type +
+                        " runs on CPU threads: use \"serial\", \"unlimited\" or a number)");
         return;
       }
       std::string rest = c.str.substr(8);
@@ -440,8 +460,10 @@ class Builder {
         char* end = nullptr;
         long long v = rest[0] == ':' ? std::strtoll(rest.c_str() + 1, &end, 10) : 0;
         if (rest[0] != ':' || rest.size() < 2 || !end || *end != '\0' || v < 1) {
-          _diag.error(c.loc, path, "expected \"adaptive\" or \"adaptive:N\" with N >= 1 (the most requests in flight), got \"" +
-                                       c.str + "\"");
+          _diag.error(c.loc, path,
+                      "expected \"adaptive\" or \"adaptive:N\" with N >= 1 (the most requests in "
+                      "flight), got \"" +
+                          c.str + "\"");
           return;
         }
         max = v;
@@ -451,9 +473,10 @@ class Builder {
     } else if (coerce(c, Kind::number) && c.is_integer && c.integer >= 1) {
       out = static_cast<int>(std::min<int64_t>(c.integer, 1 << 20));
     } else {
-      _diag.error(c.loc, path, ns.info && ns.info->io
-                                   ? "expected \"serial\", \"unlimited\", an integer >= 1 or \"adaptive[:N]\""
-                                   : "expected \"serial\", \"unlimited\" or an integer >= 1");
+      _diag.error(c.loc, path,
+                  ns.info && ns.info->io
+                      ? "expected \"serial\", \"unlimited\", an integer >= 1 or \"adaptive[:N]\""
+                      : "expected \"serial\", \"unlimited\" or an integer >= 1");
     }
   }
 
@@ -470,8 +493,9 @@ class Builder {
       std::string ppath = path + "." + m.key;
       if (!ps) {
         _diag.error(m.key_loc, ppath,
-                    "unknown param \"" + m.key + "\" for " + info.type + did_you_mean(m.key, names) +
-                        "; `sluice nodes " + info.type + "` lists its params");
+                    "unknown param \"" + m.key + "\" for " + info.type +
+                        did_you_mean(m.key, names) + "; `sluice nodes " + info.type +
+                        "` lists its params");
         continue;
       }
       if (check_param(m.value, *ps, ppath)) out.members.push_back(m);
@@ -479,8 +503,9 @@ class Builder {
     for (const auto& p : info.params) {
       if (given.find(p.name)) continue;
       if (p.required) {
-        _diag.error(given.loc, path, "missing required param \"" + p.name + "\" (" +
-                                         param_type_name(p.type) + ": " + p.doc + ")");
+        _diag.error(given.loc, path,
+                    "missing required param \"" + p.name + "\" (" + param_type_name(p.type) + ": " +
+                        p.doc + ")");
         continue;
       }
       json::Member m;
@@ -498,7 +523,8 @@ class Builder {
     auto type_error = [&] {
       std::string got = json::kind_name(v.kind);
       if (v.kind == Kind::string) got += " \"" + (v.secret ? std::string("***") : v.str) + "\"";
-      _diag.error(v.loc, path, std::string("expected ") + param_type_name(ps.type) + ", got " + got);
+      _diag.error(v.loc, path,
+                  std::string("expected ") + param_type_name(ps.type) + ", got " + got);
       return false;
     };
     if (v.is_null() && !ps.required) return true;
@@ -509,8 +535,8 @@ class Builder {
             std::find(ps.choices.begin(), ps.choices.end(), v.str) == ps.choices.end()) {
           std::string list;
           for (const auto& c : ps.choices) list += (list.empty() ? "" : ", ") + c;
-          _diag.error(v.loc, path, "\"" + v.str + "\" is not one of: " + list +
-                                       did_you_mean(v.str, ps.choices));
+          _diag.error(v.loc, path,
+                      "\"" + v.str + "\" is not one of: " + list + did_you_mean(v.str, ps.choices));
           return false;
         }
         return true;
@@ -588,17 +614,20 @@ class Builder {
         continue;
       }
       if (!seen.insert({ends[0], ends[1]}).second) {
-        _diag.error(e.loc, path, "duplicate edge [\"" + e.items[0].str + "\", \"" + e.items[1].str + "\"]");
+        _diag.error(e.loc, path,
+                    "duplicate edge [\"" + e.items[0].str + "\", \"" + e.items[1].str + "\"]");
         continue;
       }
       const NodeSpec& from = spec.nodes[ends[0]];
       const NodeSpec& to = spec.nodes[ends[1]];
       if (to.info && to.info->role == NodeRole::source) {
-        _diag.error(e.loc, path, "\"" + to.id + "\" is a source (" + to.type + ") and takes no input");
+        _diag.error(e.loc, path,
+                    "\"" + to.id + "\" is a source (" + to.type + ") and takes no input");
         continue;
       }
       if (from.info && from.info->role == NodeRole::sink) {
-        _diag.error(e.loc, path, "\"" + from.id + "\" is a sink (" + from.type + ") and has no output");
+        _diag.error(e.loc, path,
+                    "\"" + from.id + "\" is a sink (" + from.type + ") and has no output");
         continue;
       }
       spec.edges.push_back({ends[0], ends[1]});
@@ -668,9 +697,10 @@ class Builder {
       const NodeSpec& ns = spec.nodes[i];
       std::string path = "nodes[" + std::to_string(i) + "]";
       if (ns.info->role != NodeRole::sink && spec.successors[i].empty())
-        _diag.error(ns.loc, path, "node \"" + ns.id + "\" (" + ns.type +
-                                      ") has no outgoing edge: its records would go nowhere; "
-                                      "connect it to a sink such as index.sqlite");
+        _diag.error(ns.loc, path,
+                    "node \"" + ns.id + "\" (" + ns.type +
+                        ") has no outgoing edge: its records would go nowhere; "
+                        "connect it to a sink such as index.sqlite");
       if (any_source && !reached[i] && ns.info->role != NodeRole::source)
         _diag.error(ns.loc, path, "node \"" + ns.id + "\" is not reachable from any source");
     }
@@ -694,7 +724,8 @@ class Builder {
 void split_job_limits(GraphSpec& spec, int parts) {
   if (parts <= 1) return;
   for (auto& n : spec.nodes) {
-    if (n.info->io && n.concurrency > 0) n.concurrency = std::max(1, (n.concurrency + parts - 1) / parts);
+    if (n.info->io && n.concurrency > 0)
+      n.concurrency = std::max(1, (n.concurrency + parts - 1) / parts);
     for (const auto& p : n.info->params) {
       if (!p.job_total) continue;
       if (const json::Value* v = n.params.get(p.name); v && v->kind == json::Kind::number)
@@ -729,9 +760,10 @@ GraphSpec load_graph(const std::string& path, const std::vector<VarOverride>& ov
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     Diagnostics d(path);
-    d.error({}, "", std::string("cannot read graph config: ") +
-                        (std::filesystem::exists(path) ? "permission denied or not a file"
-                                                       : "no such file"));
+    d.error({}, "",
+            std::string("cannot read graph config: ") + (std::filesystem::exists(path)
+                                                             ? "permission denied or not a file"
+                                                             : "no such file"));
     throw ConfigError(std::move(d));
   }
   std::stringstream ss;

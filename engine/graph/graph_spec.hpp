@@ -18,7 +18,7 @@ struct NodeSpec {
   std::string type;
   const NodeTypeInfo* info = nullptr;
   Params params;
-  int concurrency = 0;  // 0 = unlimited, 1 = serial, N
+  int concurrency = 0;    // 0 = unlimited, 1 = serial, N
   bool adaptive = false;  // "adaptive[:N]": I/O nodes find their limit in [1, concurrency] (AIMD)
   json::Location loc;
 };
@@ -67,7 +67,8 @@ GraphSpec parse_graph(std::string_view text, const std::string& file,
                       const std::vector<VarOverride>& overrides, const Registry& registry,
                       const std::map<std::string, std::string>& builtins = {});
 GraphSpec load_graph(const std::string& path, const std::vector<VarOverride>& overrides,
-                     const Registry& registry, const std::map<std::string, std::string>& builtins = {});
+                     const Registry& registry,
+                     const std::map<std::string, std::string>& builtins = {});
 
 // Rate limits (params declared job_total) and I/O nodes' `concurrency` are totals for the whole
 // job: each of `parts` processes gets 1/parts of them (concurrency rounded up, at least 1).

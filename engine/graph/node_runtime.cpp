@@ -17,7 +17,8 @@ void NodeRuntime::forward(RecordPtr r) {
   put(r);
 }
 
-void NodeRuntime::finish(const RecordPtr& r, Outcome o, std::string_view reason, int attempts, long status) {
+void NodeRuntime::finish(const RecordPtr& r, Outcome o, std::string_view reason, int attempts,
+                         long status) {
   _runner.record_outcome(*this, r, o, reason, attempts, status);
   r->ticket->finish(o);
 }

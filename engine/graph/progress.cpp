@@ -14,8 +14,8 @@ std::string progress_text(const ProgressFigures& p) {
   char line[256];
   std::snprintf(line, sizeof line, "docs %llu%s  in flight %lld  chunks %llu  %.0f docs/s%s  %s%s",
                 static_cast<unsigned long long>(p.done), total.c_str(),
-                static_cast<long long>(p.in_flight), static_cast<unsigned long long>(p.chunks), rate,
-                workers.c_str(), human_duration(p.elapsed_s).c_str(), eta.c_str());
+                static_cast<long long>(p.in_flight), static_cast<unsigned long long>(p.chunks),
+                rate, workers.c_str(), human_duration(p.elapsed_s).c_str(), eta.c_str());
   return line;
 }
 

@@ -9,12 +9,12 @@
 namespace sluice {
 
 struct ProgressFigures {
-  uint64_t done = 0;                // documents done (indexed, filtered or dead-lettered)
-  std::optional<uint64_t> total;    // documents the sources announced, if known
-  int64_t in_flight = 0;            // documents admitted and not yet done
+  uint64_t done = 0;              // documents done (indexed, filtered or dead-lettered)
+  std::optional<uint64_t> total;  // documents the sources announced, if known
+  int64_t in_flight = 0;          // documents admitted and not yet done
   uint64_t chunks = 0;
   double elapsed_s = 0;
-  int workers = 0;                  // > 0: the line names a launcher's worker processes
+  int workers = 0;  // > 0: the line names a launcher's worker processes
 };
 
 // "docs 120/500  in flight 32  chunks 410  95 docs/s  2 workers  1m02s  ETA 4s" (no newline).

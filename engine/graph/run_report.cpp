@@ -82,7 +82,8 @@ struct WriteField {
   template <class T>
   void operator()(const char* key, const T& v, Fold) const {
     w.Key(key);
-    if constexpr (std::is_same_v<T, std::string>) w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
+    if constexpr (std::is_same_v<T, std::string>)
+      w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
     else if constexpr (std::is_same_v<T, bool>) w.Bool(v);
     else if constexpr (std::is_same_v<T, double>) w.Double(v);
     else if constexpr (std::is_signed_v<T>) w.Int64(v);
@@ -127,7 +128,9 @@ struct Fields {
   const Report& r;
   WriteField put;
   template <class T>
-  void operator()(const char* key, T Report::*m, Fold how) const { put(key, r.*m, how); }
+  void operator()(const char* key, T Report::*m, Fold how) const {
+    put(key, r.*m, how);
+  }
 };
 
 template <class Report>
@@ -135,7 +138,9 @@ struct ReadFields {
   Report& r;
   ReadField get;
   template <class T>
-  void operator()(const char* key, T Report::*m, Fold how) const { get(key, r.*m, how); }
+  void operator()(const char* key, T Report::*m, Fold how) const {
+    get(key, r.*m, how);
+  }
 };
 
 template <class Report>
@@ -143,7 +148,9 @@ struct FoldFields {
   Report& into;
   const Report& from;
   template <class T>
-  void operator()(const char*, T Report::*m, Fold how) const { fold(into.*m, from.*m, how); }
+  void operator()(const char*, T Report::*m, Fold how) const {
+    fold(into.*m, from.*m, how);
+  }
 };
 
 }  // namespace
@@ -246,8 +253,8 @@ bool RunReport::from_json(std::string_view text, RunReport& r) {
       visit_node_fields(ReadFields<NodeReport>{nr, ReadField{o}});
       std::string role;
       ReadField{o}("role", role, Fold::keep);
-      for (NodeRole cand : {NodeRole::source, NodeRole::transform, NodeRole::chunker, NodeRole::embedder,
-                            NodeRole::sink})
+      for (NodeRole cand : {NodeRole::source, NodeRole::transform, NodeRole::chunker,
+                            NodeRole::embedder, NodeRole::sink})
         if (role == role_name(cand)) nr.role = cand;
       r.nodes.push_back(std::move(nr));
     }
@@ -278,43 +285,51 @@ std::string RunReport::table() const {
     idw = std::max(idw, n.id.size());
     tw = std::max(tw, n.type.size());
   }
-  std::snprintf(line, sizeof line, "%-*s  %-*s  %10s  %10s  %7s  %9s  %5s  %8s\n", int(idw), "node", int(tw),
-                "type", "in", "out", "errors", "busy_s", "util", "queue");
+  std::snprintf(line, sizeof line, "%-*s  %-*s  %10s  %10s  %7s  %9s  %5s  %8s\n", int(idw), "node",
+                int(tw), "type", "in", "out", "errors", "busy_s", "util", "queue");
   out += line;
   for (const auto& n : nodes) {
-    std::snprintf(line, sizeof line, "%-*s  %-*s  %10llu  %10llu  %7llu  %9.3f  %4.0f%%  %8.1f\n", int(idw),
-                  n.id.c_str(), int(tw), n.type.c_str(), static_cast<unsigned long long>(n.in),
-                  static_cast<unsigned long long>(n.out), static_cast<unsigned long long>(n.errors), n.busy_s,
+    std::snprintf(line, sizeof line, "%-*s  %-*s  %10llu  %10llu  %7llu  %9.3f  %4.0f%%  %8.1f\n",
+                  int(idw), n.id.c_str(), int(tw), n.type.c_str(),
+                  static_cast<unsigned long long>(n.in), static_cast<unsigned long long>(n.out),
+                  static_cast<unsigned long long>(n.errors), n.busy_s,
                   100.0 * n.utilization(elapsed_s, threads), n.queue_mean);
     out += line;
   }
-  std::snprintf(line, sizeof line,
-                "docs %llu (indexed %llu, filtered %llu, dead-lettered %llu)  chunks %llu  lost %llu\n",
-                static_cast<unsigned long long>(docs), static_cast<unsigned long long>(docs_indexed),
-                static_cast<unsigned long long>(docs_filtered), static_cast<unsigned long long>(docs_dead_lettered),
-                static_cast<unsigned long long>(chunks), static_cast<unsigned long long>(lost));
+  std::snprintf(
+      line, sizeof line,
+      "docs %llu (indexed %llu, filtered %llu, dead-lettered %llu)  chunks %llu  lost %llu\n",
+      static_cast<unsigned long long>(docs), static_cast<unsigned long long>(docs_indexed),
+      static_cast<unsigned long long>(docs_filtered),
+      static_cast<unsigned long long>(docs_dead_lettered), static_cast<unsigned long long>(chunks),
+      static_cast<unsigned long long>(lost));
   out += line;
-  std::snprintf(line, sizeof line,
-                "elapsed %.2f s  %.1f docs/s  peak RSS %.1f MiB  threads %d  peak in flight %lld/%d\n",
-                elapsed_s, docs_per_s(), peak_rss_bytes / 1048576.0, threads,
-                static_cast<long long>(peak_inflight_docs), max_inflight_docs);
+  std::snprintf(
+      line, sizeof line,
+      "elapsed %.2f s  %.1f docs/s  peak RSS %.1f MiB  threads %d  peak in flight %lld/%d\n",
+      elapsed_s, docs_per_s(), peak_rss_bytes / 1048576.0, threads,
+      static_cast<long long>(peak_inflight_docs), max_inflight_docs);
   out += line;
   std::snprintf(line, sizeof line, "cpu %.2f s (%.2f ms/doc)\n", cpu_s,
                 docs > 0 ? 1000.0 * cpu_s / static_cast<double>(docs) : 0.0);
   out += line;
   if (http.requests > 0) {
     std::snprintf(line, sizeof line,
-                  "http %llu requests (%.1f/s)  retries %llu  429s %llu  failed %llu  latency p50 %.1f ms  p95 %.1f ms  "
+                  "http %llu requests (%.1f/s)  retries %llu  429s %llu  failed %llu  latency p50 "
+                  "%.1f ms  p95 %.1f ms  "
                   "p99 %.1f ms  loop cpu %.2f s (%.0f us/request)\n",
-                  static_cast<unsigned long long>(http.requests), elapsed_s > 0 ? http.requests / elapsed_s : 0.0,
-                  static_cast<unsigned long long>(http.retries), static_cast<unsigned long long>(http.throttled),
+                  static_cast<unsigned long long>(http.requests),
+                  elapsed_s > 0 ? http.requests / elapsed_s : 0.0,
+                  static_cast<unsigned long long>(http.retries),
+                  static_cast<unsigned long long>(http.throttled),
                   static_cast<unsigned long long>(http.failed), http.latency.quantile_ms(0.5),
                   http.latency.quantile_ms(0.95), http.latency.quantile_ms(0.99), http.loop_cpu_s,
                   http.loop_cpu_us_per_request());
     out += line;
   }
   if (tokens > 0) {
-    std::snprintf(line, sizeof line, "tokens %llu  cost $%.4f\n", static_cast<unsigned long long>(tokens), cost_usd);
+    std::snprintf(line, sizeof line, "tokens %llu  cost $%.4f\n",
+                  static_cast<unsigned long long>(tokens), cost_usd);
     out += line;
   }
   if (docs_skipped_done > 0) {
@@ -323,7 +338,8 @@ std::string RunReport::table() const {
     out += line;
   }
   if (restarts > 0) out += "worker restarts " + std::to_string(restarts) + "\n";
-  if (interrupted) out += "interrupted: in-flight work was drained; run again with --resume to finish\n";
+  if (interrupted)
+    out += "interrupted: in-flight work was drained; run again with --resume to finish\n";
   if (!error.empty()) out += "error: " + error + "\n";
   return out;
 }

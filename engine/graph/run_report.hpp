@@ -40,12 +40,12 @@ struct NodeReport {
 
 // HTTP client counters of a run (all I/O nodes of a process share one client).
 struct HttpReport {
-  uint64_t requests = 0;   // submitted requests that finished, successful or not
-  uint64_t attempts = 0;   // transfers, retries included
+  uint64_t requests = 0;  // submitted requests that finished, successful or not
+  uint64_t attempts = 0;  // transfers, retries included
   uint64_t retries = 0;
-  uint64_t throttled = 0;  // 429 answers
-  uint64_t failed = 0;     // requests that finally failed
-  double loop_cpu_s = 0;   // CPU time of the HTTP loop thread (summed over processes)
+  uint64_t throttled = 0;    // 429 answers
+  uint64_t failed = 0;       // requests that finally failed
+  double loop_cpu_s = 0;     // CPU time of the HTTP loop thread (summed over processes)
   LatencyHistogram latency;  // per attempt
 
   double loop_cpu_us_per_request() const {
@@ -60,11 +60,11 @@ struct RunReport {
   std::string config_hash;
   int threads = 0;
   int max_inflight_docs = 0;
-  std::string shard;    // "i/N" this run handled; "0/1" = everything
-  uint64_t docs = 0;    // source documents admitted
+  std::string shard;               // "i/N" this run handled; "0/1" = everything
+  uint64_t docs = 0;               // source documents admitted
   uint64_t docs_skipped_done = 0;  // skipped: done in an earlier run (--resume)
-  uint64_t chunks = 0;  // records the chunkers produced
-  uint64_t indexed = 0;        // record outcomes
+  uint64_t chunks = 0;             // records the chunkers produced
+  uint64_t indexed = 0;            // record outcomes
   uint64_t filtered = 0;
   uint64_t dead_lettered = 0;
   uint64_t lost = 0;  // documents with a record that vanished without an outcome
@@ -77,7 +77,8 @@ struct RunReport {
   uint64_t tokens = 0;
   double cost_usd = 0;
   double cpu_s = 0;  // user + system CPU time of the run (all workers of a launcher)
-  uint64_t peak_rss_total_bytes = 0;  // the sum of every worker's peak (= peak_rss_bytes for one process)
+  uint64_t peak_rss_total_bytes =
+      0;  // the sum of every worker's peak (= peak_rss_bytes for one process)
   HttpReport http;
   bool interrupted = false;
   std::string error;  // fatal run error, empty on success

@@ -34,7 +34,8 @@ struct alignas(64) CounterSlot {
   std::atomic<uint64_t> in{0}, out{0}, errors{0}, busy_ns{0};
   void add_busy_since(Clock::time_point t0) {
     busy_ns.fetch_add(
-        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()),
+        static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count()),
         std::memory_order_relaxed);
   }
 };
@@ -155,7 +156,7 @@ class Runner final : public CompletionListener {
  public:
   Runner(const GraphSpec& spec, const RunOptions& opts)
       : _spec(spec), _opts(opts), _part(opts.shard.split(opts.worker, opts.workers)) {
-    _threads = opts.threads > 0 ? opts.threads
+    _threads = opts.threads > 0            ? opts.threads
                : spec.settings.threads > 0 ? spec.settings.threads
                                            : hardware_threads();
   }
@@ -177,7 +178,8 @@ class Runner final : public CompletionListener {
       case Outcome::dead_lettered: _docs_dead.fetch_add(1, std::memory_order_relaxed); break;
       case Outcome::lost: _lost.fetch_add(1, std::memory_order_relaxed); break;
     }
-    if (_opts.ledger && t.doc_outcome() != Outcome::lost) _opts.ledger->record(t.doc_id(), t.doc_outcome());
+    if (_opts.ledger && t.doc_outcome() != Outcome::lost)
+      _opts.ledger->record(t.doc_id(), t.doc_outcome());
     _inflight.fetch_sub(1, std::memory_order_acq_rel);
     _done_docs.fetch_add(1, std::memory_order_relaxed);
     if (t.gate() >= 0 && _graph_alive.load(std::memory_order_acquire)) {
@@ -190,8 +192,8 @@ class Runner final : public CompletionListener {
     }
   }
 
-  void record_outcome(NodeRuntime& node, const RecordPtr& r, Outcome o, std::string_view reason, int attempts = 1,
-                      long status = 0) {
+  void record_outcome(NodeRuntime& node, const RecordPtr& r, Outcome o, std::string_view reason,
+                      int attempts = 1, long status = 0) {
     switch (o) {
       case Outcome::indexed:
         _indexed.fetch_add(1, std::memory_order_relaxed);
@@ -251,7 +253,8 @@ class Runner final : public CompletionListener {
   void flush_all(bool force);
   bool any_pending() const;
   void progress(bool final_line);
-  void write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason, int attempts, long status);
+  void write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason,
+                         int attempts, long status);
 
  public:
   tbb::flow::graph* graph = nullptr;
@@ -261,8 +264,8 @@ class Runner final : public CompletionListener {
   // Wake-ups are also spaced at least kDrainGap apart: every wake-up of an idle arena costs a
   // thread's spin-then-yield phase (about a millisecond of CPU on a VM), so completions arriving
   // one per millisecond (a paced rate limit) would otherwise keep a core spinning. A drain owed
-  // inside the gap is enqueued by the ticker (every 5 ms, and once as it stops). The graph is held (reserve_wait) from
-  // the first queued item, so wait_for_all covers everything queued.
+  // inside the gap is enqueued by the ticker (every 5 ms, and once as it stops). The graph is held
+  // (reserve_wait) from the first queued item, so wait_for_all covers everything queued.
   struct Posted {
     enum Kind { put, decrement, push } kind;
     NodeRuntime* node;
@@ -277,7 +280,8 @@ class Runner final : public CompletionListener {
       hold_graph();
       _drain = DrainState::owed;
       // Once the ticker stopped (the end of a run) nobody would enqueue an owed drain.
-      if (Clock::now() - _last_drain < kDrainGap && !_ticker_stop.load(std::memory_order_acquire)) return;
+      if (Clock::now() - _last_drain < kDrainGap && !_ticker_stop.load(std::memory_order_acquire))
+        return;
       _drain = DrainState::enqueued;
       _last_drain = Clock::now();
     }
@@ -352,7 +356,8 @@ class Runner final : public CompletionListener {
   std::atomic<bool> _graph_alive{true};
   std::mutex _mu;  // _error, dead letter file
   std::string _error;
-  int _dead_letter = -1;  // O_APPEND: one write() per line, so processes sharing the file never interleave
+  int _dead_letter =
+      -1;  // O_APPEND: one write() per line, so processes sharing the file never interleave
   std::atomic<uint64_t> _docs{0}, _done_docs{0}, _indexed{0}, _filtered{0}, _dead{0}, _lost{0};
   std::atomic<uint64_t> _docs_indexed{0}, _docs_filtered{0}, _docs_dead{0}, _skipped_done{0};
   std::atomic<int64_t> _inflight{0}, _peak_inflight{0};

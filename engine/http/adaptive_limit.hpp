@@ -21,8 +21,8 @@ namespace sluice {
 class AimdLimit {
  public:
   using Clock = std::chrono::steady_clock;
-  static constexpr double kDecrease = 0.9;        // Vector's decrease_ratio
-  static constexpr double kAlpha = 0.4;           // EWMA weight of the newest window (Vector's ewma_alpha)
+  static constexpr double kDecrease = 0.9;  // Vector's decrease_ratio
+  static constexpr double kAlpha = 0.4;  // EWMA weight of the newest window (Vector's ewma_alpha)
   static constexpr double kDeviationScale = 2.5;  // Vector's rtt_deviation_scale
   // A window's RTT must also exceed the mean by this fraction and by kMinRiseS: on a steady
   // upstream the deviation tends to zero, and scheduling noise alone (10-15% at 20 ms on
@@ -30,7 +30,8 @@ class AimdLimit {
   static constexpr double kMinRise = 0.25;
   static constexpr double kMinRiseS = 0.002;
 
-  explicit AimdLimit(int max, int initial = 1) : _max(std::max(1, max)), _limit(std::clamp(initial, 1, _max)) {}
+  explicit AimdLimit(int max, int initial = 1)
+      : _max(std::max(1, max)), _limit(std::clamp(initial, 1, _max)) {}
 
   int limit() const { return static_cast<int>(_limit); }
 
@@ -49,7 +50,8 @@ class AimdLimit {
     }
     _backpressure = _backpressure || backpressure;
     double window_s = _mean > 0 ? _mean : rtt_s;
-    if (std::chrono::duration<double>(now - _window_start).count() >= std::max(window_s, 0.001)) end_window();
+    if (std::chrono::duration<double>(now - _window_start).count() >= std::max(window_s, 0.001))
+      end_window();
   }
 
   bool slow_start() const { return _slow_start; }
@@ -57,7 +59,8 @@ class AimdLimit {
  private:
   void end_window() {
     const double rtt = _count > 0 ? _rtt_sum / _count : _mean;
-    const bool slower = _mean > 0 && rtt > _mean + std::max({kDeviationScale * _dev, kMinRise * _mean, kMinRiseS});
+    const bool slower =
+        _mean > 0 && rtt > _mean + std::max({kDeviationScale * _dev, kMinRise * _mean, kMinRiseS});
     if (_backpressure || slower) {
       // Slow start overshoots by up to 2x before the first push-back: halve once, as TCP does.
       _limit = std::max(1.0, std::floor(_limit * (_slow_start ? 0.5 : kDecrease)));

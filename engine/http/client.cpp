@@ -84,7 +84,7 @@ struct Job {
   Response resp;
   Clock::time_point first{};
   Clock::time_point started{};  // this attempt's transfer
-  int counted = 0;  // attempts that count against max_attempts
+  int counted = 0;              // attempts that count against max_attempts
   bool too_large = false;
   curl_slist* headers = nullptr;
   uint32_t pool = 0;  // the connection pool (multi handle) of the current attempt
@@ -122,7 +122,8 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
   for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   std::string_view value = line.substr(colon + 1);
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-  while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) value.remove_suffix(1);
+  while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' '))
+    value.remove_suffix(1);
   if (name == "content-length" && job->resp.body.empty()) {
     // The body then grows in one allocation, not by doubling through each 16 KiB piece libcurl
     // hands over. The header is the server's word, so it reserves no more than the size cap
@@ -169,7 +170,8 @@ struct Client::Impl {
   CURLSH* share = nullptr;
   std::vector<std::unique_ptr<Pool>> pools;
   bool one_pool = false;  // poll loop, or connection caps that libcurl enforces per multi handle
-  CURLM* poll_multi = nullptr;  // LoopKind::poll: the one pool's handle (wake() reads it from any thread)
+  CURLM* poll_multi =
+      nullptr;  // LoopKind::poll: the one pool's handle (wake() reads it from any thread)
   std::thread loop;
   std::mutex mu;
   std::vector<Job*> incoming;
@@ -200,17 +202,19 @@ struct Client::Impl {
   std::array<epoll_event, 64> ready{};
   int nready = 0;
 
-  std::atomic<uint64_t> submitted{0}, completed{0}, failed{0}, attempts{0}, retries{0}, throttled{0};
-  std::array<std::atomic<uint64_t>, LatencyHistogram::kBuckets> latency{};  // written by the loop only
+  std::atomic<uint64_t> submitted{0}, completed{0}, failed{0}, attempts{0}, retries{0},
+      throttled{0};
+  std::array<std::atomic<uint64_t>, LatencyHistogram::kBuckets>
+      latency{};  // written by the loop only
 
   void run();
   void wake();
   Pool& add_pool();
   Pool& pick_pool();
-  void drive();                  // lets libcurl move its transfers on
+  void drive();  // lets libcurl move its transfers on
   void run_due_timeouts();
-  void complete(Pool& p);        // calls back the pool's finished transfers
-  void wait(int timeout_ms);     // until a socket is ready, a wake-up or the timeout
+  void complete(Pool& p);     // calls back the pool's finished transfers
+  void wait(int timeout_ms);  // until a socket is ready, a wake-up or the timeout
   static int on_socket(CURL*, curl_socket_t fd, int what, void* self, void* socketp);
   static int on_timer(CURLM*, long timeout_ms, void* self);
   void enqueue_ready(Job* j, Clock::time_point now);
@@ -223,7 +227,8 @@ struct Client::Impl {
   void retry_later(Job* j, double delay_s, Clock::time_point now);
   void finish(Job* j, std::string error);
   double backoff(const Job* j) {
-    double cap = std::min(j->policy.max_delay_s, j->policy.base_delay_s * std::pow(2.0, std::max(0, j->counted - 1)));
+    double cap = std::min(j->policy.max_delay_s,
+                          j->policy.base_delay_s * std::pow(2.0, std::max(0, j->counted - 1)));
     return std::uniform_real_distribution<double>(0.0, cap)(rng);
   }
 };
@@ -232,7 +237,8 @@ Client::Client(ClientOptions options) : _impl(std::make_unique<Impl>()) {
   global_init();
   _impl->opts = std::move(options);
   const ClientOptions& o = _impl->opts;
-  _impl->one_pool = o.loop == LoopKind::poll || o.max_host_connections > 0 || o.max_total_connections > 0;
+  _impl->one_pool =
+      o.loop == LoopKind::poll || o.max_host_connections > 0 || o.max_total_connections > 0;
   // Every easy handle is used on the loop thread alone, so the share needs no lock callbacks.
   _impl->share = curl_share_init();
   curl_share_setopt(_impl->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
@@ -240,7 +246,8 @@ Client::Client(ClientOptions options) : _impl(std::make_unique<Impl>()) {
   if (_impl->opts.loop == LoopKind::epoll) {
     _impl->epfd = epoll_create1(EPOLL_CLOEXEC);
     _impl->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (_impl->epfd < 0 || _impl->wakefd < 0) throw std::runtime_error("HTTP client: cannot create its epoll set");
+    if (_impl->epfd < 0 || _impl->wakefd < 0)
+      throw std::runtime_error("HTTP client: cannot create its epoll set");
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u64 = 0;  // the wake-up eventfd; a pool's sockets carry its index + 1
@@ -256,8 +263,10 @@ Client::Impl::Pool& Client::Impl::add_pool() {
   p->index = static_cast<uint32_t>(pools.size());
   p->multi = curl_multi_init();
   if (!p->multi) throw std::runtime_error("HTTP client: curl_multi_init failed");
-  if (opts.max_host_connections > 0) curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, opts.max_host_connections);
-  if (opts.max_total_connections > 0) curl_multi_setopt(p->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, opts.max_total_connections);
+  if (opts.max_host_connections > 0)
+    curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, opts.max_host_connections);
+  if (opts.max_total_connections > 0)
+    curl_multi_setopt(p->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, opts.max_total_connections);
   curl_multi_setopt(p->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
   if (epfd >= 0) {
     curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, &Impl::on_socket);
@@ -312,7 +321,8 @@ int Client::Impl::on_socket(CURL*, curl_socket_t fd, int what, void* self, void*
 
 int Client::Impl::on_timer(CURLM*, long timeout_ms, void* self) {
   auto* pool = static_cast<Pool*>(self);
-  pool->deadline = timeout_ms < 0 ? Clock::time_point::max() : Clock::now() + std::chrono::milliseconds(timeout_ms);
+  pool->deadline = timeout_ms < 0 ? Clock::time_point::max()
+                                  : Clock::now() + std::chrono::milliseconds(timeout_ms);
   return 0;
 }
 
@@ -338,7 +348,8 @@ void Client::Impl::drive() {
     if (pool >= pools.size()) continue;
     int mask = (ev & EPOLLIN ? CURL_CSELECT_IN : 0) | (ev & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                (ev & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
-    curl_multi_socket_action(pools[pool]->multi, static_cast<curl_socket_t>(data & 0xffffffffu), mask, &running);
+    curl_multi_socket_action(pools[pool]->multi, static_cast<curl_socket_t>(data & 0xffffffffu),
+                             mask, &running);
     // Call back at once, not after the turn's other sockets: a follow-up request submitted from
     // the callback leaves on the next turn either way, and up to 64 sockets of reading (1-3 ms at
     // 500 in flight) sat between a response and its follow-up, on every request of a chain.
@@ -403,7 +414,8 @@ Client::~Client() {
   if (_impl->wakefd >= 0) ::close(_impl->wakefd);
 }
 
-void Client::submit(Request req, RetryPolicy policy, std::string limit_key, double tokens, Callback cb) {
+void Client::submit(Request req, RetryPolicy policy, std::string limit_key, double tokens,
+                    Callback cb) {
   auto* j = new Job;
   j->req = std::move(req);
   j->policy = policy;
@@ -465,9 +477,9 @@ void Client::Impl::admit(std::vector<Job*>& fresh, Clock::time_point now) {
   for (Job* j : fresh) {
     j->first = now;
     if (j->req.delay_s > 0)
-      timers.emplace(now + std::chrono::microseconds(static_cast<int64_t>(j->req.delay_s * 1e6)), j);
-    else
-      enqueue_ready(j, now);
+      timers.emplace(now + std::chrono::microseconds(static_cast<int64_t>(j->req.delay_s * 1e6)),
+                     j);
+    else enqueue_ready(j, now);
   }
   fresh.clear();
 }
@@ -501,7 +513,8 @@ Clock::time_point Client::Impl::service_keys(Clock::time_point now) {
         ks.waiting.pop_front();
         start(j);
       } else {
-        next = std::min(next, std::max(ok_r ? now : ks.rpm.when(1, now), ok_t ? now : ks.tpm.when(j->tokens, now)));
+        next = std::min(next, std::max(ok_r ? now : ks.rpm.when(1, now),
+                                       ok_t ? now : ks.tpm.when(j->tokens, now)));
         break;
       }
     }
@@ -561,7 +574,8 @@ void Client::Impl::start(Job* j) {
     // (libcurl's maximum) sends it in one or two turns. The buffer is as large as the body, at most
     // that, and libcurl frees it when the transfer ends.
     if (j->req.body.size() > (size_t{64} << 10))
-      curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, static_cast<long>(std::min(j->req.body.size(), size_t{2} << 20)));
+      curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE,
+                       static_cast<long>(std::min(j->req.body.size(), size_t{2} << 20)));
     if (j->req.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, j->req.method.c_str());
   }
   attempts.fetch_add(1, std::memory_order_relaxed);
@@ -575,8 +589,11 @@ void Client::Impl::start(Job* j) {
 
 void Client::Impl::retry_later(Job* j, double delay_s, Clock::time_point now) {
   if (seconds_between(j->first, now) + delay_s > j->policy.max_retry_s) {
-    finish(j, "gave up after " + std::to_string(static_cast<int>(j->policy.max_retry_s)) + " s of retries (last: " +
-                  (j->resp.status ? "HTTP " + std::to_string(j->resp.status) : std::string("no response")) + ")");
+    finish(j, "gave up after " + std::to_string(static_cast<int>(j->policy.max_retry_s)) +
+                  " s of retries (last: " +
+                  (j->resp.status ? "HTTP " + std::to_string(j->resp.status)
+                                  : std::string("no response")) +
+                  ")");
     return;
   }
   retries.fetch_add(1, std::memory_order_relaxed);
@@ -607,8 +624,8 @@ void Client::Impl::on_done(Pool& p, CURL* e, CURLcode rc, Clock::time_point now)
   running_handles.erase(e);
   curl_easy_reset(e);
   idle_handles.push_back(e);
-  latency[static_cast<size_t>(LatencyHistogram::bucket_of(seconds_between(j->started, now)))].fetch_add(
-      1, std::memory_order_relaxed);
+  latency[static_cast<size_t>(LatencyHistogram::bucket_of(seconds_between(j->started, now)))]
+      .fetch_add(1, std::memory_order_relaxed);
   j->resp.status = status;
   j->resp.attempts++;
   if (j->req.on_attempt) {
@@ -645,7 +662,8 @@ void Client::Impl::on_done(Pool& p, CURL* e, CURLcode rc, Clock::time_point now)
     }
     if (status == 408 || status >= 500) {
       if (++j->counted >= j->policy.max_attempts) {
-        finish(j, "HTTP " + std::to_string(status) + " after " + std::to_string(j->counted) + " attempts");
+        finish(j, "HTTP " + std::to_string(status) + " after " + std::to_string(j->counted) +
+                      " attempts");
         return;
       }
       double d = backoff(j);
@@ -766,13 +784,16 @@ uint64_t raise_open_files_limit() {
   return r.rlim_cur;
 }
 
-bool is_http_url(std::string_view url) { return url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0; }
+bool is_http_url(std::string_view url) {
+  return url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0;
+}
 
 std::string host_of(std::string_view url) {
   size_t s = url.find("://");
   size_t start = s == std::string_view::npos ? 0 : s + 3;
   size_t end = url.find_first_of("/?#", start);
-  return std::string(url.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+  return std::string(
+      url.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
 }
 
 std::string Response::header(std::string_view name) const {

@@ -31,19 +31,21 @@ struct Request {
 };
 
 struct Attempt {
-  long status = 0;     // 0: no response (network error, reset, timeout)
-  double rtt_s = 0;    // this attempt's transfer
+  long status = 0;   // 0: no response (network error, reset, timeout)
+  double rtt_s = 0;  // this attempt's transfer
   // The upstream pushed back: 429, 503, 408, or no response at all.
-  bool pushed_back() const { return status == 0 || status == 429 || status == 503 || status == 408; }
+  bool pushed_back() const {
+    return status == 0 || status == 429 || status == 503 || status == 408;
+  }
 };
 
 struct Response {
-  long status = 0;      // last HTTP status; 0 when no response came (network error, timeout)
+  long status = 0;  // last HTTP status; 0 when no response came (network error, timeout)
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // last response's, names lowercased
-  std::string error;    // empty on success; else why the request finally failed
-  int attempts = 0;     // attempts that counted against max_attempts
-  int throttled = 0;    // 429s answered (retried without using an attempt)
+  std::string error;  // empty on success; else why the request finally failed
+  int attempts = 0;   // attempts that counted against max_attempts
+  int throttled = 0;  // 429s answered (retried without using an attempt)
   double elapsed_s = 0;
   bool ok() const { return error.empty(); }
   std::string header(std::string_view lowercase_name) const;  // "" when absent
@@ -61,10 +63,10 @@ std::string host_of(std::string_view url);
 uint64_t raise_open_files_limit();
 
 struct RetryPolicy {
-  int max_attempts = 8;        // network errors, timeouts, 408 and 5xx
-  double base_delay_s = 0.2;   // first backoff cap; doubles per attempt
+  int max_attempts = 8;       // network errors, timeouts, 408 and 5xx
+  double base_delay_s = 0.2;  // first backoff cap; doubles per attempt
   double max_delay_s = 30;
-  double max_retry_s = 600;    // give up retrying (429s included) after this long
+  double max_retry_s = 600;  // give up retrying (429s included) after this long
 };
 
 struct RateLimit {

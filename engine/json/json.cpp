@@ -82,7 +82,8 @@ namespace {
 bool word_needs_escape(uint64_t w) {
   constexpr uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
   auto has_zero = [&](uint64_t x) { return ((x - ones) & ~x & highs) != 0; };
-  return ((w - 0x20 * ones) & ~w & highs) != 0 || has_zero(w ^ ('"' * ones)) || has_zero(w ^ ('\\' * ones));
+  return ((w - 0x20 * ones) & ~w & highs) != 0 || has_zero(w ^ ('"' * ones)) ||
+         has_zero(w ^ ('\\' * ones));
 }
 
 }  // namespace
@@ -310,7 +311,8 @@ class Parser {
           return false;
         }
       if (!skip_ws()) return false;
-      if (_pos >= _s.size() || _s[_pos] != ':') return fail("expected ':' after key \"" + m.key + "\"");
+      if (_pos >= _s.size() || _s[_pos] != ':')
+        return fail("expected ':' after key \"" + m.key + "\"");
       advance();
       if (!skip_ws() || !value(m.value, depth + 1)) return false;
       v.members.push_back(std::move(m));

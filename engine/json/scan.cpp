@@ -62,7 +62,8 @@ bool read_string(Cursor& c, std::string& out) {
   ++c.p;
   while (c.p < c.end) {
     const char* run = c.p;
-    while (c.p < c.end && *c.p != '"' && *c.p != '\\' && static_cast<unsigned char>(*c.p) >= 0x20) ++c.p;
+    while (c.p < c.end && *c.p != '"' && *c.p != '\\' && static_cast<unsigned char>(*c.p) >= 0x20)
+      ++c.p;
     out.append(run, static_cast<size_t>(c.p - run));
     if (c.p >= c.end) return false;
     char ch = *c.p++;
@@ -91,8 +92,8 @@ bool read_string(Cursor& c, std::string& out) {
 }
 
 bool scalar_char(char ch) {
-  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || ch == '-' || ch == '+' || ch == '.' ||
-         ch == 'E';
+  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || ch == '-' || ch == '+' ||
+         ch == '.' || ch == 'E';
 }
 
 // Moves past one value. Brackets must pair up and nest at most kMaxUntrustedDepth deep.
@@ -179,7 +180,8 @@ JsonPointerScan::JsonPointerScan(std::string_view pointer) : _pointer(pointer) {
     ++i;  // the '/'
     std::string tok;
     while (i < pointer.size() && pointer[i] != '/') {
-      if (pointer[i] == '~' && i + 1 < pointer.size() && (pointer[i + 1] == '0' || pointer[i + 1] == '1')) {
+      if (pointer[i] == '~' && i + 1 < pointer.size() &&
+          (pointer[i + 1] == '0' || pointer[i + 1] == '1')) {
         tok += pointer[i + 1] == '0' ? '~' : '/';
         i += 2;
       } else {

@@ -103,7 +103,8 @@ inline bool json_truthy(const rapidjson::Value* v) {
 inline rapidjson::Pointer json_pointer(const std::string& text, const std::string& param) {
   rapidjson::Pointer p(text.c_str(), text.size());
   if (!p.IsValid() || (!text.empty() && text[0] != '/'))
-    throw ParamError(param, "\"" + text + "\" is not a JSON pointer (RFC 6901, e.g. /results/0/title)");
+    throw ParamError(param,
+                     "\"" + text + "\" is not a JSON pointer (RFC 6901, e.g. /results/0/title)");
   return p;
 }
 

@@ -23,8 +23,6 @@ double process_cpu_seconds() {
   return cpu_seconds(ru);
 }
 
-int hardware_threads() {
-  return std::max(1, tbb::this_task_arena::max_concurrency());
-}
+int hardware_threads() { return std::max(1, tbb::this_task_arena::max_concurrency()); }
 
 }  // namespace sluice

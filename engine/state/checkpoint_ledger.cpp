@@ -21,18 +21,21 @@ struct Stmt {
 
 }  // namespace
 
-std::string CheckpointLedger::file_for(const std::string& state_dir, int shard_index, int shard_count) {
+std::string CheckpointLedger::file_for(const std::string& state_dir, int shard_index,
+                                       int shard_count) {
   return (std::filesystem::path(state_dir) /
           ("ledger-" + std::to_string(shard_index) + "-of-" + std::to_string(shard_count) + ".db"))
       .string();
 }
 
-CheckpointLedger::CheckpointLedger(const std::string& path, const std::string& config_hash, Mode mode, bool force)
+CheckpointLedger::CheckpointLedger(const std::string& path, const std::string& config_hash,
+                                   Mode mode, bool force)
     : _path(path) {
   std::filesystem::path p(path);
   std::error_code ec;
   if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
-  if (sqlite3_open_v2(path.c_str(), &_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+  if (sqlite3_open_v2(path.c_str(), &_db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                       nullptr) != SQLITE_OK) {
     std::string msg = _db ? sqlite3_errmsg(_db) : "out of memory";
     sqlite3_close_v2(_db);
@@ -45,24 +48,28 @@ CheckpointLedger::CheckpointLedger(const std::string& path, const std::string& c
     // edge, and the default 2 MiB cache would make a run's memory grow with its corpus.
     exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-256;"
          "CREATE TABLE IF NOT EXISTS ledger_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-         "CREATE TABLE IF NOT EXISTS done(doc_id TEXT PRIMARY KEY, outcome TEXT NOT NULL) WITHOUT ROWID;");
+         "CREATE TABLE IF NOT EXISTS done(doc_id TEXT PRIMARY KEY, outcome TEXT NOT NULL) WITHOUT "
+         "ROWID;");
     std::string stored;
     {
       Stmt s(_db, "SELECT value FROM ledger_meta WHERE key = 'config_hash'");
-      if (sqlite3_step(s.s) == SQLITE_ROW) stored = reinterpret_cast<const char*>(sqlite3_column_text(s.s, 0));
+      if (sqlite3_step(s.s) == SQLITE_ROW)
+        stored = reinterpret_cast<const char*>(sqlite3_column_text(s.s, 0));
     }
     if (mode != Mode::fresh && !stored.empty() && stored != config_hash && !force)
-      throw LedgerError("the checkpoint ledger \"" + path + "\" was written by a different graph config (hash " +
-                        stored + ", this one is " + config_hash +
-                        "): resuming could mix two configs' output. Run without --resume to start over, or add "
-                        "--force to resume anyway");
+      throw LedgerError(
+          "the checkpoint ledger \"" + path + "\" was written by a different graph config (hash " +
+          stored + ", this one is " + config_hash +
+          "): resuming could mix two configs' output. Run without --resume to start over, or add "
+          "--force to resume anyway");
     if (mode == Mode::fresh || stored != config_hash) {
       exec("BEGIN IMMEDIATE");
       if (mode == Mode::fresh) exec("DELETE FROM done");
       Stmt s(_db, "INSERT INTO ledger_meta(key, value) VALUES ('config_hash', ?1) "
                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
       sqlite3_bind_text(s.s, 1, config_hash.c_str(), -1, SQLITE_TRANSIENT);
-      if (sqlite3_step(s.s) != SQLITE_DONE) throw LedgerError(std::string("checkpoint ledger: ") + sqlite3_errmsg(_db));
+      if (sqlite3_step(s.s) != SQLITE_DONE)
+        throw LedgerError(std::string("checkpoint ledger: ") + sqlite3_errmsg(_db));
       exec("COMMIT");
     }
   } catch (...) {
@@ -123,7 +130,8 @@ void CheckpointLedger::commit() {
     for (const auto& [id, o] : batch) {
       sqlite3_bind_text(s.s, 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
       sqlite3_bind_text(s.s, 2, outcome_name(o), -1, SQLITE_STATIC);
-      if (sqlite3_step(s.s) != SQLITE_DONE) throw LedgerError(std::string("checkpoint ledger: ") + sqlite3_errmsg(_db));
+      if (sqlite3_step(s.s) != SQLITE_DONE)
+        throw LedgerError(std::string("checkpoint ledger: ") + sqlite3_errmsg(_db));
       sqlite3_reset(s.s);
     }
     exec("COMMIT");

@@ -13,7 +13,9 @@ int shard_of(std::string_view doc_id, int count) {
   return static_cast<int>(text::stable_hash64(doc_id) % static_cast<uint64_t>(count));
 }
 
-bool ShardSpec::owns(std::string_view doc_id) const { return count <= 1 || shard_of(doc_id, count) == index; }
+bool ShardSpec::owns(std::string_view doc_id) const {
+  return count <= 1 || shard_of(doc_id, count) == index;
+}
 
 ShardSpec ShardSpec::split(int w, int p) const {
   ShardSpec s = *this;
@@ -32,10 +34,13 @@ std::optional<int> to_int(std::string_view s) {
 }
 
 ShardSpec checked(int index, int count, std::string origin) {
-  if (count < 1) throw std::invalid_argument(origin + ": the shard count must be at least 1, got " + std::to_string(count));
+  if (count < 1)
+    throw std::invalid_argument(origin + ": the shard count must be at least 1, got " +
+                                std::to_string(count));
   if (index < 0 || index >= count)
-    throw std::invalid_argument(origin + ": shard " + std::to_string(index) + " is out of range for " +
-                                std::to_string(count) + " shards (0 to " + std::to_string(count - 1) + ")");
+    throw std::invalid_argument(origin + ": shard " + std::to_string(index) +
+                                " is out of range for " + std::to_string(count) + " shards (0 to " +
+                                std::to_string(count - 1) + ")");
   return ShardSpec{index, count, std::move(origin)};
 }
 
@@ -46,7 +51,8 @@ ShardSpec parse_shard(std::string_view text) {
   auto i = slash == std::string_view::npos ? std::nullopt : to_int(text.substr(0, slash));
   auto n = slash == std::string_view::npos ? std::nullopt : to_int(text.substr(slash + 1));
   if (!i || !n)
-    throw std::invalid_argument("--shard: expected INDEX/COUNT such as 0/4, got \"" + std::string(text) + "\"");
+    throw std::invalid_argument("--shard: expected INDEX/COUNT such as 0/4, got \"" +
+                                std::string(text) + "\"");
   return checked(*i, *n, "--shard " + std::string(text));
 }
 
@@ -70,10 +76,14 @@ ShardSpec resolve_shard(const std::string& flag, int shards, EnvFn env) {
     auto i = to_int(idx);
     std::string origin = std::string("JOB_COMPLETION_INDEX=") + idx;
     if (!i) throw std::invalid_argument(origin + ": not a whole number");
-    if (shards < 1) throw std::invalid_argument(origin + " is set but --shards is not: pass --shards N (the Job's completions)");
+    if (shards < 1)
+      throw std::invalid_argument(
+          origin + " is set but --shards is not: pass --shards N (the Job's completions)");
     return checked(*i, shards, origin + ", --shards " + std::to_string(shards));
   }
-  if (shards > 1) throw std::invalid_argument("--shards " + std::to_string(shards) + " needs --shard i/N or a scheduler's index in the environment");
+  if (shards > 1)
+    throw std::invalid_argument("--shards " + std::to_string(shards) +
+                                " needs --shard i/N or a scheduler's index in the environment");
   return ShardSpec{0, 1, "single shard"};
 }
 

@@ -22,18 +22,18 @@ struct NamedEntity {
 };
 
 constexpr std::array<NamedEntity, 48> k_entities{{
-    {"amp", '&'},        {"lt", '<'},          {"gt", '>'},          {"quot", '"'},
-    {"apos", '\''},      {"nbsp", 0x00A0},     {"thinsp", 0x2009},   {"ensp", 0x2002},
-    {"emsp", 0x2003},    {"ndash", 0x2013},    {"mdash", 0x2014},    {"lsquo", 0x2018},
-    {"rsquo", 0x2019},   {"ldquo", 0x201C},    {"rdquo", 0x201D},    {"hellip", 0x2026},
-    {"copy", 0x00A9},    {"reg", 0x00AE},      {"shy", 0x00AD},      {"zwj", 0x200D},
-    {"zwnj", 0x200C},    {"lrm", 0x200E},      {"rlm", 0x200F},      {"AMP", '&'},
-    {"LT", '<'},         {"GT", '>'},          {"QUOT", '"'},        {"laquo", 0x00AB},
-    {"raquo", 0x00BB},   {"sbquo", 0x201A},    {"bdquo", 0x201E},    {"trade", 0x2122},
-    {"bull", 0x2022},    {"middot", 0x00B7},   {"deg", 0x00B0},      {"times", 0x00D7},
-    {"divide", 0x00F7},  {"euro", 0x20AC},     {"pound", 0x00A3},    {"yen", 0x00A5},
-    {"cent", 0x00A2},    {"sect", 0x00A7},     {"para", 0x00B6},     {"iexcl", 0x00A1},
-    {"iquest", 0x00BF},  {"dagger", 0x2020},   {"Dagger", 0x2021},   {"minus", 0x2212},
+    {"amp", '&'},       {"lt", '<'},        {"gt", '>'},        {"quot", '"'},
+    {"apos", '\''},     {"nbsp", 0x00A0},   {"thinsp", 0x2009}, {"ensp", 0x2002},
+    {"emsp", 0x2003},   {"ndash", 0x2013},  {"mdash", 0x2014},  {"lsquo", 0x2018},
+    {"rsquo", 0x2019},  {"ldquo", 0x201C},  {"rdquo", 0x201D},  {"hellip", 0x2026},
+    {"copy", 0x00A9},   {"reg", 0x00AE},    {"shy", 0x00AD},    {"zwj", 0x200D},
+    {"zwnj", 0x200C},   {"lrm", 0x200E},    {"rlm", 0x200F},    {"AMP", '&'},
+    {"LT", '<'},        {"GT", '>'},        {"QUOT", '"'},      {"laquo", 0x00AB},
+    {"raquo", 0x00BB},  {"sbquo", 0x201A},  {"bdquo", 0x201E},  {"trade", 0x2122},
+    {"bull", 0x2022},   {"middot", 0x00B7}, {"deg", 0x00B0},    {"times", 0x00D7},
+    {"divide", 0x00F7}, {"euro", 0x20AC},   {"pound", 0x00A3},  {"yen", 0x00A5},
+    {"cent", 0x00A2},   {"sect", 0x00A7},   {"para", 0x00B6},   {"iexcl", 0x00A1},
+    {"iquest", 0x00BF}, {"dagger", 0x2020}, {"Dagger", 0x2021}, {"minus", 0x2212},
 }};
 
 inline bool is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
@@ -124,10 +124,8 @@ class TextBuilder {
  private:
   void flush_pending() {
     if (!_out.empty()) {
-      if (_newlines > 0)
-        _out.append(std::min<size_t>(_newlines, 2), '\n');
-      else if (_space)
-        _out.push_back(' ');
+      if (_newlines > 0) _out.append(std::min<size_t>(_newlines, 2), '\n');
+      else if (_space) _out.push_back(' ');
     }
     _newlines = 0;
     _space = false;
@@ -178,7 +176,8 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-// Finds "</name" (case-insensitive, followed by a non-name byte or end) at or after i; npos if none.
+// Finds "</name" (case-insensitive, followed by a non-name byte or end) at or after i; npos if
+// none.
 size_t find_close_tag(std::string_view h, size_t i, std::string_view name) {
   while (true) {
     const size_t lt = h.find('<', i);
@@ -186,7 +185,8 @@ size_t find_close_tag(std::string_view h, size_t i, std::string_view name) {
     const size_t nb = lt + 2;
     if (nb <= h.size() && lt + 1 < h.size() && h[lt + 1] == '/' && nb + name.size() <= h.size() &&
         iequals(h.substr(nb, name.size()), name) &&
-        (nb + name.size() == h.size() || !is_alnum(static_cast<unsigned char>(h[nb + name.size()]))))
+        (nb + name.size() == h.size() ||
+         !is_alnum(static_cast<unsigned char>(h[nb + name.size()]))))
       return lt;
     i = lt + 1;
   }
@@ -360,10 +360,8 @@ std::string html_to_text(std::string_view h) {
         after_eq = false;
         continue;
       }
-      if (c == '=')
-        after_eq = true;
-      else if (!is_space(static_cast<unsigned char>(c)))
-        after_eq = false;
+      if (c == '=') after_eq = true;
+      else if (!is_space(static_cast<unsigned char>(c))) after_eq = false;
       ++k;
     }
     if (gt == std::string_view::npos) break;  // unclosed tag swallows the rest
@@ -373,19 +371,15 @@ std::string html_to_text(std::string_view h) {
 
     if (drop_depth > 0) {
       if (iequals(tag.name, drop_name)) {
-        if (tag.close)
-          --drop_depth;
-        else if (!tag.self_closing)
-          ++drop_depth;
+        if (tag.close) --drop_depth;
+        else if (!tag.self_closing) ++drop_depth;
       }
       continue;
     }
 
     if (tag.close) {
-      if (is_newline_close(tag.name))
-        out.newline();
-      else if (iequals(tag.name, "td") || iequals(tag.name, "th"))
-        out.space();
+      if (is_newline_close(tag.name)) out.newline();
+      else if (iequals(tag.name, "td") || iequals(tag.name, "th")) out.space();
       continue;
     }
     if (iequals(tag.name, "br")) {

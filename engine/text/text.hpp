@@ -48,27 +48,31 @@ const std::vector<std::string>& default_separators();
 // Recursive character splitter (LangChain-like). size and overlap are in code points; size 0 is
 // treated as 1 and overlap is clamped to size - 1.
 // The first separator (in list order) that occurs in the text splits it into pieces; each separator
-// stays attached to the END of the piece before it. Pieces are merged greedily while the merged span
-// stays <= size; a piece longer than size flushes the current chunk and is split again with the
-// separators after the chosen one (its last sub-chunk stays open, so short pieces after it, such as
-// the second '\n' of a blank line, merge into it rather than standing alone). "" splits between code points; when the list runs out without
+// stays attached to the END of the piece before it. Pieces are merged greedily while the merged
+// span stays <= size; a piece longer than size flushes the current chunk and is split again with
+// the separators after the chosen one (its last sub-chunk stays open, so short pieces after it,
+// such as the second '\n' of a blank line, merge into it rather than standing alone). "" splits
+// between code points; when the list runs out without
 // "", code points are used anyway, so every span is <= size whatever the list.
 // overlap == 0: spans are contiguous, cover the whole input in order, hold 1..size code points each
 // and (for valid UTF-8) never split a code point. Empty input -> no spans.
 // overlap > 0: span k > 0 also starts up to `overlap` code points earlier, inside span k-1's own
-// (non-overlapped) part but never at its start, so starts strictly increase; the total stays <= size
-// (overlap shrinks if needed) and the start is a code point boundary, moved forward to just after a
-// whitespace inside the overlap window when there is one (no chunk starts mid-word needlessly).
-std::vector<Span> split_recursive(std::string_view text, size_t size, size_t overlap,
-                                  const std::vector<std::string>& separators = default_separators());
+// (non-overlapped) part but never at its start, so starts strictly increase; the total stays <=
+// size (overlap shrinks if needed) and the start is a code point boundary, moved forward to just
+// after a whitespace inside the overlap window when there is one (no chunk starts mid-word
+// needlessly).
+std::vector<Span>
+split_recursive(std::string_view text, size_t size, size_t overlap,
+                const std::vector<std::string>& separators = default_separators());
 
-// Sentence splitter. A sentence ends after '.', '!' or '?' (optionally followed by closing quotes or
-// brackets: " ' ) ] } ” ’ ») followed by whitespace, the whitespace run included; or after a blank
-// line (newline, optional spaces/tabs/CR, newline, and the rest of that whitespace run).
+// Sentence splitter. A sentence ends after '.', '!' or '?' (optionally followed by closing quotes
+// or brackets: " ' ) ] } ” ’ ») followed by whitespace, the whitespace run included; or after a
+// blank line (newline, optional spaces/tabs/CR, newline, and the rest of that whitespace run).
 // Whole sentences are grouped greedily up to size code points; a sentence longer than size is split
 // with split_recursive(sentence, size, 0) into chunks of its own. overlap == 0: same contiguity,
-// 1..size and code point guarantees as split_recursive. overlap > 0: a chunk starts with the trailing
-// whole sentences of the previous chunk whose total is <= overlap code points, fewer if needed to stay
+// 1..size and code point guarantees as split_recursive. overlap > 0: a chunk starts with the
+// trailing whole sentences of the previous chunk whose total is <= overlap code points, fewer if
+// needed to stay
 // <= size, never the whole previous chunk (starts strictly increase); no overlap into or out of the
 // pieces of an over-long sentence.
 std::vector<Span> split_sentences(std::string_view text, size_t size, size_t overlap);
@@ -79,11 +83,12 @@ std::vector<Span> split_sentences(std::string_view text, size_t size, size_t ove
 // Drops tags and comments; drops <script>, <style> (raw content up to the closing tag) and <head>
 // (up to </head> or <body>) with their content; drops any element whose class list contains
 // "footnote" or "footnote-marker" together with all its content, counting nested same-name tags.
-// An unclosed dropped element drops the rest of the document, an unclosed tag likewise (as browsers).
-// <br> and </p> </div> </li> </h1>..</h6> </tr> become a newline; </td> </th> a space.
+// An unclosed dropped element drops the rest of the document, an unclosed tag likewise (as
+// browsers). <br> and </p> </div> </li> </h1>..</h6> </tr> become a newline; </td> </th> a space.
 // Entities are decoded as by decode_entities. Runs of spaces/tabs collapse to one space, spaces
 // around newlines are trimmed, at most two consecutive newlines, both ends trimmed. Source newlines
-// are kept (then collapsed as above). A '<' not followed by a letter, '/'+letter, '!' or '?' is text.
+// are kept (then collapsed as above). A '<' not followed by a letter, '/'+letter, '!' or '?' is
+// text.
 std::string html_to_text(std::string_view html);
 
 // Decodes named entities (amp lt gt quot apos nbsp thinsp ensp emsp ndash mdash lsquo rsquo ldquo
@@ -95,8 +100,8 @@ std::string decode_entities(std::string_view s);
 // ---- Hashing -----------------------------------------------------------------------------------
 
 // Stable 64-bit hash (wyhash-style 64x64->128 multiply-fold mixing). The value depends only on the
-// bytes and the seed: identical on every machine, compiler, endianness and run. Used for sharding and
-// dedup, so the algorithm must never change; tests pin known values.
+// bytes and the seed: identical on every machine, compiler, endianness and run. Used for sharding
+// and dedup, so the algorithm must never change; tests pin known values.
 uint64_t stable_hash64(std::string_view s, uint64_t seed = 0);
 
 }  // namespace sluice::text

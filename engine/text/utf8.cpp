@@ -117,10 +117,8 @@ std::string sanitize_utf8(std::string_view s) {
   const auto* e = b + s.size();
   while (p < e) {
     const Decoded d = decode_at(p, e);
-    if (d.ok)
-      out.append(reinterpret_cast<const char*>(p), d.len);
-    else
-      out.append("\xEF\xBF\xBD");
+    if (d.ok) out.append(reinterpret_cast<const char*>(p), d.len);
+    else out.append("\xEF\xBF\xBD");
     p += d.len;
   }
   return out;
