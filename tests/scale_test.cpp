@@ -21,6 +21,7 @@
 #include "nodes/index_sqlite.hpp"
 #include "nodes/index_sqlite_search.hpp"
 #include "sim/sim.hpp"
+#include "tests/sim_fixture.hpp"
 #include "tests/test_util.hpp"
 
 namespace sluice {
@@ -242,13 +243,11 @@ std::vector<pid_t> wait_for_workers(pid_t launcher, size_t n) {
 }
 
 // A started sim serving `docs` documents at `latency_ms`.
-std::unique_ptr<sim::SimServer> started_sim(int docs, int latency_ms) {
+std::unique_ptr<test::RunningSim> started_sim(int docs, int latency_ms) {
   sim::SimOptions o;
   o.docs = docs;
   o.latency_ms = latency_ms;
-  auto s = std::make_unique<sim::SimServer>(o);
-  s->start();
-  return s;
+  return std::make_unique<test::RunningSim>(o);
 }
 
 using test::ids_file;

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/sim_fixture.hpp"
 #include "tests/test_util.hpp"
 
 namespace {
@@ -178,12 +179,7 @@ bool valid_json(const std::string& s) {
   return !d.HasParseError();
 }
 
-struct Server {
-  SimServer sim;
-  int port;
-  explicit Server(SimOptions o) : sim(std::move(o)), port(sim.start()) {}
-  rapidjson::Document stats() { return parse(sim.stats_json()); }
-};
+using Server = sluice::test::RunningSim;  // the shared fixture: started, stopped at scope end
 
 uint64_t endpoint_status(const rapidjson::Document& st, const char* ep, const char* status) {
   const auto& be = st["by_endpoint"];
@@ -203,7 +199,7 @@ TEST(Sim, DocsListingPages) {
   SimOptions o;
   o.docs = 250;
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   ASSERT_TRUE(c.ok());
   Resp r = c.get("/docs");
   ASSERT_EQ(r.status, 200);
@@ -238,7 +234,7 @@ TEST(Sim, DocByIdIsDeterministic) {
   o.docs = 20;
   o.doc_bytes = 700;
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   Resp r1 = c.get("/docs/doc-000007");
   ASSERT_EQ(r1.status, 200);
   auto d = parse(r1.body);
@@ -252,11 +248,11 @@ TEST(Sim, DocByIdIsDeterministic) {
 
   // Same seed in another server: same content; another seed: different.
   Server s2(o);
-  Client c2(s2.port);
+  Client c2(s2.port());
   EXPECT_EQ(c2.get("/docs/doc-000007").body, r1.body);
   o.seed = 99;
   Server s3(o);
-  Client c3(s3.port);
+  Client c3(s3.port());
   EXPECT_NE(c3.get("/docs/doc-000007").body, r1.body);
 
   for (const char* bad : {"/docs/doc-000021", "/docs/doc-000000", "/docs/nope", "/docs/doc-7"}) {
@@ -268,7 +264,7 @@ TEST(Sim, DocByIdIsDeterministic) {
 
 TEST(Sim, DocForcedStatus) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   Resp r = c.get("/docs/doc-000001?status=400");
   EXPECT_EQ(r.status, 400);
   EXPECT_TRUE(parse(r.body).HasMember("error"));
@@ -282,7 +278,7 @@ TEST(Sim, DocForcedStatus) {
 
 TEST(Sim, BigBody) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   Resp r = c.get("/big");
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(r.body.size(), size_t{5} << 20);
@@ -292,7 +288,7 @@ TEST(Sim, BigBody) {
 
 TEST(Sim, UnknownRouteAndMethod) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   EXPECT_EQ(c.get("/nope").status, 404);
   EXPECT_EQ(c.roundtrip("POST", "/docs", "{}").status, 405);
   EXPECT_EQ(c.get("/v1/embeddings").status, 405);
@@ -306,7 +302,7 @@ TEST(Sim, UnknownRouteAndMethod) {
 
 TEST(Sim, KeepAliveAndPipelining) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   for (int i = 1; i <= 20; ++i) {
     char path[64];
     std::snprintf(path, sizeof path, "/docs/doc-%06d", i);
@@ -332,7 +328,7 @@ TEST(Sim, PipelinedResponsesKeepOrderUnderJitter) {
   o.latency_ms = 20;
   o.latency_jitter_ms = 19;
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   std::string burst;
   for (int i = 1; i <= 30; ++i) {
     char path[64];
@@ -351,7 +347,7 @@ TEST(Sim, PipelinedResponsesKeepOrderUnderJitter) {
 
 TEST(Sim, PartialWritesOneByteAtATime) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   std::string body = R"({"input":["hello world"]})";
   std::string req = Client::request("POST", "/v1/embeddings", body);
   for (char ch : req) {
@@ -365,7 +361,7 @@ TEST(Sim, PartialWritesOneByteAtATime) {
 
 TEST(Sim, ConnectionCloseIsHonoured) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   ASSERT_TRUE(c.send_raw(Client::request("GET", "/docs/doc-000001", {}, "Connection: close\r\n")));
   Resp r;
   ASSERT_TRUE(c.read_response(r));
@@ -376,17 +372,17 @@ TEST(Sim, ConnectionCloseIsHonoured) {
 
 TEST(Sim, BadRequestLineIs400AndCloses) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   ASSERT_TRUE(c.send_raw("GARBAGE\r\n\r\n"));
   Resp r;
   ASSERT_TRUE(c.read_response(r));
   EXPECT_EQ(r.status, 400);
   EXPECT_TRUE(c.closed_within(2000));
-  Client c2(s.port);
+  Client c2(s.port());
   ASSERT_TRUE(c2.send_raw("GET /docs HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"));
   ASSERT_TRUE(c2.read_response(r));
   EXPECT_EQ(r.status, 501);
-  Client c3(s.port);
+  Client c3(s.port());
   ASSERT_TRUE(c3.send_raw("GET /docs/doc-000001 HTTP/1.0\r\n\r\n"));  // 1.0: closes after
   ASSERT_TRUE(c3.read_response(r));
   EXPECT_EQ(r.status, 200);
@@ -395,7 +391,7 @@ TEST(Sim, BadRequestLineIs400AndCloses) {
 
 TEST(Sim, OversizedRequestIs413) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   ASSERT_TRUE(c.send_raw("POST /_bulk HTTP/1.1\r\nHost: x\r\nContent-Length: 17000000\r\n\r\n{"));
   Resp r;
   ASSERT_TRUE(c.read_response(r));
@@ -405,7 +401,7 @@ TEST(Sim, OversizedRequestIs413) {
 
 TEST(Sim, ExpectContinueGetsInterimResponse) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   std::string body = R"({"input":"abc"})";
   ASSERT_TRUE(c.send_raw("POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                          "Content-Length: " +
@@ -425,7 +421,7 @@ TEST(Sim, LatencyDelaysResponses) {
   SimOptions o;
   o.latency_ms = 50;
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   auto t0 = Clock::now();
   Resp r = c.get("/docs/doc-000001");
   auto ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -445,7 +441,7 @@ TEST(Sim, PeakConcurrentCountsSlowRequests) {
   Server s(o);
   std::vector<std::unique_ptr<Client>> cs;
   for (int i = 0; i < 5; ++i) {
-    cs.push_back(std::make_unique<Client>(s.port));
+    cs.push_back(std::make_unique<Client>(s.port()));
     ASSERT_TRUE(cs.back()->send_request("GET", "/docs/doc-000001"));
   }
   for (auto& c : cs) {
@@ -462,7 +458,7 @@ TEST(Sim, RpmLimitPerSecondWindow) {
   SimOptions o;
   o.rpm = 120;  // 2 per 1-second window
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   sluice::test::align_to_second();
   int ok = 0, limited = 0;
   for (int i = 0; i < 6; ++i) {
@@ -487,7 +483,7 @@ TEST(Sim, TpmLimitCountsEmbeddingTokens) {
   SimOptions o;
   o.tpm = 600;  // 10 tokens per window
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   std::string body = R"({"model":"m","input":[")" + std::string(40, 'a') + R"("]})";  // 10 tokens
   sluice::test::align_to_second();
   EXPECT_EQ(c.roundtrip("POST", "/v1/embeddings", body).status, 200);
@@ -501,7 +497,7 @@ TEST(Sim, ErrorRateAnswers500ButNotStats) {
   SimOptions o;
   o.error_rate = 1;
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   Resp r = c.get("/docs/doc-000001");
   EXPECT_EQ(r.status, 500);
   EXPECT_STREQ(parse(r.body)["error"].GetString(), "simulated");
@@ -513,14 +509,14 @@ TEST(Sim, ResetRateResetsConnection) {
   SimOptions o;
   o.reset_rate = 1;
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   ASSERT_TRUE(c.send_request("GET", "/docs/doc-000001"));
   Resp r;
   EXPECT_FALSE(c.read_response(r, 2000));
   EXPECT_NE(c.last_errno(), ETIMEDOUT);  // closed, not silent
   EXPECT_EQ(c.last_errno(), ECONNRESET);
   // Stats over a fresh connection still work.
-  Client c2(s.port);
+  Client c2(s.port());
   EXPECT_EQ(c2.get("/stats").status, 200);
   auto st = s.stats();
   EXPECT_EQ(st["resets"].GetUint64(), 1u);
@@ -531,7 +527,7 @@ TEST(Sim, TimeoutRateNeverAnswers) {
   SimOptions o;
   o.timeout_rate = 1;
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   ASSERT_TRUE(c.send_request("GET", "/docs/doc-000001"));
   Resp r;
   EXPECT_FALSE(c.read_response(r, 300));
@@ -543,7 +539,7 @@ TEST(Sim, MalformedRateBreaksTheBody) {
   SimOptions o;
   o.malformed_rate = 1;
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   Resp r = c.get("/docs/doc-000001");
   EXPECT_EQ(r.status, 200);
   EXPECT_FALSE(r.body.empty());
@@ -559,7 +555,7 @@ TEST(Sim, FaultsAreDeterministicForASeed) {
     o.error_rate = 0.5;
     o.seed = seed;
     Server s(o);
-    Client c(s.port);
+    Client c(s.port());
     std::string seq;
     for (int i = 0; i < 40; ++i) seq += c.get("/docs/doc-000001").status == 200 ? '.' : 'E';
     return seq;
@@ -576,7 +572,7 @@ TEST(Sim, StatsCountWhatWasSent) {
   SimOptions o;
   o.docs = 10;
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   for (int i = 0; i < 3; ++i) EXPECT_EQ(c.get("/docs/doc-000001").status, 200);
   EXPECT_EQ(c.get("/docs/doc-000099").status, 404);
   EXPECT_EQ(c.get("/docs").status, 200);
@@ -604,7 +600,7 @@ TEST(Sim, StatsCountWhatWasSent) {
 
 TEST(Sim, EmbeddingsShape) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   Resp r =
       c.roundtrip("POST", "/v1/embeddings",
                   R"({"model":"text-embedding-3-small","input":["hello","a longer text here"]})");
@@ -648,7 +644,7 @@ TEST(Sim, EmbeddingsShape) {
 
 TEST(Sim, GeminiBatchEmbedContentsShape) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   std::string path = "/v1beta/models/gemini-embedding-001:batchEmbedContents";
   auto req = [](const std::string& text, const char* model = "models/gemini-embedding-001",
                 int dim = 0) {
@@ -715,7 +711,7 @@ TEST(Sim, GeminiBatchEmbedContentsShape) {
 
 TEST(Sim, BulkIndexesAndTracksDuplicates) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   std::string body = "{\"index\":{\"_index\":\"chunks\",\"_id\":\"a\"}}\n{\"text\":\"one\"}\n"
                      "{\"index\":{\"_index\":\"chunks\",\"_id\":\"b\"}}\n{\"text\":\"two\"}\n";
   Resp r = c.roundtrip("POST", "/_bulk", body);
@@ -758,7 +754,7 @@ TEST(Sim, BulkFailRateAnswers429Items) {
   SimOptions o;
   o.bulk_fail_rate = 1;
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   Resp r = c.roundtrip("POST", "/idx/_bulk",
                        "{\"index\":{\"_id\":\"a\"}}\n{}\n{\"index\":{\"_id\":\"b\"}}\n{}\n");
   ASSERT_EQ(r.status, 200);
@@ -812,7 +808,7 @@ int array_depth(const rapidjson::Value& v) {
 
 TEST(Sim, SefariaIndexShape) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   Resp r = c.get("/sefaria/api/index");
   ASSERT_EQ(r.status, 200);
   auto d = parse(r.body);
@@ -827,7 +823,7 @@ TEST(Sim, SefariaIndexShape) {
 
 TEST(Sim, SefariaTexts) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   // Primary (Hebrew) only without a version parameter.
   auto d = parse(c.get("/sefaria/api/v3/texts/Genesis%201").body);
   ASSERT_EQ(d["versions"].Size(), 1u);
@@ -914,7 +910,7 @@ TEST(Sim, SefariaTexts) {
 // format.
 TEST(Sim, SefariaTextsAreTheSameWhicheverRefAskedFirst) {
   Server first_sections(SimOptions{}), first_book(SimOptions{});
-  Client a(first_sections.port), b(first_book.port);
+  Client a(first_sections.port()), b(first_book.port());
   auto text = [](Client& c, const std::string& ref, const char* query) {
     auto d = parse(c.get("/sefaria/api/v3/texts/" + ref + query).body);
     return all_strings(d["versions"][0]["text"]);
@@ -941,7 +937,7 @@ TEST(Sim, SefariaTextsAreTheSameWhicheverRefAskedFirst) {
 
 TEST(Sim, SefariaShape) {
   Server s(SimOptions{});
-  Client c(s.port);
+  Client c(s.port());
   auto d = parse(c.get("/sefaria/api/shape/Genesis").body);
   ASSERT_TRUE(d.IsArray());
   EXPECT_EQ(d[0]["chapters"].Size(), 3u);
@@ -987,7 +983,7 @@ TEST(Sim, OpenAlexCursorPaging) {
   SimOptions o;
   o.docs = 60;
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   int requests = 0, nulls = 0;
   auto ids = oa_walk(c, 25, &requests, &nulls);
   EXPECT_EQ(ids.size(), 60u);
@@ -998,7 +994,7 @@ TEST(Sim, OpenAlexCursorPaging) {
 
   o.docs = 50;  // exact multiple: one more request returns [] and null
   Server s2(o);
-  Client c2(s2.port);
+  Client c2(s2.port());
   ids = oa_walk(c2, 25, &requests, &nulls);
   EXPECT_EQ(ids.size(), 50u);
   EXPECT_EQ(requests, 3);
@@ -1025,7 +1021,7 @@ TEST(Sim, OpenAlex429CarriesRetryAfter) {
   SimOptions o;
   o.rpm = 60;  // 1 per window
   Server s(o);
-  Client c(s.port);
+  Client c(s.port());
   sluice::test::align_to_second();
   EXPECT_EQ(c.get("/openalex/works").status, 200);
   Resp r = c.get("/openalex/works");
@@ -1058,7 +1054,7 @@ TEST(Sim, StopReturnsPromptlyWithPendingWork) {
 TEST(Sim, ManyConnections) {
   Server s(SimOptions{});
   std::vector<std::unique_ptr<Client>> cs;
-  for (int i = 0; i < 200; ++i) cs.push_back(std::make_unique<Client>(s.port));
+  for (int i = 0; i < 200; ++i) cs.push_back(std::make_unique<Client>(s.port()));
   for (auto& c : cs) ASSERT_TRUE(c->send_request("GET", "/docs/doc-000002"));
   for (auto& c : cs) {
     Resp r;

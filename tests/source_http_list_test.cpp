@@ -1,0 +1,167 @@
+// source.http_list and expand.json against the sim: paging, trees, the end of a listing.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <rapidjson/document.h>
+
+#include "engine/http/adaptive_limit.hpp"
+#include "engine/http/client.hpp"
+#include "engine/record_template.hpp"
+#include "nodes/builtin_nodes.hpp"
+#include "nodes/index_sqlite.hpp"
+#include "nodes/index_sqlite_search.hpp"
+#include "nodes/source_http_list.hpp"
+#include "sim/sim.hpp"
+#include "tests/sim_fixture.hpp"
+#include "tests/test_util.hpp"
+
+namespace sluice {
+namespace {
+
+using test::fetch_graph;
+using test::fetch_ids;
+using test::ids_file;
+
+std::string list_graph(const std::string& list_params, const std::string& fetch_url,
+                       const std::string& db, int max_inflight = 2000) {
+  return R"({"settings": {"max_inflight_docs": )" + std::to_string(max_inflight) + R"(},
+  "nodes": [{"id": "list", "type": "source.http_list", "params": {)" +
+         list_params + R"(}},
+    {"id": "fetch", "type": "fetch.http", "params": {"url": ")" +
+         fetch_url + R"("}, "concurrency": 16},
+    {"id": "extract", "type": "extract.json", "params": {"text": "/text"}},
+    {"id": "index", "type": "index.sqlite", "params": {"path": ")" +
+         db + R"("}}],
+  "edges": [["list", "fetch"], ["fetch", "extract"], ["extract", "index"]]})";
+}
+
+// One response → many records: listing pages fetched, each expanded into its items, each item
+// fetched as a document of its own.
+TEST(ExpandJson, ListingPagesBecomeOneDocumentPerItem) {
+  sim::SimOptions o;
+  o.docs = 12;
+  test::RunningSim server(o);
+  test::TempDir dir;
+  test::write_file(dir / "pages.txt", "1\n2\n3\n4\n");
+  auto graph = [&](const std::string& items) {
+    return R"({"settings": {"dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
+    "nodes": [{"id": "pages", "type": "source.lines", "params": {"path": ")" +
+           (dir / "pages.txt") + R"("}},
+      {"id": "list", "type": "fetch.http", "params": {"url": ")" +
+           server.url() + R"(/docs?page={id}&per_page=5"}},
+      {"id": "items", "type": "expand.json", "params": {"items": ")" +
+           items + R"(", "id": "{/id}", "documents": true,
+                                                        "meta": {"listing_page": "/id"}}},
+      {"id": "fetch", "type": "fetch.http", "params": {"url": ")" +
+           server.url() + R"(/docs/{id}"}},
+      {"id": "text", "type": "extract.json", "params": {"text": "/text"}},
+      {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+           (dir / "out.jsonl") + R"("}}],
+    "edges": [["pages", "list"], ["list", "items"], ["items", "fetch"], ["fetch", "text"], ["text", "out"]]})";
+  };
+  RunReport rep = test::run_json(graph("/items"));
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.dead_lettered, 0u);
+  auto lines = test::read_lines(dir / "out.jsonl");
+  ASSERT_EQ(lines.size(), 12u) << "pages of 5, 5 and 2 items; page 4 is empty (filtered)";
+  std::set<std::string> ids;
+  for (const auto& l : lines) {
+    rapidjson::Document d;
+    d.Parse(l.c_str());
+    ASSERT_FALSE(d.HasParseError());
+    ids.insert(d["id"].GetString());
+    EXPECT_STREQ(d["id"].GetString(), d["doc_id"].GetString()) << "documents: true";
+    EXPECT_FALSE(std::string(d["text"].GetString()).empty());
+  }
+  EXPECT_EQ(ids.size(), 12u);
+  EXPECT_EQ(ids.count("doc-000012"), 1u);
+
+  // Not an array at `items`: the page is dead-lettered with the pointer named, nothing crashes.
+  RunReport bad = test::run_json(graph("/page"));
+  EXPECT_EQ(bad.lost, 0u);
+  EXPECT_EQ(bad.dead_lettered, 4u);
+  std::string dlq = test::read_file(dir / "dlq.jsonl");
+  EXPECT_NE(dlq.find(R"(items: no array at \"/page\" (found a number))"), std::string::npos) << dlq;
+}
+
+TEST(HttpList, PagesUntilAnEmptyPageAndAShortPageIsNotTheEnd) {
+  sim::SimOptions o;
+  o.docs = 230;
+  test::RunningSim server(o);
+  test::TempDir dir;
+  std::string params = R"("url": ")" + server.url() +
+                       R"(/docs", "items": "/items", "paging": "page", "per_page": 50)";
+  RunReport rep = test::run_json(list_graph(params, server.url() + "/docs/{id}", dir / "l.db", 40));
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs, 230u);
+  EXPECT_EQ(rep.docs_indexed, 230u);
+  EXPECT_LE(rep.peak_inflight_docs, 40);
+  auto st = server.stats();
+  // 5 pages with items (the 5th short) and 1 empty page that ends the listing.
+  EXPECT_EQ(st["by_endpoint"]["/docs"]["requests"].GetInt64(), 6);
+  EXPECT_EQ(test::sqlite_count(dir / "l.db", "SELECT count(DISTINCT doc_id) FROM chunks"), 230);
+}
+
+TEST(HttpList, MaxPagesStopsAndItemsMustBeAnArray) {
+  sim::SimOptions o;
+  o.docs = 100;
+  test::RunningSim server(o);
+  test::TempDir dir;
+  RunReport rep = test::run_json(list_graph(
+      R"("url": ")" + server.url() +
+          R"(/docs", "items": "/items", "paging": "page", "per_page": 10, "max_pages": 3)",
+      server.url() + "/docs/{id}", dir / "a.db"));
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_EQ(rep.docs_indexed, 30u);
+  RunReport bad =
+      test::run_json(list_graph(R"("url": ")" + server.url() + R"(/docs", "items": "/page")",
+                                server.url() + "/docs/{id}", dir / "b.db"));
+  EXPECT_NE(bad.error.find("\"items\" /page does not point at an array"), std::string::npos)
+      << bad.error;
+  EXPECT_EQ(bad.exit_code(), 1);
+}
+
+TEST(HttpList, InterruptEndsAListingThatIsNotFetching) {
+  // Pages of 1000 leave more than enough waiting, so the listing is idle (no page in flight)
+  // when the run is interrupted: it must still end promptly and cleanly.
+  sim::SimOptions o;
+  o.docs = 5000;
+  o.latency_ms = 20;
+  test::RunningSim server(o);
+  test::TempDir dir;
+  GraphSpec spec = test::spec_from(
+      list_graph(R"("url": ")" + server.url() +
+                     R"(/docs", "items": "/items", "paging": "page", "per_page": 1000)",
+                 server.url() + "/docs/{id}", dir / "i.db", 50));
+  std::atomic<bool> interrupt{false};
+  RunOptions opts;
+  opts.interrupt = &interrupt;
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    interrupt = true;
+  });
+  RunReport rep = run_graph(spec, opts);
+  stopper.join();
+  EXPECT_TRUE(rep.interrupted);
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_LT(rep.docs, 5000u);
+  EXPECT_EQ(rep.docs_indexed, rep.docs);
+  EXPECT_LT(rep.elapsed_s, 5.0);
+}
+
+TEST(HttpList, LinkHeaderNext) {
+  EXPECT_EQ(link_next(R"(<https://x/a?page=2>; rel="next", <https://x/a?page=9>; rel="last")"),
+            "https://x/a?page=2");
+  EXPECT_EQ(link_next(R"(<https://x/a?page=9>; rel="last")"), "");
+  EXPECT_EQ(link_next(""), "");
+}
+
+}  // namespace
+}  // namespace sluice
