@@ -1,5 +1,7 @@
 #include "app/launcher.hpp"
 
+#include "app/spawn.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -52,26 +54,13 @@ void start(Worker& w, const LaunchPlan& plan) {
   args.push_back(std::to_string(w.index) + "/" + std::to_string(plan.processes));
   args.push_back("--threads");
   args.push_back(std::to_string(plan.threads_per_worker));
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(plan.self_exe.c_str()));
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  const pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) {
+  pid_t pid = -1;
+  try {
+    pid = spawn_child(plan.self_exe, args, SpawnOptions{false, {{fds[1], kEventsFd}}});
+  } catch (...) {
     close(fds[0]);
     close(fds[1]);
-    throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
-  }
-  if (pid == 0) {
-    // Child: only async-signal-safe calls until exec.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);  // the launcher died before prctl took effect
-    if (fds[1] == kEventsFd) fcntl(kEventsFd, F_SETFD, 0);
-    else if (dup2(fds[1], kEventsFd) < 0) _exit(127);
-    execv(plan.self_exe.c_str(), argv.data());
-    _exit(127);
+    throw;
   }
   close(fds[1]);
   fcntl(fds[0], F_SETFL, O_NONBLOCK);
