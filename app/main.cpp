@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <unordered_set>
 
 #include <CLI/CLI.hpp>
@@ -101,11 +102,21 @@ int finish_run(const RunReport& rep, const RunArgs& a) {
   return rep.exit_code();
 }
 
+// Loads a graph with the built-in nodes and says on stderr what is valid but worth saying (a
+// deprecated param); a launcher's workers load it again and stay quiet.
+GraphSpec load_user_graph(const std::string& path, const std::vector<std::string>& sets,
+                          const std::map<std::string, std::string>& builtins = {},
+                          bool quiet = false) {
+  GraphSpec spec = load_graph(path, parse_sets(sets), builtin_registry(), builtins);
+  if (!quiet && !spec.warnings.empty()) std::fprintf(stderr, "%s", spec.warnings.c_str());
+  return spec;
+}
+
 int cmd_run(const RunArgs& a) {
   ShardSpec shard =
       resolve_shard(a.shard, a.shards, [](const char* n) -> const char* { return std::getenv(n); });
-  GraphSpec spec = load_graph(a.graph, parse_sets(a.sets), builtin_registry(),
-                              {{"shard", std::to_string(shard.index)}});
+  GraphSpec spec =
+      load_user_graph(a.graph, a.sets, {{"shard", std::to_string(shard.index)}}, !a.worker.empty());
   const std::string state_dir = a.state_dir.empty() ? default_state_dir(spec) : a.state_dir;
   const std::string ledger_path = CheckpointLedger::file_for(state_dir, shard.index, shard.count);
   std::signal(SIGINT, on_signal);
@@ -216,14 +227,14 @@ int cmd_run(const RunArgs& a) {
 }
 
 int cmd_plan(const std::string& graph, const std::vector<std::string>& sets, const PlanInput& in) {
-  GraphSpec spec = load_graph(graph, parse_sets(sets), builtin_registry());
+  GraphSpec spec = load_user_graph(graph, sets);
   Plan plan = make_plan(spec, in);
   std::fputs(plan_table(spec, in, plan).c_str(), stdout);
   return 0;
 }
 
 int cmd_validate(const std::string& graph, const std::vector<std::string>& sets) {
-  GraphSpec spec = load_graph(graph, parse_sets(sets), builtin_registry());
+  GraphSpec spec = load_user_graph(graph, sets);
   int sources = 0, sinks = 0;
   for (const auto& n : spec.nodes) {
     sources += n.info->role == NodeRole::source;
@@ -270,10 +281,16 @@ int cmd_nodes(const std::string& type) {
     return 0;
   }
   std::printf("  %-14s %-22s %-12s %s\n", "PARAM", "TYPE", "DEFAULT", "DOC");
-  for (const auto& p : i->params)
+  for (const auto& p : i->params) {
+    if (!p.replaced_by.empty()) continue;  // a retired name, still accepted
     std::printf("  %-14s %-22s %-12s %s%s\n", p.name.c_str(), param_type_name(p.type),
                 p.required ? "(required)" : p.default_json.c_str(), p.doc.c_str(),
                 p.job_total ? " [job total: split evenly across processes and shards]" : "");
+  }
+  for (const auto& p : i->params)
+    if (!p.replaced_by.empty())
+      std::printf("  (\"%s\" is still read, as %s, with a deprecation note)\n", p.name.c_str(),
+                  p.replaced_by.c_str());
   return 0;
 }
 
@@ -314,7 +331,7 @@ std::string dot_escape(const std::string& s) {
 }
 
 int cmd_graph(const std::string& graph, const std::vector<std::string>& sets) {
-  GraphSpec spec = load_graph(graph, parse_sets(sets), builtin_registry());
+  GraphSpec spec = load_user_graph(graph, sets);
   std::printf("digraph \"%s\" {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n",
               dot_escape(spec.name).c_str());
   for (const auto& n : spec.nodes) {

@@ -8,14 +8,19 @@ void Diagnostics::error(json::Location loc, std::string path, std::string messag
   _items.push_back({loc, std::move(path), std::move(message)});
 }
 
-std::string Diagnostics::format() const {
-  std::vector<Diagnostic> sorted = _items;
+void Diagnostics::warning(json::Location loc, std::string path, std::string message) {
+  _warnings.push_back({loc, std::move(path), std::move(message)});
+}
+
+namespace {
+
+std::string format_items(const std::string& file, std::vector<Diagnostic> sorted) {
   std::stable_sort(sorted.begin(), sorted.end(), [](const Diagnostic& a, const Diagnostic& b) {
     return a.loc.line != b.loc.line ? a.loc.line < b.loc.line : a.loc.col < b.loc.col;
   });
   std::string out;
   for (const auto& d : sorted) {
-    out += _file.empty() ? "<config>" : _file;
+    out += file.empty() ? "<config>" : file;
     if (d.loc.line > 0) out += ':' + std::to_string(d.loc.line) + ':' + std::to_string(d.loc.col);
     out += ": ";
     if (!d.path.empty()) out += d.path + ": ";
@@ -24,6 +29,11 @@ std::string Diagnostics::format() const {
   }
   return out;
 }
+
+}  // namespace
+
+std::string Diagnostics::format() const { return format_items(_file, _items); }
+std::string Diagnostics::format_warnings() const { return format_items(_file, _warnings); }
 
 size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);

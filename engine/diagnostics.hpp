@@ -20,16 +20,21 @@ class Diagnostics {
  public:
   explicit Diagnostics(std::string file = {}) : _file(std::move(file)) {}
   void error(json::Location loc, std::string path, std::string message);
+  // Not a mistake, but worth saying (a deprecated name); kept apart from the errors.
+  void warning(json::Location loc, std::string path, std::string message);
+  const std::vector<Diagnostic>& warnings() const { return _warnings; }
   bool empty() const { return _items.empty(); }
   size_t size() const { return _items.size(); }
   const std::vector<Diagnostic>& items() const { return _items; }
   const std::string& file() const { return _file; }
   // One line per error, sorted by position.
   std::string format() const;
+  std::string format_warnings() const;  // the same, for the warnings
 
  private:
   std::string _file;
   std::vector<Diagnostic> _items;
+  std::vector<Diagnostic> _warnings;
 };
 
 // Thrown where a caller cannot go on (e.g. `sluice run` on an invalid config); carries all errors.

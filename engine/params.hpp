@@ -24,6 +24,9 @@ struct ParamSpec {
   std::vector<std::string> choices;  // allowed values for a string
   // A total for the whole job (a rate limit): split evenly across processes and shards.
   bool job_total = false;
+  // A retired name kept as an alias: its value moves to this param ("retry.max_attempts": the
+  // member of an object param) and validation notes the new name.
+  std::string replaced_by;
 };
 
 // Resolved parameter values of one node (defaults filled in). Read-only after validation.

@@ -6,6 +6,7 @@
 #include "engine/graph/batcher.hpp"
 #include "engine/http/client.hpp"
 #include "engine/http/inflight_cap.hpp"
+#include "engine/http/request_options.hpp"
 #include "engine/json/json.hpp"
 #include "engine/json/value.hpp"
 
@@ -31,22 +32,21 @@ class HttpEmbedder : public Node {
         _dimensions(init.params.has("dimensions") ? init.params.integer("dimensions") : 0),
         _batcher(static_cast<size_t>(init.params.integer("batch")),
                  static_cast<int>(init.params.integer("linger_ms"))),
-        _cap(init.concurrency, init.adaptive), _rpm(init.params.number("rpm")),
-        _tpm(init.params.number("tpm")), _price(init.params.number("price_per_mtok")) {
+        _cap(init.concurrency, init.adaptive),
+        _opts(http::read_request_options(init.params, init.id)),
+        _price(init.params.number("price_per_mtok")) {
     _batcher.set_max_bytes(static_cast<size_t>(init.params.integer("max_batch_tokens")) * 4);
     if (const json::Value* k = init.params.get("api_key");
         k && k->kind == json::Kind::string && !k->unset_env && !k->str.empty())
       _auth = auth_prefix + k->str;
     _url = std::move(url);
-    _key = init.params.has("limit_key") ? init.params.str("limit_key") : _url;
-    _timeout_ms = init.params.integer("timeout_ms");
-    _policy.max_attempts = static_cast<int>(init.params.integer("max_attempts"));
   }
 
   void open(NodeOutput& out) override {
     Node::open(out);
     _client = &out.http();
-    if (_rpm > 0 || _tpm > 0) _client->set_rate_limit(_key, {_rpm, _tpm});
+    if (_opts.limit.rpm > 0 || _opts.limit.tpm > 0)
+      _client->set_rate_limit(_opts.limit_key, _opts.limit);
   }
 
   void process(RecordPtr in, Emitter& out) override {
@@ -114,7 +114,7 @@ class HttpEmbedder : public Node {
     http::Request req;
     req.method = "POST";
     req.url = _url;
-    req.timeout_ms = _timeout_ms;
+    _opts.apply(req);
     req.headers.push_back("Content-Type: application/json");
     if (!_auth.empty()) req.headers.push_back(_auth);
     req.body = body(*batch);
@@ -123,7 +123,7 @@ class HttpEmbedder : public Node {
     _cap.watch(req);
     // Parsing the vectors (thousands of numbers a batch) and building the next batch's body are
     // CPU work the HTTP loop should not do: a TBB worker does them.
-    _client->submit(std::move(req), _policy, _key, static_cast<double>(tokens),
+    _client->submit(std::move(req), _opts.retry, _opts.limit_key, static_cast<double>(tokens),
                     [this, batch](http::Response&& resp) {
                       _output->offload([this, batch, resp = std::move(resp)]() mutable {
                         done(batch, std::move(resp));
@@ -184,12 +184,11 @@ class HttpEmbedder : public Node {
     return {};
   }
 
-  std::string _url, _auth, _key;
+  std::string _url, _auth;
   Batcher _batcher;
   InflightCap<Batch> _cap;
-  double _rpm, _tpm, _price;
-  int64_t _timeout_ms = 60000;
-  http::RetryPolicy _policy;
+  http::RequestOptions _opts;
+  double _price;
   http::Client* _client = nullptr;
   std::mutex _spec_mu;
   std::shared_ptr<const std::string> _spec;  // under _spec_mu: set by the first answer
@@ -331,21 +330,16 @@ void add_common_params(std::vector<ParamSpec>& params, const char* batch_default
       with_min(param("dimensions", ParamType::integer, "null",
                      "ask for this many dimensions (models that support it)"),
                1),
-      job_total(with_min(
-          param("rpm", ParamType::number, "0", "requests per minute, whole job (0 = none)"), 0)),
-      job_total(with_min(
-          param("tpm", ParamType::number, "0", "tokens per minute, whole job (0 = none)"), 0)),
-      param("limit_key", ParamType::string, "null",
-            "rate-limit name shared by nodes (default: the endpoint)"),
       with_min(
           param("price_per_mtok", ParamType::number, "0", "USD per million tokens, for the report"),
           0),
-      with_min(param("timeout_ms", ParamType::integer, "60000", "time for one attempt"), 1),
-      with_min(param("max_attempts", ParamType::integer, "8",
-                     "attempts for network errors, 408 and 5xx"),
-               1),
   };
   params.insert(params.end(), common.begin(), common.end());
+  http::RequestParamSet request;
+  request.unit = "batch";
+  request.tpm = true;
+  request.legacy_max_attempts = true;
+  http::add_request_params(params, request);
 }
 
 // Tokens estimated at 4 characters each; batches bounded by count and by max_batch_tokens.

@@ -12,6 +12,7 @@
 
 #include "engine/http/client.hpp"
 #include "engine/http/inflight_cap.hpp"
+#include "engine/http/request_options.hpp"
 #include "engine/json/scan.hpp"
 #include "engine/record_template.hpp"
 
@@ -27,26 +28,18 @@ RecordTemplate compile(const Params& p, const char* name) {
   }
 }
 
-// The URL's host as the default rate-limit key; "" when the host is templated.
-std::string literal_host(const std::string& url) {
-  std::string host = http::host_of(url);
-  return host.find('{') == std::string::npos ? host : "";
-}
-
 class FetchHttp final : public Node {
  public:
   explicit FetchHttp(const NodeInit& init)
       : _id(init.id), _url(compile(init.params, "url")),
         _body(init.params.has("body") ? compile(init.params, "body") : RecordTemplate("")),
         _method(init.params.str("method")), _cap(init.concurrency, init.adaptive),
-        _rpm(init.params.number("rpm")) {
+        _opts(http::read_request_options(init.params, init.id)) {
     const std::string url = init.params.str("url");
     if (!http::is_http_url(url) && url.rfind("{+", 0) != 0)
       throw ParamError(
           "url",
           "url must start with http:// or https:// (or be {+id}: a whole URL from the record)");
-    _key = init.params.has("limit_key") ? init.params.str("limit_key") : literal_host(url);
-    if (_key.empty()) _key = init.id;
     if (const json::Value* h = init.params.get("headers"); h && h->kind == json::Kind::object) {
       for (const auto& m : h->members) {
         if (m.value.kind != json::Kind::string)
@@ -59,22 +52,6 @@ class FetchHttp final : public Node {
           throw ParamError("headers", "header \"" + m.key + "\": " + e.what());
         }
       }
-    }
-    if (const json::Value* r = init.params.get("retry"); r && r->kind == json::Kind::object) {
-      for (const auto& m : r->members) {
-        if (m.value.kind != json::Kind::number)
-          throw ParamError("retry", "retry." + m.key + " must be a number");
-        if (m.key == "max_attempts") _policy.max_attempts = static_cast<int>(m.value.number);
-        else if (m.key == "base_delay_s") _policy.base_delay_s = m.value.number;
-        else if (m.key == "max_delay_s") _policy.max_delay_s = m.value.number;
-        else if (m.key == "max_retry_s") _policy.max_retry_s = m.value.number;
-        else
-          throw ParamError("retry",
-                           "unknown retry setting \"" + m.key +
-                               "\" (max_attempts, base_delay_s, max_delay_s, max_retry_s)");
-      }
-      if (_policy.max_attempts < 1)
-        throw ParamError("retry", "retry.max_attempts must be at least 1");
     }
     if (const json::Value* f = init.params.get("follow");
         f && f->kind == json::Kind::object && !f->members.empty()) {
@@ -97,15 +74,12 @@ class FetchHttp final : public Node {
         throw ParamError("follow",
                          "follow needs \"next\": the pointer to the next id in a response");
     }
-    _timeout_ms = init.params.integer("timeout_ms");
-    _connect_timeout_ms = init.params.integer("connect_timeout_ms");
-    _max_bytes = static_cast<size_t>(init.params.integer("max_bytes"));
   }
 
   void open(NodeOutput& out) override {
     Node::open(out);
     _client = &out.http();
-    if (_rpm > 0) _client->set_rate_limit(_key, {_rpm, 0});
+    if (_opts.limit.rpm > 0) _client->set_rate_limit(_opts.limit_key, _opts.limit);
   }
 
   void process(RecordPtr in, Emitter& out) override {
@@ -154,11 +128,9 @@ class FetchHttp final : public Node {
       if (!v.empty())
         req.headers.push_back(name + ": " + v);  // an unset ${env:...} sends no header
     }
-    req.timeout_ms = _timeout_ms;
-    req.connect_timeout_ms = _connect_timeout_ms;
-    req.max_bytes = _max_bytes;
+    _opts.apply(req);
     _cap.watch(req);
-    _client->submit(std::move(req), _policy, _key, 0,
+    _client->submit(std::move(req), _opts.retry, _opts.limit_key, 0,
                     [this, chain = std::move(chain)](http::Response&& resp) mutable {
                       done(std::move(chain), std::move(resp));
                     });
@@ -224,11 +196,7 @@ class FetchHttp final : public Node {
   std::string _method;
   std::vector<std::pair<std::string, RecordTemplate>> _headers;
   InflightCap<std::shared_ptr<Chain>> _cap;
-  double _rpm;
-  std::string _key;
-  http::RetryPolicy _policy;
-  int64_t _timeout_ms = 60000, _connect_timeout_ms = 10000;
-  size_t _max_bytes = size_t{64} << 20;
+  http::RequestOptions _opts;
   http::Client* _client = nullptr;
   bool _follow = false;
   std::optional<JsonPointerScan> _first, _next;
@@ -256,24 +224,15 @@ NodeTypeInfo fetch_http_info() {
       param("headers", ParamType::object, "{}",
             "header name -> value template; empty ones (or from an unset ${env:...}) are not sent"),
       param("body", ParamType::string, "null", "request body template (POST/PUT)"),
-      job_total(with_min(param("rpm", ParamType::number, "0",
-                               "requests per minute for limit_key, whole job (0 = no limit)"),
-                         0)),
-      param("limit_key", ParamType::string, "null",
-            "rate-limit name shared by nodes (default: the URL's host)"),
-      param("retry", ParamType::object, "{}",
-            "max_attempts (8), base_delay_s (0.2), max_delay_s (30), max_retry_s (600)"),
-      with_min(param("timeout_ms", ParamType::integer, "60000", "total time for one attempt"), 1),
-      with_min(param("connect_timeout_ms", ParamType::integer, "10000", "time to connect"), 1),
-      with_min(
-          param("max_bytes", ParamType::integer, "67108864", "larger responses are dead-lettered"),
-          1),
       param("follow", ParamType::object, "{}",
             "enumerate: {\"first\": pointer to the first id (optional), \"next\": pointer to the "
             "next id, \"max\": N}; "
             "each response becomes a record with that id, until next is null"),
   };
   info.params[1].choices = {"GET", "POST", "PUT", "HEAD"};
+  http::RequestParamSet request;
+  request.transfer_limits = true;
+  http::add_request_params(info.params, request);
   info.default_concurrency = 32;
   info.make_node = [](const NodeInit& init) { return std::make_unique<FetchHttp>(init); };
   info.cost = [](const Params&, const CostInput&) {

@@ -10,6 +10,7 @@
 #include "engine/graph/batcher.hpp"
 #include "engine/http/client.hpp"
 #include "engine/http/inflight_cap.hpp"
+#include "engine/http/request_options.hpp"
 #include "engine/json/json.hpp"
 #include "engine/json/value.hpp"
 
@@ -30,8 +31,7 @@ class ElasticIndex final : public Node {
         _batcher(static_cast<size_t>(init.params.integer("batch")),
                  static_cast<int>(init.params.integer("linger_ms"))),
         _cap(init.concurrency, init.adaptive), _create_index(init.params.boolean("create_index")),
-        _max_rounds(static_cast<int>(init.params.integer("max_attempts"))),
-        _timeout_ms(init.params.integer("timeout_ms")) {
+        _opts(http::read_request_options(init.params, init.id)) {
     while (!_url.empty() && _url.back() == '/') _url.pop_back();
     if (!http::is_http_url(_url))
       throw ParamError("url", "url must be the cluster's base URL, e.g. http://localhost:9200");
@@ -51,6 +51,7 @@ class ElasticIndex final : public Node {
   void open(NodeOutput& out) override {
     Node::open(out);
     _client = &out.http();
+    if (_opts.limit.rpm > 0) _client->set_rate_limit(_opts.limit_key, _opts.limit);
     if (_create_index) create_index();
   }
 
@@ -80,7 +81,7 @@ class ElasticIndex final : public Node {
     req.method = method;
     req.url = url;
     req.body = std::move(body);
-    req.timeout_ms = _timeout_ms;
+    _opts.apply(req);
     req.headers.push_back(std::string("Content-Type: ") + type);
     if (!_auth.empty()) req.headers.push_back(_auth);
     return req;
@@ -90,8 +91,8 @@ class ElasticIndex final : public Node {
   void create_index() {
     std::promise<http::Response> p;
     auto f = p.get_future();
-    _client->submit(request("PUT", _url + "/" + _index, "{}", "application/json"), {}, "", 0,
-                    [&p](http::Response&& r) { p.set_value(std::move(r)); });
+    _client->submit(request("PUT", _url + "/" + _index, "{}", "application/json"), _opts.retry,
+                    _opts.limit_key, 0, [&p](http::Response&& r) { p.set_value(std::move(r)); });
     http::Response r = f.get();  // open() runs on the main thread before records flow
     if (!r.ok() && r.body.find("resource_already_exists_exception") == std::string::npos)
       throw std::runtime_error("creating index \"" + _index + "\" failed: " + r.error + " " +
@@ -125,18 +126,19 @@ class ElasticIndex final : public Node {
     }
     auto req = request("POST", _url + "/_bulk", std::move(body), "application/x-ndjson");
     if (bulk->round > 0) {
-      // Items a 200 refused (429/5xx): back off with full jitter before sending them again.
-      double cap = std::min(30.0, 0.2 * std::pow(2.0, bulk->round - 1));
+      // Items a 200 refused (429/5xx): back off as the client does before a retry.
       std::lock_guard lock(_rng_mu);
-      req.delay_s = std::uniform_real_distribution<double>(cap / 2, cap)(_rng);
+      req.delay_s = http::backoff_delay_s(_opts.retry, bulk->round, _rng);
     }
     _cap.watch(req);
     // Reading the answer (an item per record) and building the next batch's body are CPU work
     // the HTTP loop should not do: a TBB worker does them.
-    _client->submit(std::move(req), {}, "", 0, [this, bulk](http::Response&& resp) {
-      _output->offload(
-          [this, bulk, resp = std::move(resp)]() mutable { done(bulk, std::move(resp)); });
-    });
+    _client->submit(std::move(req), _opts.retry, _opts.limit_key, 0,
+                    [this, bulk](http::Response&& resp) {
+                      _output->offload([this, bulk, resp = std::move(resp)]() mutable {
+                        done(bulk, std::move(resp));
+                      });
+                    });
   }
 
   // On a TBB worker, possibly beside another batch's.
@@ -170,7 +172,8 @@ class ElasticIndex final : public Node {
           if (status >= 200 && status < 300) {
             _output->finish(r, Outcome::indexed);
             ++settled;
-          } else if ((status == 429 || status >= 500) && bulk->round + 1 < _max_rounds) {
+          } else if ((status == 429 || status >= 500) &&
+                     bulk->round + 1 < _opts.retry.max_attempts) {
             again.push_back(std::move(r));
           } else {
             std::string why = "bulk item status " + std::to_string(status);
@@ -196,8 +199,7 @@ class ElasticIndex final : public Node {
   Batcher _batcher;
   InflightCap<BulkPtr> _cap;
   bool _create_index;
-  int _max_rounds;
-  int64_t _timeout_ms;
+  http::RequestOptions _opts;
   http::Client* _client = nullptr;
   std::mutex _rng_mu;
   std::mt19937_64 _rng{7};  // under _rng_mu
@@ -250,13 +252,11 @@ NodeTypeInfo index_elasticsearch_info() {
             "basic auth password (e.g. \"${env:ES_PASSWORD}\")"),
       param("create_index", ParamType::boolean, "false",
             "PUT the index first (ignored if it exists)"),
-      with_min(
-          param("max_attempts", ParamType::integer, "8", "sends of an item refused with 429/5xx"),
-          1),
-      with_min(param("timeout_ms", ParamType::integer, "60000",
-                     "time for one _bulk request (then retried)"),
-               1),
   };
+  http::RequestParamSet request;
+  request.unit = "_bulk request";
+  request.legacy_max_attempts = true;
+  http::add_request_params(info.params, request);
   info.default_concurrency = 2;
   info.make_node = [](const NodeInit& init) { return std::make_unique<ElasticIndex>(init); };
   info.cost = [](const Params& p, const CostInput& in) {

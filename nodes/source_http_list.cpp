@@ -11,6 +11,7 @@
 #include <rapidjson/writer.h>
 
 #include "engine/http/client.hpp"
+#include "engine/http/request_options.hpp"
 #include "engine/record_template.hpp"
 
 namespace sluice {
@@ -66,9 +67,7 @@ class HttpListSource final : public Source {
     };
     read_pairs("headers", _headers);
     read_pairs("query", _query);
-    _rpm = p.number("rpm");
-    _key = p.has("limit_key") ? p.str("limit_key") : "";
-    _policy.max_attempts = static_cast<int>(p.integer("max_attempts"));
+    _opts = http::read_request_options(p, init.id);
   }
 
   bool pushes() const override { return true; }
@@ -77,8 +76,7 @@ class HttpListSource final : public Source {
   void start(SourceOutput& out) override {
     _out = &out;
     _client = &out.http();
-    if (_key.empty()) _key = http::host_of(_url);
-    if (_rpm > 0) _client->set_rate_limit(_key, {_rpm, 0});
+    if (_opts.limit.rpm > 0) _client->set_rate_limit(_opts.limit_key, _opts.limit);
     {
       std::lock_guard lock(_mu);
       _fetching = true;
@@ -120,9 +118,10 @@ class HttpListSource final : public Source {
     http::Request req;
     req.url = page_url();
     for (const auto& [name, value] : _headers) req.headers.push_back(name + ": " + value);
+    _opts.apply(req);
     _out->hold();
     _client->submit(
-        std::move(req), _policy, _key, 0,
+        std::move(req), _opts.retry, _opts.limit_key, 0,
         [this, url = page_url()](http::Response&& resp) { on_page(url, std::move(resp)); });
   }
 
@@ -221,7 +220,7 @@ class HttpListSource final : public Source {
 
   Params _params;
   std::string _node_id;
-  std::string _url, _items_text, _id_text, _paging, _recurse, _key;
+  std::string _url, _items_text, _id_text, _paging, _recurse;
   rapidjson::Pointer _items, _id, _next;
   std::optional<rapidjson::Pointer> _text, _skip;
   MetaPointers _meta;
@@ -230,8 +229,7 @@ class HttpListSource final : public Source {
   std::string _cursor, _next_url;
   std::unordered_set<std::string> _seen;  // cursors / next links already followed
   uint64_t _emitted = 0;
-  double _rpm = 0;
-  http::RetryPolicy _policy;
+  http::RequestOptions _opts;
   SourceOutput* _out = nullptr;
   http::Client* _client = nullptr;
   std::mutex _mu;
@@ -298,14 +296,11 @@ NodeTypeInfo source_http_list_info() {
             "tree walk: the child-array field (e.g. contents); leaves are items without it"),
       param("skip", ParamType::string, "null",
             "JSON pointer whose truthy value drops a leaf (e.g. /isCollection)"),
-      job_total(with_min(param("rpm", ParamType::number, "0",
-                               "requests per minute for the listing (0 = no limit)"),
-                         0)),
-      param("limit_key", ParamType::string, "null", "rate-limit name (default: the URL's host)"),
-      with_min(
-          param("max_attempts", ParamType::integer, "8", "attempts per page before the run fails"),
-          1),
   };
+  http::RequestParamSet request;
+  request.unit = "page";
+  request.legacy_max_attempts = true;
+  http::add_request_params(info.params, request);
   for (auto& p : info.params)
     if (p.name == "paging") p.choices = {"none", "page", "offset", "cursor", "link"};
   info.make_source = [](const NodeInit& init) { return std::make_unique<HttpListSource>(init); };

@@ -83,6 +83,37 @@ TEST(Cli, NodesListsTypesAndParams) {
   EXPECT_NE(typo.err.find("did you mean 'chunk.recursive'"), std::string::npos);
 }
 
+TEST(Cli, TheReadmesNodeTableIsWhatSluiceNodesPrints) {
+  // The README shows `sluice nodes` verbatim: a node added or redescribed updates it here.
+  auto nodes = run_sluice("nodes");
+  ASSERT_EQ(nodes.exit_code, 0) << nodes.err;
+  const std::string readme = test::read_file(test::source_dir() + "/README.md");
+  const std::string open = "`sluice nodes` (each type's params: `sluice nodes TYPE`):\n\n```\n";
+  const size_t at = readme.find(open);
+  ASSERT_NE(at, std::string::npos) << "README lost its node table";
+  const size_t begin = at + open.size();
+  const size_t end = readme.find("```\n", begin);
+  ASSERT_NE(end, std::string::npos);
+  EXPECT_EQ(readme.substr(begin, end - begin), nodes.out)
+      << "update README's node table with the output of `sluice nodes`";
+}
+
+TEST(Cli, ADeprecatedParamIsNotedOnStderrAndStillWorks) {
+  test::TempDir dir;
+  test::write_file(dir / "g.json", R"({"nodes": [
+    {"id": "ids", "type": "source.lines", "params": {"path": "ids.txt"}},
+    {"id": "embed", "type": "embed.openai", "params": {"url": "http://127.0.0.1:9/v1/embeddings",
+      "model": "m", "max_attempts": 3}},
+    {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
+    "edges": [["ids", "embed"], ["embed", "out"]]})");
+  auto r = run_sluice("validate " + (dir / "g.json"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("g.json:4:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("\"max_attempts\" is deprecated: write \"retry.max_attempts\""),
+            std::string::npos)
+      << r.err;
+}
+
 TEST(Cli, GraphPrintsDot) {
   auto r = run_sluice("graph graphs/local-files.json --dot");
   EXPECT_EQ(r.exit_code, 0);

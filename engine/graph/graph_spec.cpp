@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "engine/graph/node_params.hpp"
 #include "engine/text/text.hpp"
 
 namespace sluice {
@@ -91,6 +92,7 @@ class Builder {
     if (_diag.empty()) check_topology(spec, nodes ? nodes->loc : root.loc);
     if (!_diag.empty()) throw ConfigError(std::move(_diag));
     spec.config_hash = hash_of(spec);
+    spec.warnings = _diag.format_warnings();
     return spec;
   }
 
@@ -224,31 +226,8 @@ class Builder {
     for (auto& m : v.members) substitute_tree(m.value, path + "." + m.key);
   }
 
-  // A string that came from ${var} may stand for a number or boolean ("concurrency": "${n}").
-  static bool coerce(Value& v, Kind want) {
-    if (v.kind == want) return true;
-    if (v.kind != Kind::string || !v.substituted) return false;
-    const std::string& s = v.str;
-    if (want == Kind::boolean && (s == "true" || s == "false")) {
-      v.kind = Kind::boolean;
-      v.boolean = s == "true";
-      return true;
-    }
-    if (want == Kind::number && !s.empty()) {
-      Value parsed;
-      json::ParseError err;
-      if (json::parse(s, parsed, err) && parsed.kind == Kind::number) {
-        json::Location loc = v.loc;
-        v = parsed;
-        v.loc = loc;
-        return true;
-      }
-    }
-    return false;
-  }
-
   bool read_int(Value& v, const std::string& path, int64_t min, int64_t& out) {
-    if (!coerce(v, Kind::number) || !v.is_integer) {
+    if (!coerce_substituted(v, Kind::number) || !v.is_integer) {
       _diag.error(v.loc, path,
                   std::string("expected an integer, got ") +
                       (v.kind == Kind::string ? "\"" + v.str + "\"" : json::kind_name(v.kind)));
@@ -394,8 +373,8 @@ class Builder {
     }
     if (ns.info) {
       ns.concurrency = ns.info->default_concurrency;
-      ns.params =
-          Params(resolve_params(params ? *params : empty_params, *ns.info, path + ".params"));
+      ns.params = Params(
+          resolve_params(params ? *params : empty_params, *ns.info, path + ".params", _diag));
     }
     if (Value* c = concurrency) {
       substitute_tree(*c, path + ".concurrency");
@@ -470,7 +449,7 @@ class Builder {
       }
       out = static_cast<int>(std::min<int64_t>(max, 1 << 20));
       ns.adaptive = true;
-    } else if (coerce(c, Kind::number) && c.is_integer && c.integer >= 1) {
+    } else if (coerce_substituted(c, Kind::number) && c.is_integer && c.integer >= 1) {
       out = static_cast<int>(std::min<int64_t>(c.integer, 1 << 20));
     } else {
       _diag.error(c.loc, path,
@@ -478,100 +457,6 @@ class Builder {
                       ? "expected \"serial\", \"unlimited\", an integer >= 1 or \"adaptive[:N]\""
                       : "expected \"serial\", \"unlimited\" or an integer >= 1");
     }
-  }
-
-  json::Value resolve_params(Value& given, const NodeTypeInfo& info, const std::string& path) {
-    std::vector<std::string> names;
-    for (const auto& p : info.params) names.push_back(p.name);
-    Value out;
-    out.kind = Kind::object;
-    out.loc = given.loc;
-    for (auto& m : given.members) {
-      const ParamSpec* ps = nullptr;
-      for (const auto& p : info.params)
-        if (p.name == m.key) ps = &p;
-      std::string ppath = path + "." + m.key;
-      if (!ps) {
-        _diag.error(m.key_loc, ppath,
-                    "unknown param \"" + m.key + "\" for " + info.type +
-                        did_you_mean(m.key, names) + "; `sluice nodes " + info.type +
-                        "` lists its params");
-        continue;
-      }
-      if (check_param(m.value, *ps, ppath)) out.members.push_back(m);
-    }
-    for (const auto& p : info.params) {
-      if (given.find(p.name)) continue;
-      if (p.required) {
-        _diag.error(given.loc, path,
-                    "missing required param \"" + p.name + "\" (" + param_type_name(p.type) + ": " +
-                        p.doc + ")");
-        continue;
-      }
-      json::Member m;
-      m.key = p.name;
-      json::ParseError err;
-      if (!p.default_json.empty() && !json::parse(p.default_json, m.value, err))
-        m.value = Value();  // a bad default is a registry bug; caught by the registry test
-      m.value.loc = given.loc;
-      out.members.push_back(std::move(m));
-    }
-    return out;
-  }
-
-  bool check_param(Value& v, const ParamSpec& ps, const std::string& path) {
-    auto type_error = [&] {
-      std::string got = json::kind_name(v.kind);
-      if (v.kind == Kind::string) got += " \"" + (v.secret ? std::string("***") : v.str) + "\"";
-      _diag.error(v.loc, path,
-                  std::string("expected ") + param_type_name(ps.type) + ", got " + got);
-      return false;
-    };
-    if (v.is_null() && !ps.required) return true;
-    switch (ps.type) {
-      case ParamType::string:
-        if (v.kind != Kind::string) return type_error();
-        if (!ps.choices.empty() &&
-            std::find(ps.choices.begin(), ps.choices.end(), v.str) == ps.choices.end()) {
-          std::string list;
-          for (const auto& c : ps.choices) list += (list.empty() ? "" : ", ") + c;
-          _diag.error(v.loc, path,
-                      "\"" + v.str + "\" is not one of: " + list + did_you_mean(v.str, ps.choices));
-          return false;
-        }
-        return true;
-      case ParamType::integer:
-        if (!coerce(v, Kind::number) || !v.is_integer) return type_error();
-        break;
-      case ParamType::number:
-        if (!coerce(v, Kind::number)) return type_error();
-        break;
-      case ParamType::boolean:
-        if (!coerce(v, Kind::boolean)) return type_error();
-        return true;
-      case ParamType::string_list:
-      case ParamType::string_or_list:
-        if (ps.type == ParamType::string_or_list && v.kind == Kind::string) return true;
-        if (v.kind != Kind::array) return type_error();
-        for (size_t i = 0; i < v.items.size(); ++i)
-          if (v.items[i].kind != Kind::string) {
-            _diag.error(v.items[i].loc, path + "[" + std::to_string(i) + "]",
-                        std::string("expected string, got ") + json::kind_name(v.items[i].kind));
-            return false;
-          }
-        return true;
-      case ParamType::object:
-        if (v.kind != Kind::object) return type_error();
-        return true;
-      case ParamType::any: return true;
-    }
-    if (ps.min && v.number < *ps.min) {
-      std::ostringstream os;
-      os << "must be at least " << *ps.min;
-      _diag.error(v.loc, path, os.str());
-      return false;
-    }
-    return true;
   }
 
   // Factories check value-level rules (e.g. a valid regex, overlap < size) without I/O.

@@ -50,6 +50,8 @@ struct GraphSpec {
   std::vector<std::vector<size_t>> predecessors;
   std::vector<size_t> topo_order;
   std::string config_hash;  // hex; changes when nodes, params, edges or settings change
+  // file:line:col: path: message lines for what is valid but worth saying (a deprecated param).
+  std::string warnings;
 
   size_t index_of(std::string_view id) const;  // npos if absent
 };

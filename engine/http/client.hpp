@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,11 @@ struct RetryPolicy {
   double max_delay_s = 30;
   double max_retry_s = 600;  // give up retrying (429s included) after this long
 };
+
+// The delay before retry number `attempt` (1 = the first retry): exponential backoff with full
+// jitter, uniform in [0, min(max_delay_s, base_delay_s * 2^(attempt-1))]. Every retry sluice
+// makes waits this long (or as long as a Retry-After says).
+double backoff_delay_s(const RetryPolicy& policy, int attempt, std::mt19937_64& rng);
 
 struct RateLimit {
   double rpm = 0;  // requests per minute; 0 = none
