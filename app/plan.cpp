@@ -11,18 +11,12 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// One I/O node's demand per document and its limits for the whole job.
+// One I/O node's demand per document (its own cost model) and its limits for the whole job.
 struct IoStage {
   std::string node;
-  std::string what = "requests";
-  double requests_per_doc = 0;
-  double tokens_per_doc = 0;
-  double cost_per_doc = 0;
+  NodeCost cost;
   int concurrency = 0;  // 0 = unlimited
   double rpm = 0, tpm = 0;
-  bool listing =
-      false;  // source.http_list: every process pages the whole listing, one page at a time
-  double per_page = 1;
 };
 
 std::string fmt_duration(double s) {
@@ -49,18 +43,8 @@ std::vector<IoStage> io_stages(const GraphSpec& spec, const PlanInput& in, doubl
       ci.chunk_chars = c.chunk_chars;
     }
     if (!c.io) continue;
-    IoStage s;
-    s.node = n.id;
-    s.what = c.what;
-    s.requests_per_doc = c.requests_per_doc;
-    s.tokens_per_doc = c.tokens_per_doc;
-    s.cost_per_doc = c.cost_per_doc;
-    s.concurrency = n.concurrency;
-    s.rpm = n.params.number("rpm");  // params carry their defaults: 0 when the node has none
-    s.tpm = n.params.number("tpm");
-    s.listing = c.listing;
-    s.per_page = c.per_page;
-    out.push_back(s);
+    // params carry their defaults: 0 when the node has no rpm or tpm
+    out.push_back({n.id, c, n.concurrency, n.params.number("rpm"), n.params.number("tpm")});
   }
   chunks_per_doc = ci.chunks_per_doc;
   return out;
@@ -73,9 +57,9 @@ Plan make_plan(const GraphSpec& spec, const PlanInput& in) {
   auto stages = io_stages(spec, in, plan.chunks_per_doc);
   const bool per_shard = spec.settings.limits_per_shard;
   for (const auto& s : stages) {
-    PlanStage ps{s.node, s.what, s.requests_per_doc * in.docs, s.tokens_per_doc * in.docs,
-                 s.cost_per_doc * in.docs};
-    if (s.listing) ps.requests = std::ceil(in.docs / s.per_page);
+    PlanStage ps{s.node, s.cost.what, s.cost.requests_per_doc * in.docs,
+                 s.cost.tokens_per_doc * in.docs, s.cost.cost_per_doc * in.docs};
+    if (s.cost.listing) ps.requests = std::ceil(in.docs / s.cost.per_page);
     plan.tokens += ps.tokens;
     plan.cost_usd += ps.cost_usd;
     plan.stages.push_back(ps);
@@ -93,27 +77,27 @@ Plan make_plan(const GraphSpec& spec, const PlanInput& in) {
         }
       };
       for (const auto& s : stages) {
-        if (s.listing) {
+        if (s.cost.listing) {
           // Every process pages through the whole listing one page at a time and keeps its share.
           double pages_per_s = 1.0 / in.latency_s;
           if (s.rpm > 0) pages_per_s = std::min(pages_per_s, s.rpm * quota_scale / 60.0 / workers);
-          bound(pages_per_s * s.per_page,
+          bound(pages_per_s * s.cost.per_page,
                 s.node + (s.rpm > 0 && s.rpm * quota_scale / 60.0 / workers < 1.0 / in.latency_s
                               ? " rpm (every process pages the whole listing)"
                               : " listing latency (one page at a time)"));
           continue;
         }
-        if (s.requests_per_doc <= 0) continue;
+        if (s.cost.requests_per_doc <= 0) continue;
         if (s.concurrency > 0) {
           // Each process gets ceil(C / its share), at least 1.
           double share = per_shard ? procs : workers;
           double per_proc = std::max(1.0, std::ceil(s.concurrency / share));
           double in_flight = per_proc * workers;
-          bound(in_flight / in.latency_s / s.requests_per_doc, s.node + " concurrency");
+          bound(in_flight / in.latency_s / s.cost.requests_per_doc, s.node + " concurrency");
         }
-        if (s.rpm > 0) bound(s.rpm * quota_scale / 60.0 / s.requests_per_doc, s.node + " rpm");
-        if (s.tpm > 0 && s.tokens_per_doc > 0)
-          bound(s.tpm * quota_scale / 60.0 / s.tokens_per_doc, s.node + " tpm");
+        if (s.rpm > 0) bound(s.rpm * quota_scale / 60.0 / s.cost.requests_per_doc, s.node + " rpm");
+        if (s.tpm > 0 && s.cost.tokens_per_doc > 0)
+          bound(s.tpm * quota_scale / 60.0 / s.cost.tokens_per_doc, s.node + " tpm");
       }
       if (io_waits > 0)
         bound(workers * spec.settings.max_inflight_docs / (io_waits * in.latency_s),

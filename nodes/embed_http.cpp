@@ -45,8 +45,7 @@ class HttpEmbedder : public Node {
   void open(NodeOutput& out) override {
     Node::open(out);
     _client = &out.http();
-    if (_opts.limit.rpm > 0 || _opts.limit.tpm > 0)
-      _client->set_rate_limit(_opts.limit_key, _opts.limit);
+    _opts.set_rate_limit(*_client);
   }
 
   void process(RecordPtr in, Emitter& out) override {
@@ -335,11 +334,7 @@ void add_common_params(std::vector<ParamSpec>& params, const char* batch_default
           0),
   };
   params.insert(params.end(), common.begin(), common.end());
-  http::RequestParamSet request;
-  request.unit = "batch";
-  request.tpm = true;
-  request.legacy_max_attempts = true;
-  http::add_request_params(params, request);
+  http::add_request_params(params, {.unit = "batch", .tpm = true, .legacy_max_attempts = true});
 }
 
 // Tokens estimated at 4 characters each; batches bounded by count and by max_batch_tokens.

@@ -79,7 +79,7 @@ class FetchHttp final : public Node {
   void open(NodeOutput& out) override {
     Node::open(out);
     _client = &out.http();
-    if (_opts.limit.rpm > 0) _client->set_rate_limit(_opts.limit_key, _opts.limit);
+    _opts.set_rate_limit(*_client);
   }
 
   void process(RecordPtr in, Emitter& out) override {
@@ -230,9 +230,7 @@ NodeTypeInfo fetch_http_info() {
             "each response becomes a record with that id, until next is null"),
   };
   info.params[1].choices = {"GET", "POST", "PUT", "HEAD"};
-  http::RequestParamSet request;
-  request.transfer_limits = true;
-  http::add_request_params(info.params, request);
+  http::add_request_params(info.params, {.transfer_limits = true});
   info.default_concurrency = 32;
   info.make_node = [](const NodeInit& init) { return std::make_unique<FetchHttp>(init); };
   info.cost = [](const Params&, const CostInput&) {

@@ -51,7 +51,7 @@ class ElasticIndex final : public Node {
   void open(NodeOutput& out) override {
     Node::open(out);
     _client = &out.http();
-    if (_opts.limit.rpm > 0) _client->set_rate_limit(_opts.limit_key, _opts.limit);
+    _opts.set_rate_limit(*_client);
     if (_create_index) create_index();
   }
 
@@ -253,10 +253,7 @@ NodeTypeInfo index_elasticsearch_info() {
       param("create_index", ParamType::boolean, "false",
             "PUT the index first (ignored if it exists)"),
   };
-  http::RequestParamSet request;
-  request.unit = "_bulk request";
-  request.legacy_max_attempts = true;
-  http::add_request_params(info.params, request);
+  http::add_request_params(info.params, {.unit = "_bulk request", .legacy_max_attempts = true});
   info.default_concurrency = 2;
   info.make_node = [](const NodeInit& init) { return std::make_unique<ElasticIndex>(init); };
   info.cost = [](const Params& p, const CostInput& in) {

@@ -76,7 +76,7 @@ class HttpListSource final : public Source {
   void start(SourceOutput& out) override {
     _out = &out;
     _client = &out.http();
-    if (_opts.limit.rpm > 0) _client->set_rate_limit(_opts.limit_key, _opts.limit);
+    _opts.set_rate_limit(*_client);
     {
       std::lock_guard lock(_mu);
       _fetching = true;
@@ -297,10 +297,7 @@ NodeTypeInfo source_http_list_info() {
       param("skip", ParamType::string, "null",
             "JSON pointer whose truthy value drops a leaf (e.g. /isCollection)"),
   };
-  http::RequestParamSet request;
-  request.unit = "page";
-  request.legacy_max_attempts = true;
-  http::add_request_params(info.params, request);
+  http::add_request_params(info.params, {.unit = "page", .legacy_max_attempts = true});
   for (auto& p : info.params)
     if (p.name == "paging") p.choices = {"none", "page", "offset", "cursor", "link"};
   info.make_source = [](const NodeInit& init) { return std::make_unique<HttpListSource>(init); };

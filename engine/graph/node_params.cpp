@@ -37,9 +37,9 @@ class ParamResolver {
   explicit ParamResolver(Diagnostics& diag) : _diag(diag) {}
 
   // A retired param name (ParamSpec::replaced_by): its value moves to the param that replaced
-  // it ("retry.max_attempts": a member of the object param `retry`), with a note. False when
-  // both names are given.
-  bool move_replaced(Value& given, const json::Member& m, const ParamSpec& ps,
+  // it ("retry.max_attempts": a member of the object param `retry`), with a note; giving both
+  // names is an error.
+  void move_replaced(Value& given, const json::Member& m, const ParamSpec& ps,
                      const std::string& path) {
     const std::string& to = ps.replaced_by;
     const size_t dot = to.find('.');
@@ -47,7 +47,6 @@ class ParamResolver {
     auto both_given = [&] {
       _diag.error(m.key_loc, path + "." + m.key,
                   "\"" + m.key + "\" and \"" + to + "\" are both given; keep \"" + to + "\"");
-      return false;
     };
     Value* target = given.find(top);
     if (dot == std::string::npos) {
@@ -66,7 +65,7 @@ class ParamResolver {
         else given.members.push_back(std::move(obj));
         target = given.find(top);
       }
-      if (target->kind != Kind::object) return true;  // its own type error follows
+      if (target->kind != Kind::object) return;  // its own type error follows
       const std::string member = to.substr(dot + 1);
       if (target->find(member)) return both_given();
       json::Member moved = m;
@@ -75,7 +74,6 @@ class ParamResolver {
     }
     _diag.warning(m.key_loc, path + "." + m.key,
                   "\"" + m.key + "\" is deprecated: write \"" + to + "\" instead");
-    return true;
   }
 
   json::Value resolve(Value& given, const NodeTypeInfo& info, const std::string& path) {

@@ -77,42 +77,36 @@ void visit_node_fields(F&& f) {
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
 // Writes one field of any listed type.
-struct WriteField {
-  Writer& w;
-  template <class T>
-  void operator()(const char* key, const T& v, Fold) const {
-    w.Key(key);
-    if constexpr (std::is_same_v<T, std::string>)
-      w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
-    else if constexpr (std::is_same_v<T, bool>) w.Bool(v);
-    else if constexpr (std::is_same_v<T, double>) w.Double(v);
-    else if constexpr (std::is_signed_v<T>) w.Int64(v);
-    else w.Uint64(v);
-  }
-};
+template <class T>
+void write_value(Writer& w, const char* key, const T& v) {
+  w.Key(key);
+  if constexpr (std::is_same_v<T, std::string>)
+    w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
+  else if constexpr (std::is_same_v<T, bool>) w.Bool(v);
+  else if constexpr (std::is_same_v<T, double>) w.Double(v);
+  else if constexpr (std::is_signed_v<T>) w.Int64(v);
+  else w.Uint64(v);
+}
 
 // Reads one field; a missing or mistyped one reads as its zero value.
-struct ReadField {
-  const rapidjson::Value& o;
-  template <class T>
-  void operator()(const char* key, T& v, Fold) const {
-    v = T{};
-    auto it = o.FindMember(key);
-    if (it == o.MemberEnd()) return;
-    const auto& j = it->value;
-    if constexpr (std::is_same_v<T, std::string>) {
-      if (j.IsString()) v.assign(j.GetString(), j.GetStringLength());
-    } else if constexpr (std::is_same_v<T, bool>) {
-      v = j.IsBool() && j.GetBool();
-    } else if constexpr (std::is_same_v<T, double>) {
-      if (j.IsNumber()) v = j.GetDouble();
-    } else {
-      if (j.IsInt64()) v = static_cast<T>(j.GetInt64());
-      else if (j.IsUint64()) v = static_cast<T>(j.GetUint64());
-      else if (j.IsNumber()) v = static_cast<T>(j.GetDouble());
-    }
+template <class T>
+void read_value(const rapidjson::Value& o, const char* key, T& v) {
+  v = T{};
+  auto it = o.FindMember(key);
+  if (it == o.MemberEnd()) return;
+  const auto& j = it->value;
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (j.IsString()) v.assign(j.GetString(), j.GetStringLength());
+  } else if constexpr (std::is_same_v<T, bool>) {
+    v = j.IsBool() && j.GetBool();
+  } else if constexpr (std::is_same_v<T, double>) {
+    if (j.IsNumber()) v = j.GetDouble();
+  } else {
+    if (j.IsInt64()) v = static_cast<T>(j.GetInt64());
+    else if (j.IsUint64()) v = static_cast<T>(j.GetUint64());
+    else if (j.IsNumber()) v = static_cast<T>(j.GetDouble());
   }
-};
+}
 
 template <class T>
 void fold(T& into, const T& from, Fold how) {
@@ -122,24 +116,24 @@ void fold(T& into, const T& from, Fold how) {
   }
 }
 
-// Writes and reads a report's listed fields.
+// Writes, reads and folds a report's listed fields.
 template <class Report>
-struct Fields {
+struct WriteFields {
   const Report& r;
-  WriteField put;
+  Writer& w;
   template <class T>
-  void operator()(const char* key, T Report::*m, Fold how) const {
-    put(key, r.*m, how);
+  void operator()(const char* key, T Report::*m, Fold) const {
+    write_value(w, key, r.*m);
   }
 };
 
 template <class Report>
 struct ReadFields {
   Report& r;
-  ReadField get;
+  const rapidjson::Value& o;
   template <class T>
-  void operator()(const char* key, T Report::*m, Fold how) const {
-    get(key, r.*m, how);
+  void operator()(const char* key, T Report::*m, Fold) const {
+    read_value(o, key, r.*m);
   }
 };
 
@@ -176,9 +170,8 @@ int RunReport::exit_code() const {
 std::string RunReport::to_json() const {
   rapidjson::StringBuffer sb;
   Writer w(sb);
-  WriteField put{w};
   w.StartObject();
-  visit_run_fields(Fields<RunReport>{*this, put});
+  visit_run_fields(WriteFields<RunReport>{*this, w});
   w.Key("docs_per_s");
   w.Double(docs_per_s());
   w.Key("cpu_ms_per_doc");
@@ -189,7 +182,7 @@ std::string RunReport::to_json() const {
 
   w.Key("http");
   w.StartObject();
-  visit_http_fields(Fields<HttpReport>{http, put});
+  visit_http_fields(WriteFields<HttpReport>{http, w});
   w.Key("requests_per_s");
   w.Double(elapsed_s > 0 ? static_cast<double>(http.requests) / elapsed_s : 0);
   w.Key("loop_cpu_us_per_request");
@@ -218,7 +211,7 @@ std::string RunReport::to_json() const {
   w.StartArray();
   for (const auto& n : nodes) {
     w.StartObject();
-    visit_node_fields(Fields<NodeReport>{n, put});
+    visit_node_fields(WriteFields<NodeReport>{n, w});
     w.Key("role");
     w.String(role_name(n.role));
     w.Key("utilization");
@@ -234,12 +227,12 @@ bool RunReport::from_json(std::string_view text, RunReport& r) {
   rapidjson::Document d;
   d.Parse(text.data(), text.size());
   if (d.HasParseError() || !d.IsObject()) return false;
-  visit_run_fields(ReadFields<RunReport>{r, ReadField{d}});
-  ReadField{d}("error", r.error, Fold::keep);
+  visit_run_fields(ReadFields<RunReport>{r, d});
+  read_value(d, "error", r.error);
   r.http = HttpReport();
   if (auto h = d.FindMember("http"); h != d.MemberEnd() && h->value.IsObject()) {
     const auto& o = h->value;
-    visit_http_fields(ReadFields<HttpReport>{r.http, ReadField{o}});
+    visit_http_fields(ReadFields<HttpReport>{r.http, o});
     if (auto lh = o.FindMember("latency_histogram"); lh != o.MemberEnd() && lh->value.IsArray())
       for (const auto& b : lh->value.GetArray())
         if (b.IsArray() && b.Size() == 2 && b[0].IsInt() && b[1].IsUint64())
@@ -250,9 +243,9 @@ bool RunReport::from_json(std::string_view text, RunReport& r) {
     for (const auto& o : n->value.GetArray()) {
       if (!o.IsObject()) continue;
       NodeReport nr;
-      visit_node_fields(ReadFields<NodeReport>{nr, ReadField{o}});
+      visit_node_fields(ReadFields<NodeReport>{nr, o});
       std::string role;
-      ReadField{o}("role", role, Fold::keep);
+      read_value(o, "role", role);
       for (NodeRole cand : {NodeRole::source, NodeRole::transform, NodeRole::chunker,
                             NodeRole::embedder, NodeRole::sink})
         if (role == role_name(cand)) nr.role = cand;

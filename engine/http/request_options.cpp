@@ -38,6 +38,10 @@ void add_request_params(std::vector<ParamSpec>& params, const RequestParamSet& s
   }
 }
 
+void RequestOptions::set_rate_limit(Client& client) const {
+  if (limit.rpm > 0 || limit.tpm > 0) client.set_rate_limit(limit_key, limit);
+}
+
 void RequestOptions::apply(Request& req) const {
   req.timeout_ms = static_cast<long>(timeout_ms);
   req.connect_timeout_ms = static_cast<long>(connect_timeout_ms);
@@ -73,7 +77,7 @@ RetryPolicy read_retry(const Params& p) {
 RequestOptions read_request_options(const Params& p, const std::string& node_id) {
   RequestOptions o;
   o.limit.rpm = p.number("rpm");
-  o.limit.tpm = p.get("tpm") ? p.number("tpm") : 0;
+  o.limit.tpm = p.number("tpm");  // 0 for a node without tpm
   o.limit_key = p.has("limit_key") ? p.str("limit_key") : node_id;
   o.retry = read_retry(p);
   o.timeout_ms = p.integer("timeout_ms");

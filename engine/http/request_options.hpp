@@ -38,6 +38,8 @@ struct RequestOptions {
 
   // The per-attempt limits on a request.
   void apply(Request& req) const;
+  // Gives the client this node's rate limit under limit_key, when it has one (at open).
+  void set_rate_limit(Client& client) const;
 };
 
 // Reads what add_request_params declared. The one rule for the limit key: `limit_key` when
