@@ -112,11 +112,22 @@ GraphSpec load_user_graph(const std::string& path, const std::vector<std::string
   return spec;
 }
 
+int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec);
+
 int cmd_run(const RunArgs& a) {
   ShardSpec shard =
       resolve_shard(a.shard, a.shards, [](const char* n) -> const char* { return std::getenv(n); });
   GraphSpec spec =
       load_user_graph(a.graph, a.sets, {{"shard", std::to_string(shard.index)}}, !a.worker.empty());
+  try {
+    return run_loaded(a, shard, spec);
+  } catch (const std::exception& e) {
+    // A path or message built from an ${env:...} value must not print it.
+    throw std::runtime_error(spec.secrets.redact(e.what()));
+  }
+}
+
+int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
   const std::string state_dir = a.state_dir.empty() ? default_state_dir(spec) : a.state_dir;
   const std::string ledger_path = CheckpointLedger::file_for(state_dir, shard.index, shard.count);
   std::signal(SIGINT, on_signal);
@@ -158,6 +169,16 @@ int cmd_run(const RunArgs& a) {
   if (!a.quiet && !shard.all())
     std::fprintf(stderr, "sluice: shard %s (from %s); rate limits and I/O concurrency are %s\n",
                  shard.text().c_str(), shard.origin.c_str(), scope);
+  // A resume whose ledger is gone (deleted, or emptied) would quietly start over: say so.
+  if (a.resume) {
+    std::error_code ec;
+    auto size = std::filesystem::file_size(ledger_path, ec);
+    if (ec || size == 0)
+      std::fprintf(stderr,
+                   "sluice: --resume: %s checkpoint ledger at \"%s\": nothing is known to be "
+                   "done, so every document is read again\n",
+                   ec ? "no" : "an empty", ledger_path.c_str());
+  }
   // Opening the ledger checks a resume against the config (or resets it for a fresh run) once,
   // before any worker starts.
   auto ledger = std::make_unique<CheckpointLedger>(
@@ -192,9 +213,9 @@ int cmd_run(const RunArgs& a) {
     RunReport rep = launch_workers(spec, plan);
     rep.shard = shard.text();
     try {
-      merge_outputs(spec, shard);
+      merge_outputs(spec, shard, rep.error.empty() && !rep.interrupted);
     } catch (const std::exception& e) {
-      if (rep.error.empty()) rep.error = e.what();
+      if (rep.error.empty()) rep.error = spec.secrets.redact(e.what());
     }
     return finish_run(rep, a);
   }
@@ -299,7 +320,9 @@ int cmd_search(const std::string& db, const std::string& query, int k,
   SearchMode mode = mode_text == "vector"   ? SearchMode::vector
                     : mode_text == "hybrid" ? SearchMode::hybrid
                                             : SearchMode::bm25;
-  auto hits = search_index(db, query, k, mode);
+  std::string note;
+  auto hits = search_index(db, query, k, mode, &note);
+  if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
   if (mode != SearchMode::vector)
     if (uint64_t behind = chunks_awaiting_full_text(db))
       std::fprintf(
@@ -369,14 +392,14 @@ int main(int argc, char** argv) {
          "--threads", ra.threads,
          "oneTBB worker threads per process (default: settings.threads, else all cores divided "
          "among --processes)")
-      ->check(CLI::Range(1, 4096));
+      ->check(CLI::Range(1, kMaxThreads));
   run->add_option("--set", ra.sets, "override a declared var: name=value (repeatable)");
   run->add_option("--report", ra.report_path, "write the run report as JSON to FILE");
   run->add_flag("--quiet,-q", ra.quiet, "no progress and no summary table");
   run->add_option(
          "--processes,-P", ra.processes,
          "worker processes on this machine, each with its own threads and HTTP loop (default 1)")
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(1, kMaxProcesses));
   run->add_option(
       "--shard", ra.shard,
       "handle shard INDEX/COUNT of the documents (hash of doc id mod COUNT); default: from Slurm, "
@@ -415,7 +438,7 @@ int main(int argc, char** argv) {
                    "(default: not a limit)")
       ->check(CLI::NonNegativeNumber);
   plan->add_option("--threads", plan_in.threads, "threads per process (default 1)")
-      ->check(CLI::Range(1, 4096));
+      ->check(CLI::Range(1, kMaxThreads));
   plan->add_option("--jobs", plan_in.jobs,
                    "job (shard) counts, comma-separated (default 1,5,10,20)")
       ->delimiter(',')
@@ -423,7 +446,7 @@ int main(int argc, char** argv) {
   plan->add_option("--processes", plan_in.processes,
                    "processes per job, comma-separated (default 1,4)")
       ->delimiter(',')
-      ->check(CLI::Range(1, 4096));
+      ->check(CLI::Range(1, kMaxProcesses));
   plan->add_option("--set", sets, "override a declared var: name=value (repeatable)");
 
   BenchOptions bo;
@@ -437,10 +460,10 @@ int main(int argc, char** argv) {
       ->add_option("--threads", bo.threads,
                    "threads per process, comma-separated (default: 1, 2, 4 ... up to the cores)")
       ->delimiter(',')
-      ->check(CLI::Range(1, 4096));
+      ->check(CLI::Range(1, kMaxThreads));
   bench->add_option("--processes,-P", bo.processes, "process counts, comma-separated (default 1)")
       ->delimiter(',')
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(1, kMaxProcesses));
   bench
       ->add_option("--repeat", bo.repeat,
                    "measured runs per combination; the table shows their median (default 3)")

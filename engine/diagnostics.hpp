@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/json/json.hpp"
+#include "engine/secrets.hpp"
 
 namespace sluice {
 
@@ -27,7 +28,10 @@ class Diagnostics {
   size_t size() const { return _items.size(); }
   const std::vector<Diagnostic>& items() const { return _items; }
   const std::string& file() const { return _file; }
-  // One line per error, sorted by position.
+  // Env values read into the config: masked as *** in format() and format_warnings().
+  Secrets& secrets() { return _secrets; }
+  const Secrets& secrets() const { return _secrets; }
+  // One line per error, sorted by position; control characters escaped, secrets masked.
   std::string format() const;
   std::string format_warnings() const;  // the same, for the warnings
 
@@ -35,6 +39,7 @@ class Diagnostics {
   std::string _file;
   std::vector<Diagnostic> _items;
   std::vector<Diagnostic> _warnings;
+  Secrets _secrets;
 };
 
 // Thrown where a caller cannot go on (e.g. `sluice run` on an invalid config); carries all errors.
@@ -44,6 +49,10 @@ struct ConfigError : std::exception {
   Diagnostics diagnostics;
   std::string text;
 };
+
+// `text` with control characters written as \\n, \\r, \\t or \\xNN, so an id holding a NUL or
+// an escape sequence cannot cut or rewrite a message on a terminal.
+std::string escape_controls(std::string_view text);
 
 // " (did you mean 'x'?)" for the closest candidate within a small edit distance, else "".
 std::string did_you_mean(std::string_view name, const std::vector<std::string>& candidates);

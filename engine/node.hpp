@@ -221,9 +221,10 @@ struct NodeTypeInfo {
   // Sinks whose output is written as part files by each process (index.jsonl). Called once per
   // shard, by the single process or by the launcher, never by a worker: `reset_outputs` before a
   // fresh run (not a resume), `merge_outputs` after the last worker ended. Shards sharing one
-  // output path may call them concurrently. Both may throw.
+  // output path may call them concurrently. Both may throw. `finished` is false after a run that
+  // failed or was interrupted: the merge must then keep any earlier output whole.
   std::function<void(const Params&, const ShardSpec&)> reset_outputs;
-  std::function<void(const Params&, const ShardSpec&)> merge_outputs;
+  std::function<void(const Params&, const ShardSpec&, bool finished)> merge_outputs;
   // The file a sink writes, from its params (the run's state directory goes beside the first
   // one); unset, or "": none (a sink that sends its records to a server).
   std::function<std::string(const Params&)> output_file;

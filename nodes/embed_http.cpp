@@ -38,7 +38,7 @@ class HttpEmbedder : public Node {
     _batcher.set_max_bytes(static_cast<size_t>(init.params.integer("max_batch_tokens")) * 4);
     if (const json::Value* k = init.params.get("api_key");
         k && k->kind == json::Kind::string && !k->unset_env && !k->str.empty())
-      _auth = auth_prefix + k->str;
+      _auth = http::static_header("api_key", auth_prefix + k->str);
     _url = std::move(url);
   }
 
@@ -52,12 +52,12 @@ class HttpEmbedder : public Node {
     out.defer();
     size_t bytes = in->text.size();
     auto full = _batcher.add(std::move(in), bytes);
-    if (!full.empty()) send(std::move(full));
+    if (!full.empty()) send(std::move(full.items));
   }
 
   void flush(bool force) override {
     auto due = _batcher.take_due(force);
-    if (!due.empty()) send(std::move(due));
+    if (!due.empty()) send(std::move(due.items));
   }
 
   bool has_pending() const override { return _batcher.pending(); }

@@ -46,6 +46,9 @@ class FetchHttp final : public Node {
           throw ParamError("headers", "header \"" + m.key + "\" must be a string");
         if (m.value.unset_env)
           continue;  // built from an unset ${env:...}: an optional key, not sent
+        // What the config fixes is checked now; what records fill in, per request (the client
+        // refuses a header with a line break, and the record is dead-lettered).
+        http::static_header("headers", m.key + ": " + m.value.str);
         try {
           _headers.emplace_back(m.key, RecordTemplate(m.value.str));
         } catch (const std::invalid_argument& e) {

@@ -42,7 +42,7 @@ class ElasticIndex final : public Node {
       return v && v->kind == json::Kind::string && !v->unset_env && !v->str.empty();
     };
     if (usable(init.params.get("api_key")))
-      _auth = "Authorization: ApiKey " + init.params.str("api_key");
+      _auth = http::static_header("api_key", "Authorization: ApiKey " + init.params.str("api_key"));
     else if (usable(init.params.get("username")))
       _auth = "Authorization: Basic " +
               base64(init.params.str("username") + ":" + init.params.str("password"));
@@ -59,12 +59,12 @@ class ElasticIndex final : public Node {
     out.defer();
     size_t bytes = in->text.size() + in->vector.size() * 10 + 128;
     auto full = _batcher.add(std::move(in), bytes);
-    if (!full.empty()) send(std::make_shared<Bulk>(Bulk{std::move(full), 0}));
+    if (!full.empty()) send(std::make_shared<Bulk>(Bulk{std::move(full.items), 0}));
   }
 
   void flush(bool force) override {
     auto due = _batcher.take_due(force);
-    if (!due.empty()) send(std::make_shared<Bulk>(Bulk{std::move(due), 0}));
+    if (!due.empty()) send(std::make_shared<Bulk>(Bulk{std::move(due.items), 0}));
   }
 
   bool has_pending() const override { return _batcher.pending(); }

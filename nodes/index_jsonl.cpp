@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +14,7 @@
 #include <mutex>
 #include <unordered_set>
 
+#include "engine/graph/batcher.hpp"
 #include "engine/json/json.hpp"
 
 namespace sluice {
@@ -48,6 +50,9 @@ bool uses_parts(const std::string& path) {
 }
 
 std::string parts_dir(const std::string& path) { return path + ".parts"; }
+// Left in the parts directory by a fresh run: the merge then replaces PATH instead of adding to
+// it, however many runs (--resume) it takes to finish.
+constexpr const char* kFreshMark = ".fresh";
 
 // The id of a line index.jsonl wrote ({"id":"...",...}), escapes kept; empty if it is not one.
 std::string_view line_id(std::string_view line) {
@@ -70,17 +75,32 @@ std::string part_prefix(const ShardSpec& shard) {
   return p;
 }
 
-// Shards that share a filesystem may merge into one path at the same time: one at a time.
+// Shards that share a filesystem may merge into one path at the same time: one at a time. The
+// last merge removes the lock file with the directory, so a holder checks, once it has the lock,
+// that the file it locked is still the one at the path (else it locked a removed file, and
+// another shard may hold a new one): then it starts over.
 class MergeLock {
  public:
   explicit MergeLock(const fs::path& dir) {
-    _fd = ::open((dir / ".merge.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (_fd < 0)
-      throw std::runtime_error("cannot create a lock in \"" + dir.string() +
-                               "\": " + std::strerror(errno));
-    while (flock(_fd, LOCK_EX) != 0 && errno == EINTR) {
+    const fs::path file = dir / kLockName;
+    for (;;) {
+      std::error_code ec;
+      fs::create_directories(dir, ec);
+      _fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (_fd < 0)
+        throw std::runtime_error("cannot create a lock in \"" + dir.string() +
+                                 "\": " + std::strerror(errno));
+      while (flock(_fd, LOCK_EX) != 0 && errno == EINTR) {
+      }
+      struct stat held {
+      }, now{};
+      if (::fstat(_fd, &held) == 0 && ::stat(file.c_str(), &now) == 0 &&
+          held.st_ino == now.st_ino && held.st_dev == now.st_dev)
+        return;
+      ::close(_fd);
     }
   }
+  static constexpr const char* kLockName = ".merge.lock";
   ~MergeLock() { ::close(_fd); }
   MergeLock(const MergeLock&) = delete;
   MergeLock& operator=(const MergeLock&) = delete;
@@ -91,10 +111,13 @@ class MergeLock {
 
 }  // namespace
 
-uint64_t merge_jsonl_parts(const std::string& path, const ShardSpec& shard) {
+uint64_t merge_jsonl_parts(const std::string& path, const ShardSpec& shard, bool finished) {
   const fs::path dir = parts_dir(path);
   if (!fs::is_directory(dir)) return 0;
   MergeLock lock(dir);
+  // A fresh run that did not finish must not replace an earlier file: its parts wait for the
+  // --resume that finishes it. With no earlier file there is nothing to keep: merge what it did.
+  if (!finished && fs::exists(dir / kFreshMark) && fs::exists(path)) return 0;
   // This shard's parts first, then what earlier merges wrote: the first copy of an id wins, so
   // a fresh run's chunks replace a previous run's.
   const std::string prefix = part_prefix(shard);
@@ -106,7 +129,9 @@ uint64_t merge_jsonl_parts(const std::string& path, const ShardSpec& shard) {
   }
   std::sort(parts.begin(), parts.end());
   std::vector<fs::path> inputs = parts;
-  if (fs::is_regular_file(path)) inputs.emplace_back(path);
+  // A fresh run replaces the file: it is read only when no fresh run left its mark.
+  const bool fresh = fs::exists(dir / kFreshMark);
+  if (!fresh && fs::is_regular_file(path)) inputs.emplace_back(path);
 
   const std::string tmp = path + ".merging";
   FILE* out = std::fopen(tmp.c_str(), "w");
@@ -133,8 +158,20 @@ uint64_t merge_jsonl_parts(const std::string& path, const ShardSpec& shard) {
   }
   fs::rename(tmp, path);
   for (const auto& p : parts) fs::remove(p);
-  // Other shards may still write parts here; a job of one shard owns the directory.
-  if (shard.count <= 1) fs::remove_all(dir);
+  // Other shards may still write parts here; a job of one shard owns the directory. The last
+  // shard to merge finds only the lock and removes it with the directory (under the lock).
+  if (shard.count <= 1) {
+    fs::remove_all(dir);
+  } else {
+    bool only_lock = true;
+    for (const auto& e : fs::directory_iterator(dir))
+      only_lock = only_lock && e.path().filename() == MergeLock::kLockName;
+    if (only_lock) {
+      std::error_code ec;
+      fs::remove(dir / MergeLock::kLockName, ec);
+      fs::remove(dir, ec);
+    }
+  }
   return lines;
 }
 
@@ -144,8 +181,8 @@ class JsonlIndex final : public Node {
  public:
   explicit JsonlIndex(const NodeInit& init)
       : _path(init.params.str("path")), _part_tag(part_prefix(init.shard) + init.part_tag),
-        _batch(static_cast<size_t>(init.params.integer("batch"))),
-        _linger(init.params.integer("linger_ms")) {
+        _batcher(static_cast<size_t>(init.params.integer("batch")),
+                 static_cast<int>(init.params.integer("linger_ms"))) {
     if (_path.empty()) throw ParamError("path", "path must not be empty");
   }
   ~JsonlIndex() override {
@@ -170,37 +207,14 @@ class JsonlIndex final : public Node {
   void process(RecordPtr in, Emitter& out) override {
     out.defer();
     std::string line = jsonl_line(*in);
-    std::vector<RecordPtr> batch;
-    std::string buf;
-    {
-      std::lock_guard lock(_mu);
-      if (_pending.empty()) _oldest = Clock::now();
-      _buf += line;
-      _pending.push_back(std::move(in));
-      if (_pending.size() >= _batch) {
-        batch.swap(_pending);
-        buf.swap(_buf);
-        _buf.swap(_spare);
-      }
-    }
-    if (!batch.empty()) write(batch, buf);
+    auto full = _batcher.add(std::move(in), std::string_view(line));
+    if (!full.empty()) write(full);
   }
   void flush(bool force) override {
-    std::vector<RecordPtr> batch;
-    std::string buf;
-    {
-      std::lock_guard lock(_mu);
-      if (_pending.empty() || (!force && Clock::now() - _oldest < _linger)) return;
-      batch.swap(_pending);
-      buf.swap(_buf);
-      _buf.swap(_spare);
-    }
-    write(batch, buf);
+    auto due = _batcher.take_due(force);
+    if (!due.empty()) write(due);
   }
-  bool has_pending() const override {
-    std::lock_guard lock(_mu);
-    return !_pending.empty();
-  }
+  bool has_pending() const override { return _batcher.pending(); }
   void close() override {
     if (_file && std::fclose(_file) != 0) {
       _file = nullptr;
@@ -210,37 +224,27 @@ class JsonlIndex final : public Node {
   }
 
  private:
-  using Clock = std::chrono::steady_clock;
-
   // Acknowledges after the bytes reached the kernel (fflush): a kill -9 cannot lose them.
-  void write(std::vector<RecordPtr>& batch, std::string& buf) {
+  void write(Batcher::Batch& batch) {
     bool ok;
     std::string err;
     {
       std::lock_guard lock(_file_mu);
+      const std::string& buf = batch.text;
       ok = std::fwrite(buf.data(), 1, buf.size(), _file) == buf.size() && std::fflush(_file) == 0;
       if (!ok) err = std::string("write failed: ") + std::strerror(errno);
     }
-    for (const auto& r : batch) {
+    for (const auto& r : batch.items) {
       if (ok) _output->finish(r, Outcome::indexed);
       else _output->finish(r, Outcome::dead_lettered, err);
     }
     if (!ok) _output->fail_run("\"" + _path + "\": " + err);
-    // The batch's buffer is kept for the next batch: a fresh one per batch (megabytes, grown
-    // by doubling and freed on whichever thread wrote it) made peak RSS vary run to run.
-    buf.clear();
-    std::lock_guard lock(_mu);
-    if (_spare.capacity() < buf.capacity()) _spare.swap(buf);
+    _batcher.recycle(std::move(batch.text));
   }
 
   std::string _path;
   std::string _part_tag;
-  size_t _batch;
-  std::chrono::milliseconds _linger;
-  mutable std::mutex _mu;  // _pending, _buf, _spare, _oldest
-  std::vector<RecordPtr> _pending;
-  std::string _buf, _spare;  // the batch being filled; an empty one with capacity, for the next
-  Clock::time_point _oldest;
+  Batcher _batcher;
   std::mutex _file_mu;
   FILE* _file = nullptr;
 };
@@ -256,8 +260,9 @@ NodeTypeInfo index_jsonl_info() {
                      "Each process writes a part file under PATH.parts/; the end of the run merges "
                      "them into PATH with "
                      "each chunk id once, so many processes and a resume after kill -9 end as one "
-                     "file. A fresh run "
-                     "replaces PATH; --resume keeps it.";
+                     "file. A fresh run replaces PATH once it finishes (a failed or interrupted "
+                     "one keeps an earlier PATH whole, its lines waiting for --resume); --resume "
+                     "adds to it.";
   info.params = {
       required_param("path", ParamType::string, "output file (/dev/null to discard)"),
       with_min(param("batch", ParamType::integer, "256", "records per write"), 1),
@@ -270,8 +275,11 @@ NodeTypeInfo index_jsonl_info() {
     std::string path = p.str("path");
     if (!uses_parts(path)) return;
     if (shard.count <= 1) {
-      fs::remove(path);
+      // PATH itself stays until this run's merge replaces it: a run that fails keeps it whole.
       fs::remove_all(parts_dir(path));
+      fs::create_directories(parts_dir(path));
+      std::ofstream(fs::path(parts_dir(path)) / kFreshMark)
+          << "a fresh run: its merge replaces " << path << "\n";
       return;
     }
     // Shards sharing the path: forget only this shard's parts; the merged file is everyone's.
@@ -280,8 +288,8 @@ NodeTypeInfo index_jsonl_info() {
     for (const auto& e : fs::directory_iterator(parts_dir(path), ec))
       if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove(e.path());
   };
-  info.merge_outputs = [](const Params& p, const ShardSpec& shard) {
-    merge_jsonl_parts(p.str("path"), shard);
+  info.merge_outputs = [](const Params& p, const ShardSpec& shard, bool finished) {
+    merge_jsonl_parts(p.str("path"), shard, finished);
   };
   info.output_file = [](const Params& p) { return p.str("path"); };
   return info;

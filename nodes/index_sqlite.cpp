@@ -32,7 +32,7 @@ using namespace sqlite_index;
 class BackgroundCheckpointer {
  public:
   explicit BackgroundCheckpointer(const std::string& path) {
-    _db.open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX);
+    _db.open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, kBusyTimeoutMs, "the index");
     // A connection knows the file is in WAL mode only once it has read it.
     _db.exec("SELECT 1 FROM sqlite_master LIMIT 1");
     _thread = std::thread([this] { loop(); });
@@ -96,7 +96,7 @@ class SqliteIndex final : public Node {
       try {
         open_once();
         return;
-      } catch (const SqliteBusy&) {
+      } catch (const Busy&) {
         if (std::chrono::steady_clock::now() >= deadline) throw;
       }
       _db.close();
@@ -109,10 +109,11 @@ class SqliteIndex final : public Node {
     if (std::filesystem::exists(_path) && std::filesystem::file_size(_path) > 0) {
       // Check read-only first: never create tables in someone else's database.
       Db probe;
-      probe.open(_path, SQLITE_OPEN_READONLY);
+      probe.open(_path, SQLITE_OPEN_READONLY, kBusyTimeoutMs, "the index");
       check_foreign(probe, _path);
     }
-    _db.open(_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX);
+    _db.open(_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+             kBusyTimeoutMs, "the index");
     // 16 KiB pages (new files only): a quarter of the write syscalls of the 4 KiB default.
     _db.exec("PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
     // The schema and its format mark in one transaction: another process opening the same new
@@ -120,27 +121,27 @@ class SqliteIndex final : public Node {
     // tables without their mark, which it would refuse as foreign.
     in_transaction([&] {
       _db.exec(kSchema);
-      if (_db.meta("format").empty()) {
-        _db.set_meta("format", kFormat);
-        _db.set_meta("schema_version", kSchemaVersion);
-        _db.set_meta("fts_rowid", "0");
-        _db.set_meta("vector_type", _vector_type.empty() ? "f16" : _vector_type);
+      if (meta(_db, "format").empty()) {
+        set_meta(_db, "format", kFormat);
+        set_meta(_db, "schema_version", kSchemaVersion);
+        set_meta(_db, "fts_rowid", "0");
+        set_meta(_db, "vector_type", _vector_type.empty() ? "f16" : _vector_type);
       }
       check_schema_version(_db, _path);
-      if (_db.meta("fts_rowid").empty()) {
+      if (meta(_db, "fts_rowid").empty()) {
         // Version 2: every row is in chunks_fts, and vectors are float32.
-        _db.set_meta("fts_rowid", std::to_string(max_rowid()));
-        _db.set_meta("vector_type", "f32");
-        _db.set_meta("schema_version", kSchemaVersion);
+        set_meta(_db, "fts_rowid", std::to_string(max_rowid()));
+        set_meta(_db, "vector_type", "f32");
+        set_meta(_db, "schema_version", kSchemaVersion);
       }
     });
-    std::string stored = _db.meta("vector_type");
+    std::string stored = meta(_db, "vector_type");
     if (!_vector_type.empty() && _vector_type != stored)
       throw std::runtime_error(
           "\"" + _path + "\" stores vectors as " + stored + ", not " + _vector_type +
           ": leave vector_type out to follow the file, or write to a new path");
     _half = stored == "f16";
-    _embedder = _db.meta("embedder");
+    _embedder = meta(_db, "embedder");
     _select =
         _db.prepare("SELECT rowid, text, doc_id, seq, meta, vector FROM chunks WHERE id = ?1");
     _insert = _db.prepare(
@@ -176,12 +177,12 @@ class SqliteIndex final : public Node {
   void process(RecordPtr in, Emitter& out) override {
     out.defer();
     auto batch = _batcher.add(std::move(in));
-    if (!batch.empty()) write(batch);
+    if (!batch.empty()) write(batch.items);
   }
 
   void flush(bool force) override {
     auto batch = _batcher.take_due(force);
-    if (!batch.empty()) write(batch);
+    if (!batch.empty()) write(batch.items);
   }
 
   bool has_pending() const override { return _batcher.pending(); }
@@ -195,7 +196,7 @@ class SqliteIndex final : public Node {
       fn();
       _db.exec("COMMIT");
     } catch (...) {
-      sqlite3_exec(_db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+      _db.rollback();
       throw;
     }
   }
@@ -374,7 +375,7 @@ class SqliteIndex final : public Node {
       if (!r->embedder) continue;
       if (_embedder.empty()) {
         _embedder = *r->embedder;
-        _db.set_meta("embedder", _embedder);
+        set_meta(_db, "embedder", _embedder);
       } else if (_embedder != *r->embedder) {
         throw std::runtime_error("the index holds vectors from " + _embedder +
                                  " but this graph's are from " + *r->embedder +

@@ -3,10 +3,13 @@
 #include "nodes/index_sqlite_search.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
+#include <system_error>
 
 #include <rapidjson/document.h>
 
@@ -20,24 +23,47 @@ namespace {
 
 using namespace sqlite_index;
 
-std::string fts_query(const std::string& q) {
+// A column's text, "" for NULL (a damaged or foreign row must not crash a search).
+std::string column_text(sqlite3_stmt* s, int i) {
+  const unsigned char* t = sqlite3_column_text(s, i);
+  return t ? std::string(reinterpret_cast<const char*>(t),
+                         static_cast<size_t>(sqlite3_column_bytes(s, i)))
+           : std::string();
+}
+
+std::string fts_query(const std::string& q, std::string* note) {
   // A query in double quotes is a phrase; otherwise any of its words (BM25 ranks documents
   // with more of them first). Words are quoted so FTS5 syntax characters cannot break the query.
+  // Repeated words are searched once and at most kMaxQueryTerms: FTS5's cost grows with the
+  // product of a query's terms and their matches, so 200 x "the" took 16 s.
   std::string t = q;
   while (!t.empty() && t.back() == ' ') t.pop_back();
+  const bool phrase = t.size() >= 2 && t.front() == '"' && t.back() == '"';
   std::vector<std::string> words;
+  std::set<std::string> seen;
+  size_t distinct = 0;
   std::string cur;
+  auto add = [&](std::string w) {
+    std::string key = w;
+    for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    // A phrase keeps its repeats ("the ... the"): they are part of what it matches.
+    if (!seen.insert(key).second && !phrase) return;
+    ++distinct;
+    if (words.size() < kMaxQueryTerms) words.push_back(std::move(w));
+  };
   for (unsigned char c : t) {
     if (std::isalnum(c) || c >= 0x80) {
       cur += static_cast<char>(c);
     } else if (!cur.empty()) {
-      words.push_back(cur);
+      add(std::move(cur));
       cur.clear();
     }
   }
-  if (!cur.empty()) words.push_back(cur);
+  if (!cur.empty()) add(std::move(cur));
+  if (note && distinct > words.size())
+    *note = "the query has " + std::to_string(distinct) + (phrase ? "" : " distinct") +
+            " words; searched the first " + std::to_string(words.size());
   std::string out;
-  bool phrase = t.size() >= 2 && t.front() == '"' && t.back() == '"';
   if (phrase) {
     out = "\"";
     for (size_t i = 0; i < words.size(); ++i) out += (i ? " " : "") + words[i];
@@ -47,9 +73,9 @@ std::string fts_query(const std::string& q) {
   return out;
 }
 
-std::vector<SearchHit> bm25(Db& db, const std::string& query, int k) {
+std::vector<SearchHit> bm25(Db& db, const std::string& query, int k, std::string* note) {
   std::vector<SearchHit> hits;
-  std::string q = fts_query(query);
+  std::string q = fts_query(query, note);
   if (q.empty() || q == "\"\"") return hits;
   sqlite3_stmt* s = db.prepare("SELECT c.id, c.doc_id, -bm25(chunks_fts) AS score, "
                                "snippet(chunks_fts, 0, '[', ']', '...', 16) "
@@ -57,19 +83,19 @@ std::vector<SearchHit> bm25(Db& db, const std::string& query, int k) {
                                "WHERE chunks_fts MATCH ?1 ORDER BY bm25(chunks_fts) LIMIT ?2");
   sqlite3_bind_text(s, 1, q.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(s, 2, k);
-  while (sqlite3_step(s) == SQLITE_ROW) {
+  while (db.step(s) == SQLITE_ROW) {  // an error (a damaged file) throws, never "no results"
     SearchHit h;
-    h.id = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-    h.doc_id = reinterpret_cast<const char*>(sqlite3_column_text(s, 1));
+    h.id = column_text(s, 0);
+    h.doc_id = column_text(s, 1);
     h.score = sqlite3_column_double(s, 2);
-    h.snippet = reinterpret_cast<const char*>(sqlite3_column_text(s, 3));
+    h.snippet = column_text(s, 3);
     hits.push_back(std::move(h));
   }
+  sqlite3_reset(s);
   return hits;
 }
 
-std::string short_snippet(const unsigned char* text, int len) {
-  std::string s(reinterpret_cast<const char*>(text), static_cast<size_t>(len));
+std::string short_snippet(std::string s) {
   for (char& c : s)
     if (c == '\n') c = ' ';
   if (s.size() > 160) {
@@ -81,7 +107,7 @@ std::string short_snippet(const unsigned char* text, int len) {
 }
 
 std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
-  std::string spec = db.meta("embedder");
+  std::string spec = meta(db, "embedder");
   if (spec.empty())
     throw std::runtime_error(
         "the index has no vectors (its graph has no embed node); use --mode bm25");
@@ -94,8 +120,11 @@ std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
     throw std::runtime_error("the index was embedded with " + spec +
                              ", which `sluice search` cannot run locally; use --mode bm25");
   int dim = d["dim"].GetInt();
+  if (dim < 1 || dim > kMaxDim)
+    throw std::runtime_error("the index is damaged: its embedder's dim is " + std::to_string(dim) +
+                             " (1 to " + std::to_string(kMaxDim) + ")");
   std::vector<float> q = hash_embed(query, dim);
-  std::string type_name = db.meta("vector_type");
+  std::string type_name = meta(db, "vector_type");
   bool half = type_name == "f16";
   if (!half && !type_name.empty() && type_name != "f32")
     throw std::runtime_error("the index stores vectors as \"" + type_name +
@@ -106,10 +135,11 @@ std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
       db.prepare("SELECT id, doc_id, vector, text FROM chunks WHERE vector IS NOT NULL");
   std::vector<SearchHit> hits;
   auto worse = [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; };
-  while (sqlite3_step(s) == SQLITE_ROW) {
+  while (db.step(s) == SQLITE_ROW) {
     int bytes = sqlite3_column_bytes(s, 2);
     if (bytes != dim * width) continue;
     const void* blob = sqlite3_column_blob(s, 2);
+    if (!blob) continue;
     float dot = 0;
     if (half) {
       const auto* v = static_cast<const uint16_t*>(blob);
@@ -121,9 +151,9 @@ std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
     if (static_cast<int>(hits.size()) == k && dot <= hits.front().score) continue;
     SearchHit h;
     h.score = dot;
-    h.id = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-    h.doc_id = reinterpret_cast<const char*>(sqlite3_column_text(s, 1));
-    h.snippet = short_snippet(sqlite3_column_text(s, 3), sqlite3_column_bytes(s, 3));
+    h.id = column_text(s, 0);
+    h.doc_id = column_text(s, 1);
+    h.snippet = short_snippet(column_text(s, 3));
     hits.push_back(std::move(h));
     std::push_heap(hits.begin(), hits.end(), worse);
     if (static_cast<int>(hits.size()) > k) {
@@ -131,6 +161,7 @@ std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
       hits.pop_back();
     }
   }
+  sqlite3_reset(s);
   std::sort(hits.begin(), hits.end(),
             [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; });
   return hits;
@@ -139,21 +170,21 @@ std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
 }  // namespace
 
 std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
-                                    SearchMode mode) {
+                                    SearchMode mode, std::string* note) {
   if (!std::filesystem::exists(db_path))
     throw std::runtime_error("no index at \"" + db_path +
                              "\" (run a graph with an index.sqlite sink first)");
   Db db;
-  db.open(db_path, SQLITE_OPEN_READONLY);
+  db.open(db_path, SQLITE_OPEN_READONLY, kBusyTimeoutMs, "the index");
   check_foreign(db, db_path);
   if (!db.has_table("chunks"))
     throw std::runtime_error("\"" + db_path + "\" is not a sluice index");
   check_schema_version(db, db_path);
-  if (k < 1) k = 1;
-  if (mode == SearchMode::bm25) return bm25(db, query, k);
+  k = std::clamp(k, 1, kMaxK);
+  if (mode == SearchMode::bm25) return bm25(db, query, k, note);
   if (mode == SearchMode::vector) return vector_search(db, query, k);
   // Hybrid: reciprocal rank fusion of both lists (k = 60, as in the RRF paper).
-  auto a = bm25(db, query, k * 4);
+  auto a = bm25(db, query, k * 4, note);
   auto b = vector_search(db, query, k * 4);
   std::map<std::string, SearchHit> fused;
   auto add = [&](const std::vector<SearchHit>& list) {
@@ -176,13 +207,20 @@ std::vector<SearchHit> search_index(const std::string& db_path, const std::strin
 
 uint64_t chunks_awaiting_full_text(const std::string& db_path) {
   Db db;
-  db.open(db_path, SQLITE_OPEN_READONLY);
-  std::string mark = db.meta("fts_rowid");
+  db.open(db_path, SQLITE_OPEN_READONLY, kBusyTimeoutMs, "the index");
+  std::string mark = meta(db, "fts_rowid");
   if (mark.empty()) return 0;  // version 2: always in step
+  int64_t rowid = 0;
+  auto [end, ec] = std::from_chars(mark.data(), mark.data() + mark.size(), rowid);
+  if (ec != std::errc() || end != mark.data() + mark.size())
+    throw std::runtime_error("the index is damaged: its fts_rowid mark is \"" + mark.substr(0, 40) +
+                             "\"");
   sqlite3_stmt* s = db.prepare("SELECT count(*) FROM chunks WHERE rowid > ?1");
-  sqlite3_bind_int64(s, 1, std::stoll(mark));
+  sqlite3_bind_int64(s, 1, rowid);
   db.step(s);
-  return static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+  auto behind = static_cast<uint64_t>(std::max<int64_t>(0, sqlite3_column_int64(s, 0)));
+  sqlite3_reset(s);
+  return behind;
 }
 
 }  // namespace sluice

@@ -19,8 +19,13 @@ struct SearchHit {
 // Top `k` chunks for `query`. Vector mode embeds the query with the embedder recorded in the
 // index. Throws std::runtime_error with a message for the user (missing or foreign file, no
 // vectors for vector mode, an embedder this build cannot run locally).
+// A damaged or crafted file is a runtime_error too, never a crash or a quiet empty answer. At
+// most kMaxQueryTerms distinct words are searched (repeats once); `note`, when given, says so.
+constexpr size_t kMaxQueryTerms = 32;
+constexpr int kMaxK = 10000;
+constexpr int kMaxDim = 65536;
 std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
-                                    SearchMode mode);
+                                    SearchMode mode, std::string* note = nullptr);
 
 // Chunks whose text is not in the full-text index yet: the sink adds text in steps of `fts_batch`
 // rows, and a run that died keeps its last rows out until the next run with that sink opens the

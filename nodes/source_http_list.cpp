@@ -2,6 +2,7 @@
 
 #include "engine/json/value.hpp"
 
+#include <algorithm>
 #include <mutex>
 #include <unordered_set>
 
@@ -65,7 +66,10 @@ class HttpListSource final : public Source {
           if (!m.value.unset_env && !m.value.str.empty()) out.emplace_back(m.key, m.value.str);
         }
     };
-    read_pairs("headers", _headers);
+    std::vector<std::pair<std::string, std::string>> headers;
+    read_pairs("headers", headers);
+    for (const auto& [name, value] : headers)
+      _headers.push_back(http::static_header("headers", name + ": " + value));
     read_pairs("query", _query);
     _opts = http::read_request_options(p, init.id);
   }
@@ -117,7 +121,7 @@ class HttpListSource final : public Source {
   void request() {
     http::Request req;
     req.url = page_url();
-    for (const auto& [name, value] : _headers) req.headers.push_back(name + ": " + value);
+    for (const auto& header : _headers) req.headers.push_back(header);
     _opts.apply(req);
     _out->hold();
     _client->submit(
@@ -198,6 +202,16 @@ class HttpListSource final : public Source {
             _out->fail_run("listing " + redacted(url) +
                            ": rel=\"next\" is not an absolute http(s) URL");
             finished = true;
+          } else if (std::string to = http::origin_of(_next_url);
+                     !_headers.empty() && to != http::origin_of(_url) &&
+                     std::find(_opts.trusted_origins.begin(), _opts.trusted_origins.end(), to) ==
+                         _opts.trusted_origins.end()) {
+            // The headers (keys) were configured for the listing's own origin.
+            _out->fail_run("listing " + redacted(url) + ": rel=\"next\" leads to " + to +
+                           ", another origin; not followed, so the headers configured for " +
+                           http::origin_of(_url) +
+                           " stay there (add it to trusted_origins to follow it)");
+            finished = true;
           } else if (!_seen.insert(_next_url).second) {
             _out->fail_run("listing " + redacted(url) +
                            " links back to a page it already gave: stopping instead of looping");
@@ -224,7 +238,8 @@ class HttpListSource final : public Source {
   rapidjson::Pointer _items, _id, _next;
   std::optional<rapidjson::Pointer> _text, _skip;
   MetaPointers _meta;
-  std::vector<std::pair<std::string, std::string>> _headers, _query;
+  std::vector<std::string> _headers;  // "Name: value", checked
+  std::vector<std::pair<std::string, std::string>> _query;
   int64_t _per_page = 0, _max_pages = 0, _page = 1, _offset = 0, _pages = 0;
   std::string _cursor, _next_url;
   std::unordered_set<std::string> _seen;  // cursors / next links already followed

@@ -2,12 +2,11 @@
 
 #include "engine/json/value.hpp"
 
-#include <fstream>
-
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "engine/text/line_reader.hpp"
 #include "engine/text/text.hpp"
 
 namespace sluice {
@@ -53,27 +52,33 @@ class JsonlSource final : public Source {
  public:
   explicit JsonlSource(const NodeInit& init)
       : _path(init.params.str("path")), _id_field(init.params.str("id_field")),
-        _text_field(init.params.str("text_field")) {}
+        _text_field(init.params.str("text_field")),
+        _max_line(static_cast<size_t>(init.params.integer("max_line_mb")) << 20) {}
 
-  void open() override {
-    _in.open(_path, std::ios::binary);
-    if (!_in) throw std::runtime_error("cannot open \"" + _path + "\"");
-  }
+  void open() override { _in.open(_path, _max_line); }
 
   RecordPtr next() override {
     std::string line;
-    while (std::getline(_in, line)) {
-      ++_line;
+    for (;;) {
+      auto status = _in.next(line);
+      if (status == LineReader::Status::end) return nullptr;
+      const std::string fallback_id = "line:" + std::to_string(_in.line_number());
+      if (status == LineReader::Status::too_long) {
+        auto r = std::make_shared<Record>();
+        r->id = r->doc_id = fallback_id;
+        r->error = "line " + std::to_string(_in.line_number()) + " of \"" + _path +
+                   "\" is longer than max_line_mb";
+        return r;
+      }
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      return record_from_json(line, "line:" + std::to_string(_line), _id_field, _text_field);
+      return record_from_json(line, fallback_id, _id_field, _text_field);
     }
-    return nullptr;
   }
 
  private:
   std::string _path, _id_field, _text_field;
-  std::ifstream _in;
-  uint64_t _line = 0;
+  size_t _max_line;
+  LineReader _in;
 };
 
 }  // namespace
@@ -89,6 +94,9 @@ NodeTypeInfo source_jsonl_info() {
       param("id_field", ParamType::string, "\"id\"",
             "field holding the document id (default: line:N)"),
       param("text_field", ParamType::string, "\"text\"", "field holding the document text"),
+      with_min(param("max_line_mb", ParamType::integer, "16",
+                     "a longer line is dead-lettered (with its number), not read"),
+               1),
   };
   info.make_source = [](const NodeInit& init) { return std::make_unique<JsonlSource>(init); };
   return info;

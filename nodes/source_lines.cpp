@@ -1,6 +1,6 @@
 #include "nodes/source_lines.hpp"
 
-#include <fstream>
+#include "engine/text/line_reader.hpp"
 
 namespace sluice {
 
@@ -8,16 +8,23 @@ namespace {
 
 class LinesSource final : public Source {
  public:
-  explicit LinesSource(const NodeInit& init) : _path(init.params.str("path")) {}
-  void open() override {
-    _in.open(_path);
-    if (!_in) throw std::runtime_error("cannot open \"" + _path + "\"");
-  }
+  explicit LinesSource(const NodeInit& init)
+      : _path(init.params.str("path")),
+        _max_line(static_cast<size_t>(init.params.integer("max_line_mb")) << 20) {}
+  void open() override { _in.open(_path, _max_line); }
   RecordPtr next() override {
     std::string line;
-    while (std::getline(_in, line)) {
-      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
-        line.pop_back();
+    for (;;) {
+      auto status = _in.next(line);
+      if (status == LineReader::Status::end) return nullptr;
+      if (status == LineReader::Status::too_long) {
+        auto r = std::make_shared<Record>();
+        r->id = r->doc_id = "line:" + std::to_string(_in.line_number());
+        r->error = "line " + std::to_string(_in.line_number()) + " of \"" + _path +
+                   "\" is longer than max_line_mb";
+        return r;
+      }
+      while (!line.empty() && (line.back() == ' ' || line.back() == '\t')) line.pop_back();
       size_t start = line.find_first_not_of(" \t");
       if (start == std::string::npos || line[start] == '#') continue;
       auto r = std::make_shared<Record>();
@@ -25,12 +32,12 @@ class LinesSource final : public Source {
       r->text = r->id;
       return r;
     }
-    return nullptr;
   }
 
  private:
   std::string _path;
-  std::ifstream _in;
+  size_t _max_line;
+  LineReader _in;
 };
 
 }  // namespace
@@ -42,7 +49,10 @@ NodeTypeInfo source_lines_info() {
   info.description = "One document per non-empty line of a file (lines starting with # are "
                      "skipped); id and text are the "
                      "line, e.g. a URL or an id for fetch.http's {id}.";
-  info.params = {required_param("path", ParamType::string, "text file to read")};
+  info.params = {required_param("path", ParamType::string, "text file to read"),
+                 with_min(param("max_line_mb", ParamType::integer, "16",
+                                "a longer line is dead-lettered (with its number), not read"),
+                          1)};
   info.make_source = [](const NodeInit& init) { return std::make_unique<LinesSource>(init); };
   return info;
 }

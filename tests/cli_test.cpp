@@ -1,6 +1,8 @@
 // The sluice binary as a user runs it: exit codes, messages and files.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "tests/test_util.hpp"
 
 namespace sluice {
@@ -65,6 +67,10 @@ TEST(Cli, ValidateReportsOkOrEveryError) {
   auto missing = run_sluice("validate /nonexistent.json");
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_EQ(missing.err, "/nonexistent.json: cannot read graph config: no such file\n1 error\n");
+  auto directory = run_sluice("validate " + dir.path().string());
+  EXPECT_EQ(directory.exit_code, 2);
+  EXPECT_NE(directory.err.find("cannot read graph config: it is a directory"), std::string::npos)
+      << directory.err;
 }
 
 TEST(Cli, NodesListsTypesAndParams) {
@@ -137,6 +143,57 @@ TEST(Cli, RunFailureExitsNonZeroWithReason) {
                       " --set db=" + (dir / "x.db"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+}
+
+TEST(Cli, ThreadsAreBoundedAlikeInTheConfigAndOnTheCommandLine) {
+  auto r = run_sluice("run graphs/local-files.json --threads 100000");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("1024"), std::string::npos) << r.err;
+}
+
+TEST(Cli, AResumeWithoutItsLedgerSaysSoOnStderr) {
+  test::TempDir dir;
+  test::write_file(dir / "g.json", R"({"nodes": [
+    {"id": "docs", "type": "source.range", "params": {"count": 3}},
+    {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+                                       (dir / "out.jsonl") + R"("}}],
+    "edges": [["docs", "out"]]})");
+  auto r = run_sluice("run --quiet --resume --state " + (dir / "state") + " " + (dir / "g.json"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("--resume: no checkpoint ledger"), std::string::npos) << r.err;
+  auto again =
+      run_sluice("run --quiet --resume --state " + (dir / "state") + " " + (dir / "g.json"));
+  EXPECT_EQ(again.err.find("no checkpoint ledger"), std::string::npos) << again.err;
+}
+
+TEST(Cli, AFailedFreshRunKeepsThePreviousOutputWhole) {
+  test::TempDir dir;
+  auto graph = [&](const std::string& source_dir) {
+    test::write_file(dir / "g.json", R"({"nodes": [
+      {"id": "docs", "type": "source.files", "params": {"dir": ")" +
+                                         source_dir + R"("}},
+      {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+                                         (dir / "out.jsonl") + R"("}}],
+      "edges": [["docs", "out"]]})");
+    return "run --quiet --state " + (dir / "state") + " " + (dir / "g.json");
+  };
+  std::filesystem::create_directories(dir / "src");
+  test::write_file(dir / "src/a.txt", "first");
+  test::write_file(dir / "src/b.txt", "second");
+  ASSERT_EQ(run_sluice(graph(dir / "src")).exit_code, 0);
+  const std::string before = test::read_file(dir / "out.jsonl");
+  ASSERT_NE(before.find("a.txt"), std::string::npos) << before;
+
+  auto failed = run_sluice(graph(dir / "missing"));
+  EXPECT_NE(failed.exit_code, 0);
+  EXPECT_EQ(test::read_file(dir / "out.jsonl"), before) << "a failed run destroys nothing";
+
+  std::filesystem::remove(dir / "src/a.txt");
+  ASSERT_EQ(run_sluice(graph(dir / "src")).exit_code, 0);
+  const std::string after = test::read_file(dir / "out.jsonl");
+  EXPECT_EQ(after.find("a.txt"), std::string::npos) << "a finished fresh run replaces the file";
+  EXPECT_NE(after.find("b.txt"), std::string::npos) << after;
+  EXPECT_FALSE(std::filesystem::exists(dir / "out.jsonl.parts"));
 }
 
 }  // namespace

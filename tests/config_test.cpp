@@ -199,6 +199,19 @@ const BadCase kBad[] = {
      "[[\"s\", \"f\"], [\"f\", \"k\"]]}",
      "test.json:2:86: nodes[1].concurrency: expected \"serial\", \"unlimited\", an integer >= 1 or "
      "\"adaptive[:N]\"\n"},
+    {"NameThatClimbsOutOfTheTree",
+     "{\"name\": \"../../x\", \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"k\"]]}",
+     "test.json:1:10: name: the graph's name becomes a file name (its state dir, ${graph_name}): "
+     "it "
+     "may not be empty, \".\" or \"..\", or hold '/', '\\' or control characters\n"},
+    {"ThreadsPastTheBound",
+     "{\"settings\": {\"threads\": 100000}, \"nodes\": [{\"id\": \"s\", \"type\": "
+     "\"source.range\"},\n"
+     "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
+     "[[\"s\", \"k\"]]}",
+     "test.json:1:26: settings.threads: must be at most 1024\n"},
     {"UnknownHttpLoop",
      "{\"settings\": {\"http_loop\": \"pol\"}, \"nodes\": [{\"id\": \"s\", \"type\": "
      "\"source.range\"},\n"
@@ -415,6 +428,26 @@ TEST(Registry, EveryDefaultParsesAndMatchesItsType) {
       ASSERT_TRUE(json::parse(p.default_json, v, err)) << err.message;
     }
   }
+}
+
+TEST(Config, ALongChainValidatesWithItsOrder) {
+  // 20,000 nodes in a chain: ids, edges and the topological order are found by lookup, not by
+  // scans (a quadratic validation took 17 s here).
+  const int n = 20000;
+  std::string nodes = R"({"id": "n0", "type": "source.range", "params": {"count": 1}})";
+  std::string edges;
+  for (int i = 1; i < n; ++i) {
+    nodes += R"(, {"id": "n)" + std::to_string(i) + R"(", "type": ")" +
+             (i + 1 == n ? std::string("index.jsonl\", \"params\": {\"path\": \"/dev/null\"}")
+                         : std::string("util.pass\"")) +
+             "}";
+    edges += std::string(i > 1 ? ", " : "") + R"(["n)" + std::to_string(i - 1) + R"(", "n)" +
+             std::to_string(i) + R"("])";
+  }
+  GraphSpec spec = test::spec_from(R"({"nodes": [)" + nodes + R"(], "edges": [)" + edges + "]}");
+  ASSERT_EQ(spec.topo_order.size(), static_cast<size_t>(n));
+  EXPECT_EQ(spec.topo_order.front(), 0u);
+  EXPECT_EQ(spec.topo_order.back(), static_cast<size_t>(n - 1));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/graph/batcher.hpp"
 #include "engine/thread_role.hpp"
 #include "nodes/builtin_nodes.hpp"
 #include "tests/test_util.hpp"
@@ -272,6 +273,49 @@ TEST(Engine, ReportJsonHasTheDocumentedKeys) {
        {"\"docs\":", "\"chunks\":", "\"lost\":", "\"dead_lettered\":", "\"elapsed_s\":",
         "\"peak_rss_bytes\":", "\"nodes\":[", "\"busy_s\":", "\"in\":", "\"out\":", "\"errors\":"})
     EXPECT_NE(j.find(key), std::string::npos) << key;
+}
+
+TEST(Batcher, FullByItemsOrBytesDueAfterLingerOrForced) {
+  Batcher b(3, 60'000);
+  auto rec = [](const std::string& id) {
+    auto r = std::make_shared<Record>();
+    r->id = id;
+    return r;
+  };
+  EXPECT_TRUE(b.add(rec("a")).empty());
+  EXPECT_TRUE(b.add(rec("b")).empty());
+  EXPECT_TRUE(b.take_due(false).empty()) << "younger than linger";
+  EXPECT_TRUE(b.pending());
+  auto full = b.add(rec("c"));
+  ASSERT_EQ(full.items.size(), 3u) << "full at max_items";
+  EXPECT_EQ(full.items[2]->id, "c");
+  EXPECT_FALSE(b.pending());
+
+  b.set_max_bytes(10);
+  EXPECT_TRUE(b.add(rec("d"), size_t{6}).empty());
+  EXPECT_EQ(b.add(rec("e"), size_t{6}).items.size(), 2u) << "full at max_bytes";
+  EXPECT_TRUE(b.add(rec("f"), size_t{1}).empty()) << "the byte count starts over";
+  EXPECT_EQ(b.take_due(true).items.size(), 1u) << "forced at end of input";
+  EXPECT_TRUE(b.take_due(true).empty());
+}
+
+TEST(Batcher, CarriesTextInOrderAndReusesAWrittenBuffer) {
+  Batcher b(2, 60'000);
+  auto rec = [] { return std::make_shared<Record>(); };
+  EXPECT_TRUE(b.add(rec(), std::string_view("one\n")).empty());
+  auto full = b.add(rec(), std::string_view("two\n"));
+  ASSERT_EQ(full.items.size(), 2u);
+  EXPECT_EQ(full.text, "one\ntwo\n");
+  full.text.reserve(1 << 20);
+  const char* buffer = full.text.data();
+  b.recycle(std::move(full.text));
+  b.add(rec(), std::string_view("three\n"));  // still the old buffer; the recycled one is next
+  auto next = b.add(rec(), std::string_view("four\n"));
+  EXPECT_EQ(next.text, "three\nfour\n");
+  b.add(rec(), std::string_view("five\n"));
+  auto after = b.take_due(true);
+  EXPECT_EQ(after.text, "five\n");
+  EXPECT_EQ(after.text.data(), buffer) << "the recycled megabyte is reused, not reallocated";
 }
 
 }  // namespace

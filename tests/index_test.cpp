@@ -1,5 +1,6 @@
 // index.sqlite: upsert semantics, search in every mode, and refusing what is not ours.
 #include <gtest/gtest.h>
+#include <random>
 #include <sqlite3.h>
 
 #include "nodes/index_sqlite.hpp"
@@ -294,6 +295,64 @@ TEST(IndexSqlite, AVersionTwoFileIsUpgradedInPlaceAndANewerOneRefused) {
       std::string::npos)
       << rep.error;
   EXPECT_THROW(search_index(db, "heron", 3, SearchMode::bm25), std::runtime_error);
+}
+
+TEST(IndexSqlite, SearchOnDamagedOrCraftedFilesIsAnErrorOrAnAnswerNeverACrash) {
+  test::TempDir dir;
+  make_corpus(dir);
+  ASSERT_EQ(test::run_json(corpus_graph(dir)).error, "");
+  const std::string good = test::read_file(dir / "i.db");
+  ASSERT_GT(good.size(), 4096u);
+  // Byte-flipped copies: every search answers or throws a runtime_error, whatever the damage.
+  std::mt19937_64 rng(7);
+  int errors = 0, answers = 0;
+  for (int copy = 0; copy < 60; ++copy) {
+    std::string bad = good;
+    const int flips = 1 + copy % 8;
+    for (int f = 0; f < flips; ++f)
+      bad[static_cast<size_t>(rng() % bad.size())] ^= static_cast<char>(1 + rng() % 255);
+    const std::string path = dir / ("bad" + std::to_string(copy) + ".db");
+    test::write_file(path, bad);
+    for (SearchMode mode : {SearchMode::bm25, SearchMode::vector, SearchMode::hybrid}) {
+      try {
+        search_index(path, "quartz heron midnight", 3, mode);
+        chunks_awaiting_full_text(path);
+        ++answers;
+      } catch (const std::runtime_error&) {
+        ++errors;
+      }
+    }
+  }
+  EXPECT_EQ(errors + answers, 180);
+
+  // A crafted embedder record: dim 0 once divided by zero.
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open((dir / "i.db").c_str(), &h), SQLITE_OK);
+  sqlite3_exec(h,
+               "UPDATE sluice_meta SET value = '{\"type\": \"embed.hash\", \"dim\": 0}' "
+               "WHERE key = 'embedder'; UPDATE sluice_meta SET value = 'x' WHERE key = "
+               "'fts_rowid'; UPDATE chunks SET text = NULL WHERE rowid % 2 = 0;",
+               nullptr, nullptr, nullptr);
+  sqlite3_close(h);
+  EXPECT_THROW(search_index(dir / "i.db", "quartz", 3, SearchMode::vector), std::runtime_error);
+  EXPECT_THROW(chunks_awaiting_full_text(dir / "i.db"), std::runtime_error);
+  EXPECT_NO_THROW(search_index(dir / "i.db", "quartz heron", 3, SearchMode::bm25));
+}
+
+TEST(IndexSqlite, ALongQueryIsSearchedOnceAWordAndCapped) {
+  test::TempDir dir;
+  make_corpus(dir);
+  ASSERT_EQ(test::run_json(corpus_graph(dir)).error, "");
+  std::string query;
+  for (int i = 0; i < 1000; ++i) query += "the ";
+  for (int i = 0; i < 100; ++i) query += "word" + std::to_string(i) + " ";
+  query += "quartz heron";
+  std::string note;
+  auto hits = search_index(dir / "i.db", query, 3, SearchMode::bm25, &note);
+  EXPECT_NE(note.find("103 distinct words; searched the first 32"), std::string::npos) << note;
+  note.clear();
+  search_index(dir / "i.db", "the the the quartz", 3, SearchMode::bm25, &note);
+  EXPECT_EQ(note, "") << "repeats are searched once, with no note";
 }
 
 }  // namespace

@@ -14,7 +14,6 @@
 
 #include <rapidjson/document.h>
 
-#include "app/plan.hpp"
 #include "engine/state/checkpoint_ledger.hpp"
 #include "engine/state/shard.hpp"
 #include "engine/text/text.hpp"
@@ -145,6 +144,21 @@ TEST(Ledger, RemembersDoneDocumentsAndRefusesAnotherConfig) {
   {
     CheckpointLedger l(path, "hash-b", CheckpointLedger::Mode::fresh, false);
     EXPECT_EQ(l.done_count(), 0u) << "a fresh run forgets";
+  }
+}
+
+TEST(Ledger, ADamagedFileIsAClearErrorNamingIt) {
+  test::TempDir dir;
+  std::string path = (dir.path() / "ledger-0-of-1.db").string();
+  std::ofstream(path) << std::string(4096, 'x');
+  try {
+    CheckpointLedger l(path, "hash-a", CheckpointLedger::Mode::resume, false);
+    FAIL() << "a file that is not SQLite must be refused";
+  } catch (const LedgerError& e) {
+    EXPECT_NE(std::string(e.what()).find("the checkpoint ledger \"" + path + "\""),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("not a database"), std::string::npos) << e.what();
   }
 }
 
@@ -357,6 +371,8 @@ TEST(ScaleOut, ShardsSharingAFilesystemEndInOneFile) {
   for (int i = 0; i < 3; ++i)
     EXPECT_TRUE(std::filesystem::exists(CheckpointLedger::file_for(dir / "state", i, 3)))
         << "a ledger per shard";
+  EXPECT_FALSE(std::filesystem::exists(dir / "all.jsonl.parts"))
+      << "a finished job leaves only its outputs, no parts directory or merge lock";
 }
 
 TEST(ScaleOut, ShardAndProcessArgumentsAreChecked) {
@@ -563,119 +579,6 @@ TEST(ScaleOut, MpirunRanksEachTakeAShard) {
   EXPECT_EQ(jsonl_chunks(dir / "mpi.jsonl"), jsonl_chunks(dir / "one.jsonl"));
   EXPECT_TRUE(std::filesystem::exists(CheckpointLedger::file_for(dir / "st", 1, 2)))
       << test::read_file(dir / "mpi.log");
-}
-
-}  // namespace
-}  // namespace sluice
-
-namespace sluice {
-namespace {
-
-GraphSpec plan_graph(const std::string& fetch_extra, const std::string& settings = "{}") {
-  return test::spec_from(R"({"settings": )" + settings + R"(,
-    "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": "ids.txt"}},
-              {"id": "fetch", "type": "fetch.http", "params": {"url": "http://x/{id}")" +
-                         fetch_extra + R"(},
-              {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
-    "edges": [["ids", "fetch"], ["fetch", "out"]]})");
-}
-
-TEST(Plan, TheRateLimitBindsAndIsSharedByEveryWorker) {
-  GraphSpec g = plan_graph(R"(, "rpm": 600}, "concurrency": 10)");
-  PlanInput in;
-  in.docs = 1000;
-  in.latency_s = 0.1;
-  in.jobs = {1, 4};
-  in.processes = {1, 2};
-  Plan p = make_plan(g, in);
-  ASSERT_EQ(p.rows.size(), 4u);
-  for (const auto& r : p.rows) {
-    EXPECT_DOUBLE_EQ(r.docs_per_s, 10.0) << "600 rpm = 10 requests/s, whatever the worker count";
-    EXPECT_DOUBLE_EQ(r.wall_s, 100.0);
-    EXPECT_EQ(r.binds, "fetch rpm");
-  }
-  ASSERT_EQ(p.stages.size(), 1u);
-  EXPECT_DOUBLE_EQ(p.stages[0].requests, 1000.0);
-}
-
-TEST(Plan, PerShardLimitsMultiplyWithJobs) {
-  GraphSpec g = plan_graph(R"(, "rpm": 600}, "concurrency": 10)", R"({"limits_scope": "shard"})");
-  PlanInput in;
-  in.docs = 1000;
-  in.latency_s = 0.1;
-  in.jobs = {4};
-  Plan p = make_plan(g, in);
-  EXPECT_DOUBLE_EQ(p.rows[0].docs_per_s, 40.0);
-  EXPECT_EQ(p.rows[0].binds, "fetch rpm");
-}
-
-TEST(Plan, ConcurrencyBindsAndRoundsUpToOnePerWorker) {
-  GraphSpec g = plan_graph("}, \"concurrency\": 10");
-  PlanInput in;
-  in.docs = 2000;
-  in.latency_s = 0.1;
-  in.jobs = {1, 20};
-  Plan p = make_plan(g, in);
-  EXPECT_DOUBLE_EQ(p.rows[0].docs_per_s, 100.0) << "10 in flight / 0.1 s";
-  EXPECT_EQ(p.rows[0].binds, "fetch concurrency");
-  EXPECT_DOUBLE_EQ(p.rows[1].docs_per_s, 200.0) << "20 workers get at least one request each";
-  EXPECT_DOUBLE_EQ(p.rows[1].wall_s, 10.0);
-}
-
-TEST(Plan, EmbeddingTokensCostAndTpm) {
-  GraphSpec g = test::spec_from(R"({
-    "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": "ids.txt"}},
-              {"id": "chunk", "type": "chunk.recursive", "params": {"size": 1000}},
-              {"id": "embed", "type": "embed.openai", "params": {"url": "http://x/v1/embeddings", "model": "m",
-                 "tpm": 1000000, "price_per_mtok": 0.02}},
-              {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
-    "edges": [["ids", "chunk"], ["chunk", "embed"], ["embed", "out"]]})");
-  PlanInput in;
-  in.docs = 34000;
-  in.doc_chars = 2000;
-  in.latency_s = 0.5;
-  Plan p = make_plan(g, in);
-  EXPECT_DOUBLE_EQ(p.chunks_per_doc, 2.0);
-  EXPECT_DOUBLE_EQ(p.tokens, 34000.0 * 2 * 250);
-  EXPECT_NEAR(p.cost_usd, 0.34, 1e-9);
-  ASSERT_EQ(p.stages.size(), 1u);
-  EXPECT_DOUBLE_EQ(p.stages[0].requests, 34000.0 * 2 / 32)
-      << "batches of 32: 8000 tokens / 250 per chunk";
-  EXPECT_NEAR(p.rows[0].docs_per_s, 1e6 / 60 / 500, 1e-9);
-  EXPECT_EQ(p.rows[0].binds, "embed tpm");
-}
-
-TEST(Plan, EveryHttpEmbedderIsAStageOfThePlan) {
-  // Each node type describes its own cost (NodeTypeInfo::cost): embed.gemini was once missing
-  // from a switch on type names in the planner, and its graph planned as if it cost nothing.
-  GraphSpec g = test::spec_from(R"({
-    "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": "ids.txt"}},
-              {"id": "chunk", "type": "chunk.sentence", "params": {"size": 1000}},
-              {"id": "embed", "type": "embed.gemini", "params": {"model": "m", "tpm": 1000000,
-                 "price_per_mtok": 0.15}},
-              {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
-    "edges": [["ids", "chunk"], ["chunk", "embed"], ["embed", "out"]]})");
-  PlanInput in;
-  in.docs = 1000;
-  in.doc_chars = 2000;
-  Plan p = make_plan(g, in);
-  ASSERT_EQ(p.stages.size(), 1u);
-  EXPECT_EQ(p.stages[0].node, "embed");
-  EXPECT_DOUBLE_EQ(p.stages[0].tokens, 1000.0 * 2 * 250);
-  EXPECT_NEAR(p.cost_usd, 0.075, 1e-9);
-  EXPECT_EQ(p.rows[0].binds, "embed tpm");
-}
-
-TEST(Plan, CliPrintsTheTable) {
-  auto r =
-      run_sluice("plan graphs/papers-backfill.json --docs 34000 --jobs 1,20 --processes 1,100");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("plan: papers-backfill, 34000 documents"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("limit that binds"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("    20    100     2000"), std::string::npos) << r.out;
-  auto bad = run_sluice("plan graphs/papers-backfill.json");
-  EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_NE(bad.err.find("--docs is required"), std::string::npos) << bad.err;
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "nodes/index_sqlite_search.hpp"
 #include "nodes/source_http_list.hpp"
 #include "sim/sim.hpp"
+#include "tests/script_server.hpp"
 #include "tests/sim_fixture.hpp"
 #include "tests/test_util.hpp"
 
@@ -161,6 +162,29 @@ TEST(HttpList, LinkHeaderNext) {
             "https://x/a?page=2");
   EXPECT_EQ(link_next(R"(<https://x/a?page=9>; rel="last")"), "");
   EXPECT_EQ(link_next(""), "");
+}
+
+TEST(HttpList, ANextPageOnAnotherOriginNeverGetsTheListingsHeaders) {
+  test::ScriptServer* self = nullptr;
+  test::ScriptServer server([&](const test::SeenRequest& r) {
+    if (r.target.rfind("/list", 0) == 0)
+      return test::ScriptServer::respond(200, R"({"items": [{"id": "a"}, {"id": "b"}]})",
+                                         "Content-Type: application/json\r\nLink: <" +
+                                             self->other_origin_url("/list?page=2") +
+                                             ">; rel=\"next\"\r\n");
+    return test::ScriptServer::respond(200, R"({"text": "doc"})");
+  });
+  self = &server;
+  test::TempDir dir;
+  RunReport rep = test::run_json(list_graph(
+      R"("url": ")" + server.url("/list") +
+          R"(", "items": "/items", "paging": "link", "headers": {"X-Api-Key": "key-4711"})",
+      server.url("/docs/{id}"), dir / "i.db"));
+  EXPECT_NE(rep.error.find("another origin"), std::string::npos) << rep.error;
+  EXPECT_NE(rep.error.find("trusted_origins"), std::string::npos) << rep.error;
+  for (const auto& r : server.seen())
+    EXPECT_EQ(r.head.find("localhost"), std::string::npos) << "page 2 was requested: " << r.head;
+  EXPECT_EQ(rep.lost, 0u);
 }
 
 }  // namespace

@@ -241,6 +241,7 @@ void Runner::write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::strin
                      ",\"attempts\":" + std::to_string(attempts) +
                      ",\"status\":" + (status ? std::to_string(status) : std::string("null")) +
                      ",\"error\":" + json::quoted(reason) + "}\n";
+  if (!_spec.secrets.empty()) line = _spec.secrets.redact(line);
   std::lock_guard lock(_mu);
   ssize_t ignored = ::write(_dead_letter, line.data(), line.size());
   (void)ignored;
@@ -286,7 +287,7 @@ RunReport Runner::run() {
     }
     open_all();
   } catch (const std::exception& e) {
-    rep.error = e.what();
+    rep.error = _spec.secrets.redact(e.what());
     if (_dead_letter >= 0) ::close(_dead_letter);
     return rep;
   }
@@ -410,9 +411,15 @@ RunReport Runner::run() {
   if (_inflight.load() > 0) _lost.fetch_add(static_cast<uint64_t>(_inflight.load()));
   if (_dead_letter >= 0) ::close(_dead_letter);
   if (_opts.ledger) commit_ledger();
+  // A run that failed or was interrupted merges too, but keeps any earlier output whole.
+  bool finished = !(_opts.interrupt && _opts.interrupt->load());
+  {
+    std::lock_guard lock(_mu);
+    finished = finished && _error.empty();
+  }
   if (_opts.merge_outputs) {
     try {
-      merge_outputs(_spec, _opts.shard);
+      merge_outputs(_spec, _opts.shard, finished);
     } catch (const std::exception& e) {
       fail(e.what());
     }
@@ -448,7 +455,7 @@ RunReport Runner::run() {
   rep.interrupted = _opts.interrupt && _opts.interrupt->load();
   {
     std::lock_guard lock(_mu);
-    rep.error = _error;
+    rep.error = _spec.secrets.redact(_error);
   }
   return rep;
 }
@@ -457,14 +464,13 @@ RunReport Runner::run() {
 
 namespace {
 
-using OutputHook = std::function<void(const Params&, const ShardSpec&)> NodeTypeInfo::*;
-
-void run_output_hooks(const GraphSpec& spec, const ShardSpec& shard, OutputHook hook,
-                      const char* what) {
+// Calls `call(node)` for every node whose type has `hook`, naming the node in any error.
+template <class Hook, class Call>
+void run_output_hooks(const GraphSpec& spec, Hook hook, const char* what, Call call) {
   for (const auto& n : spec.nodes) {
     if (!(n.info->*hook)) continue;
     try {
-      (n.info->*hook)(n.params, shard);
+      call(n);
     } catch (const std::exception& e) {
       throw std::runtime_error("node \"" + n.id + "\" (" + n.type + "): " + what + e.what());
     }
@@ -477,11 +483,13 @@ void reset_outputs(const GraphSpec& spec, const ShardSpec& shard) {
   if (!spec.settings.dead_letter.empty() &&
       std::filesystem::is_regular_file(spec.settings.dead_letter))
     std::filesystem::resize_file(spec.settings.dead_letter, 0);
-  run_output_hooks(spec, shard, &NodeTypeInfo::reset_outputs, "");
+  run_output_hooks(spec, &NodeTypeInfo::reset_outputs, "",
+                   [&](const NodeSpec& n) { n.info->reset_outputs(n.params, shard); });
 }
 
-void merge_outputs(const GraphSpec& spec, const ShardSpec& shard) {
-  run_output_hooks(spec, shard, &NodeTypeInfo::merge_outputs, "merging its output failed: ");
+void merge_outputs(const GraphSpec& spec, const ShardSpec& shard, bool finished) {
+  run_output_hooks(spec, &NodeTypeInfo::merge_outputs, "merging its output failed: ",
+                   [&](const NodeSpec& n) { n.info->merge_outputs(n.params, shard, finished); });
 }
 
 RunReport run_graph(const GraphSpec& spec, const RunOptions& options) {

@@ -47,6 +47,7 @@ RunReport run_graph(const GraphSpec& spec, const RunOptions& options = {});
 // also empties the dead-letter file. The launcher calls these once per job; a single-process
 // run_graph calls them itself. Throw on failure.
 void reset_outputs(const GraphSpec& spec, const ShardSpec& shard);
-void merge_outputs(const GraphSpec& spec, const ShardSpec& shard);
+// `finished`: the run ended without an error or an interrupt.
+void merge_outputs(const GraphSpec& spec, const ShardSpec& shard, bool finished);
 
 }  // namespace sluice

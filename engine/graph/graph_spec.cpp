@@ -4,9 +4,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
+#include <unordered_set>
 
+#include "engine/graph/graph_edges.hpp"
 #include "engine/graph/node_params.hpp"
 #include "engine/text/text.hpp"
 
@@ -62,7 +65,19 @@ class Builder {
 
     spec.name = fs::path(spec.file).stem().string();
     if (const Value* v = root.find("name")) {
-      if (expect(*v, Kind::string, "name")) spec.name = v->str;
+      if (expect(*v, Kind::string, "name")) {
+        spec.name = v->str;
+        // The name becomes a file name (the state dir, bench output, ${graph_name}).
+        bool unsafe = spec.name.empty() || spec.name == "." || spec.name == ".." ||
+                      std::any_of(spec.name.begin(), spec.name.end(), [](char c) {
+                        return c == '/' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
+                      });
+        if (unsafe)
+          _diag.error(v->loc, "name",
+                      "the graph's name becomes a file name (its state dir, ${graph_name}): it "
+                      "may not be empty, \".\" or \"..\", or hold '/', '\\' or control "
+                      "characters");
+      }
     }
     if (const Value* v = root.find("description")) {
       if (expect(*v, Kind::string, "description")) spec.description = v->str;
@@ -87,18 +102,20 @@ class Builder {
       _diag.error(root.loc, "edges",
                   "missing required key \"edges\" (an array of [from, to] pairs)");
     } else if (expect(*edges, Kind::array, "edges")) {
-      read_edges(*edges, spec);
+      read_edges(*edges, spec, _diag);
     }
-    if (_diag.empty()) check_topology(spec, nodes ? nodes->loc : root.loc);
+    if (_diag.empty()) check_topology(spec, nodes ? nodes->loc : root.loc, _diag);
     if (!_diag.empty()) throw ConfigError(std::move(_diag));
     spec.config_hash = hash_of(spec);
     spec.warnings = _diag.format_warnings();
+    spec.secrets = _diag.secrets();
     return spec;
   }
 
  private:
   Diagnostics _diag;
   const Registry& _registry;
+  std::unordered_set<std::string> _ids;  // node ids so far: a duplicate check per node, not a scan
   const std::map<std::string, std::string>& _builtins;
   std::map<std::string, VarValue> _vars;
   std::vector<json::Location> _node_locs;
@@ -193,6 +210,7 @@ class Builder {
       if (name.rfind("env:", 0) == 0) {
         const char* e = std::getenv(name.c_str() + 4);
         out += e ? e : "";
+        if (e) _diag.secrets().add(e);
         secret = true;
         unset_env = unset_env || !e || !*e;
       } else if (auto it = _vars.find(name);
@@ -226,7 +244,8 @@ class Builder {
     for (auto& m : v.members) substitute_tree(m.value, path + "." + m.key);
   }
 
-  bool read_int(Value& v, const std::string& path, int64_t min, int64_t& out) {
+  bool read_int(Value& v, const std::string& path, int64_t min, int64_t& out,
+                int64_t max = std::numeric_limits<int64_t>::max()) {
     if (!coerce_substituted(v, Kind::number) || !v.is_integer) {
       _diag.error(v.loc, path,
                   std::string("expected an integer, got ") +
@@ -235,6 +254,10 @@ class Builder {
     }
     if (v.integer < min) {
       _diag.error(v.loc, path, "must be at least " + std::to_string(min));
+      return false;
+    }
+    if (v.integer > max) {
+      _diag.error(v.loc, path, "must be at most " + std::to_string(max));
       return false;
     }
     out = v.integer;
@@ -250,9 +273,10 @@ class Builder {
       std::string path = "settings." + m.key;
       int64_t n = 0;
       if (m.key == "threads") {
-        if (read_int(m.value, path, 0, n)) out.threads = static_cast<int>(n);
+        if (read_int(m.value, path, 0, n, kMaxThreads)) out.threads = static_cast<int>(n);
       } else if (m.key == "max_inflight_docs") {
-        if (read_int(m.value, path, 1, n)) out.max_inflight_docs = static_cast<int>(n);
+        if (read_int(m.value, path, 1, n, kMaxInflightDocs))
+          out.max_inflight_docs = static_cast<int>(n);
       } else if (m.key == "dead_letter") {
         if (expect(m.value, Kind::string, path)) out.dead_letter = m.value.str;
       } else if (m.key == "limits_scope") {
@@ -266,9 +290,9 @@ class Builder {
                       "or \"shard\" (each shard has its own quota), got \"" +
                           m.value.str + "\"" + did_you_mean(m.value.str, {"job", "shard"}));
       } else if (m.key == "max_host_connections") {
-        read_int(m.value, path, 0, out.max_host_connections);
+        read_int(m.value, path, 0, out.max_host_connections, kMaxConnections);
       } else if (m.key == "max_connections") {
-        read_int(m.value, path, 0, out.max_connections);
+        read_int(m.value, path, 0, out.max_connections, kMaxConnections);
       } else if (m.key == "http_loop") {
         if (!expect(m.value, Kind::string, path)) continue;
         if (m.value.str == "epoll") out.http_loop = http::LoopKind::epoll;
@@ -310,9 +334,8 @@ class Builder {
         _diag.error(id->loc, path + ".id",
                     "node id \"" + ns.id +
                         "\" must be non-empty and use only letters, digits, '_', '-' and '.'");
-      for (const auto& other : spec.nodes)
-        if (!ns.id.empty() && other.id == ns.id)
-          _diag.error(id->loc, path + ".id", "duplicate node id \"" + ns.id + "\"");
+      if (!ns.id.empty() && !_ids.insert(ns.id).second)
+        _diag.error(id->loc, path + ".id", "duplicate node id \"" + ns.id + "\"");
     }
     Value* type = n.find("type");
     if (type) substitute_tree(*type, path + ".type");  // "type": "${embedder}" picks a variant
@@ -470,127 +493,6 @@ class Builder {
     }
   }
 
-  void read_edges(const Value& edges, GraphSpec& spec) {
-    std::vector<std::string> ids;
-    for (const auto& n : spec.nodes) ids.push_back(n.id);
-    std::set<std::pair<size_t, size_t>> seen;
-    for (size_t i = 0; i < edges.items.size(); ++i) {
-      const Value& e = edges.items[i];
-      std::string path = "edges[" + std::to_string(i) + "]";
-      if (e.kind != Kind::array || e.items.size() != 2 || e.items[0].kind != Kind::string ||
-          e.items[1].kind != Kind::string) {
-        _diag.error(e.loc, path, "an edge is a pair of node ids: [\"from\", \"to\"]");
-        continue;
-      }
-      size_t ends[2];
-      bool ok = true;
-      for (int k = 0; k < 2; ++k) {
-        const Value& end = e.items[k];
-        ends[k] = spec.index_of(end.str);
-        if (ends[k] == std::string::npos) {
-          _diag.error(end.loc, path + "[" + std::to_string(k) + "]",
-                      "no node with id \"" + end.str + "\"" + did_you_mean(end.str, ids));
-          ok = false;
-        }
-      }
-      if (!ok) continue;
-      if (ends[0] == ends[1]) {
-        _diag.error(e.loc, path, "edge from \"" + e.items[0].str + "\" to itself");
-        continue;
-      }
-      if (!seen.insert({ends[0], ends[1]}).second) {
-        _diag.error(e.loc, path,
-                    "duplicate edge [\"" + e.items[0].str + "\", \"" + e.items[1].str + "\"]");
-        continue;
-      }
-      const NodeSpec& from = spec.nodes[ends[0]];
-      const NodeSpec& to = spec.nodes[ends[1]];
-      if (to.info && to.info->role == NodeRole::source) {
-        _diag.error(e.loc, path,
-                    "\"" + to.id + "\" is a source (" + to.type + ") and takes no input");
-        continue;
-      }
-      if (from.info && from.info->role == NodeRole::sink) {
-        _diag.error(e.loc, path,
-                    "\"" + from.id + "\" is a sink (" + from.type + ") and has no output");
-        continue;
-      }
-      spec.edges.push_back({ends[0], ends[1]});
-    }
-  }
-
-  void check_topology(GraphSpec& spec, json::Location nodes_loc) {
-    size_t n = spec.nodes.size();
-    spec.successors.assign(n, {});
-    spec.predecessors.assign(n, {});
-    for (auto [a, b] : spec.edges) {
-      spec.successors[a].push_back(b);
-      spec.predecessors[b].push_back(a);
-    }
-    // Kahn's algorithm; whatever is left sits on a cycle.
-    std::vector<size_t> indeg(n);
-    for (size_t i = 0; i < n; ++i) indeg[i] = spec.predecessors[i].size();
-    std::vector<size_t> ready;
-    for (size_t i = 0; i < n; ++i)
-      if (indeg[i] == 0) ready.push_back(i);
-    while (!ready.empty()) {
-      size_t i = ready.front();
-      ready.erase(ready.begin());
-      spec.topo_order.push_back(i);
-      for (size_t s : spec.successors[i])
-        if (--indeg[s] == 0) ready.push_back(s);
-    }
-    if (spec.topo_order.size() != n) {
-      // Walk forward inside the leftover set until a node repeats: that is a cycle.
-      size_t start = 0;
-      while (indeg[start] == 0) ++start;
-      std::vector<size_t> walk{start};
-      std::vector<int> pos(n, -1);
-      pos[start] = 0;
-      for (;;) {
-        size_t cur = walk.back(), next = cur;
-        for (size_t s : spec.successors[cur])
-          if (indeg[s] > 0) {
-            next = s;
-            break;
-          }
-        if (pos[next] >= 0) {
-          std::string cycle;
-          for (size_t k = static_cast<size_t>(pos[next]); k < walk.size(); ++k)
-            cycle += spec.nodes[walk[k]].id + " -> ";
-          cycle += spec.nodes[next].id;
-          _diag.error(spec.nodes[next].loc, "edges", "the graph has a cycle: " + cycle);
-          return;
-        }
-        pos[next] = static_cast<int>(walk.size());
-        walk.push_back(next);
-      }
-    }
-    bool any_source = false;
-    std::vector<bool> reached(n, false);
-    for (size_t i : spec.topo_order) {
-      const NodeSpec& ns = spec.nodes[i];
-      if (ns.info->role == NodeRole::source) {
-        any_source = true;
-        reached[i] = true;
-      }
-      for (size_t p : spec.predecessors[i]) reached[i] = reached[i] || reached[p];
-    }
-    if (!any_source)
-      _diag.error(nodes_loc, "nodes", "the graph has no source node (types source.*)");
-    for (size_t i = 0; i < n; ++i) {
-      const NodeSpec& ns = spec.nodes[i];
-      std::string path = "nodes[" + std::to_string(i) + "]";
-      if (ns.info->role != NodeRole::sink && spec.successors[i].empty())
-        _diag.error(ns.loc, path,
-                    "node \"" + ns.id + "\" (" + ns.type +
-                        ") has no outgoing edge: its records would go nowhere; "
-                        "connect it to a sink such as index.sqlite");
-      if (any_source && !reached[i] && ns.info->role != NodeRole::source)
-        _diag.error(ns.loc, path, "node \"" + ns.id + "\" is not reachable from any source");
-    }
-  }
-
   static std::string hash_of(const GraphSpec& spec) {
     std::string canon = "v1;";
     for (const auto& n : spec.nodes)
@@ -642,17 +544,23 @@ GraphSpec parse_graph(std::string_view text, const std::string& file,
 
 GraphSpec load_graph(const std::string& path, const std::vector<VarOverride>& overrides,
                      const Registry& registry, const std::map<std::string, std::string>& builtins) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  auto refuse = [&](const std::string& why) {
     Diagnostics d(path);
-    d.error({}, "",
-            std::string("cannot read graph config: ") + (std::filesystem::exists(path)
-                                                             ? "permission denied or not a file"
-                                                             : "no such file"));
+    d.error({}, "", "cannot read graph config: " + why);
     throw ConfigError(std::move(d));
-  }
+  };
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) refuse("it is a directory, not a file");
+  // A config is small; a larger file is a mistake (a corpus passed as the graph), not read.
+  constexpr uintmax_t kMaxConfigBytes = uintmax_t{16} << 20;
+  if (auto size = std::filesystem::file_size(path, ec); !ec && size > kMaxConfigBytes)
+    refuse("it is larger than 16 MiB; is it the graph config?");
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    refuse(std::filesystem::exists(path) ? "permission denied or not a file" : "no such file");
   std::stringstream ss;
   ss << in.rdbuf();
+  if (in.bad()) refuse("a read error");
   return parse_graph(ss.str(), path, overrides, registry, builtins);
 }
 

@@ -10,6 +10,7 @@
 #include "engine/diagnostics.hpp"
 #include "engine/http/client.hpp"
 #include "engine/node.hpp"
+#include "engine/secrets.hpp"
 
 namespace sluice {
 
@@ -22,6 +23,12 @@ struct NodeSpec {
   bool adaptive = false;  // "adaptive[:N]": I/O nodes find their limit in [1, concurrency] (AIMD)
   json::Location loc;
 };
+
+// Bounds shared by the config's settings and the CLI's flags, so both refuse the same values.
+constexpr int kMaxThreads = 1024;  // oneTBB threads per process
+constexpr int kMaxProcesses = 1024;
+constexpr int kMaxInflightDocs = 10'000'000;
+constexpr int64_t kMaxConnections = 1'000'000;
 
 struct GraphSettings {
   int threads = 0;  // 0 = hardware concurrency
@@ -52,6 +59,8 @@ struct GraphSpec {
   std::string config_hash;  // hex; changes when nodes, params, edges or settings change
   // file:line:col: path: message lines for what is valid but worth saying (a deprecated param).
   std::string warnings;
+  // Env values the config used: the run masks them in every message, report and dead letter.
+  Secrets secrets;
 
   size_t index_of(std::string_view id) const;  // npos if absent
 };

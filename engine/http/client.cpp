@@ -137,6 +137,21 @@ ClientStats Client::stats() const {
   return s;
 }
 
+namespace {
+
+// Why `req` must not leave at all ("" when it may): a header that would inject more headers, or a
+// URL with control characters (a request line split the same way).
+std::string refused(const Request& req) {
+  for (const auto& h : req.headers)
+    if (std::string why = header_problem(h); !why.empty()) return why;
+  for (char c : req.url)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return "the URL has a control character (CR, LF, NUL, ...): not requested";
+  return {};
+}
+
+}  // namespace
+
 void Client::Impl::enqueue_ready(Job* j, Clock::time_point now) {
   if (!j->key.empty()) {
     auto it = keys.find(j->key);
@@ -152,6 +167,11 @@ void Client::Impl::enqueue_ready(Job* j, Clock::time_point now) {
 void Client::Impl::admit(std::vector<Job*>& fresh, Clock::time_point now) {
   for (Job* j : fresh) {
     j->first = now;
+    j->origin = origin_of(j->req.url);
+    if (std::string why = refused(j->req); !why.empty()) {
+      finish(j, why);
+      continue;
+    }
     if (j->req.delay_s > 0)
       timers.emplace(now + std::chrono::microseconds(static_cast<int64_t>(j->req.delay_s * 1e6)),
                      j);
@@ -226,8 +246,9 @@ void Client::Impl::start(Job* j) {
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, j->req.timeout_ms);
   curl_easy_setopt(e, CURLOPT_USERAGENT, opts.user_agent.c_str());
   curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+  // Redirects are followed by on_done, not libcurl: headers a config attached must not follow
+  // one to another origin, and libcurl strips only Authorization and cookies.
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   // No CURLOPT_PIPEWAIT: it makes new transfers wait on connections that may multiplex, which
   // starved HTTP/1.1 upstreams of requests (0.66x of ideal at 500 in flight).
   // Templated URLs come from data: never let them reach file:// or other schemes.
@@ -276,6 +297,42 @@ void Client::Impl::retry_later(Job* j, double delay_s, Clock::time_point now) {
   timers.emplace(now + std::chrono::microseconds(static_cast<int64_t>(delay_s * 1e6)), j);
 }
 
+// Refused, permanently: a chain past kMaxRedirects (loops included), a scheme other than http(s),
+// and another origin when the request carries headers, unless that origin is trusted. A 303, and
+// a 301 or 302 answering a POST, continue as a GET without the body (what browsers and libcurl
+// do); 307 and 308 keep the method and body.
+void Client::Impl::follow_redirect(Job* j, long status, const std::string& target,
+                                   Clock::time_point now) {
+  const std::string from = j->origin.empty() ? origin_of(j->req.url) : j->origin;
+  if (++j->redirects > kMaxRedirects) {
+    finish(j, "HTTP " + std::to_string(status) + ": more than " + std::to_string(kMaxRedirects) +
+                  " redirects (a loop?); not followed");
+    return;
+  }
+  if (!is_http_url(target)) {
+    finish(j, "HTTP " + std::to_string(status) + ": redirect to a refused scheme (\"" +
+                  target.substr(0, std::min<size_t>(target.find(':'), 16)) +
+                  "\"; only http and https); not followed");
+    return;
+  }
+  const std::string to = origin_of(target);
+  if (!j->req.headers.empty() && to != from &&
+      std::find(j->req.trusted_origins.begin(), j->req.trusted_origins.end(), to) ==
+          j->req.trusted_origins.end()) {
+    finish(j, "HTTP " + std::to_string(status) + ": redirect from " + from + " to " + to +
+                  " refused: the request carries headers configured for " + from +
+                  " (add the origin to the node's trusted_origins to send them there)");
+    return;
+  }
+  if ((status == 303 && j->req.method != "HEAD") ||
+      ((status == 301 || status == 302) && j->req.method == "POST")) {
+    j->req.method = "GET";
+    j->req.body.clear();
+  }
+  j->req.url = target;
+  timers.emplace(now, j);
+}
+
 void Client::Impl::finish(Job* j, std::string error) {
   j->resp.error = std::move(error);
   j->resp.elapsed_s = seconds_between(j->first, Clock::now());
@@ -295,6 +352,11 @@ void Client::Impl::on_done(Pool& p, CURL* e, CURLcode rc, Clock::time_point now)
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
   curl_off_t retry_after = -1;
   curl_easy_getinfo(e, CURLINFO_RETRY_AFTER, &retry_after);
+  std::string location;  // where a 3xx points, resolved against the request's URL
+  if (status >= 300 && status < 400) {
+    char* u = nullptr;
+    if (curl_easy_getinfo(e, CURLINFO_REDIRECT_URL, &u) == CURLE_OK && u) location = u;
+  }
   curl_multi_remove_handle(p.multi, e);
   --p.active;
   running_handles.erase(e);
@@ -347,11 +409,22 @@ void Client::Impl::on_done(Pool& p, CURL* e, CURLcode rc, Clock::time_point now)
       retry_later(j, d, now);
       return;
     }
-    finish(j, "HTTP " + std::to_string(status));  // other 4xx (and unresolved 3xx): final
+    if (!location.empty()) {
+      follow_redirect(j, status, location, now);
+      return;
+    }
+    finish(j, "HTTP " + std::to_string(status));  // other 4xx (and a 3xx without Location): final
+    return;
+  }
+  std::string why = curl_easy_strerror(rc);
+  // A URL libcurl cannot use fails the same way every time: no retry.
+  if (rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT ||
+      rc == CURLE_TOO_MANY_REDIRECTS) {
+    j->resp.status = 0;
+    finish(j, why);
     return;
   }
   // Network error, timeout, reset: retry with backoff.
-  std::string why = curl_easy_strerror(rc);
   if (++j->counted >= j->policy.max_attempts) {
     j->resp.status = 0;
     finish(j, why + " after " + std::to_string(j->counted) + " attempts");

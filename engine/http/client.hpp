@@ -20,7 +20,11 @@ namespace sluice::http {
 struct Request {
   std::string method = "GET";
   std::string url;
-  std::vector<std::string> headers;  // "Name: value"
+  // "Name: value". They go only to the URL's origin: a redirect elsewhere is refused (a
+  // permanent failure) unless its origin is in trusted_origins. A header with CR, LF or NUL is
+  // never sent: the request fails at once.
+  std::vector<std::string> headers;
+  std::vector<std::string> trusted_origins;  // "https://host[:port]", as origin_of() gives them
   std::string body;
   long connect_timeout_ms = 10000;
   long timeout_ms = 60000;
@@ -58,6 +62,14 @@ struct Response {
 bool is_http_url(std::string_view url);
 // "https://host:port/path" → "host:port".
 std::string host_of(std::string_view url);
+// The URL's origin as "scheme://host:port" (lowercase, default port filled in), or "" when it is
+// not an absolute http(s) URL. The unit headers and credentials are bound to.
+std::string origin_of(std::string_view url);
+// Why a "Name: value" header must not be sent ("" when it may): CR, LF or NUL in it (what would
+// split it into more headers), or no name.
+std::string header_problem(std::string_view header);
+// At most this many redirects per request; a longer chain (or a loop) fails at once.
+constexpr int kMaxRedirects = 5;
 
 // Thousands of requests in flight need as many sockets (and an in-process sim as many again):
 // lifts the soft open-files limit, often 1024, to the hard one. Returns the soft limit in force.

@@ -89,6 +89,8 @@ struct Job {
   Clock::time_point first{};
   Clock::time_point started{};  // this attempt's transfer
   int counted = 0;              // attempts that count against max_attempts
+  int redirects = 0;            // redirects followed so far
+  std::string origin;           // the first URL's: where req.headers may go
   bool too_large = false;
   curl_slist* headers = nullptr;
   uint32_t pool = 0;  // the connection pool (multi handle) of the current attempt
@@ -181,6 +183,7 @@ struct Client::Impl {
   void start(Job* j);
   void on_done(Pool& p, CURL* e, CURLcode rc, Clock::time_point now);
   void retry_later(Job* j, double delay_s, Clock::time_point now);
+  void follow_redirect(Job* j, long status, const std::string& target, Clock::time_point now);
   void finish(Job* j, std::string error);
   double backoff(const Job* j) { return backoff_delay_s(j->policy, j->counted, rng); }
 };

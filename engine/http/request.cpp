@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <ctime>
 
@@ -42,6 +43,41 @@ std::string host_of(std::string_view url) {
   size_t end = url.find_first_of("/?#", start);
   return std::string(
       url.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+}
+
+std::string origin_of(std::string_view url) {
+  if (!is_http_url(url)) return {};
+  CURLU* u = curl_url();
+  if (!u) return {};
+  std::string origin;
+  char *scheme = nullptr, *host = nullptr, *port = nullptr;
+  if (curl_url_set(u, CURLUPART_URL, std::string(url).c_str(), 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+    origin = std::string(scheme) + "://" + host + ":" + port;
+    std::transform(origin.begin(), origin.end(), origin.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  }
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(u);
+  return origin;
+}
+
+std::string header_problem(std::string_view header) {
+  size_t colon = header.find(':');
+  if (colon == 0 || colon == std::string_view::npos) return "a header needs a name before ':'";
+  for (char c : header) {
+    if (c == '\r' || c == '\n')
+      return "header \"" + std::string(header.substr(0, colon)) +
+             "\" has a line break in its value (header injection): not sent";
+    if (c == '\0')
+      return "header \"" + std::string(header.substr(0, colon)) +
+             "\" has a NUL byte in its value: not sent";
+  }
+  return {};
 }
 
 std::string Response::header(std::string_view name) const {

@@ -30,12 +30,21 @@ void add_request_params(std::vector<ParamSpec>& params, const RequestParamSet& s
         param("max_bytes", ParamType::integer, "67108864", "larger responses are dead-lettered"),
         1));
   }
+  params.push_back(param("trusted_origins", ParamType::string_list, "[]",
+                         "origins besides the URL's own that a redirect may take this node's "
+                         "headers and keys to, e.g. [\"https://api2.example.org\"]; other "
+                         "cross-origin redirects are refused"));
   if (set.legacy_max_attempts) {
     ParamSpec legacy = with_min(
         param("max_attempts", ParamType::integer, "", "deprecated: retry.max_attempts"), 1);
     legacy.replaced_by = "retry.max_attempts";
     params.push_back(std::move(legacy));
   }
+}
+
+std::string static_header(const std::string& param, std::string header) {
+  if (std::string why = header_problem(header); !why.empty()) throw ParamError(param, why);
+  return header;
 }
 
 void RequestOptions::set_rate_limit(Client& client) const {
@@ -46,6 +55,7 @@ void RequestOptions::apply(Request& req) const {
   req.timeout_ms = static_cast<long>(timeout_ms);
   req.connect_timeout_ms = static_cast<long>(connect_timeout_ms);
   req.max_bytes = max_bytes;
+  req.trusted_origins = trusted_origins;
 }
 
 namespace {
@@ -83,6 +93,13 @@ RequestOptions read_request_options(const Params& p, const std::string& node_id)
   o.timeout_ms = p.integer("timeout_ms");
   if (p.has("connect_timeout_ms")) o.connect_timeout_ms = p.integer("connect_timeout_ms");
   if (p.has("max_bytes")) o.max_bytes = static_cast<size_t>(p.integer("max_bytes"));
+  for (const auto& origin : p.strings("trusted_origins")) {
+    std::string normal = origin_of(origin);
+    if (normal.empty())
+      throw ParamError("trusted_origins",
+                       "trusted_origins: \"" + origin + "\" is not an http(s) origin");
+    o.trusted_origins.push_back(std::move(normal));
+  }
   return o;
 }
 

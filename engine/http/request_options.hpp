@@ -25,7 +25,8 @@ struct RequestParamSet {
   bool legacy_max_attempts = false;
 };
 
-// Appends rpm [, tpm], limit_key, retry, timeout_ms [, connect_timeout_ms, max_bytes].
+// Appends rpm [, tpm], limit_key, retry, timeout_ms [, connect_timeout_ms, max_bytes],
+// trusted_origins.
 void add_request_params(std::vector<ParamSpec>& params, const RequestParamSet& set);
 
 struct RequestOptions {
@@ -35,12 +36,18 @@ struct RequestOptions {
   int64_t timeout_ms = 60000;
   int64_t connect_timeout_ms = 10000;
   size_t max_bytes = size_t{64} << 20;
+  std::vector<std::string> trusted_origins;  // normalized by origin_of
 
   // The per-attempt limits on a request.
   void apply(Request& req) const;
   // Gives the client this node's rate limit under limit_key, when it has one (at open).
   void set_rate_limit(Client& client) const;
 };
+
+// `header` ("Name: value") when a header fixed by the config (a key, a static header), or
+// ParamError on `param` when it would inject more headers (CR, LF or NUL, say from an env var or
+// --set). The message names the header, never its value.
+std::string static_header(const std::string& param, std::string header);
 
 // Reads what add_request_params declared. The one rule for the limit key: `limit_key` when
 // given, else the node's id, so a limit a node declares is its own and nodes share one only by

@@ -86,9 +86,20 @@ bool word_needs_escape(uint64_t w) {
          has_zero(w ^ ('\\' * ones));
 }
 
+void append_quoted_valid(std::string& out, std::string_view s);
+
 }  // namespace
 
+// Every JSON sluice writes (JSONL, reports, dead letters) is valid UTF-8: an invalid sequence
+// (an id from a binary file name, a torn body) becomes U+FFFD rather than raw bytes.
 void append_quoted(std::string& out, std::string_view s) {
+  if (text::is_valid_utf8(s)) append_quoted_valid(out, s);
+  else append_quoted_valid(out, text::sanitize_utf8(s));
+}
+
+namespace {
+
+void append_quoted_valid(std::string& out, std::string_view s) {
   out += '"';
   // Plain bytes are copied in runs; only quotes, backslashes and control characters stop a run.
   size_t run = 0;
@@ -124,6 +135,8 @@ void append_quoted(std::string& out, std::string_view s) {
   out.append(s.data() + run, s.size() - run);
   out += '"';
 }
+
+}  // namespace
 
 // The shortest text that reads back as the same float (std::to_chars), without printf's
 // format parsing and locale (printf("%.7g") was 2.6% of sluice's CPU writing vectors to _bulk).
@@ -211,14 +224,21 @@ class Parser {
   size_t _pos = 0;
   int _line = 1;
   size_t _line_start = 0;
+  mutable size_t _col_line_start = 0, _col_at = 0;  // here(): column _col at _col_at
+  mutable int _col = 1;
   ParseError _err;
 
   Location here() const {
-    // Columns count code points, as editors show them.
-    int col = 1;
-    for (size_t i = _line_start; i < _pos && i < _s.size(); ++i)
-      if ((static_cast<unsigned char>(_s[i]) & 0xC0) != 0x80) ++col;
-    return {_line, col};
+    // Columns count code points, as editors show them. Counted on from the last call on this
+    // line, not from the line's start: a config on one long line (generated) stays linear.
+    if (_col_line_start != _line_start || _col_at > _pos) {
+      _col_line_start = _line_start;
+      _col_at = _line_start;
+      _col = 1;
+    }
+    for (; _col_at < _pos && _col_at < _s.size(); ++_col_at)
+      if ((static_cast<unsigned char>(_s[_col_at]) & 0xC0) != 0x80) ++_col;
+    return {_line, _col};
   }
 
   bool fail(std::string msg) {

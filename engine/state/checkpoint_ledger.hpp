@@ -19,9 +19,13 @@
 
 #include "engine/record.hpp"
 
-struct sqlite3;
+struct sqlite3_stmt;
 
 namespace sluice {
+
+namespace sqlite {
+class Db;
+}
 
 struct LedgerError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -55,9 +59,12 @@ class CheckpointLedger {
   static std::string file_for(const std::string& state_dir, int shard_index, int shard_count);
 
  private:
-  void exec(const char* sql);
+  // Runs `fn`; an SQLite error rolls back and becomes a LedgerError.
+  template <class F>
+  void guarded(F&& fn);
   std::string _path;
-  sqlite3* _db = nullptr;
+  std::unique_ptr<sqlite::Db> _db;
+  sqlite3_stmt* _insert = nullptr;  // owned by _db
   std::mutex _mu;
   std::vector<std::pair<std::string, Outcome>> _buffer;
 };
