@@ -144,7 +144,7 @@ ChildResult run_child(const std::string& exe, const std::vector<std::string>& ar
   if (log_fd < 0) throw std::runtime_error("cannot write " + log.string());
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   SpawnOptions spawn{true, {{log_fd, 1}, {log_fd, 2}}};
-  if (null_fd >= 0) spawn.fds.push_back({null_fd, 0});
+  if (null_fd >= 0) spawn.fds.emplace_back(null_fd, 0);
   pid_t pid = -1;
   try {
     pid = spawn_child(exe, args, spawn);
@@ -280,7 +280,7 @@ std::vector<int> default_threads(int cores) {
 sim::SimOptions parse_sim_flags(const std::string& text) {
   sim::SimOptions o;
   std::vector<std::string> names;
-  for (const auto& f : sim_flags()) names.push_back(f.name);
+  for (const auto& f : sim_flags()) names.emplace_back(f.name);
   size_t pos = 0;
   while (pos <= text.size()) {
     size_t end = text.find(',', pos);
@@ -423,14 +423,14 @@ int run_bench(const BenchOptions& o) {
                                        "--max-restarts",
                                        "0"};
       for (const auto& s : o.sets) {
-        args.push_back("--set");
+        args.emplace_back("--set");
         args.push_back(s);
       }
       std::unique_ptr<sim::SimServer> server;
       if (start_sim) {
         server = std::make_unique<sim::SimServer>(sim_opts);
         int port = server->start();
-        args.push_back("--set");
+        args.emplace_back("--set");
         args.push_back("sim=http://127.0.0.1:" + std::to_string(port));
       }
       ChildResult cr = run_child(o.self_exe, args, log_path, o.run_timeout_s, o.interrupt);

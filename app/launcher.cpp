@@ -50,9 +50,9 @@ void start(Worker& w, const LaunchPlan& plan) {
   if (pipe2(fds, O_CLOEXEC) != 0)
     throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
   std::vector<std::string> args = plan.worker_args;
-  args.push_back("--worker");
+  args.emplace_back("--worker");
   args.push_back(std::to_string(w.index) + "/" + std::to_string(plan.processes));
-  args.push_back("--threads");
+  args.emplace_back("--threads");
   args.push_back(std::to_string(plan.threads_per_worker));
   pid_t pid = -1;
   try {

@@ -193,7 +193,7 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
     plan.worker_args = {"run",     a.graph,   "--quiet",        "--shard", shard.text(),
                         "--state", state_dir, "--max-restarts", "0"};
     for (const auto& s : a.sets) {
-      plan.worker_args.push_back("--set");
+      plan.worker_args.emplace_back("--set");
       plan.worker_args.push_back(s);
     }
     plan.processes = a.processes;

@@ -106,15 +106,15 @@ class HttpEmbedder : public Node {
   void send(std::vector<RecordPtr> records) {
     for (size_t i = 0; i < records.size(); ++i) _output->hold();
     auto batch = std::make_shared<std::vector<RecordPtr>>(std::move(records));
-    if (_cap.admit(batch)) submit(std::move(batch));
+    if (_cap.admit(batch)) submit(batch);
   }
 
-  void submit(Batch batch) {
+  void submit(const Batch& batch) {
     http::Request req;
     req.method = "POST";
     req.url = _url;
     _opts.apply(req);
-    req.headers.push_back("Content-Type: application/json");
+    req.headers.emplace_back("Content-Type: application/json");
     if (!_auth.empty()) req.headers.push_back(_auth);
     req.body = body(*batch);
     uint64_t tokens = 0;
@@ -138,7 +138,7 @@ class HttpEmbedder : public Node {
         _output->finish(r, Outcome::dead_lettered, error, resp.attempts, resp.status);
     size_t n = batch->size();
     batch->clear();
-    _cap.done([this](Batch&& next) { submit(std::move(next)); });
+    _cap.done([this](Batch&& next) { submit(next); });
     for (size_t i = 0; i < n; ++i) _output->release();
   }
 

@@ -103,10 +103,10 @@ class ElasticIndex final : public Node {
   // does not, so the runner flushes it as soon as nothing else can add to it.
   void send(BulkPtr bulk) {
     for (size_t i = 0; i < bulk->records.size(); ++i) _output->hold();
-    if (_cap.admit(bulk)) submit(std::move(bulk));
+    if (_cap.admit(bulk)) submit(bulk);
   }
 
-  void submit(BulkPtr bulk) {
+  void submit(const BulkPtr& bulk) {
     std::string body;
     for (const auto& r : bulk->records) {
       body += "{\"index\":{\"_index\":";
@@ -190,7 +190,7 @@ class ElasticIndex final : public Node {
       // Only the refused items go again, in the same slot: their chunk ids make it an upsert.
       submit(std::make_shared<Bulk>(Bulk{std::move(again), bulk->round + 1}));
     } else {
-      _cap.done([this](BulkPtr&& next) { submit(std::move(next)); });
+      _cap.done([this](BulkPtr&& next) { submit(next); });
     }
     for (size_t i = 0; i < settled; ++i) _output->release();
   }

@@ -317,6 +317,8 @@ void SimServer::Impl::sef_emit_text(std::string& out, const SefRef& r, std::vect
     return;
   }
   // A section: from the cache, keyed by book, node, address, version and format.
+  // The book's address is its identity here (books live as long as the sim): its bytes key it.
+  // NOLINTNEXTLINE(bugprone-sizeof-expression)
   std::string key(reinterpret_cast<const char*>(&r.book), sizeof r.book);
   for (int x : std::initializer_list<int>{r.node, english, drop_tags, drop_footnotes})
     key.push_back(char(x + 1));

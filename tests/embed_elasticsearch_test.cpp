@@ -23,10 +23,6 @@
 namespace sluice {
 namespace {
 
-using test::fetch_graph;
-using test::fetch_ids;
-using test::ids_file;
-
 TEST(EmbedAndBulk, EveryChunkEmbeddedAndIndexedOnceThroughBulkFailures) {
   sim::SimOptions o;
   o.bulk_fail_rate = 0.1;  // items answered 429 inside a 200: retried alone

@@ -167,7 +167,7 @@ const Registry& test_registry() {
   static const Registry reg = [] {
     Registry r;
     register_builtin_nodes(r);
-    auto add = [&](const char* type, std::function<std::unique_ptr<Node>()> make) {
+    auto add = [&](const char* type, const std::function<std::unique_ptr<Node>()>& make) {
       NodeTypeInfo i;
       i.type = type;
       i.description = "test node";

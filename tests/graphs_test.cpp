@@ -22,10 +22,6 @@
 namespace sluice {
 namespace {
 
-using test::fetch_graph;
-using test::fetch_ids;
-using test::ids_file;
-
 TEST(PredefinedGraphs, PapersBackfillAgainstTheSim) {
   sim::SimOptions o;
   o.docs = 450;  // 3 pages of 200: the last one short, so its next_cursor is null

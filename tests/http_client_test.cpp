@@ -22,10 +22,6 @@
 namespace sluice {
 namespace {
 
-using test::fetch_graph;
-using test::fetch_ids;
-using test::ids_file;
-
 // The AIMD controller alone, on a made-up clock: 100 ms round trips, the limit always reached.
 TEST(AdaptiveLimit, SlowStartDoublesBackPressureCutsThenGrowthIsOneAWindow) {
   using namespace std::chrono_literals;

@@ -41,7 +41,7 @@ http::Request with_key(const std::string& url, const std::string& method = "GET"
 }
 
 // Redirects /start to `location` with `status`; answers everything else 200 "landed".
-ScriptServer::Handler redirect_to(std::string location, int status = 302) {
+ScriptServer::Handler redirect_to(const std::string& location, int status = 302) {
   return [location, status](const SeenRequest& r) {
     if (r.target == "/start")
       return ScriptServer::respond(status, "", "Location: " + location + "\r\n");

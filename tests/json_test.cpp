@@ -84,8 +84,9 @@ TEST(UntrustedJson, DeepNestingIsRejectedWithoutOverflowingTheStack) {
 TEST(Json, QuotedStringsReadBackAsTheSameBytes) {
   std::string all;
   for (int c = 1; c < 256; ++c) all += static_cast<char>(c);
-  for (std::string in : {std::string(), std::string("plain"), std::string("\"\\\n\t\x01 end"),
-                         std::string("\xc3\xa9 \xe2\x82\xac"), all}) {
+  for (const std::string& in :
+       {std::string(), std::string("plain"), std::string("\"\\\n\t\x01 end"),
+        std::string("\xc3\xa9 \xe2\x82\xac"), all}) {
     std::string out = "prefix:";
     json::append_quoted(out, in);
     ASSERT_EQ(out.rfind("prefix:", 0), 0u);

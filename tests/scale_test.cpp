@@ -454,7 +454,7 @@ TEST(ScaleOut, ResumeRefusesAChangedConfigUnlessForced) {
   EXPECT_EQ(same.exit_code, 0) << same.err;
   EXPECT_EQ(report(dir / "r.json")["docs_skipped_done"].GetUint64(), 200u) << "everything was done";
   EXPECT_EQ(report(dir / "r.json")["docs"].GetUint64(), 0u);
-  EXPECT_EQ(jsonl_chunks(dir / "o.jsonl").size() > 0, true) << "a resume keeps the earlier output";
+  EXPECT_EQ(!jsonl_chunks(dir / "o.jsonl").empty(), true) << "a resume keeps the earlier output";
   auto changed = run_sluice(base + " --set size=100 --resume");
   EXPECT_EQ(changed.exit_code, 2);
   EXPECT_NE(changed.err.find("was written by a different graph config"), std::string::npos)

@@ -787,7 +787,7 @@ int walk_toc(const rapidjson::Value& arr, int depth, std::vector<std::string>& b
       EXPECT_TRUE(n["categories"].IsArray());
       EXPECT_TRUE(n["primary_category"].IsString());
       EXPECT_TRUE(n["heTitle"].IsString());
-      books.push_back(n["title"].GetString());
+      books.emplace_back(n["title"].GetString());
       deepest = std::max(deepest, depth + 1);
     }
   }
@@ -968,7 +968,7 @@ std::vector<std::string> oa_walk(Client& c, size_t per_page, int* requests, int*
     EXPECT_TRUE(d["meta"]["page"].IsNull());
     EXPECT_TRUE(d["group_by"].IsArray());
     for (const auto& w : d["results"].GetArray()) {
-      ids.push_back(w["id"].GetString());
+      ids.emplace_back(w["id"].GetString());
       EXPECT_TRUE(w["display_name"].IsString());
       if (w["abstract_inverted_index"].IsNull()) ++*null_abstracts;
       else EXPECT_TRUE(w["abstract_inverted_index"].IsObject());

@@ -23,10 +23,6 @@
 namespace sluice {
 namespace {
 
-using test::fetch_graph;
-using test::fetch_ids;
-using test::ids_file;
-
 std::string list_graph(const std::string& list_params, const std::string& fetch_url,
                        const std::string& db, int max_inflight = 2000) {
   return R"({"settings": {"max_inflight_docs": )" + std::to_string(max_inflight) + R"(},

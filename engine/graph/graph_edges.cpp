@@ -61,7 +61,7 @@ void read_edges(const json::Value& edges, GraphSpec& spec, Diagnostics& diag) {
                  "\"" + from.id + "\" is a sink (" + from.type + ") and has no output");
       continue;
     }
-    spec.edges.push_back({ends[0], ends[1]});
+    spec.edges.emplace_back(ends[0], ends[1]);
   }
 }
 

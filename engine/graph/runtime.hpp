@@ -161,7 +161,7 @@ class Runner final : public CompletionListener {
                                            : hardware_threads();
   }
 
-  ~Runner() {
+  ~Runner() override {
     // Nodes may still hold records (e.g. after a failed open): drop them while we can count.
     for (auto& n : _nodes) {
       n->node.reset();

@@ -50,6 +50,7 @@ LineReader::Status LineReader::next(std::string& line) {
   for (;;) {
     const char* start = _buf.data() + _pos;
     const size_t avail = _buf.size() - _pos;
+    // NOLINTNEXTLINE(bugprone-not-null-terminated-result): a byte search, not a string copy
     const void* nl = avail ? std::memchr(start, '\n', avail) : nullptr;
     if (nl) {
       const size_t len = static_cast<size_t>(static_cast<const char*>(nl) - start);
