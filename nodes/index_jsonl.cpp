@@ -115,9 +115,11 @@ uint64_t merge_jsonl_parts(const std::string& path, const ShardSpec& shard, bool
   const fs::path dir = parts_dir(path);
   if (!fs::is_directory(dir)) return 0;
   MergeLock lock(dir);
-  // A fresh run that did not finish must not replace an earlier file: its parts wait for the
-  // --resume that finishes it. With no earlier file there is nothing to keep: merge what it did.
-  if (!finished && fs::exists(dir / kFreshMark) && fs::exists(path)) return 0;
+  // A fresh run replaces the file: it is read only when no fresh run left its mark. A fresh run
+  // that did not finish must not replace an earlier file: its parts wait for the --resume that
+  // finishes it. With no earlier file there is nothing to keep: merge what it did.
+  const bool fresh = fs::exists(dir / kFreshMark);
+  if (!finished && fresh && fs::exists(path)) return 0;
   // This shard's parts first, then what earlier merges wrote: the first copy of an id wins, so
   // a fresh run's chunks replace a previous run's.
   const std::string prefix = part_prefix(shard);
@@ -129,8 +131,6 @@ uint64_t merge_jsonl_parts(const std::string& path, const ShardSpec& shard, bool
   }
   std::sort(parts.begin(), parts.end());
   std::vector<fs::path> inputs = parts;
-  // A fresh run replaces the file: it is read only when no fresh run left its mark.
-  const bool fresh = fs::exists(dir / kFreshMark);
   if (!fresh && fs::is_regular_file(path)) inputs.emplace_back(path);
 
   const std::string tmp = path + ".merging";

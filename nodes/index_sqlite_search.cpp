@@ -22,14 +22,7 @@ namespace sluice {
 namespace {
 
 using namespace sqlite_index;
-
-// A column's text, "" for NULL (a damaged or foreign row must not crash a search).
-std::string column_text(sqlite3_stmt* s, int i) {
-  const unsigned char* t = sqlite3_column_text(s, i);
-  return t ? std::string(reinterpret_cast<const char*>(t),
-                         static_cast<size_t>(sqlite3_column_bytes(s, i)))
-           : std::string();
-}
+using sqlite::column_text;
 
 std::string fts_query(const std::string& q, std::string* note) {
   // A query in double quotes is a phrase; otherwise any of its words (BM25 ranks documents

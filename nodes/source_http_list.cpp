@@ -72,6 +72,7 @@ class HttpListSource final : public Source {
       _headers.push_back(http::static_header("headers", name + ": " + value));
     read_pairs("query", _query);
     _opts = http::read_request_options(p, init.id);
+    _origin = http::origin_of(_url);
   }
 
   bool pushes() const override { return true; }
@@ -203,14 +204,12 @@ class HttpListSource final : public Source {
                            ": rel=\"next\" is not an absolute http(s) URL");
             finished = true;
           } else if (std::string to = http::origin_of(_next_url);
-                     !_headers.empty() && to != http::origin_of(_url) &&
-                     std::find(_opts.trusted_origins.begin(), _opts.trusted_origins.end(), to) ==
-                         _opts.trusted_origins.end()) {
+                     !_headers.empty() &&
+                     !http::headers_may_go(_origin, to, _opts.trusted_origins)) {
             // The headers (keys) were configured for the listing's own origin.
             _out->fail_run("listing " + redacted(url) + ": rel=\"next\" leads to " + to +
                            ", another origin; not followed, so the headers configured for " +
-                           http::origin_of(_url) +
-                           " stay there (add it to trusted_origins to follow it)");
+                           _origin + " stay there (add it to trusted_origins to follow it)");
             finished = true;
           } else if (!_seen.insert(_next_url).second) {
             _out->fail_run("listing " + redacted(url) +
@@ -239,6 +238,7 @@ class HttpListSource final : public Source {
   std::optional<rapidjson::Pointer> _text, _skip;
   MetaPointers _meta;
   std::vector<std::string> _headers;  // "Name: value", checked
+  std::string _origin;                // _url's: where _headers may go
   std::vector<std::pair<std::string, std::string>> _query;
   int64_t _per_page = 0, _max_pages = 0, _page = 1, _offset = 0, _pages = 0;
   std::string _cursor, _next_url;

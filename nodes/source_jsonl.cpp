@@ -6,8 +6,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include "engine/text/line_reader.hpp"
 #include "engine/text/text.hpp"
+#include "nodes/source_lines.hpp"
 
 namespace sluice {
 
@@ -52,8 +52,7 @@ class JsonlSource final : public Source {
  public:
   explicit JsonlSource(const NodeInit& init)
       : _path(init.params.str("path")), _id_field(init.params.str("id_field")),
-        _text_field(init.params.str("text_field")),
-        _max_line(static_cast<size_t>(init.params.integer("max_line_mb")) << 20) {}
+        _text_field(init.params.str("text_field")), _max_line(max_line_bytes(init.params)) {}
 
   void open() override { _in.open(_path, _max_line); }
 
@@ -62,16 +61,10 @@ class JsonlSource final : public Source {
     for (;;) {
       auto status = _in.next(line);
       if (status == LineReader::Status::end) return nullptr;
-      const std::string fallback_id = "line:" + std::to_string(_in.line_number());
-      if (status == LineReader::Status::too_long) {
-        auto r = std::make_shared<Record>();
-        r->id = r->doc_id = fallback_id;
-        r->error = "line " + std::to_string(_in.line_number()) + " of \"" + _path +
-                   "\" is longer than max_line_mb";
-        return r;
-      }
+      if (status == LineReader::Status::too_long) return too_long_line(_in, _path);
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      return record_from_json(line, fallback_id, _id_field, _text_field);
+      return record_from_json(line, "line:" + std::to_string(_in.line_number()), _id_field,
+                              _text_field);
     }
   }
 
@@ -94,9 +87,7 @@ NodeTypeInfo source_jsonl_info() {
       param("id_field", ParamType::string, "\"id\"",
             "field holding the document id (default: line:N)"),
       param("text_field", ParamType::string, "\"text\"", "field holding the document text"),
-      with_min(param("max_line_mb", ParamType::integer, "16",
-                     "a longer line is dead-lettered (with its number), not read"),
-               1),
+      max_line_param(),
   };
   info.make_source = [](const NodeInit& init) { return std::make_unique<JsonlSource>(init); };
   return info;

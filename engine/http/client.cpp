@@ -303,7 +303,7 @@ void Client::Impl::retry_later(Job* j, double delay_s, Clock::time_point now) {
 // do); 307 and 308 keep the method and body.
 void Client::Impl::follow_redirect(Job* j, long status, const std::string& target,
                                    Clock::time_point now) {
-  const std::string from = j->origin.empty() ? origin_of(j->req.url) : j->origin;
+  const std::string& from = j->origin;
   if (++j->redirects > kMaxRedirects) {
     finish(j, "HTTP " + std::to_string(status) + ": more than " + std::to_string(kMaxRedirects) +
                   " redirects (a loop?); not followed");
@@ -316,9 +316,7 @@ void Client::Impl::follow_redirect(Job* j, long status, const std::string& targe
     return;
   }
   const std::string to = origin_of(target);
-  if (!j->req.headers.empty() && to != from &&
-      std::find(j->req.trusted_origins.begin(), j->req.trusted_origins.end(), to) ==
-          j->req.trusted_origins.end()) {
+  if (!j->req.headers.empty() && !headers_may_go(from, to, j->req.trusted_origins)) {
     finish(j, "HTTP " + std::to_string(status) + ": redirect from " + from + " to " + to +
                   " refused: the request carries headers configured for " + from +
                   " (add the origin to the node's trusted_origins to send them there)");

@@ -65,6 +65,10 @@ std::string host_of(std::string_view url);
 // The URL's origin as "scheme://host:port" (lowercase, default port filled in), or "" when it is
 // not an absolute http(s) URL. The unit headers and credentials are bound to.
 std::string origin_of(std::string_view url);
+// Whether headers configured for origin `from` may go to origin `to`: the same origin, or one the
+// node listed in trusted_origins. The one rule for redirects and next pages alike.
+bool headers_may_go(std::string_view from, std::string_view to,
+                    const std::vector<std::string>& trusted);
 // Why a "Name: value" header must not be sent ("" when it may): CR, LF or NUL in it (what would
 // split it into more headers), or no name.
 std::string header_problem(std::string_view header);

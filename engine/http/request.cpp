@@ -66,6 +66,11 @@ std::string origin_of(std::string_view url) {
   return origin;
 }
 
+bool headers_may_go(std::string_view from, std::string_view to,
+                    const std::vector<std::string>& trusted) {
+  return to == from || std::find(trusted.begin(), trusted.end(), to) != trusted.end();
+}
+
 std::string header_problem(std::string_view header) {
   size_t colon = header.find(':');
   if (colon == 0 || colon == std::string_view::npos) return "a header needs a name before ':'";

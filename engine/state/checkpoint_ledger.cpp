@@ -74,18 +74,20 @@ std::unordered_set<std::string> CheckpointLedger::done_ids() {
   guarded([&] {
     sqlite3_stmt* s =
         _db->prepare("SELECT doc_id FROM done WHERE outcome IN ('indexed', 'filtered')");
-    while (_db->step(s) == SQLITE_ROW)
-      ids.emplace(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)),
-                  static_cast<size_t>(sqlite3_column_bytes(s, 0)));
+    while (_db->step(s) == SQLITE_ROW) ids.insert(sqlite::column_text(s, 0));
     sqlite3_reset(s);
   });
   return ids;
 }
 
 uint64_t CheckpointLedger::done_count() {
-  std::string n;
-  guarded([&] { n = _db->text(_db->prepare("SELECT count(*) FROM done")); });
-  return n.empty() ? 0 : std::stoull(n);
+  uint64_t n = 0;
+  guarded([&] {
+    sqlite3_stmt* s = _db->prepare("SELECT count(*) FROM done");
+    if (_db->step(s) == SQLITE_ROW) n = static_cast<uint64_t>(sqlite3_column_int64(s, 0));
+    sqlite3_reset(s);
+  });
+  return n;
 }
 
 void CheckpointLedger::record(const std::string& doc_id, Outcome outcome) {

@@ -22,6 +22,15 @@ struct Busy : Error {
   using Error::Error;
 };
 
+// Column `i` of the row `s` stands on, as text: "" for NULL (a damaged or foreign row must not
+// crash a reader).
+inline std::string column_text(sqlite3_stmt* s, int i) {
+  const unsigned char* t = sqlite3_column_text(s, i);
+  return t ? std::string(reinterpret_cast<const char*>(t),
+                         static_cast<size_t>(sqlite3_column_bytes(s, i)))
+           : std::string();
+}
+
 class Db {
  public:
   Db() = default;
@@ -96,9 +105,7 @@ class Db {
   // The first column of the first row of `s` as text ("" when there is no row); resets `s`.
   std::string text(sqlite3_stmt* s) {
     std::string v;
-    if (step(s) == SQLITE_ROW)
-      if (auto* p = sqlite3_column_text(s, 0))
-        v.assign(reinterpret_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(s, 0)));
+    if (step(s) == SQLITE_ROW) v = column_text(s, 0);
     sqlite3_reset(s);
     return v;
   }
