@@ -105,5 +105,26 @@ TEST(Secrets, NoFailingRunPrintsAnEnvValueAnywhere) {
   EXPECT_NE(dead.find("***"), std::string::npos) << dead;
 }
 
+TEST(Secrets, AUrlPasswordIsMaskedInDeadLettersWithNoEnvValueInTheConfig) {
+  test::TempDir dir;
+  test::write_file(dir / "ids.txt", "doc-1\n");
+  // The server's error names a URL with a password in it (a proxy echoing its upstream).
+  test::ScriptServer echo([](const test::SeenRequest&) {
+    return test::ScriptServer::respond(403, "denied for http://svc:hunter2-literal@upstream/x");
+  });
+  RunReport rep = test::run_json(R"({"settings": {"dead_letter": ")" + (dir / "dlq.jsonl") + R"("},
+    "nodes": [{"id": "ids", "type": "source.lines", "params": {"path": ")" +
+                                 (dir / "ids.txt") +
+                                 R"("}},
+      {"id": "fetch", "type": "fetch.http", "params": {"url": ")" +
+                                 echo.url("/d/{id}") + R"("}},
+      {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
+    "edges": [["ids", "fetch"], ["fetch", "out"]]})");
+  EXPECT_EQ(rep.dead_lettered, 1u);
+  const std::string dead = test::read_file(dir / "dlq.jsonl");
+  EXPECT_NE(dead.find("denied for http://svc:***@upstream/x"), std::string::npos) << dead;
+  EXPECT_EQ(dead.find("hunter2-literal"), std::string::npos) << dead;
+}
+
 }  // namespace
 }  // namespace sluice

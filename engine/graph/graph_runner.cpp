@@ -241,7 +241,7 @@ void Runner::write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::strin
                      ",\"attempts\":" + std::to_string(attempts) +
                      ",\"status\":" + (status ? std::to_string(status) : std::string("null")) +
                      ",\"error\":" + json::quoted(reason) + "}\n";
-  if (!_spec.secrets.empty()) line = _spec.secrets.redact(line);
+  line = _spec.secrets.redact(line);  // env values, and URL passwords even without any
   std::lock_guard lock(_mu);
   ssize_t ignored = ::write(_dead_letter, line.data(), line.size());
   (void)ignored;
