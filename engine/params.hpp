@@ -92,4 +92,8 @@ inline ParamSpec with_min(ParamSpec p, double min) {
   p.min = min;
   return p;
 }
+inline ParamSpec with_choices(ParamSpec p, std::vector<std::string> choices) {
+  p.choices = std::move(choices);
+  return p;
+}
 }  // namespace sluice

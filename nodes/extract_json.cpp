@@ -102,10 +102,10 @@ NodeTypeInfo extract_json_info() {
       param("strip_html", ParamType::boolean, "true", "remove tags and footnotes, decode entities"),
       param("meta", ParamType::object, "{}", "meta name -> JSON pointer"),
       param("keep_body", ParamType::boolean, "false", "keep the raw body on the record (memory)"),
-      param("missing", ParamType::string, "\"dead_letter\"",
-            "no text at the pointers: dead_letter or filter"),
+      with_choices(param("missing", ParamType::string, "\"dead_letter\"",
+                         "no text at the pointers: dead_letter or filter"),
+                   {"dead_letter", "filter"}),
   };
-  info.params.back().choices = {"dead_letter", "filter"};
   info.make_node = [](const NodeInit& init) { return std::make_unique<ExtractJson>(init); };
   return info;
 }

@@ -223,7 +223,8 @@ NodeTypeInfo fetch_http_info() {
   info.params = {
       required_param("url", ParamType::string,
                      "URL template: {id}, {doc_id}, {meta.NAME} (values URL-encoded; {+id} as is)"),
-      param("method", ParamType::string, "\"GET\"", "GET, POST, PUT or HEAD"),
+      with_choices(param("method", ParamType::string, "\"GET\"", "GET, POST, PUT or HEAD"),
+                   {"GET", "POST", "PUT", "HEAD"}),
       param("headers", ParamType::object, "{}",
             "header name -> value template; empty ones (or from an unset ${env:...}) are not sent"),
       param("body", ParamType::string, "null", "request body template (POST/PUT)"),
@@ -232,7 +233,6 @@ NodeTypeInfo fetch_http_info() {
             "next id, \"max\": N}; "
             "each response becomes a record with that id, until next is null"),
   };
-  info.params[1].choices = {"GET", "POST", "PUT", "HEAD"};
   http::add_request_params(info.params, {.transfer_limits = true});
   info.default_concurrency = 32;
   info.make_node = [](const NodeInit& init) { return std::make_unique<FetchHttp>(init); };

@@ -3,10 +3,13 @@
 #include "engine/json/value.hpp"
 
 #include <fnmatch.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include <rapidjson/document.h>
@@ -34,37 +37,28 @@ class FilesSource final : public Source {
       : _dir(init.params.str("dir")), _glob(init.params.str("glob")),
         _recursive(init.params.boolean("recursive")), _id_field(init.params.str("id_field")),
         _text_field(init.params.str("text_field")),
-        _max_bytes(static_cast<uint64_t>(init.params.integer("max_file_mb")) << 20) {}
+        _max_bytes(static_cast<uint64_t>(init.params.integer("max_file_mb")) << 20),
+        _links(init.params.str("links")) {}
 
   void open() override {
     std::error_code ec;
     if (!fs::is_directory(_dir, ec))
       throw std::runtime_error("directory \"" + _dir + "\" does not exist or is not a directory");
-    const bool match_path = _glob.find('/') != std::string::npos;
-    auto consider = [&](const fs::directory_entry& e) {
-      if (!e.is_regular_file()) return;
-      std::string rel = fs::relative(e.path(), _dir).generic_string();
-      std::string subject = match_path ? rel : e.path().filename().string();
-      if (fnmatch(_glob.c_str(), subject.c_str(), 0) == 0) _files.push_back(rel);
-    };
-    if (_recursive) {
-      for (const auto& e : fs::recursive_directory_iterator(
-               _dir, fs::directory_options::skip_permission_denied, ec))
-        consider(e);
-    } else {
-      for (const auto& e : fs::directory_iterator(_dir, ec)) consider(e);
-    }
-    if (ec) throw std::runtime_error("cannot list \"" + _dir + "\": " + ec.message());
-    std::sort(_files.begin(), _files.end());  // deterministic order and ids
+    _root = fs::canonical(_dir, ec);
+    if (ec) throw std::runtime_error("cannot resolve \"" + _dir + "\": " + ec.message());
+    walk();
+    // Deterministic order and ids.
+    std::sort(_entries.begin(), _entries.end(),
+              [](const Entry& a, const Entry& b) { return a.rel < b.rel; });
   }
 
   std::optional<uint64_t> total() const override {
     // Known when no file expands into several documents.
-    for (const auto& f : _files) {
-      std::string e = lower_ext(f);
+    for (const auto& f : _entries) {
+      std::string e = lower_ext(f.rel);
       if (e == ".json" || e == ".jsonl" || e == ".ndjson") return std::nullopt;
     }
-    return _files.size();
+    return _entries.size();
   }
 
   RecordPtr next() override {
@@ -72,22 +66,117 @@ class FilesSource final : public Source {
       if (_pending_pos < _pending.size()) return std::move(_pending[_pending_pos++]);
       _pending.clear();
       _pending_pos = 0;
-      if (_next_file >= _files.size()) return nullptr;
-      load(_files[_next_file++]);
+      if (_next_file >= _entries.size()) return nullptr;
+      const Entry& e = _entries[_next_file++];
+      if (e.error.empty()) {
+        load(e.rel);
+      } else {
+        fail(e.rel, e.error);
+      }
     }
   }
 
  private:
+  // One listed path under dir: a file to read, or an entry that could not be listed or read
+  // (dead-lettered under its path with `error`, so the run goes on and the report counts it).
+  struct Entry {
+    std::string rel;
+    std::string error;
+  };
+
+  // Lists dir; only dir itself failing to list throws. Ids are the listed path under dir, never
+  // a link's target. Links are followed while their target stays inside dir ("inside", the
+  // default), always ("all") or never ("none"). Real subdirectories are listed first; a
+  // directory reached through a link is then listed only if it was not listed already (so a
+  // link loop ends, and ids do not depend on the order the file system lists entries in).
+  void walk() {
+    std::set<std::pair<dev_t, ino_t>> seen_dirs;
+    auto first_visit = [&](const fs::path& p) {
+      struct stat st {};
+      return ::stat(p.c_str(), &st) == 0 && seen_dirs.emplace(st.st_dev, st.st_ino).second;
+    };
+    const bool match_path = _glob.find('/') != std::string::npos;
+    // rel ("" for dir itself, else "sub/") -> path; ordered, so links are taken in path order.
+    std::vector<std::pair<std::string, fs::path>> todo{{"", fs::path(_dir)}};
+    std::map<std::string, fs::path> linked_dirs;
+    first_visit(_root);
+    for (;;) {
+      if (todo.empty()) {
+        if (linked_dirs.empty()) break;
+        auto first = linked_dirs.begin();
+        if (first_visit(first->second)) todo.emplace_back(first->first, first->second);
+        linked_dirs.erase(first);
+        continue;
+      }
+      auto [dir_rel, dir_path] = std::move(todo.back());
+      todo.pop_back();
+      std::error_code ec;
+      fs::directory_iterator it(dir_path, ec);
+      for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        const fs::directory_entry& e = *it;
+        std::string name = e.path().filename().string();
+        std::string rel = dir_rel + name;
+        std::error_code sec;
+        bool is_link = fs::is_symlink(e.symlink_status(sec));
+        if (is_link && _links == "none") continue;
+        fs::file_status st = e.status(sec);
+        if (sec) {
+          if (matches(rel, name, match_path))
+            _entries.push_back(
+                {rel, (is_link ? "broken symlink: " : "cannot stat: ") + sec.message()});
+          continue;
+        }
+        if (is_link && _links == "inside" && !inside_root(e.path())) {
+          if (matches(rel, name, match_path))
+            _entries.push_back(
+                {rel, "symlink leads outside dir; set \"links\": \"all\" to follow it"});
+          continue;
+        }
+        if (fs::is_directory(st)) {
+          if (!_recursive) continue;
+          if (is_link) {
+            linked_dirs.emplace(rel + "/", e.path());
+          } else if (first_visit(e.path())) {
+            todo.emplace_back(rel + "/", e.path());
+          }
+          continue;
+        }
+        if (!matches(rel, name, match_path)) continue;
+        _entries.push_back({rel, fs::is_regular_file(st) ? "" : "not a regular file"});
+      }
+      if (ec) {
+        if (dir_rel.empty())
+          throw std::runtime_error("cannot list \"" + _dir + "\": " + ec.message());
+        _entries.push_back({dir_rel, "cannot list directory: " + ec.message()});
+      }
+    }
+  }
+
+  bool matches(const std::string& rel, const std::string& name, bool match_path) const {
+    const std::string& subject = match_path ? rel : name;
+    return fnmatch(_glob.c_str(), subject.c_str(), 0) == 0;
+  }
+
+  bool inside_root(const fs::path& p) const {
+    std::error_code ec;
+    fs::path target = fs::canonical(p, ec);
+    if (ec) return false;
+    auto [r, t] = std::mismatch(_root.begin(), _root.end(), target.begin(), target.end());
+    return r == _root.end();
+  }
+
+  void fail(const std::string& rel, std::string why) {
+    auto r = std::make_shared<Record>();
+    r->id = r->doc_id = rel;
+    r->meta.set_string("path", rel);
+    r->error = std::move(why);
+    _pending.push_back(std::move(r));
+  }
+
   void load(const std::string& rel) {
     fs::path full = fs::path(_dir) / rel;
     std::string ext = lower_ext(full);
-    auto fail = [&](std::string why) {
-      auto r = std::make_shared<Record>();
-      r->id = r->doc_id = rel;
-      r->meta.set_string("path", rel);
-      r->error = std::move(why);
-      _pending.push_back(std::move(r));
-    };
+    auto fail = [&](std::string why) { this->fail(rel, std::move(why)); };
     // A file that is one document (not json/jsonl) is skipped unread when it is not wanted.
     if (ext != ".jsonl" && ext != ".ndjson" && ext != ".json" && !wanted(rel)) return;
     std::error_code ec;
@@ -98,6 +187,7 @@ class FilesSource final : public Source {
     if (!in) return fail("cannot open file");
     std::string data(size, '\0');
     in.read(data.data(), static_cast<std::streamsize>(size));
+    if (in.bad()) return fail("read error");
     data.resize(static_cast<size_t>(in.gcount()));
 
     if (ext == ".jsonl" || ext == ".ndjson") {
@@ -147,7 +237,9 @@ class FilesSource final : public Source {
   bool _recursive;
   std::string _id_field, _text_field;
   uint64_t _max_bytes;
-  std::vector<std::string> _files;
+  std::string _links;
+  fs::path _root;  // dir, canonical
+  std::vector<Entry> _entries;
   size_t _next_file = 0;
   std::vector<RecordPtr> _pending;
   size_t _pending_pos = 0;
@@ -162,7 +254,9 @@ NodeTypeInfo source_files_info() {
   info.description =
       "Documents from files under a directory, in sorted path order. .html/.htm: tags stripped; "
       ".json (object or array) and .jsonl: one document per object; anything else: text as is. "
-      "Document id = path relative to dir (path:N for JSON items without an id).";
+      "Document id = the listed path under dir (path:N for JSON items without an id). Entries "
+      "that cannot be read (broken links, unreadable files or subdirectories) are dead-lettered "
+      "and the run goes on.";
   info.params = {
       required_param("dir", ParamType::string, "directory to read"),
       param("glob", ParamType::string, "\"*\"",
@@ -170,6 +264,11 @@ NodeTypeInfo source_files_info() {
       param("recursive", ParamType::boolean, "true", "descend into subdirectories"),
       param("text_field", ParamType::string, "\"text\"", "JSON files: field holding the text"),
       param("id_field", ParamType::string, "\"id\"", "JSON files: field holding the document id"),
+      with_choices(param("links", ParamType::string, "\"inside\"",
+                         "symlinks: \"inside\" follows those whose target is under dir and "
+                         "dead-letters the rest, \"all\" follows every one, \"none\" skips "
+                         "them"),
+                   {"inside", "all", "none"}),
       with_min(param("max_file_mb", ParamType::integer, "64",
                      "larger files are dead-lettered instead of read"),
                1),

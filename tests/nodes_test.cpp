@@ -1,7 +1,13 @@
 // Each built-in node wired into a small graph, asserting what reaches the sink.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include "nodes/embed_hash.hpp"
 #include "nodes/source_range.hpp"
@@ -86,6 +92,111 @@ TEST(SourceFiles, GlobAndRecursiveSelectFiles) {
                             "", R"(["src", "out"])");
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_TRUE(has(lines, "\"id\":\"a.txt\""));
+}
+
+std::string files_source(const test::TempDir& dir, const std::string& extra = "") {
+  return R"({"id": "src", "type": "source.files", "params": {"dir": ")" + (dir / "in") + "\"" +
+         extra + "}}";
+}
+
+std::vector<std::string> dead_letters(const test::TempDir& dir) {
+  return std::filesystem::exists(dir / "dlq.jsonl") ? test::read_lines(dir / "dlq.jsonl")
+                                                    : std::vector<std::string>{};
+}
+
+TEST(SourceFiles, LinkLoopsEndAndIdsAreTheListedPaths) {
+  namespace fs = std::filesystem;
+  test::TempDir dir;
+  test::write_file(dir / "in/a.txt", "a");
+  test::write_file(dir / "in/sub/b.txt", "b");
+  fs::create_directory_symlink(".", dir / "in/loop");        // a link to dir itself
+  fs::create_directory_symlink("..", dir / "in/sub/up");     // and to a parent
+  fs::create_directory_symlink("sub", dir / "in/also_sub");  // a second name for sub
+  fs::create_symlink("a.txt", dir / "in/link1.txt");
+  fs::create_symlink("sub/b.txt", dir / "in/link2.txt");
+  fs::create_symlink("../../in/a.txt", dir / "in/sub/link3.txt");
+  RunReport rep;
+  auto lines = run_to_jsonl(dir, files_source(dir), "", R"(["src", "out"])", &rep);
+  std::vector<std::string> ids;
+  for (const auto& l : lines) ids.push_back(l.substr(7, l.find('"', 7) - 7));
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"a.txt", "link1.txt", "link2.txt", "sub/b.txt",
+                                           "sub/link3.txt"}))
+      << "each listed path is one document; a directory is listed once, under its real path";
+  EXPECT_EQ(rep.docs, 5u);
+  EXPECT_EQ(rep.dead_lettered, 0u);
+  EXPECT_TRUE(has(lines, R"("id":"link1.txt","doc_id":"link1.txt","seq":0,"text":"a")"));
+}
+
+TEST(SourceFiles, LinksLeavingDirAreDeadLetteredUnlessAllowed) {
+  namespace fs = std::filesystem;
+  test::TempDir dir;
+  test::write_file(dir / "in/a.txt", "a");
+  test::write_file(dir / "secret/key.txt", "outside");
+  fs::create_symlink(dir / "secret/key.txt", dir / "in/key.txt");
+  fs::create_directory_symlink("../secret", dir / "in/secret");
+  fs::create_symlink("missing.txt", dir / "in/broken.txt");
+  fs::create_symlink("loop2.txt", dir / "in/loop1.txt");  // a loop of file links
+  fs::create_symlink("loop1.txt", dir / "in/loop2.txt");
+  RunReport rep;
+  auto lines = run_to_jsonl(dir, files_source(dir), "", R"(["src", "out"])", &rep);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_TRUE(has(lines, R"("id":"a.txt")"));
+  EXPECT_EQ(rep.dead_lettered, 5u);
+  auto dlq = dead_letters(dir);
+  ASSERT_EQ(dlq.size(), 5u);
+  EXPECT_TRUE(has(dlq, R"("id":"loop1.txt")"));
+  EXPECT_TRUE(has(dlq, "Too many levels of symbolic links"));
+  EXPECT_TRUE(has(dlq, R"("id":"key.txt")"));
+  EXPECT_TRUE(has(dlq, R"("id":"secret")"));
+  EXPECT_TRUE(has(dlq, "symlink leads outside dir; set \\\"links\\\": \\\"all\\\""));
+  EXPECT_TRUE(has(dlq, R"("id":"broken.txt")"));
+  EXPECT_TRUE(has(dlq, "broken symlink"));
+  EXPECT_FALSE(has(lines, "outside"));
+
+  fs::remove(dir / "dlq.jsonl");
+  lines =
+      run_to_jsonl(dir, files_source(dir, R"(, "links": "all")"), "", R"(["src", "out"])", &rep);
+  EXPECT_EQ(lines.size(), 3u);
+  EXPECT_TRUE(has(lines, R"("id":"key.txt","doc_id":"key.txt","seq":0,"text":"outside")"));
+  EXPECT_TRUE(has(lines, R"("id":"secret/key.txt")")) << "listed under dir, not the target";
+  EXPECT_EQ(rep.dead_lettered, 3u) << "the broken link and the loop";
+
+  fs::remove(dir / "dlq.jsonl");
+  lines =
+      run_to_jsonl(dir, files_source(dir, R"(, "links": "none")"), "", R"(["src", "out"])", &rep);
+  EXPECT_EQ(lines.size(), 1u);
+  EXPECT_EQ(rep.dead_lettered, 0u);
+}
+
+TEST(SourceFiles, AnEntryThatCannotBeListedIsReportedAndTheRunGoesOn) {
+  // A chain of directories deeper than PATH_MAX cannot be listed by path, even by root (a
+  // directory without permissions would be listed by root).
+  test::TempDir dir;
+  test::write_file(dir / "in/a.txt", "a");
+  const std::string name(200, 'd');
+  int fd = ::open((dir / "in").c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  std::vector<int> fds{fd};
+  for (int depth = 0; depth < 24; ++depth) {
+    ASSERT_EQ(::mkdirat(fds.back(), name.c_str(), 0700), 0);
+    int next = ::openat(fds.back(), name.c_str(), O_RDONLY | O_DIRECTORY);
+    ASSERT_GE(next, 0);
+    fds.push_back(next);
+  }
+  RunReport rep;
+  auto lines = run_to_jsonl(dir, files_source(dir), "", R"(["src", "out"])", &rep);
+  EXPECT_EQ(lines.size(), 1u);
+  EXPECT_EQ(rep.dead_lettered, 1u);
+  auto dlq = dead_letters(dir);
+  ASSERT_EQ(dlq.size(), 1u);
+  EXPECT_NE(dlq[0].find("File name too long"), std::string::npos) << dlq[0];
+  // Remove the chain from the inside out: the temp dir's cleanup goes by path.
+  for (size_t i = fds.size() - 1; i > 0; --i) {
+    ::close(fds[i]);
+    ASSERT_EQ(::unlinkat(fds[i - 1], name.c_str(), AT_REMOVEDIR), 0);
+  }
+  ::close(fds[0]);
 }
 
 TEST(SourceJsonl, OneDocumentPerLineWithMeta) {
