@@ -169,6 +169,8 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
   if (!a.quiet && !shard.all())
     std::fprintf(stderr, "sluice: shard %s (from %s); rate limits and I/O concurrency are %s\n",
                  shard.text().c_str(), shard.origin.c_str(), scope);
+  // Before the ledger or any output is reset: a second run on the same outputs stops here.
+  const auto output_locks = lock_outputs(spec, shard);
   // A resume whose ledger is gone (deleted, or emptied) would quietly start over: say so.
   if (a.resume) {
     std::error_code ec;

@@ -110,6 +110,10 @@ class Node {
     size_t in_flight = 0;
   };
   virtual Load load() const { return {}; }
+  // After a run in which every document reached its outcome and nothing failed or was
+  // interrupted, on the main thread, before close(). A sink may finish replacing what it
+  // replaced (index.sqlite deletes the chunks its documents no longer have). May throw.
+  virtual void commit() {}
   // After the run, on the main thread.
   virtual void close() {}
 

@@ -1,10 +1,5 @@
 #include "nodes/index_jsonl.hpp"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +11,7 @@
 
 #include "engine/graph/batcher.hpp"
 #include "engine/json/json.hpp"
+#include "engine/state/file_lock.hpp"
 
 namespace sluice {
 
@@ -75,46 +71,16 @@ std::string part_prefix(const ShardSpec& shard) {
   return p;
 }
 
-// Shards that share a filesystem may merge into one path at the same time: one at a time. The
-// last merge removes the lock file with the directory, so a holder checks, once it has the lock,
-// that the file it locked is still the one at the path (else it locked a removed file, and
-// another shard may hold a new one): then it starts over.
-class MergeLock {
- public:
-  explicit MergeLock(const fs::path& dir) {
-    const fs::path file = dir / kLockName;
-    for (;;) {
-      std::error_code ec;
-      fs::create_directories(dir, ec);
-      _fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-      if (_fd < 0)
-        throw std::runtime_error("cannot create a lock in \"" + dir.string() +
-                                 "\": " + std::strerror(errno));
-      while (flock(_fd, LOCK_EX) != 0 && errno == EINTR) {
-      }
-      struct stat held {
-      }, now{};
-      if (::fstat(_fd, &held) == 0 && ::stat(file.c_str(), &now) == 0 &&
-          held.st_ino == now.st_ino && held.st_dev == now.st_dev)
-        return;
-      ::close(_fd);
-    }
-  }
-  static constexpr const char* kLockName = ".merge.lock";
-  ~MergeLock() { ::close(_fd); }
-  MergeLock(const MergeLock&) = delete;
-  MergeLock& operator=(const MergeLock&) = delete;
-
- private:
-  int _fd = -1;
-};
+// Shards that share a filesystem may merge into one path at the same time: one at a time, under
+// a lock file in the parts directory that the last merge removes with the directory.
+constexpr const char* kMergeLock = ".merge.lock";
 
 }  // namespace
 
 uint64_t merge_jsonl_parts(const std::string& path, const ShardSpec& shard, bool finished) {
   const fs::path dir = parts_dir(path);
   if (!fs::is_directory(dir)) return 0;
-  MergeLock lock(dir);
+  FileLock lock((dir / kMergeLock).string(), FileLock::Wait::block);
   // A fresh run replaces the file: it is read only when no fresh run left its mark. A fresh run
   // that did not finish must not replace an earlier file: its parts wait for the --resume that
   // finishes it. With no earlier file there is nothing to keep: merge what it did.
@@ -165,10 +131,10 @@ uint64_t merge_jsonl_parts(const std::string& path, const ShardSpec& shard, bool
   } else {
     bool only_lock = true;
     for (const auto& e : fs::directory_iterator(dir))
-      only_lock = only_lock && e.path().filename() == MergeLock::kLockName;
+      only_lock = only_lock && e.path().filename() == kMergeLock;
     if (only_lock) {
+      lock.remove_file();
       std::error_code ec;
-      fs::remove(dir / MergeLock::kLockName, ec);
       fs::remove(dir, ec);
     }
   }

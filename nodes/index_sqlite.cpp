@@ -128,6 +128,14 @@ class SqliteIndex final : public Node {
         set_meta(_db, "vector_type", _vector_type.empty() ? "f16" : _vector_type);
       }
       check_schema_version(_db, _path);
+      if (!has_column("chunks", "gen")) {  // version 3 and older
+        _db.exec("ALTER TABLE chunks ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;"
+                 "ALTER TABLE docs ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;");
+        set_meta(_db, "schema_version", kSchemaVersion);
+      }
+      std::string last = meta(_db, "run_gen");
+      _gen = (last.empty() ? 0 : std::atoll(last.c_str())) + 1;
+      set_meta(_db, "run_gen", std::to_string(_gen));
       if (meta(_db, "fts_rowid").empty()) {
         // Version 2: every row is in chunks_fts, and vectors are float32.
         set_meta(_db, "fts_rowid", std::to_string(max_rowid()));
@@ -142,19 +150,20 @@ class SqliteIndex final : public Node {
           ": leave vector_type out to follow the file, or write to a new path");
     _half = stored == "f16";
     _embedder = meta(_db, "embedder");
-    _select =
-        _db.prepare("SELECT rowid, text, doc_id, seq, meta, vector FROM chunks WHERE id = ?1");
-    _insert = _db.prepare(
-        "INSERT INTO chunks(id, doc_id, seq, text, meta, vector) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
-        "ON CONFLICT(id) DO NOTHING");
+    _select = _db.prepare("SELECT rowid, text, doc_id, seq, meta, vector, gen FROM chunks "
+                          "WHERE id = ?1");
+    _insert = _db.prepare("INSERT INTO chunks(id, doc_id, seq, text, meta, vector, gen) VALUES "
+                          "(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(id) DO NOTHING");
     _update = _db.prepare("UPDATE chunks SET doc_id = ?2, seq = ?3, text = ?4, meta = ?5, vector = "
-                          "?6 WHERE rowid = ?1");
+                          "?6, gen = ?7 WHERE rowid = ?1");
+    _touch = _db.prepare("UPDATE chunks SET gen = ?2 WHERE rowid = ?1");
+    _doc_gen = _db.prepare("SELECT gen FROM docs WHERE doc_id = ?1");
     _fts_insert = _db.prepare("INSERT INTO chunks_fts(rowid, text) VALUES (?1, ?2)");
     _fts_delete =
         _db.prepare("INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', ?1, ?2)");
-    _upsert_doc = _db.prepare("INSERT INTO docs(doc_id, meta) VALUES (?1, ?2) ON CONFLICT(doc_id) "
-                              "DO UPDATE SET meta = excluded.meta "
-                              "WHERE docs.meta IS NOT excluded.meta");
+    _upsert_doc =
+        _db.prepare("INSERT INTO docs(doc_id, meta, gen) VALUES (?1, ?2, ?3) ON CONFLICT(doc_id) "
+                    "DO UPDATE SET meta = excluded.meta, gen = excluded.gen");
     _fts_rowid_get =
         _db.prepare("SELECT CAST(value AS INTEGER) FROM sluice_meta WHERE key = 'fts_rowid'");
     _fts_rowid_set = _db.prepare("UPDATE sluice_meta SET value = ?1 WHERE key = 'fts_rowid'");
@@ -162,6 +171,43 @@ class SqliteIndex final : public Node {
     // Rows an earlier run committed but did not live to add to chunks_fts.
     in_transaction([&] { catch_up_text(); });
     _checkpointer = std::make_unique<BackgroundCheckpointer>(_path);
+  }
+
+  // Deletes every chunk older than its document: those an earlier run wrote that the run which
+  // last replaced the document did not write again (fewer chunks, other ids). In steps of
+  // kStaleStep rows, each in one transaction with the full-text catch-up, so the rowid mark stays
+  // exact.
+  void commit() override {
+    std::lock_guard lock(_write_mu);
+    if (!_db.get() || meta(_db, "stale_check") != "1") return;
+    sqlite3_stmt* stale =
+        _db.prepare("SELECT c.rowid, c.text FROM chunks c JOIN docs d ON d.doc_id = c.doc_id "
+                    "WHERE c.gen < d.gen LIMIT 4096");
+    sqlite3_stmt* del = _db.prepare("DELETE FROM chunks WHERE rowid = ?1");
+    for (bool more = true; more;) {
+      in_transaction([&] {
+        catch_up_text();  // every row up to the max is in chunks_fts now
+        std::vector<std::pair<int64_t, std::string>> rows;
+        while (_db.step(stale) == SQLITE_ROW)
+          rows.emplace_back(sqlite3_column_int64(stale, 0), sqlite::column_text(stale, 1));
+        sqlite3_reset(stale);
+        for (const auto& [rowid, text] : rows) {
+          sqlite3_bind_int64(_fts_delete, 1, rowid);
+          sqlite3_bind_text(_fts_delete, 2, text.data(), static_cast<int>(text.size()),
+                            SQLITE_STATIC);
+          _db.run(_fts_delete);
+          sqlite3_bind_int64(del, 1, rowid);
+          _db.run(del);
+        }
+        // Rows above the new max were deleted, their terms with them: the mark moves down, so
+        // a later row that reuses one of their rowids is still caught up.
+        _fts_rowid = max_rowid();
+        sqlite3_bind_int64(_fts_rowid_set, 1, _fts_rowid);
+        _db.run(_fts_rowid_set);
+        more = !rows.empty();
+        if (!more) set_meta(_db, "stale_check", "0");
+      });
+    }
   }
 
   void close() override {
@@ -199,6 +245,15 @@ class SqliteIndex final : public Node {
       _db.rollback();
       throw;
     }
+  }
+
+  bool has_column(const char* table, const char* column) {
+    sqlite3_stmt* s = _db.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2");
+    sqlite3_bind_text(s, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, column, -1, SQLITE_STATIC);
+    bool found = _db.step(s) == SQLITE_ROW;
+    sqlite3_reset(s);
+    return found;
   }
 
   int64_t max_rowid() {
@@ -278,10 +333,22 @@ class SqliteIndex final : public Node {
       std::string meta = r->meta.to_json();
       upsert(*r, meta);
       if (docs_seen.insert(r->doc_id).second) {
+        // A document an earlier run wrote is being replaced: its chunks this run does not write
+        // again are stale, to be deleted when the run commits (the mark survives a failed run).
+        sqlite3_bind_text(_doc_gen, 1, r->doc_id.data(), static_cast<int>(r->doc_id.size()),
+                          SQLITE_STATIC);
+        bool replaced =
+            _db.step(_doc_gen) == SQLITE_ROW && sqlite3_column_int64(_doc_gen, 0) < _gen;
+        sqlite3_reset(_doc_gen);
+        if (replaced && !_stale_marked) {
+          set_meta(_db, "stale_check", "1");
+          _stale_marked = true;
+        }
         sqlite3_bind_text(_upsert_doc, 1, r->doc_id.data(), static_cast<int>(r->doc_id.size()),
                           SQLITE_STATIC);
         sqlite3_bind_text(_upsert_doc, 2, meta.data(), static_cast<int>(meta.size()),
                           SQLITE_TRANSIENT);
+        sqlite3_bind_int64(_upsert_doc, 3, _gen);
         _db.run(_upsert_doc);
       }
     }
@@ -308,6 +375,7 @@ class SqliteIndex final : public Node {
       sqlite3_bind_text(st, 5, meta.data(), static_cast<int>(meta.size()), SQLITE_STATIC);
       if (r.vector.empty()) sqlite3_bind_null(st, 6);
       else sqlite3_bind_blob(st, 6, vec.data(), static_cast<int>(vec.size()), SQLITE_STATIC);
+      sqlite3_bind_int64(st, 7, _gen);
     };
     // A new chunk (the common case) costs one insert; only an existing id is read back.
     sqlite3_bind_text(_insert, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
@@ -337,7 +405,13 @@ class SqliteIndex final : public Node {
     bool rest_same = same_text(_select, 2, r.doc_id) && sqlite3_column_int64(_select, 3) == r.seq &&
                      same_text(_select, 4, meta);
     if (text_same && vec_same && rest_same) {
+      bool gen_same = sqlite3_column_int64(_select, 6) == _gen;
       sqlite3_reset(_select);
+      if (!gen_same) {  // written again by this run: not stale
+        sqlite3_bind_int64(_touch, 1, rowid);
+        sqlite3_bind_int64(_touch, 2, _gen);
+        _db.run(_touch);
+      }
       return;
     }
     if (!text_same && rowid <= _fts_rowid) {
@@ -390,6 +464,10 @@ class SqliteIndex final : public Node {
   Db _db;
   sqlite3_stmt* _select = nullptr;
   sqlite3_stmt* _insert = nullptr;
+  sqlite3_stmt* _touch = nullptr;
+  sqlite3_stmt* _doc_gen = nullptr;
+  int64_t _gen = 0;            // this run's generation
+  bool _stale_marked = false;  // stale_check set in this run
   sqlite3_stmt* _update = nullptr;
   sqlite3_stmt* _fts_insert = nullptr;
   sqlite3_stmt* _fts_delete = nullptr;

@@ -19,8 +19,10 @@ constexpr const char* kFormat = "sluice-index";
 // text it holds (version 2 kept the two in step, so a version-2 file starts at its max rowid).
 // `vector_type` says how vectors are stored: f16 (new files by default) or f32 (all of version 2),
 // little-endian, `dim` values per BLOB.
-constexpr const char* kSchemaVersion = "3";
-constexpr int kNewestSchema = 3;
+// 4: chunks and docs carry `gen`, the run (`run_gen` in sluice_meta, one more per sink opening)
+// that last wrote them; a chunk older than its document is stale and goes when a run commits.
+constexpr const char* kSchemaVersion = "4";
+constexpr int kNewestSchema = 4;
 // How long a connection waits for another's lock before SQLITE_BUSY.
 constexpr int kBusyTimeoutMs = 10000;
 // A full-text catch-up is due at least this often while rows wait for it.
@@ -35,8 +37,10 @@ CREATE TABLE IF NOT EXISTS chunks(
   seq INTEGER NOT NULL,
   text TEXT NOT NULL,
   meta TEXT NOT NULL,
-  vector BLOB);
-CREATE TABLE IF NOT EXISTS docs(doc_id TEXT PRIMARY KEY, meta TEXT NOT NULL);
+  vector BLOB,
+  gen INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS docs(doc_id TEXT PRIMARY KEY, meta TEXT NOT NULL,
+  gen INTEGER NOT NULL DEFAULT 0);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, content='chunks', content_rowid='rowid');
 -- The sink keeps chunks_fts in step itself: FTS5 sync triggers made inserts 3.5x slower.
 DROP TRIGGER IF EXISTS chunks_ai;

@@ -1,4 +1,6 @@
 // index.sqlite: upsert semantics, search in every mode, and refusing what is not ours.
+#include <atomic>
+#include <filesystem>
 #include <gtest/gtest.h>
 #include <random>
 #include <sqlite3.h>
@@ -128,6 +130,103 @@ TEST(IndexSqlite, ChangedTextReplacesItsOldTermsInFullTextSearch) {
             SQLITE_OK)
       << sqlite3_errmsg(h);
   sqlite3_close(h);
+}
+
+TEST(IndexSqlite, FewerChunksPerDocumentReplaceTheOldOnesAsAUnit) {
+  test::TempDir dir;
+  make_corpus(dir);
+  std::string db = dir / "i.db";
+  std::string small = corpus_graph(dir);
+  small.replace(small.find("\"size\": 120"), 11, "\"size\": 40");
+  RunReport many = test::run_json(small);
+  ASSERT_EQ(many.error, "");
+  ASSERT_EQ(rows(db).size(), many.chunks);
+  RunReport fewer = test::run_json(corpus_graph(dir));
+  ASSERT_EQ(fewer.error, "");
+  EXPECT_LT(fewer.chunks, many.chunks);
+  EXPECT_EQ(rows(db).size(), fewer.chunks) << "no chunk of the first run is left over";
+  EXPECT_EQ(scalar(db, "SELECT count(*) FROM chunks c JOIN docs d USING (doc_id) "
+                       "WHERE c.gen < d.gen"),
+            0);
+  EXPECT_TRUE(full_text_consistent(db));
+  EXPECT_EQ(chunks_awaiting_full_text(db), 0u);
+  EXPECT_EQ(search_index(db, "\"quartz heron\"", 10, SearchMode::bm25).size(), 1u);
+  // Back to small chunks: rows come back, and a fresh index of the same run agrees.
+  RunReport again = test::run_json(small);
+  auto after = rows(db);
+  EXPECT_EQ(after.size(), again.chunks);
+  test::TempDir clean;
+  std::filesystem::copy(dir / "docs", clean / "docs");
+  ASSERT_EQ(
+      test::run_json(small.replace(small.find(dir / "i.db"), (dir / "i.db").size(), clean / "i.db"))
+          .error,
+      "");
+  EXPECT_EQ(rows(clean / "i.db"), after);
+}
+
+TEST(IndexSqlite, StaleChunksStayUntilARunCommits) {
+  test::TempDir dir;
+  make_corpus(dir);
+  std::string db = dir / "i.db";
+  std::string small = corpus_graph(dir);
+  small.replace(small.find("\"size\": 120"), 11, "\"size\": 40");
+  ASSERT_EQ(test::run_json(small).error, "");
+  const size_t all = rows(db).size();
+  // As a run that replaced f3 and f4 and was then interrupted leaves the file: their chunks
+  // past the first are older than their documents, and the cleanup is pending.
+  exec_sql(db, "UPDATE docs SET gen = gen + 1 WHERE doc_id IN ('f3.txt', 'f4.txt'); "
+               "UPDATE chunks SET gen = gen + 1 WHERE seq = 0; "
+               "INSERT OR REPLACE INTO sluice_meta(key, value) VALUES ('stale_check', '1')");
+  std::atomic<bool> interrupt{true};
+  RunOptions opts;
+  opts.interrupt = &interrupt;
+  RunReport stopped = run_graph(test::spec_from(small), opts);
+  EXPECT_TRUE(stopped.interrupted);
+  EXPECT_EQ(rows(db).size(), all) << "an interrupted run deletes nothing";
+  const int64_t stale = scalar(db, "SELECT count(*) FROM chunks c JOIN docs d USING (doc_id) "
+                                   "WHERE c.gen < d.gen");
+  EXPECT_GT(stale, 0);
+  // The next run that ends well deletes them, though it writes other documents only.
+  std::string others = small;
+  others.replace(others.find("\"params\": {\"dir\""), 11, "\"params\": {\"glob\": \"f1*\", ");
+  ASSERT_EQ(test::run_json(others).error, "");
+  EXPECT_EQ(rows(db).size(), all - static_cast<size_t>(stale));
+  EXPECT_TRUE(full_text_consistent(db));
+  EXPECT_EQ(scalar(db, "SELECT value FROM sluice_meta WHERE key = 'stale_check'"), 0);
+}
+
+TEST(DuplicateIds, EverySinkKeepsTheFirstAndTheReportCountsTheRest) {
+  test::TempDir dir;
+  test::write_file(dir / "in.jsonl", "{\"id\": \"a\", \"text\": \"first a\"}\n"
+                                     "{\"id\": \"b\", \"text\": \"only b\"}\n"
+                                     "{\"id\": \"a\", \"text\": \"second a\"}\n"
+                                     "{\"id\": \"a\", \"text\": \"third a\"}\n");
+  std::string g = R"({"nodes": [
+    {"id": "src", "type": "source.jsonl", "params": {"path": ")" +
+                  (dir / "in.jsonl") + R"("}},
+    {"id": "jsonl", "type": "index.jsonl", "params": {"path": ")" +
+                  (dir / "out.jsonl") + R"("}},
+    {"id": "db", "type": "index.sqlite", "params": {"path": ")" +
+                  (dir / "i.db") + R"("}}],
+  "edges": [["src", "jsonl"], ["src", "db"]]})";
+  RunReport rep = test::run_json(g);
+  ASSERT_EQ(rep.error, "");
+  EXPECT_EQ(rep.duplicate_ids, 4u) << "two later a's, at each of two sinks";
+  EXPECT_EQ(rep.duplicate_id_example, "a");
+  EXPECT_EQ(rep.indexed, 4u);
+  EXPECT_EQ(rep.filtered, 4u);
+  EXPECT_EQ(rep.lost, 0u);
+  EXPECT_NE(rep.table().find("duplicate ids 4: records with an id already written in this run "
+                             "were dropped, the first of each kept (e.g. \"a\")"),
+            std::string::npos)
+      << rep.table();
+  EXPECT_NE(rep.to_json().find("\"duplicate_ids\":4"), std::string::npos);
+  auto lines = test::read_lines(dir / "out.jsonl");
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[0].find("\"text\":\"first a\""), std::string::npos) << lines[0];
+  EXPECT_EQ(scalar(dir / "i.db", "SELECT count(*) FROM chunks"), 2);
+  EXPECT_EQ(scalar(dir / "i.db", "SELECT count(*) FROM chunks WHERE id = 'a' AND text = 'first a'"),
+            1);
 }
 
 TEST(IndexSqlite, SearchFindsPlantedPhraseInEveryMode) {
@@ -281,7 +380,7 @@ TEST(IndexSqlite, AVersionTwoFileIsUpgradedInPlaceAndANewerOneRefused) {
   auto before = rows(db);
   ASSERT_EQ(test::run_json(corpus_graph(dir)).error, "");
   EXPECT_EQ(rows(db), before);
-  EXPECT_EQ(scalar(db, "SELECT value FROM sluice_meta WHERE key = 'schema_version'"), 3);
+  EXPECT_EQ(scalar(db, "SELECT value FROM sluice_meta WHERE key = 'schema_version'"), 4);
   EXPECT_EQ(chunks_awaiting_full_text(db), 0u);
   EXPECT_TRUE(full_text_consistent(db));
   EXPECT_EQ(search_index(db, "\"quartz heron\"", 10, SearchMode::bm25).size(), 1u);
@@ -291,7 +390,7 @@ TEST(IndexSqlite, AVersionTwoFileIsUpgradedInPlaceAndANewerOneRefused) {
   exec_sql(db, "UPDATE sluice_meta SET value = '9' WHERE key = 'schema_version'");
   RunReport rep = test::run_json(corpus_graph(dir));
   EXPECT_NE(
-      rep.error.find("was written by a newer sluice (index schema 9; this one knows up to 3)"),
+      rep.error.find("was written by a newer sluice (index schema 9; this one knows up to 4)"),
       std::string::npos)
       << rep.error;
   EXPECT_THROW(search_index(db, "heron", 3, SearchMode::bm25), std::runtime_error);

@@ -539,6 +539,40 @@ TEST(ScaleOut, KillNineThenResumeGivesTheCleanIndexAndRefetchesWithinTheBound) {
               max_inflight + rate * 1.0);
 }
 
+TEST(ScaleOut, ASecondRunOnTheSameOutputIsRefusedWhileTheFirstRuns) {
+  test::TempDir dir;
+  const std::string out = dir / "o.jsonl";
+  test::write_file(out, "{\"id\":\"earlier\"}\n");
+  pid_t first =
+      spawn_sluice("run graphs/bench-cpu.json --quiet --set count=2000000 --set out=" + out, dir);
+  auto t0 = Clock::now();
+  while (!std::filesystem::exists(out + ".lock") &&
+         std::chrono::duration<double>(Clock::now() - t0).count() < 10)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(std::filesystem::exists(out + ".lock"));
+  for (const char* procs : {"", " -P 2"}) {
+    auto second =
+        run_sluice("run graphs/bench-cpu.json --quiet --set count=10 --set out=" + out + procs);
+    EXPECT_EQ(second.exit_code, 2) << procs;
+    EXPECT_NE(second.err.find("\"" + out + "\" is in use by another sluice run (pid " +
+                              std::to_string(first) + "): wait for it to end"),
+              std::string::npos)
+        << second.err;
+  }
+  ASSERT_TRUE(alive(first)) << "the refused runs left the first one alone";
+  kill(first, SIGINT);
+  EXPECT_EQ(wait_exit(first, 30), 130);
+  EXPECT_EQ(test::read_file(out), "{\"id\":\"earlier\"}\n") << "an interrupted fresh run keeps it";
+  EXPECT_FALSE(std::filesystem::exists(out + ".lock")) << "a run leaves no lock behind";
+  auto third = run_sluice("run graphs/bench-cpu.json --quiet --set count=10 --set out=" + out);
+  EXPECT_EQ(third.exit_code, 0) << third.err;
+  auto lines = test::read_lines(out);
+  EXPECT_GT(lines.size(), 10u);
+  EXPECT_EQ(lines[0].find("earlier"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(out + ".lock"));
+  EXPECT_FALSE(std::filesystem::exists(out + ".parts"));
+}
+
 TEST(ScaleOut, KillingTheLauncherLeavesNoWorkerRunning) {
   test::TempDir dir;
   pid_t launcher = spawn_sluice(

@@ -274,6 +274,7 @@ RunReport Runner::run() {
       if (!_part.all() || _opts.skip)
         nr->source->set_wanted([this](const std::string& id) { return wanted(id); });
     } else nr->node = ns.info->make_node(init);
+    if (ns.info->role == NodeRole::sink) nr->seen_ids = std::make_unique<IdSet>();
     _nodes.push_back(std::move(nr));
   }
   try {
@@ -393,11 +394,18 @@ RunReport Runner::run() {
   progress(true);
 
   // A sink's close may finish real work (index.sqlite's last full-text step): it is busy time.
+  // Before it, a run in which every document reached its outcome lets the nodes commit to it
+  // (index.sqlite removes the chunks its documents no longer have).
+  const bool settled = !stopping() && _inflight.load() == 0;
   for (auto& nr : _nodes) {
     auto t0 = Clock::now();
     try {
-      if (nr->source) nr->source->close();
-      else nr->node->close();
+      if (nr->source) {
+        nr->source->close();
+      } else {
+        if (settled) nr->node->commit();
+        nr->node->close();
+      }
     } catch (const std::exception& e) {
       fail("node \"" + nr->spec.id + "\": close failed: " + e.what());
     }
@@ -441,6 +449,7 @@ RunReport Runner::run() {
   rep.docs_indexed = _docs_indexed.load();
   rep.docs_filtered = _docs_filtered.load();
   rep.docs_dead_lettered = _docs_dead.load();
+  rep.duplicate_ids = _duplicates.load();
   rep.peak_inflight_docs = _peak_inflight.load();
   rep.peak_rss_bytes = peak_rss_bytes();
   rep.peak_rss_total_bytes = rep.peak_rss_bytes;
@@ -456,6 +465,7 @@ RunReport Runner::run() {
   {
     std::lock_guard lock(_mu);
     rep.error = _spec.secrets.redact(_error);
+    rep.duplicate_id_example = _spec.secrets.redact(_duplicate_example);
   }
   return rep;
 }
@@ -490,6 +500,33 @@ void reset_outputs(const GraphSpec& spec, const ShardSpec& shard) {
 void merge_outputs(const GraphSpec& spec, const ShardSpec& shard, bool finished) {
   run_output_hooks(spec, &NodeTypeInfo::merge_outputs, "merging its output failed: ",
                    [&](const NodeSpec& n) { n.info->merge_outputs(n.params, shard, finished); });
+}
+
+std::vector<FileLock> lock_outputs(const GraphSpec& spec, const ShardSpec& shard) {
+  std::vector<FileLock> locks;
+  for (const auto& n : spec.nodes) {
+    if (!n.info->merge_outputs || !n.info->output_file) continue;
+    std::string out = n.info->output_file(n.params);
+    if (out.empty() || out.rfind("/dev/", 0) == 0) continue;
+    std::string path =
+        out +
+        (shard.all() ? ""
+                     : ".s" + std::to_string(shard.index) + "-of-" + std::to_string(shard.count)) +
+        ".lock";
+    bool taken = false;
+    for (const auto& l : locks) taken = taken || l.path() == path;
+    if (taken) continue;  // two sinks of the graph write one file
+    FileLock lock(path, FileLock::Wait::no);
+    if (!lock.held()) {
+      std::string who = lock.holder() > 0 ? " (pid " + std::to_string(lock.holder()) + ")" : "";
+      throw std::runtime_error("\"" + out + "\" is in use by another sluice run" + who +
+                               (shard.all() ? "" : " of shard " + shard.text()) +
+                               ": wait for it to end, or write to another path");
+    }
+    lock.remove_when_released();
+    locks.push_back(std::move(lock));
+  }
+  return locks;
 }
 
 RunReport run_graph(const GraphSpec& spec, const RunOptions& options) {

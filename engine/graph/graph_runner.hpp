@@ -15,6 +15,7 @@
 #include "engine/graph/progress.hpp"
 #include "engine/graph/run_report.hpp"
 #include "engine/metrics/process_stats.hpp"
+#include "engine/state/file_lock.hpp"
 #include "engine/state/shard.hpp"
 
 namespace sluice {
@@ -49,5 +50,11 @@ RunReport run_graph(const GraphSpec& spec, const RunOptions& options = {});
 void reset_outputs(const GraphSpec& spec, const ShardSpec& shard);
 // `finished`: the run ended without an error or an interrupt.
 void merge_outputs(const GraphSpec& spec, const ShardSpec& shard, bool finished);
+
+// Locks, for one job (one shard of it), every output a fresh run replaces and a merge writes
+// (index.jsonl's file): PATH.lock, or PATH.sI-of-N.lock for a shard, removed when released.
+// Taken by the job's owner (the single process or the launcher) before anything is reset.
+// Throws std::runtime_error naming the process that holds one.
+std::vector<FileLock> lock_outputs(const GraphSpec& spec, const ShardSpec& shard);
 
 }  // namespace sluice

@@ -80,6 +80,11 @@ void NodeRuntime::fail_run(std::string message) {
 void NodeRuntime::run_body(const RecordPtr& in) {
   CounterSlot& s = slot();
   s.in.fetch_add(1, std::memory_order_relaxed);
+  if (seen_ids && !seen_ids->insert(in->id)) {
+    _runner.duplicate_id(in->id);
+    finish(in, Outcome::filtered, "duplicate id");
+    return;
+  }
   Emitter em;
   auto t0 = Clock::now();
   try {

@@ -8,12 +8,14 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "engine/diagnostics.hpp"
+
 namespace sluice {
 
 namespace {
 
 // How the launcher folds a worker's value into the job's.
-enum class Fold { sum, max, keep };
+enum class Fold { sum, max, keep, first };  // first: the first worker's non-empty value
 
 // The one list of a report's plain fields: f(json key, member, fold). Nested parts (http, nodes,
 // workers) and derived figures are handled beside it.
@@ -33,6 +35,8 @@ void visit_run_fields(F&& f) {
   f("docs_indexed", &RunReport::docs_indexed, Fold::sum);
   f("docs_filtered", &RunReport::docs_filtered, Fold::sum);
   f("docs_dead_lettered", &RunReport::docs_dead_lettered, Fold::sum);
+  f("duplicate_ids", &RunReport::duplicate_ids, Fold::sum);
+  f("duplicate_id_example", &RunReport::duplicate_id_example, Fold::first);
   f("max_inflight_docs", &RunReport::max_inflight_docs, Fold::keep);
   f("peak_inflight_docs", &RunReport::peak_inflight_docs, Fold::sum);
   f("elapsed_s", &RunReport::elapsed_s, Fold::keep);
@@ -113,6 +117,8 @@ void fold(T& into, const T& from, Fold how) {
   if constexpr (!std::is_same_v<T, std::string>) {
     if (how == Fold::sum) into += from;
     else if (how == Fold::max) into = std::max(into, from);
+  } else {
+    if (how == Fold::first && into.empty()) into = from;
   }
 }
 
@@ -297,6 +303,12 @@ std::string RunReport::table() const {
       static_cast<unsigned long long>(docs_dead_lettered), static_cast<unsigned long long>(chunks),
       static_cast<unsigned long long>(lost));
   out += line;
+  if (duplicate_ids > 0) {
+    out += "duplicate ids " + std::to_string(duplicate_ids) +
+           ": records with an id already written in this run were dropped, the first of each "
+           "kept (e.g. \"" +
+           escape_controls(duplicate_id_example) + "\")\n";
+  }
   std::snprintf(
       line, sizeof line,
       "elapsed %.2f s  %.1f docs/s  peak RSS %.1f MiB  threads %d  peak in flight %lld/%d\n",

@@ -71,6 +71,10 @@ struct RunReport {
   uint64_t docs_indexed = 0;
   uint64_t docs_filtered = 0;
   uint64_t docs_dead_lettered = 0;
+  // Records a sink did not take because one with their id reached it before in this run (the
+  // first is kept; the rest are counted in `filtered`), and one such id.
+  uint64_t duplicate_ids = 0;
+  std::string duplicate_id_example;
   int64_t peak_inflight_docs = 0;
   double elapsed_s = 0;
   uint64_t peak_rss_bytes = 0;

@@ -15,6 +15,7 @@
 #include <tbb/flow_graph.h>
 
 #include "engine/graph/graph_runner.hpp"
+#include "engine/graph/id_set.hpp"
 #include "engine/http/client.hpp"
 #include "engine/state/checkpoint_ledger.hpp"
 #include "engine/thread_role.hpp"
@@ -117,7 +118,8 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
   int gate = -1;  // sources: index of their limiter
   std::unique_ptr<Node> node;
   std::unique_ptr<Source> source;
-  std::unique_ptr<MultiNode> fn;  // the node itself, or a source's admission node
+  std::unique_ptr<IdSet> seen_ids;  // sinks: ids taken in this run
+  std::unique_ptr<MultiNode> fn;    // the node itself, or a source's admission node
   std::unique_ptr<tbb::flow::input_node<RecordPtr>> input;
   std::unique_ptr<tbb::flow::queue_node<RecordPtr>> push_queue;  // push sources
   std::atomic<bool> push_done{false};
@@ -207,6 +209,12 @@ class Runner final : public CompletionListener {
         break;
       case Outcome::lost: node.slot().errors.fetch_add(1, std::memory_order_relaxed); break;
     }
+  }
+
+  void duplicate_id(const std::string& id) {
+    if (_duplicates.fetch_add(1, std::memory_order_relaxed) > 0) return;
+    std::lock_guard lock(_mu);
+    _duplicate_example = id;
   }
 
   void commit_ledger() {
@@ -361,6 +369,8 @@ class Runner final : public CompletionListener {
   std::atomic<uint64_t> _docs{0}, _done_docs{0}, _indexed{0}, _filtered{0}, _dead{0}, _lost{0};
   std::atomic<uint64_t> _docs_indexed{0}, _docs_filtered{0}, _docs_dead{0}, _skipped_done{0};
   std::atomic<int64_t> _inflight{0}, _peak_inflight{0};
+  std::atomic<uint64_t> _duplicates{0};
+  std::string _duplicate_example;  // under _mu
   Clock::time_point _t0;
   std::optional<uint64_t> _total;
   double _last_events = 0;
