@@ -12,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include <rapidjson/document.h>
 
@@ -56,7 +57,9 @@ void start(Worker& w, const LaunchPlan& plan) {
   args.push_back(std::to_string(plan.threads_per_worker));
   pid_t pid = -1;
   try {
-    pid = spawn_child(plan.self_exe, args, SpawnOptions{false, {{fds[1], kEventsFd}}});
+    // Its own process group: a Ctrl-C at the terminal reaches a worker once, from us (twice, it
+    // would read as the second Ctrl-C that stops a run at once).
+    pid = spawn_child(plan.self_exe, args, SpawnOptions{true, {{fds[1], kEventsFd}}});
   } catch (...) {
     close(fds[0]);
     close(fds[1]);
@@ -170,6 +173,7 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
     start(workers[static_cast<size_t>(i)], plan);
   }
   bool forwarded = false;
+  std::optional<Clock::time_point> aborted_at;
   double last_events = 0;
   auto last_line = Clock::now();
   for (;;) {
@@ -178,6 +182,16 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
       forwarded = true;
       for (auto& w : workers)
         if (w.pid > 0) kill(w.pid, SIGINT);
+    }
+    if (plan.abort && plan.abort->load()) {
+      if (!aborted_at) {
+        aborted_at = Clock::now();
+        for (auto& w : workers)
+          if (w.pid > 0) kill(w.pid, SIGINT);  // their second: stop now and report
+      } else if (Clock::now() - *aborted_at > std::chrono::seconds(3)) {
+        for (auto& w : workers)
+          if (w.pid > 0) kill(w.pid, SIGKILL);
+      }
     }
     std::vector<pollfd> pfds;
     for (auto& w : workers)

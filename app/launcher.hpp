@@ -29,6 +29,9 @@ struct LaunchPlan {
   bool progress_line = false;    // redraw one progress line on stderr (a TTY)
   double events_interval_s = 0;  // > 0: JSON-lines progress events on stderr
   const std::atomic<bool>* interrupt = nullptr;
+  // Set at a second Ctrl-C: workers are told again (they stop where they stand and report) and
+  // those still running 3 s later are killed.
+  const std::atomic<bool>* abort = nullptr;
 };
 
 RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan);

@@ -7,8 +7,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <unordered_set>
 
 #include <CLI/CLI.hpp>
@@ -31,13 +34,83 @@ using namespace sluice;
 constexpr const char* kVersion = "0.1.0";
 
 std::atomic<bool> g_interrupt{false};
+std::atomic<bool> g_abort{false};
 
+// The first Ctrl-C (or SIGTERM) drains what is in flight; the second stops the run where it
+// stands and still writes its report (AbortWatch); a third leaves at once.
 extern "C" void on_signal(int) {
-  if (g_interrupt.exchange(true)) _exit(130);  // a second Ctrl-C: leave now
-  const char msg[] = "\nsluice: interrupted; draining in-flight work (Ctrl-C again to abort)\n";
-  ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
-  (void)ignored;
+  auto say = [](const char* msg, size_t n) {
+    ssize_t ignored = write(STDERR_FILENO, msg, n);
+    (void)ignored;
+  };
+  if (!g_interrupt.exchange(true)) {
+    const char msg[] =
+        "\nsluice: interrupted; draining in-flight work (Ctrl-C again to stop now)\n";
+    say(msg, sizeof msg - 1);
+    return;
+  }
+  if (!g_abort.exchange(true)) {
+    const char msg[] =
+        "\nsluice: stopping now; the report follows (Ctrl-C again to exit at once)\n";
+    say(msg, sizeof msg - 1);
+    return;
+  }
+  _exit(130);
 }
+
+// Watches for a second Ctrl-C while a run is in progress: then the run is abandoned where it
+// stands (as after kill -9: the ledger holds what was done, --resume does the rest) and `finish`
+// gets the last snapshot of its report, marked interrupted, before the process exits 130.
+class AbortWatch {
+ public:
+  explicit AbortWatch(std::function<void(RunReport&)> finish) : _finish(std::move(finish)) {
+    _thread = std::thread([this] {
+      while (!_stop.load()) {
+        if (g_abort.load() && !_over.exchange(true)) {
+          RunReport rep;
+          {
+            std::lock_guard lock(_mu);
+            rep = _last;
+          }
+          rep.interrupted = true;
+          const uint64_t settled = rep.docs_indexed + rep.docs_filtered + rep.docs_dead_lettered;
+          rep.error = "stopped at a second interrupt with " +
+                      std::to_string(rep.docs > settled ? rep.docs - settled : 0) +
+                      " documents unfinished (--resume does them again); counts as of the last "
+                      "snapshot";
+          _finish(rep);
+          std::fflush(nullptr);
+          _exit(130);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+  }
+  ~AbortWatch() {
+    _stop.store(true);
+    _thread.join();
+  }
+  AbortWatch(const AbortWatch&) = delete;
+  AbortWatch& operator=(const AbortWatch&) = delete;
+
+  void snapshot(const RunReport& r) {
+    std::lock_guard lock(_mu);
+    _last = r;
+  }
+  // The run returned: the caller reports it, unless the watch already started to (then it waits
+  // for the watch to exit the process).
+  void claim() {
+    if (!_over.exchange(true)) return;
+    for (;;) pause();
+  }
+
+ private:
+  std::function<void(RunReport&)> _finish;
+  std::mutex _mu;
+  RunReport _last;
+  std::atomic<bool> _stop{false}, _over{false};
+  std::thread _thread;
+};
 
 std::vector<VarOverride> parse_sets(const std::vector<std::string>& sets) {
   std::vector<VarOverride> out;
@@ -156,7 +229,15 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
     opts.skip = &skip;
     opts.reset_outputs = false;
     opts.merge_outputs = false;
+    AbortWatch watch([&](RunReport& r) {
+      r.graph = spec.name;
+      std::string ev = report_event(r);
+      ssize_t ignored = write(3, ev.data(), ev.size());
+      (void)ignored;
+    });
+    opts.on_snapshot = [&](const RunReport& r) { watch.snapshot(r); };
     RunReport rep = run_graph(spec, opts);
+    watch.claim();
     std::string ev = report_event(rep);
     ssize_t ignored = write(3, ev.data(), ev.size());
     (void)ignored;
@@ -170,7 +251,7 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
     std::fprintf(stderr, "sluice: shard %s (from %s); rate limits and I/O concurrency are %s\n",
                  shard.text().c_str(), shard.origin.c_str(), scope);
   // Before the ledger or any output is reset: a second run on the same outputs stops here.
-  const auto output_locks = lock_outputs(spec, shard);
+  auto output_locks = lock_outputs(spec, shard);
   // A resume whose ledger is gone (deleted, or emptied) would quietly start over: say so.
   if (a.resume) {
     std::error_code ec;
@@ -205,6 +286,7 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
                                   : std::max(1, hardware_threads() / a.processes);
     plan.max_restarts = a.max_restarts;
     plan.interrupt = &g_interrupt;
+    plan.abort = &g_abort;
     if (!a.quiet) {
       if (isatty(STDERR_FILENO)) plan.progress_line = true;
       else plan.events_interval_s = 5;
@@ -232,6 +314,12 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
   opts.ledger = ledger.get();
   opts.skip = &skip;
   opts.reset_outputs = !a.resume;
+  AbortWatch watch([&](RunReport& r) {
+    r.graph = spec.name;
+    finish_run(r, a);
+    for (auto& l : output_locks) l.remove_file();
+  });
+  opts.on_snapshot = [&](const RunReport& r) { watch.snapshot(r); };
   if (!a.quiet) {
     if (isatty(STDERR_FILENO)) opts.progress_line = true;
     else opts.events_interval_s = 5;
@@ -246,6 +334,7 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
             : "");
   }
   RunReport rep = run_graph(spec, opts);
+  watch.claim();
   return finish_run(rep, a);
 }
 

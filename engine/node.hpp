@@ -163,12 +163,17 @@ class Source {
   // open(). A source that knows a document's id before the costly part (reading a file,
   // generating text) asks wanted() and skips the document; the runner filters again anyway.
   void set_wanted(std::function<bool(const std::string&)> f) { _wanted = std::move(f); }
+  // Whether the run is stopping (an interrupt, a failure), set before open(). A source that may
+  // wait on its input (a FIFO, a terminal) asks it while waiting, in open() and next().
+  void set_stopping(std::function<bool()> f) { _stopping = std::move(f); }
 
  protected:
   bool wanted(const std::string& doc_id) const { return !_wanted || _wanted(doc_id); }
+  std::function<bool()> stopping_check() const { return _stopping; }
 
  private:
   std::function<bool(const std::string&)> _wanted;
+  std::function<bool()> _stopping;
 };
 
 struct NodeInit {

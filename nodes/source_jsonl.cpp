@@ -54,7 +54,7 @@ class JsonlSource final : public Source {
       : _path(init.params.str("path")), _id_field(init.params.str("id_field")),
         _text_field(init.params.str("text_field")), _max_line(max_line_bytes(init.params)) {}
 
-  void open() override { _in.open(_path, _max_line); }
+  void open() override { _in.open(_path, _max_line, stopping_check()); }
 
   RecordPtr next() override {
     std::string line;

@@ -26,7 +26,7 @@ class LinesSource final : public Source {
  public:
   explicit LinesSource(const NodeInit& init)
       : _path(init.params.str("path")), _max_line(max_line_bytes(init.params)) {}
-  void open() override { _in.open(_path, _max_line); }
+  void open() override { _in.open(_path, _max_line, stopping_check()); }
   RecordPtr next() override {
     std::string line;
     for (;;) {

@@ -1,8 +1,10 @@
 // Scale-out: shards, the checkpoint ledger and resume, the multi-process launcher, and output from
 // many processes (part files merged into one path, one SQLite index).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -443,6 +445,74 @@ TEST(ScaleOut, SigintToTheLauncherDrainsEveryWorker) {
   size_t lines = 0;
   jsonl_chunks(dir / "out.jsonl", &lines);
   EXPECT_GT(lines, 0u) << "the interrupted run's parts are merged too";
+}
+
+TEST(Interrupt, TheFirstCtrlCStopsARunWaitingOnAFifo) {
+  test::TempDir dir;
+  const std::string fifo = dir / "ids.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  test::write_file(dir / "g.json", R"({"nodes": [
+    {"id": "ids", "type": "source.lines", "params": {"path": ")" +
+                                       fifo + R"("}},
+    {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+                                       (dir / "o.jsonl") + R"("}}],
+  "edges": [["ids", "out"]]})");
+  // No writer ever comes.
+  pid_t run =
+      spawn_sluice("run " + (dir / "g.json") + " --quiet --report " + (dir / "r.json"), dir);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(alive(run));
+  kill(run, SIGINT);
+  EXPECT_EQ(wait_exit(run, 10), 130) << test::read_file(dir / "err.txt");
+  EXPECT_TRUE(report(dir / "r.json")["interrupted"].GetBool());
+  // A writer that sends three lines and then holds the FIFO open.
+  run = spawn_sluice("run " + (dir / "g.json") + " --quiet --report " + (dir / "r.json"), dir);
+  int w = -1;
+  auto t0 = Clock::now();
+  while ((w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK)) < 0 &&
+         std::chrono::duration<double>(Clock::now() - t0).count() < 10)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_GE(w, 0) << "sluice opened the FIFO";
+  ASSERT_EQ(::write(w, "a\nb\nc\n", 6), 6);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  kill(run, SIGINT);
+  EXPECT_EQ(wait_exit(run, 10), 130) << test::read_file(dir / "err.txt");
+  ::close(w);
+  auto r = report(dir / "r.json");
+  EXPECT_TRUE(r["interrupted"].GetBool());
+  EXPECT_EQ(r["docs_indexed"].GetUint64(), 3u);
+  EXPECT_EQ(r["lost"].GetUint64(), 0u);
+}
+
+// A second Ctrl-C stops a run that is draining slow requests at once, and the report is written.
+void second_ctrl_c_reports(const std::string& procs) {
+  auto sim = started_sim(300, 20000);  // every response takes 20 s: the drain would too
+  sim::SimServer& server = *sim;
+  test::TempDir dir;
+  ids_file(dir, 300);
+  std::string g = fetch_graph(dir, server.port(), 20, 40);
+  pid_t run = spawn_sluice("run " + g + " --quiet" + procs + " --report " + (dir / "r.json"), dir);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_TRUE(alive(run));
+  kill(run, SIGINT);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(alive(run)) << "still draining";
+  kill(run, SIGINT);
+  auto t0 = Clock::now();
+  EXPECT_EQ(wait_exit(run, 15), 130) << test::read_file(dir / "err.txt");
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 8.0);
+  auto r = report(dir / "r.json");
+  EXPECT_TRUE(r["interrupted"].GetBool());
+  EXPECT_GT(r["docs"].GetUint64(), 0u) << "the counts of the last snapshot";
+  EXPECT_NE(std::string(r["error"].GetString()).find("stopped at a second interrupt"),
+            std::string::npos)
+      << r["error"].GetString();
+}
+
+TEST(Interrupt, ASecondCtrlCStopsAtOnceAndStillWritesTheReport) { second_ctrl_c_reports(""); }
+
+TEST(Interrupt, ASecondCtrlCToALauncherStopsEveryWorkerAndWritesTheReport) {
+  second_ctrl_c_reports(" -P 2");
 }
 
 TEST(ScaleOut, ResumeRefusesAChangedConfigUnlessForced) {

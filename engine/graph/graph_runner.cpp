@@ -201,6 +201,11 @@ void Runner::tick_loop() {
     if (Clock::now() - last_progress >= std::chrono::milliseconds(250)) {
       last_progress = Clock::now();
       progress(false);
+      if (_opts.on_snapshot) {
+        RunReport snap = report_header();
+        fill_counts(snap);
+        _opts.on_snapshot(snap);
+      }
     }
   }
   kick_drain();  // owed before the stop; post() enqueues at once from now on
@@ -247,15 +252,49 @@ void Runner::write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::strin
   (void)ignored;
 }
 
-RunReport Runner::run() {
+RunReport Runner::report_header() const {
   RunReport rep;
   rep.graph = _spec.name;
   rep.config_hash = _spec.config_hash;
   rep.shard = _part.text();
   rep.threads = _threads;
   rep.max_inflight_docs = _spec.settings.max_inflight_docs;
+  return rep;
+}
+
+// The report's counts as they stand (the end of the run, or a snapshot while it runs).
+void Runner::fill_counts(RunReport& rep) {
+  rep.elapsed_s = seconds_since(_t0);
+  rep.docs = _docs.load();
+  rep.docs_skipped_done = _skipped_done.load();
+  for (const auto& nr : _nodes) {
+    rep.nodes.push_back(nr->report());
+    if (nr->spec.info->role == NodeRole::chunker) rep.chunks += rep.nodes.back().out;
+    rep.tokens += rep.nodes.back().tokens;
+    rep.cost_usd += rep.nodes.back().cost_usd;
+  }
+  rep.indexed = _indexed.load();
+  rep.filtered = _filtered.load();
+  rep.dead_lettered = _dead.load();
+  rep.lost = _lost.load();
+  rep.docs_indexed = _docs_indexed.load();
+  rep.docs_filtered = _docs_filtered.load();
+  rep.docs_dead_lettered = _docs_dead.load();
+  rep.duplicate_ids = _duplicates.load();
+  rep.peak_inflight_docs = _peak_inflight.load();
+  rep.peak_rss_bytes = peak_rss_bytes();
+  rep.peak_rss_total_bytes = rep.peak_rss_bytes;
+  rep.cpu_s = process_cpu_seconds() - _cpu0;
+  {
+    std::lock_guard lock(_mu);
+    rep.duplicate_id_example = _spec.secrets.redact(_duplicate_example);
+  }
+}
+
+RunReport Runner::run() {
+  RunReport rep = report_header();
   _t0 = Clock::now();
-  const double cpu0 = process_cpu_seconds();
+  _cpu0 = process_cpu_seconds();
 
   const int slots = _threads + 1;
   for (size_t i = 0; i < _spec.nodes.size(); ++i) {
@@ -273,6 +312,7 @@ RunReport Runner::run() {
       nr->source = ns.info->make_source(init);
       if (!_part.all() || _opts.skip)
         nr->source->set_wanted([this](const std::string& id) { return wanted(id); });
+      nr->source->set_stopping([this] { return stopping(); });
     } else nr->node = ns.info->make_node(init);
     if (ns.info->role == NodeRole::sink) nr->seen_ids = std::make_unique<IdSet>();
     _nodes.push_back(std::move(nr));
@@ -433,27 +473,7 @@ RunReport Runner::run() {
     }
   }
 
-  rep.elapsed_s = seconds_since(_t0);
-  rep.docs = _docs.load();
-  rep.docs_skipped_done = _skipped_done.load();
-  for (const auto& nr : _nodes) {
-    rep.nodes.push_back(nr->report());
-    if (nr->spec.info->role == NodeRole::chunker) rep.chunks += rep.nodes.back().out;
-    rep.tokens += rep.nodes.back().tokens;
-    rep.cost_usd += rep.nodes.back().cost_usd;
-  }
-  rep.indexed = _indexed.load();
-  rep.filtered = _filtered.load();
-  rep.dead_lettered = _dead.load();
-  rep.lost = _lost.load();
-  rep.docs_indexed = _docs_indexed.load();
-  rep.docs_filtered = _docs_filtered.load();
-  rep.docs_dead_lettered = _docs_dead.load();
-  rep.duplicate_ids = _duplicates.load();
-  rep.peak_inflight_docs = _peak_inflight.load();
-  rep.peak_rss_bytes = peak_rss_bytes();
-  rep.peak_rss_total_bytes = rep.peak_rss_bytes;
-  rep.cpu_s = process_cpu_seconds() - cpu0;
+  fill_counts(rep);
   rep.http.requests = _http_stats.completed + _http_stats.failed;
   rep.http.attempts = _http_stats.attempts;
   rep.http.retries = _http_stats.retries;
@@ -465,7 +485,6 @@ RunReport Runner::run() {
   {
     std::lock_guard lock(_mu);
     rep.error = _spec.secrets.redact(_error);
-    rep.duplicate_id_example = _spec.secrets.redact(_duplicate_example);
   }
   return rep;
 }

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -40,6 +41,9 @@ struct RunOptions {
   bool reset_outputs =
       true;  // call NodeTypeInfo::reset_outputs before the run (fresh, one process)
   bool merge_outputs = true;  // call NodeTypeInfo::merge_outputs after it (one process, no worker)
+  // Called from the runner's ticker thread about four times a second with the report's counts
+  // so far: what a run stopped at once (a second Ctrl-C) can still report.
+  std::function<void(const RunReport&)> on_snapshot;
 };
 
 RunReport run_graph(const GraphSpec& spec, const RunOptions& options = {});

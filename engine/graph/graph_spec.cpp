@@ -267,8 +267,8 @@ class Builder {
   void read_settings(Value& s, GraphSettings& out) {
     if (!expect(s, Kind::object, "settings")) return;
     static const std::vector<std::string> keys = {
-        "threads",   "max_inflight_docs",    "dead_letter",    "limits_scope",
-        "http_loop", "max_host_connections", "max_connections"};
+        "threads",   "max_inflight_docs",    "dead_letter",     "limits_scope",
+        "http_loop", "max_host_connections", "max_connections", "max_body_mb"};
     for (auto& m : s.members) {
       std::string path = "settings." + m.key;
       int64_t n = 0;
@@ -293,6 +293,8 @@ class Builder {
         read_int(m.value, path, 0, out.max_host_connections, kMaxConnections);
       } else if (m.key == "max_connections") {
         read_int(m.value, path, 0, out.max_connections, kMaxConnections);
+      } else if (m.key == "max_body_mb") {
+        read_int(m.value, path, 0, out.max_body_mb, kMaxBodyMb);
       } else if (m.key == "http_loop") {
         if (!expect(m.value, Kind::string, path)) continue;
         if (m.value.str == "epoll") out.http_loop = http::LoopKind::epoll;

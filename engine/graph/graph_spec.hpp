@@ -29,6 +29,7 @@ constexpr int kMaxThreads = 1024;  // oneTBB threads per process
 constexpr int kMaxProcesses = 1024;
 constexpr int kMaxInflightDocs = 10'000'000;
 constexpr int64_t kMaxConnections = 1'000'000;
+constexpr int64_t kMaxBodyMb = 1 << 20;
 
 struct GraphSettings {
   int threads = 0;  // 0 = hardware concurrency
@@ -43,6 +44,9 @@ struct GraphSettings {
   // (0 = no cap). Transfers past a cap wait inside libcurl for a connection to come free.
   int64_t max_host_connections = 0;
   int64_t max_connections = 0;
+  // "max_body_mb": response-body bytes one process receives at once, over all its requests
+  // (0 = no bound); transfers past it wait. See http::ClientOptions::max_body_bytes.
+  int64_t max_body_mb = 256;
 };
 
 struct GraphSpec {

@@ -261,6 +261,8 @@ class Runner final : public CompletionListener {
   void flush_all(bool force);
   bool any_pending() const;
   void progress(bool final_line);
+  RunReport report_header() const;
+  void fill_counts(RunReport& rep);
   void write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason,
                          int attempts, long status);
 
@@ -339,6 +341,7 @@ class Runner final : public CompletionListener {
       o.loop = _spec.settings.http_loop;
       o.max_host_connections = static_cast<long>(_spec.settings.max_host_connections);
       o.max_total_connections = static_cast<long>(_spec.settings.max_connections);
+      o.max_body_bytes = static_cast<size_t>(_spec.settings.max_body_mb) << 20;
       _http = std::make_unique<http::Client>(o);
     }
     return *_http;
@@ -372,6 +375,7 @@ class Runner final : public CompletionListener {
   std::atomic<uint64_t> _duplicates{0};
   std::string _duplicate_example;  // under _mu
   Clock::time_point _t0;
+  double _cpu0 = 0;
   std::optional<uint64_t> _total;
   double _last_events = 0;
 };

@@ -11,6 +11,23 @@ size_t on_write(char* data, size_t size, size_t n, void* user) {
     job->too_large = true;
     return 0;  // makes libcurl stop with CURLE_WRITE_ERROR
   }
+  if (BodyBudget* b = job->budget; b && b->cap > 0 && b->held + len > b->cap) {
+    if (!b->lead) b->lead = job;
+    if (b->lead != job) {
+      // libcurl keeps these bytes and hands them over again once release_body() resumes us.
+      if (!job->paused) {
+        job->paused = true;
+        b->paused.push_back(job);
+        ++b->pauses;
+      }
+      return CURL_WRITEFUNC_PAUSE;
+    }
+  }
+  if (BodyBudget* b = job->budget) {
+    b->held += len;
+    b->peak = std::max(b->peak, b->held);
+    job->held += len;
+  }
   job->resp.body.append(data, len);
   return len;
 }
@@ -55,6 +72,7 @@ void global_init() {
 Client::Client(ClientOptions options) : _impl(std::make_unique<Impl>()) {
   global_init();
   _impl->opts = std::move(options);
+  _impl->budget.cap = _impl->opts.max_body_bytes;
   const ClientOptions& o = _impl->opts;
   _impl->one_pool =
       o.loop == LoopKind::poll || o.max_host_connections > 0 || o.max_total_connections > 0;
@@ -127,6 +145,8 @@ ClientStats Client::stats() const {
   s.retries = _impl->retries.load();
   s.throttled = _impl->throttled.load();
   s.in_flight = s.submitted - s.completed - s.failed;
+  s.body_bytes_peak = _impl->body_peak.load(std::memory_order_relaxed);
+  s.paused = _impl->pauses.load(std::memory_order_relaxed);
   clockid_t clock;
   timespec ts{};
   if (_impl->loop.joinable() && pthread_getcpuclockid(_impl->loop.native_handle(), &clock) == 0 &&
@@ -234,6 +254,8 @@ void Client::Impl::start(Job* j) {
   j->resp.body.clear();
   j->resp.headers.clear();
   j->too_large = false;
+  j->budget = &budget;
+  j->easy = e;
   curl_easy_setopt(e, CURLOPT_URL, j->req.url.c_str());
   curl_easy_setopt(e, CURLOPT_SHARE, share);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -331,6 +353,27 @@ void Client::Impl::follow_redirect(Job* j, long status, const std::string& targe
   timers.emplace(now, j);
 }
 
+void Client::Impl::release_body(Job* j) {
+  budget.held -= j->held;
+  j->held = 0;
+  j->easy = nullptr;
+  if (budget.lead == j) budget.lead = nullptr;
+  if (j->paused) {
+    j->paused = false;
+    budget.paused.erase(std::find(budget.paused.begin(), budget.paused.end(), j));
+  }
+  body_peak.store(budget.peak, std::memory_order_relaxed);
+  pauses.store(budget.pauses, std::memory_order_relaxed);
+  // Every paused transfer tries again (one may become the lead); unpausing may call on_write at
+  // once, which may pause it again, so the list is taken first.
+  std::vector<Job*> waiting;
+  waiting.swap(budget.paused);
+  for (Job* w : waiting) {
+    w->paused = false;
+    if (w->easy) curl_easy_pause(w->easy, CURLPAUSE_CONT);
+  }
+}
+
 void Client::Impl::finish(Job* j, std::string error) {
   j->resp.error = std::move(error);
   j->resp.elapsed_s = seconds_between(j->first, Clock::now());
@@ -358,6 +401,7 @@ void Client::Impl::on_done(Pool& p, CURL* e, CURLcode rc, Clock::time_point now)
   curl_multi_remove_handle(p.multi, e);
   --p.active;
   running_handles.erase(e);
+  release_body(j);
   curl_easy_reset(e);
   idle_handles.push_back(e);
   latency[static_cast<size_t>(LatencyHistogram::bucket_of(seconds_between(j->started, now)))]

@@ -108,11 +108,18 @@ struct ClientOptions {
   long max_total_connections = 0;
   LoopKind loop = LoopKind::epoll;
   std::string user_agent = "sluice/0.1";
+  // Bytes of response bodies being received at once, over every request in flight (0 = no
+  // bound). A transfer that would pass it is paused until others end; one transfer at a time may
+  // go past it, so that something always finishes. Each response is also capped at its own
+  // Request::max_bytes.
+  size_t max_body_bytes = size_t{256} << 20;
 };
 
 struct ClientStats {
   uint64_t submitted = 0, completed = 0, failed = 0, attempts = 0, retries = 0, throttled = 0;
-  uint64_t in_flight = 0;  // submitted and not yet called back
+  uint64_t in_flight = 0;        // submitted and not yet called back
+  uint64_t body_bytes_peak = 0;  // the most response-body bytes held at once
+  uint64_t paused = 0;           // times a transfer waited for body bytes to come free
   // CPU time (user + system) of the loop thread so far: the cost of the I/O itself and of the
   // callbacks run on it, apart from the graph's CPU nodes.
   double loop_cpu_s = 0;

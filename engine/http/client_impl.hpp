@@ -74,6 +74,17 @@ struct Bucket {
   }
 };
 
+// The bytes of response bodies held by transfers in progress (ClientOptions::max_body_bytes).
+// Loop thread only.
+struct BodyBudget {
+  size_t cap = 0;  // 0 = none
+  size_t held = 0;
+  size_t peak = 0;
+  uint64_t pauses = 0;
+  struct Job* lead = nullptr;  // may go past the cap, so that one transfer always moves on
+  std::vector<struct Job*> paused;
+};
+
 struct KeyState {
   Bucket rpm, tpm;
   std::deque<struct Job*> waiting;
@@ -92,6 +103,10 @@ struct Job {
   int redirects = 0;            // redirects followed so far
   std::string origin;           // the first URL's: where req.headers may go
   bool too_large = false;
+  BodyBudget* budget = nullptr;
+  CURL* easy = nullptr;  // the current attempt's handle
+  size_t held = 0;       // body bytes counted in the budget
+  bool paused = false;
   curl_slist* headers = nullptr;
   uint32_t pool = 0;  // the connection pool (multi handle) of the current attempt
   ~Job() {
@@ -162,6 +177,8 @@ struct Client::Impl {
 
   std::atomic<uint64_t> submitted{0}, completed{0}, failed{0}, attempts{0}, retries{0},
       throttled{0};
+  BodyBudget budget;
+  std::atomic<uint64_t> body_peak{0}, pauses{0};  // budget's figures, for stats()
   std::array<std::atomic<uint64_t>, LatencyHistogram::kBuckets>
       latency{};  // written by the loop only
 
@@ -185,6 +202,8 @@ struct Client::Impl {
   void retry_later(Job* j, double delay_s, Clock::time_point now);
   void follow_redirect(Job* j, long status, const std::string& target, Clock::time_point now);
   void finish(Job* j, std::string error);
+  // The attempt's body leaves the budget (its transfer ended); paused transfers go on.
+  void release_body(Job* j);
   double backoff(const Job* j) { return backoff_delay_s(j->policy, j->counted, rng); }
 };
 

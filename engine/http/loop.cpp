@@ -186,6 +186,8 @@ void Client::Impl::run() {
       for (auto& [k, ks] : keys)
         for (Job* j : ks.waiting) finish(j, "HTTP client shut down");
       keys.clear();
+      budget.paused.clear();  // their jobs are finished below, without on_done
+      budget.lead = nullptr;
       std::vector<CURL*> handles(running_handles.begin(), running_handles.end());
       running_handles.clear();
       for (CURL* e : handles) {

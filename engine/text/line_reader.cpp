@@ -1,5 +1,10 @@
 #include "engine/text/line_reader.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -9,20 +14,43 @@ namespace sluice {
 
 namespace {
 constexpr size_t kChunk = size_t{64} << 10;
-}
+constexpr int kPollMs = 100;  // how soon a stop request is seen while waiting for a writer
+}  // namespace
 
 LineReader::~LineReader() {
-  if (_file) std::fclose(_file);
+  if (_fd >= 0) ::close(_fd);
 }
 
-void LineReader::open(const std::string& path, size_t max_line_bytes) {
+void LineReader::open(const std::string& path, size_t max_line_bytes, std::function<bool()> stop) {
   _path = path;
   _max = max_line_bytes;
+  _stop = std::move(stop);
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
     throw std::runtime_error("\"" + path + "\" is a directory, not a file");
-  _file = std::fopen(path.c_str(), "rb");
-  if (!_file) throw std::runtime_error("cannot open \"" + path + "\": " + std::strerror(errno));
+  // O_NONBLOCK: opening a FIFO does not wait for its writer (poll() does, asking _stop).
+  _fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (_fd < 0) throw std::runtime_error("cannot open \"" + path + "\": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(_fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    ::fcntl(_fd, F_SETFL, ::fcntl(_fd, F_GETFL) & ~O_NONBLOCK);
+  } else {
+    _polled = true;
+  }
+}
+
+// Waits until the descriptor has bytes or its end (a FIFO's writer closed). False: stop asked.
+// A FIFO with no writer yet is neither: poll() waits for one (Linux reports a hang-up only after
+// a writer came and went).
+bool LineReader::wait_readable() {
+  for (;;) {
+    if (_stop && _stop()) return false;
+    pollfd p{_fd, POLLIN, 0};
+    int rc = ::poll(&p, 1, kPollMs);
+    if (rc > 0) return true;
+    if (rc < 0 && errno != EINTR)
+      throw std::runtime_error("waiting for \"" + _path + "\" failed: " + std::strerror(errno));
+  }
 }
 
 bool LineReader::fill() {
@@ -33,14 +61,24 @@ bool LineReader::fill() {
   }
   const size_t old = _buf.size();
   _buf.resize(old + kChunk);
-  const size_t n = std::fread(_buf.data() + old, 1, kChunk, _file);
-  _buf.resize(old + n);
-  if (n < kChunk) {
-    if (std::ferror(_file))
-      throw std::runtime_error("reading \"" + _path + "\" failed at line " +
-                               std::to_string(_number + 1) + ": " + std::strerror(errno));
-    _eof = true;
+  ssize_t n;
+  for (;;) {
+    if (_polled && !wait_readable()) {
+      n = 0;  // stop asked: the input ends here
+      break;
+    }
+    n = ::read(_fd, _buf.data() + old, kChunk);
+    if (n >= 0 || errno == EINTR) {
+      if (n >= 0) break;
+      continue;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) continue;  // another reader took the bytes
+    _buf.resize(old);
+    throw std::runtime_error("reading \"" + _path + "\" failed at line " +
+                             std::to_string(_number + 1) + ": " + std::strerror(errno));
   }
+  _buf.resize(old + static_cast<size_t>(n));
+  if (n == 0) _eof = true;
   return n > 0;
 }
 

@@ -1,11 +1,13 @@
 // Reads a local file one line at a time for the line-based sources (source.lines, source.jsonl),
 // with what std::getline lacks: a read error is an error (never a quiet end of input), a
 // directory or unreadable path is refused at open, and a line longer than the cap is skipped
-// (reported, not held: memory stays bounded by the cap). Not thread-safe: one reader, one caller.
+// (reported, not held: memory stays bounded by the cap). A FIFO, a terminal or stdin never
+// blocks past a stop request: the reader waits for them in short polls and asks `stop` between.
+// Not thread-safe: one reader, one caller.
 #pragma once
 
 #include <cstdint>
-#include <cstdio>
+#include <functional>
 #include <string>
 
 namespace sluice {
@@ -18,7 +20,9 @@ class LineReader {
   LineReader& operator=(const LineReader&) = delete;
 
   // Throws std::runtime_error naming `path` when it is missing, a directory or unreadable.
-  void open(const std::string& path, size_t max_line_bytes);
+  // `stop` (optional) is asked while waiting for a FIFO's writer or its next bytes: once it says
+  // true, the input ends there (Status::end).
+  void open(const std::string& path, size_t max_line_bytes, std::function<bool()> stop = {});
 
   enum class Status { line, too_long, end };
   // The next line without its "\n" (and "\r"), numbered from 1. `too_long`: that line passed
@@ -29,8 +33,11 @@ class LineReader {
 
  private:
   bool fill();
+  bool wait_readable();
   std::string _path;
-  FILE* _file = nullptr;
+  int _fd = -1;
+  bool _polled = false;  // not a regular file: wait with poll()
+  std::function<bool()> _stop;
   size_t _max = 0;
   uint64_t _number = 0;
   std::string _buf;
