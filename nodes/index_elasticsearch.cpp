@@ -2,10 +2,13 @@
 
 #include <algorithm>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <future>
 #include <mutex>
 #include <random>
+#include <unordered_set>
 
 #include "engine/graph/batcher.hpp"
 #include "engine/http/client.hpp"
@@ -24,6 +27,16 @@ struct Bulk {
 };
 using BulkPtr = std::shared_ptr<Bulk>;
 
+// 16 hex digits, different for every process and run.
+std::string run_id() {
+  std::random_device rd;
+  uint64_t v = (uint64_t{rd()} << 32) ^ rd() ^
+               static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
 class ElasticIndex final : public Node {
  public:
   explicit ElasticIndex(const NodeInit& init)
@@ -31,7 +44,8 @@ class ElasticIndex final : public Node {
         _batcher(static_cast<size_t>(init.params.integer("batch")),
                  static_cast<int>(init.params.integer("linger_ms"))),
         _cap(init.concurrency, init.adaptive), _create_index(init.params.boolean("create_index")),
-        _opts(http::read_request_options(init.params, init.id)) {
+        _opts(http::read_request_options(init.params, init.id)),
+        _replace(init.params.boolean("replace_docs")), _run(run_id()) {
     while (!_url.empty() && _url.back() == '/') _url.pop_back();
     if (!http::is_http_url(_url))
       throw ParamError("url", "url must be the cluster's base URL, e.g. http://localhost:9200");
@@ -68,6 +82,48 @@ class ElasticIndex final : public Node {
   }
 
   bool has_pending() const override { return _batcher.pending(); }
+
+  // After a run that settled: the chunks of the documents this process wrote that an earlier run
+  // wrote and this one did not (fewer chunks, other ids) go, by _delete_by_query on doc_id and
+  // the run mark. The HTTP client of the run has stopped: this takes the process's next one.
+  void commit() override {
+    if (!_replace) return;
+    std::vector<std::string> docs;
+    {
+      std::lock_guard lock(_docs_mu);
+      docs.assign(_docs.begin(), _docs.end());
+    }
+    if (docs.empty()) return;
+    std::sort(docs.begin(), docs.end());
+    http::Client& client = _output->http();
+    _opts.set_rate_limit(client);
+    for (size_t i = 0; i < docs.size(); i += kDeleteBatch) {
+      std::string ids;
+      for (size_t j = i; j < docs.size() && j < i + kDeleteBatch; ++j) {
+        if (j > i) ids += ',';
+        json::append_quoted(ids, docs[j]);
+      }
+      std::string run;
+      json::append_quoted(run, _run);
+      // doc_id as a keyword field or as text with a .keyword sub-field (dynamic mapping).
+      std::string body = R"({"query":{"bool":{"filter":[{"bool":{"should":[{"terms":{"doc_id":[)" +
+                         ids + R"(]}},{"terms":{"doc_id.keyword":[)" + ids +
+                         R"(]}}],"minimum_should_match":1}}],"must_not":[{"term":{"sluice_run":)" +
+                         run + R"(}},{"term":{"sluice_run.keyword":)" + run + "}}]}}}";
+      std::promise<http::Response> p;
+      auto f = p.get_future();
+      client.submit(request("POST", _url + "/" + _index + "/_delete_by_query?conflicts=proceed",
+                            std::move(body), "application/json"),
+                    _opts.retry, _opts.limit_key, 0,
+                    [&p](http::Response&& r) { p.set_value(std::move(r)); });
+      http::Response r = f.get();
+      if (!r.ok())
+        throw std::runtime_error("removing the chunks its documents no longer have from \"" +
+                                 _index + "\" failed: " + r.failure() + " " +
+                                 r.body.substr(0, 200) +
+                                 " (\"replace_docs\": false leaves them and sends no delete)");
+    }
+  }
 
   Load load() const override {
     auto [queued, in_flight] = _cap.load();
@@ -115,6 +171,11 @@ class ElasticIndex final : public Node {
       json::append_quoted(body, r->id);
       body += "}}\n{\"doc_id\":";
       json::append_quoted(body, r->doc_id);
+      if (_replace) {
+        body += ",\"sluice_run\":\"";
+        body += _run;
+        body += '"';
+      }
       body += ",\"seq\":" + std::to_string(r->seq) + ",\"text\":";
       json::append_quoted(body, r->text);
       body += ",\"meta\":" + r->meta.to_json();
@@ -170,6 +231,10 @@ class ElasticIndex final : public Node {
                            : 0;
           RecordPtr& r = bulk->records[i];
           if (status >= 200 && status < 300) {
+            if (_replace) {
+              std::lock_guard lock(_docs_mu);
+              _docs.insert(r->doc_id);
+            }
             _output->finish(r, Outcome::indexed);
             ++settled;
           } else if ((status == 429 || status >= 500) &&
@@ -201,6 +266,11 @@ class ElasticIndex final : public Node {
   bool _create_index;
   http::RequestOptions _opts;
   http::Client* _client = nullptr;
+  bool _replace;
+  std::string _run;  // this process's run mark, in every document it writes
+  std::mutex _docs_mu;
+  std::unordered_set<std::string> _docs;  // doc ids with a chunk written (under _docs_mu)
+  static constexpr size_t kDeleteBatch = 500;
   std::mutex _rng_mu;
   std::mt19937_64 _rng{7};  // under _rng_mu
 };
@@ -235,7 +305,9 @@ NodeTypeInfo index_elasticsearch_info() {
       "chunk id (an "
       "upsert). Items a 200 answers with 429 or 5xx are retried alone with backoff; other failed "
       "items are "
-      "dead-lettered. Sends nothing else (no health check, no index creation unless create_index).";
+      "dead-lettered. After a run that settled, one _delete_by_query per 500 documents removes "
+      "their chunks an earlier run left (replace_docs). Sends nothing else (no health check, no "
+      "index creation unless create_index).";
   info.params = {
       required_param("url", ParamType::string, "cluster base URL, e.g. http://localhost:9200"),
       required_param("index", ParamType::string, "index name (named in every action)"),
@@ -252,6 +324,10 @@ NodeTypeInfo index_elasticsearch_info() {
             "basic auth password (e.g. \"${env:ES_PASSWORD}\")"),
       param("create_index", ParamType::boolean, "false",
             "PUT the index first (ignored if it exists)"),
+      param("replace_docs", ParamType::boolean, "true",
+            "mark each document with its run (sluice_run) and, after a run that settled, delete "
+            "the chunks of its documents that an earlier run wrote and this one did not "
+            "(_delete_by_query); false: plain upserts, no delete"),
   };
   http::add_request_params(info.params, {.unit = "_bulk request", .legacy_max_attempts = true});
   info.default_concurrency = 2;

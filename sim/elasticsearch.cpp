@@ -2,6 +2,11 @@
 // that let tests check "every document exactly once".
 #include "sim/server_impl.hpp"
 
+#include <unordered_set>
+
+#include "engine/json/scan.hpp"
+#include "engine/json/value.hpp"
+
 namespace sluice::sim {
 
 // Elasticsearch _bulk: NDJSON action/metadata lines, each index/create/update followed by a
@@ -28,6 +33,7 @@ int SimServer::Impl::bulk(std::string_view b, std::string_view path_index) {
   bool errors = false;
   size_t count = 0;
   uint64_t new_distinct = 0, new_multi = 0;
+  int64_t live_delta = 0;
   char* line = nullptr;
   size_t len = 0;
   while (next_line(line, len)) {
@@ -55,6 +61,7 @@ int SimServer::Impl::bulk(std::string_view b, std::string_view path_index) {
     if (auto it = meta.FindMember("_id"); it != meta.MemberEnd() && it->value.IsString())
       id = std::string_view(it->value.GetString(), it->value.GetStringLength());
     bool source_ok = true;
+    std::string src_doc_id, src_run;
     if (has_source) {
       char* src = nullptr;
       size_t src_len = 0;
@@ -62,6 +69,10 @@ int SimServer::Impl::bulk(std::string_view b, std::string_view path_index) {
         error_body("The bulk request must be terminated by a newline [\\n]");
         return 400;
       }
+      // Before is_json_object, which works in place: the fields _delete_by_query matches on.
+      static const JsonPointerScan doc_id_at("/doc_id"), run_at("/sluice_run");
+      doc_id_at.find_string(std::string_view(src, src_len), src_doc_id);
+      run_at.find_string(std::string_view(src, src_len), src_run);
       source_ok = is_json_object(src);
     }
     std::string auto_id_buf;
@@ -102,6 +113,7 @@ int SimServer::Impl::bulk(std::string_view b, std::string_view path_index) {
           result = "not_found";
         } else {
           it->second.live = false;
+          --live_delta;
           status = 200;
           result = "deleted";
           version = it->second.times + 1;
@@ -123,7 +135,10 @@ int SimServer::Impl::bulk(std::string_view b, std::string_view path_index) {
             ++new_distinct;
           }
           if (++it->second.times == 2) ++new_multi;
+          if (!it->second.live) ++live_delta;
           it->second.live = true;
+          it->second.doc_id = std::move(src_doc_id);
+          it->second.run = std::move(src_run);
           version = it->second.times;
           status = exists ? 200 : 201;
           result = exists ? "updated" : "created";
@@ -163,11 +178,62 @@ int SimServer::Impl::bulk(std::string_view b, std::string_view path_index) {
   body.append(",\"items\":[");
   body.append(items);
   body.append("]}");
-  if (new_distinct || new_multi) {
+  if (new_distinct || new_multi || live_delta) {
     std::lock_guard lk(stats_mu);
     stats.bulk_distinct += new_distinct;
     stats.bulk_multi += new_multi;
+    stats.bulk_live = static_cast<uint64_t>(static_cast<int64_t>(stats.bulk_live) + live_delta);
   }
+  return 200;
+}
+
+// The one query shape index.elasticsearch sends after a run: documents of these doc ids that
+// another run wrote. {"query": {"bool": {"filter": [{"bool": {"should": [{"terms": {"doc_id":
+// [...]}}, ...]}}], "must_not": [{"term": {"sluice_run": "..."}}, ...]}}}. Anything else: 400.
+int SimServer::Impl::delete_by_query(std::string_view b, std::string_view index) {
+  rapidjson::Document d;
+  std::unordered_set<std::string> docs;
+  std::string run;
+  if (parse_untrusted(d, b) && d.IsObject() && d.HasMember("query") && d["query"].IsObject() &&
+      d["query"].HasMember("bool") && d["query"]["bool"].IsObject()) {
+    const auto& q = d["query"]["bool"];
+    auto each = [](const rapidjson::Value& obj, const char* key, auto&& fn) {
+      if (obj.HasMember(key) && obj[key].IsArray())
+        for (const auto& v : obj[key].GetArray()) fn(v);
+    };
+    each(q, "filter", [&](const rapidjson::Value& f) {
+      if (!f.IsObject() || !f.HasMember("bool") || !f["bool"].IsObject()) return;
+      each(f["bool"], "should", [&](const rapidjson::Value& s) {
+        if (!s.IsObject() || !s.HasMember("terms") || !s["terms"].IsObject()) return;
+        for (const auto& m : s["terms"].GetObject())
+          if (m.value.IsArray())
+            for (const auto& id : m.value.GetArray())
+              if (id.IsString()) docs.emplace(id.GetString(), id.GetStringLength());
+      });
+    });
+    each(q, "must_not", [&](const rapidjson::Value& t) {
+      if (t.IsObject() && t.HasMember("term") && t["term"].IsObject())
+        for (const auto& m : t["term"].GetObject())
+          if (m.value.IsString()) run = m.value.GetString();
+    });
+  }
+  if (docs.empty() || run.empty()) {
+    error_body("unsupported _delete_by_query body (the sim knows index.elasticsearch's only)");
+    return 400;
+  }
+  const std::string prefix = std::string(index) + '\x1f';
+  uint64_t deleted = 0;
+  for (auto& [key, e] : bulk_ids) {
+    if (!e.live || e.run == run || !docs.count(e.doc_id) || key.rfind(prefix, 0) != 0) continue;
+    e.live = false;
+    ++deleted;
+  }
+  if (deleted) {
+    std::lock_guard lk(stats_mu);
+    stats.bulk_live -= deleted;
+  }
+  body = "{\"took\":1,\"timed_out\":false,\"deleted\":" + std::to_string(deleted) +
+         ",\"failures\":[]}";
   return 200;
 }
 

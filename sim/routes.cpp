@@ -36,6 +36,11 @@ bool SimServer::Impl::tpm_ok(int64_t tokens) {
 }
 
 Ep SimServer::Impl::route(std::string_view path, std::string_view& param) {
+  constexpr std::string_view kDbq = "/_delete_by_query";
+  if (path.size() > kDbq.size() + 1 && path.ends_with(kDbq) && path[0] == '/') {
+    param = path.substr(1, path.size() - kDbq.size() - 1);
+    return param.find('/') == std::string_view::npos ? kDeleteByQuery : kOther;
+  }
   if (path.size() > 7 && path.ends_with("/_bulk") && path[0] == '/') {
     param = path.substr(1, path.size() - 7);
     if (param.find('/') == std::string_view::npos) return kIndexBulk;
@@ -184,6 +189,7 @@ void SimServer::Impl::dispatch(Conn& c, Request& req) {
     case kGemini: status = gemini_embeddings(tokens); break;
     case kBulk: status = bulk(req.body, {}); break;
     case kIndexBulk: status = bulk(req.body, param); break;
+    case kDeleteByQuery: status = delete_by_query(req.body, param); break;
     case kSefIndex: status = sefaria_index(); break;
     case kSefText: status = sefaria_text(req, param); break;
     case kSefShape: status = sefaria_shape(param); break;

@@ -357,6 +357,8 @@ void SimServer::Impl::stats_json_locked(std::string& out) const {
   append_uint(out, stats.bulk_distinct);
   out.append(",\"ids_indexed_more_than_once\":");
   append_uint(out, stats.bulk_multi);
+  out.append(",\"live\":");
+  append_uint(out, stats.bulk_live);
   out.append("},\"embeddings\":{\"inputs\":");
   append_uint(out, stats.emb_inputs);
   out.append(",\"tokens\":");

@@ -93,6 +93,7 @@ enum Ep {
   kGemini,
   kBulk,
   kIndexBulk,
+  kDeleteByQuery,
   kSefIndex,
   kSefText,
   kSefShape,
@@ -108,6 +109,7 @@ constexpr const char* kEpNames[kEpCount] = {"/docs",
                                             "/v1beta/models/{model}:batchEmbedContents",
                                             "/_bulk",
                                             "/{index}/_bulk",
+                                            "/{index}/_delete_by_query",
                                             "/sefaria/api/index",
                                             "/sefaria/api/v3/texts/{ref}",
                                             "/sefaria/api/shape/{title}",
@@ -132,7 +134,7 @@ struct Stats {
   EpStats eps[kEpCount];
   uint64_t in_flight = 0, peak = 0, resets = 0, timeouts = 0;
   uint64_t connections = 0;  // accepted, over the server's life
-  uint64_t bulk_distinct = 0, bulk_multi = 0;
+  uint64_t bulk_distinct = 0, bulk_multi = 0, bulk_live = 0;
   uint64_t emb_inputs = 0, emb_tokens = 0;
 };
 
@@ -188,6 +190,7 @@ enum class ParseResult { need_more, ok, error };
 struct BulkEntry {
   uint32_t times = 0;  // successful index/create operations
   bool live = false;
+  std::string doc_id, run;  // the source's doc_id and sluice_run, for _delete_by_query
 };
 
 struct SimServer::Impl {
@@ -332,7 +335,7 @@ struct SimServer::Impl {
   static Ep route(std::string_view path, std::string_view& param);
 
   static bool is_post(Ep ep) {
-    return ep == kEmbed || ep == kGemini || ep == kBulk || ep == kIndexBulk;
+    return ep == kEmbed || ep == kGemini || ep == kBulk || ep == kIndexBulk || ep == kDeleteByQuery;
   }
 
   void error_body(std::string_view msg);
@@ -384,6 +387,7 @@ struct SimServer::Impl {
   // Elasticsearch _bulk: NDJSON action/metadata lines, each index/create/update followed by a
   // source line. Items answer 201 created / 200 updated / 409 / 404 / 400 / 429 (bulk_fail_rate).
   int bulk(std::string_view b, std::string_view path_index);
+  int delete_by_query(std::string_view b, std::string_view index);
 
   // ---- Sefaria ----
 

@@ -56,6 +56,35 @@ TEST(EmbedAndBulk, EveryChunkEmbeddedAndIndexedOnceThroughBulkFailures) {
   EXPECT_NE(rep.to_json().find("\"tokens\":"), std::string::npos);
 }
 
+// A re-run that makes fewer chunks per document leaves only its own chunks in the index: the
+// earlier run's others go by _delete_by_query once the run settled; replace_docs: false keeps
+// them (plain upserts).
+TEST(EmbedAndBulk, ARerunWithFewerChunksLeavesNoStaleChunkInTheIndex) {
+  test::RunningSim server(sim::SimOptions{});
+  auto graph = [&](int chunk_size, const std::string& extra) {
+    return R"({"nodes": [{"id": "docs", "type": "source.range", "params": {"count": 40, "size": 1200}},
+    {"id": "chunk", "type": "chunk.recursive", "params": {"size": )" +
+           std::to_string(chunk_size) + R"(}},
+    {"id": "es", "type": "index.elasticsearch", "params": {"url": ")" +
+           server.url() + R"(", "index": "docs", "batch": 64)" + extra + R"(}}],
+  "edges": [["docs", "chunk"], ["chunk", "es"]]})";
+  };
+  auto live = [&] { return server.stats()["bulk"]["live"].GetUint64(); };
+  RunReport many = test::run_json(graph(100, ""));
+  ASSERT_EQ(many.error, "");
+  EXPECT_EQ(live(), many.chunks);
+  RunReport fewer = test::run_json(graph(400, ""));
+  ASSERT_EQ(fewer.error, "");
+  ASSERT_LT(fewer.chunks, many.chunks);
+  EXPECT_EQ(live(), fewer.chunks) << "only the chunks of the last run are left";
+  RunReport again = test::run_json(graph(100, R"(, "replace_docs": false)"));
+  ASSERT_EQ(again.error, "");
+  EXPECT_EQ(live(), many.chunks) << "upserts: the ids of both runs (the larger run covers them)";
+  RunReport fewer_kept = test::run_json(graph(400, R"(, "replace_docs": false)"));
+  ASSERT_EQ(fewer_kept.error, "");
+  EXPECT_EQ(live(), many.chunks) << "without replace_docs, the longer run's extra chunks stay";
+}
+
 TEST(EmbedAndBulk, PartialBatchesLeaveAtTheEndOfInputNotAfterLinger) {
   // 10 documents, batches of 64 that linger 20 s: the last partial batch of each node must go out
   // as soon as nothing upstream can add to it. Waiting out linger_ms would take 40 s.
