@@ -44,6 +44,24 @@ TEST(Json, ErrorsPointAtTheProblem) {
   EXPECT_EQ(e.message, "nesting deeper than 64 levels");
 }
 
+// Found by fuzzing: RapidJSON's encoded stream skipped each BOM byte alone, so "\xEF\"\"" parsed
+// as "" where the pointer scan (which skips a whole BOM only) saw a malformed document.
+TEST(UntrustedJson, OnlyAWholeByteOrderMarkIsSkippedAsTheScanDoes) {
+  for (bool whole_string : {false, true}) {
+    auto parses = [&](const std::string& text) {
+      rapidjson::Document d;
+      return whole_string ? parse_untrusted(d, text) : parse_untrusted(d, std::string_view(text));
+    };
+    EXPECT_FALSE(parses("\xEF\"\"")) << whole_string;
+    EXPECT_FALSE(parses("\xBB\xBF{}")) << whole_string;
+    EXPECT_TRUE(parses("\xEF\xBB\xBF{\"a\": \"b\"}")) << whole_string;
+  }
+  std::string out;
+  EXPECT_EQ(JsonPointerScan("/a").find_string("\xEF\xBB\xBF{\"a\": \"b\"}", out),
+            JsonPointerScan::Result::found);
+  EXPECT_EQ(out, "b");
+}
+
 TEST(UntrustedJson, DeepNestingIsRejectedWithoutOverflowingTheStack) {
   rapidjson::Document d;
   for (char open : {'[', '{'}) {

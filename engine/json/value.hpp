@@ -7,7 +7,6 @@
 #include <vector>
 
 #include <rapidjson/document.h>
-#include <rapidjson/encodedstream.h>
 #include <rapidjson/memorystream.h>
 #include <rapidjson/pointer.h>
 #include <rapidjson/stringbuffer.h>
@@ -71,10 +70,14 @@ bool parse_depth_limited(rapidjson::Document& d, Stream& in) {
   return ok;
 }
 
+// A UTF-8 byte order mark is skipped, whole: JsonPointerScan does the same. (RapidJSON's
+// EncodedInputStream skips each of its three bytes alone, so "\xEF\"\"" read as "".)
+inline bool has_bom(std::string_view text) { return text.starts_with("\xEF\xBB\xBF"); }
+
 // Parses an untrusted body: false (and an empty document) when it is too deep or malformed.
 inline bool parse_untrusted(rapidjson::Document& d, std::string_view text) {
-  rapidjson::MemoryStream ms(text.data(), text.size());
-  rapidjson::EncodedInputStream<rapidjson::UTF8<>, rapidjson::MemoryStream> in(ms);
+  if (has_bom(text)) text.remove_prefix(3);
+  rapidjson::MemoryStream in(text.data(), text.size());
   return parse_depth_limited(d, in);
 }
 
@@ -82,7 +85,7 @@ inline bool parse_untrusted(rapidjson::Document& d, std::string_view text) {
 // built with them, see CMakeLists.txt), a third faster on a Sefaria section. A NUL inside the
 // text ends it for both readers alike.
 inline bool parse_untrusted(rapidjson::Document& d, const std::string& text) {
-  rapidjson::StringStream in(text.c_str());
+  rapidjson::StringStream in(text.c_str() + (has_bom(text) ? 3 : 0));
   return parse_depth_limited(d, in);
 }
 inline bool parse_untrusted(rapidjson::Document& d, const char* text) {

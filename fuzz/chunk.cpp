@@ -1,0 +1,51 @@
+// The chunkers, against what text.hpp promises: with no overlap the spans cover the text in
+// order, each of 1..size code points, never splitting one; with overlap the starts strictly
+// increase, no span passes size, and the last ends at the text's end.
+// Input: two bytes for size and overlap, then the text.
+#include "engine/text/text.hpp"
+#include "fuzz/fuzz_target.hpp"
+
+namespace {
+
+size_t code_points(std::string_view s) {
+  size_t n = 0;
+  for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+
+bool starts_code_point(std::string_view s, size_t at) {
+  return at >= s.size() || (static_cast<unsigned char>(s[at]) & 0xC0) != 0x80;
+}
+
+}  // namespace
+
+SLUICE_FUZZ_TARGET(chunk) {
+  using namespace sluice;
+  if (size < 2) return 0;
+  const size_t chunk_size = 1 + data[0] % 64;
+  const size_t overlap = data[1] % chunk_size;
+  const std::string in = text::sanitize_utf8(fuzz::as_text(data + 2, size - 2));
+  auto check_spans = [&](const std::vector<text::Span>& spans) {
+    fuzz::check(spans.empty() == in.empty(), "text has spans, empty text none");
+    size_t prev_begin = 0, prev_end = 0;
+    for (size_t k = 0; k < spans.size(); ++k) {
+      const auto& s = spans[k];
+      fuzz::check(s.begin < s.end && s.end <= in.size(), "a span is a non-empty part of the text");
+      std::string_view piece(in.data() + s.begin, s.end - s.begin);
+      fuzz::check(code_points(piece) <= chunk_size, "a span holds at most size code points");
+      fuzz::check(starts_code_point(in, s.begin) && starts_code_point(in, s.end),
+                  "spans never split a code point");
+      if (overlap == 0) {
+        fuzz::check(s.begin == (k == 0 ? 0 : prev_end), "no overlap: spans are contiguous");
+      } else if (k > 0) {
+        fuzz::check(s.begin > prev_begin, "starts strictly increase");
+      }
+      prev_begin = s.begin;
+      prev_end = s.end;
+    }
+    if (!spans.empty()) fuzz::check(spans.back().end == in.size(), "the last span ends the text");
+  };
+  check_spans(text::split_recursive(in, chunk_size, overlap, {"\n\n", "\n", ". ", " ", ""}));
+  check_spans(text::split_sentences(in, chunk_size, 0));
+  return 0;
+}
