@@ -268,6 +268,13 @@ std::unique_ptr<test::RunningSim> started_sim(int docs, int latency_ms) {
 
 using test::ids_file;
 
+// Requests the sim has received so far.
+uint64_t sim_requests(const sim::SimServer& server) {
+  rapidjson::Document d;
+  d.Parse(server.stats_json().c_str());
+  return d["requests"].GetUint64();
+}
+
 // ids → fetch from the sim → extract → chunk → both a JSONL file and an SQLite index.
 std::string fetch_graph(const test::TempDir& dir, int port, int concurrency, int max_inflight) {
   std::string g = R"({"name": "scale",
@@ -433,7 +440,11 @@ TEST(ScaleOut, SigintToTheLauncherDrainsEveryWorker) {
   ids_file(dir, 3000);
   std::string g = fetch_graph(dir, server.port(), 20, 40);
   pid_t launcher = spawn_sluice("run " + g + " --quiet -P 2 --report " + (dir / "r.json"), dir);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  // Once the workers are well under way (a fixed wait saw none on a loaded machine).
+  auto t0 = Clock::now();
+  while (sim_requests(server) < 200 &&
+         std::chrono::duration<double>(Clock::now() - t0).count() < 30)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   kill(launcher, SIGINT);  // the launcher alone, as `kill -INT` from a script would
   EXPECT_EQ(wait_exit(launcher, 60), 130) << test::read_file(dir / "err.txt");
   auto r = report(dir / "r.json");
@@ -492,7 +503,11 @@ void second_ctrl_c_reports(const std::string& procs) {
   ids_file(dir, 300);
   std::string g = fetch_graph(dir, server.port(), 20, 40);
   pid_t run = spawn_sluice("run " + g + " --quiet" + procs + " --report " + (dir / "r.json"), dir);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto started = Clock::now();
+  while (sim_requests(server) < 10 &&
+         std::chrono::duration<double>(Clock::now() - started).count() < 30)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // a snapshot with those documents
   ASSERT_TRUE(alive(run));
   kill(run, SIGINT);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -571,11 +586,7 @@ TEST(ScaleOut, KillNineThenResumeGivesTheCleanIndexAndRefetchesWithinTheBound) {
   ids_file(dir, 1500);
   const int max_inflight = 24;
   std::string g = fetch_graph(dir, server.port(), 12, max_inflight);  // about 300 documents/s
-  auto before = [&] {
-    rapidjson::Document d;
-    d.Parse(server.stats_json().c_str());
-    return d["requests"].GetUint64();
-  };
+  auto before = [&] { return sim_requests(server); };
   const uint64_t base_requests = before();
   auto t0 = Clock::now();
   pid_t run = spawn_sluice("run " + g + " --quiet", dir);
