@@ -417,9 +417,13 @@ RunReport Runner::run() {
   }
   _ticker_stop.store(true);
   ticker.join();
+  task_arena.execute([&] { g.wait_for_all(); });
+  // Anything still queued in the HTTP loop is called back (and finished) while the graph lives.
+  // On this thread, not in the arena (whose functors run on a worker): joining the loop here
+  // orders its last callbacks before what this thread frees below, an order ThreadSanitizer
+  // can see (it cannot see one made inside libtbb).
+  stop_http();
   task_arena.execute([&] {
-    g.wait_for_all();
-    stop_http();  // anything still queued there is called back (and finished) while the graph lives
     g.wait_for_all();
     // TBB nodes must go before their graph; completions after this point skip the limiters.
     _graph_alive.store(false, std::memory_order_release);
