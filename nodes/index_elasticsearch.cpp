@@ -97,10 +97,13 @@ class ElasticIndex final : public Node {
     std::sort(docs.begin(), docs.end());
     http::Client& client = _output->http();
     _opts.set_rate_limit(client);
-    for (size_t i = 0; i < docs.size(); i += kDeleteBatch) {
+    // Every batch at once (each is a round trip of its own), then their answers.
+    std::vector<std::promise<http::Response>> answers((docs.size() + kDeleteBatch - 1) /
+                                                      kDeleteBatch);
+    for (size_t b = 0; b < answers.size(); ++b) {
       std::string ids;
-      for (size_t j = i; j < docs.size() && j < i + kDeleteBatch; ++j) {
-        if (j > i) ids += ',';
+      for (size_t j = b * kDeleteBatch; j < docs.size() && j < (b + 1) * kDeleteBatch; ++j) {
+        if (!ids.empty()) ids += ',';
         json::append_quoted(ids, docs[j]);
       }
       std::string run;
@@ -110,19 +113,20 @@ class ElasticIndex final : public Node {
                          ids + R"(]}},{"terms":{"doc_id.keyword":[)" + ids +
                          R"(]}}],"minimum_should_match":1}}],"must_not":[{"term":{"sluice_run":)" +
                          run + R"(}},{"term":{"sluice_run.keyword":)" + run + "}}]}}}";
-      std::promise<http::Response> p;
-      auto f = p.get_future();
       client.submit(request("POST", _url + "/" + _index + "/_delete_by_query?conflicts=proceed",
                             std::move(body), "application/json"),
                     _opts.retry, _opts.limit_key, 0,
-                    [&p](http::Response&& r) { p.set_value(std::move(r)); });
-      http::Response r = f.get();
-      if (!r.ok())
-        throw std::runtime_error("removing the chunks its documents no longer have from \"" +
-                                 _index + "\" failed: " + r.failure() + " " +
-                                 r.body.substr(0, 200) +
-                                 " (\"replace_docs\": false leaves them and sends no delete)");
+                    [p = &answers[b]](http::Response&& r) { p->set_value(std::move(r)); });
     }
+    std::string error;  // the first failure, once every answer is in
+    for (auto& answer : answers) {
+      http::Response r = answer.get_future().get();
+      if (!r.ok() && error.empty())
+        error = "removing the chunks its documents no longer have from \"" + _index +
+                "\" failed: " + r.failure() + " " + r.body.substr(0, 200) +
+                " (\"replace_docs\": false leaves them and sends no delete)";
+    }
+    if (!error.empty()) throw std::runtime_error(error);
   }
 
   Load load() const override {
@@ -231,7 +235,10 @@ class ElasticIndex final : public Node {
                            : 0;
           RecordPtr& r = bulk->records[i];
           if (status >= 200 && status < 300) {
-            if (_replace) {
+            if (_replace && status == 200) {
+              // Updated, not created (201): the document was written before, and may have
+              // chunks this run does not write again. A new document (every item 201) needs
+              // no delete, so a first run into an index sends none.
               std::lock_guard lock(_docs_mu);
               _docs.insert(r->doc_id);
             }

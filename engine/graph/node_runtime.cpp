@@ -80,7 +80,7 @@ void NodeRuntime::fail_run(std::string message) {
 void NodeRuntime::run_body(const RecordPtr& in) {
   CounterSlot& s = slot();
   s.in.fetch_add(1, std::memory_order_relaxed);
-  if (seen_ids && !seen_ids->insert(in->id)) {
+  if (seen_ids && !seen_ids->insert(in->ticket ? in->ticket->doc_id() : in->doc_id, in->id)) {
     _runner.duplicate_id(in->id);
     finish(in, Outcome::filtered, "duplicate id");
     return;

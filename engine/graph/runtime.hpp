@@ -182,6 +182,8 @@ class Runner final : public CompletionListener {
     }
     if (_opts.ledger && t.doc_outcome() != Outcome::lost)
       _opts.ledger->record(t.doc_id(), t.doc_outcome());
+    for (auto& n : _nodes)
+      if (n->seen_ids) n->seen_ids->forget(t.doc_id());
     _inflight.fetch_sub(1, std::memory_order_acq_rel);
     _done_docs.fetch_add(1, std::memory_order_relaxed);
     if (t.gate() >= 0 && _graph_alive.load(std::memory_order_acquire)) {
