@@ -26,6 +26,13 @@ std::string corpus_graph(const test::TempDir& dir) {
 })";
 }
 
+// corpus_graph with chunks of 40 characters: more chunks per document than its 120.
+std::string small_chunks_graph(const test::TempDir& dir) {
+  std::string g = corpus_graph(dir);
+  g.replace(g.find("\"size\": 120"), 11, "\"size\": 40");
+  return g;
+}
+
 void make_corpus(const test::TempDir& dir) {
   for (int i = 0; i < 20; ++i) {
     std::string text;
@@ -136,8 +143,7 @@ TEST(IndexSqlite, FewerChunksPerDocumentReplaceTheOldOnesAsAUnit) {
   test::TempDir dir;
   make_corpus(dir);
   std::string db = dir / "i.db";
-  std::string small = corpus_graph(dir);
-  small.replace(small.find("\"size\": 120"), 11, "\"size\": 40");
+  std::string small = small_chunks_graph(dir);
   RunReport many = test::run_json(small);
   ASSERT_EQ(many.error, "");
   ASSERT_EQ(rows(db).size(), many.chunks);
@@ -168,8 +174,7 @@ TEST(IndexSqlite, StaleChunksStayUntilARunCommits) {
   test::TempDir dir;
   make_corpus(dir);
   std::string db = dir / "i.db";
-  std::string small = corpus_graph(dir);
-  small.replace(small.find("\"size\": 120"), 11, "\"size\": 40");
+  std::string small = small_chunks_graph(dir);
   ASSERT_EQ(test::run_json(small).error, "");
   const size_t all = rows(db).size();
   // As a run that replaced f3 and f4 and was then interrupted leaves the file: their chunks

@@ -99,11 +99,6 @@ std::string files_source(const test::TempDir& dir, const std::string& extra = ""
          extra + "}}";
 }
 
-std::vector<std::string> dead_letters(const test::TempDir& dir) {
-  return std::filesystem::exists(dir / "dlq.jsonl") ? test::read_lines(dir / "dlq.jsonl")
-                                                    : std::vector<std::string>{};
-}
-
 TEST(SourceFiles, LinkLoopsEndAndIdsAreTheListedPaths) {
   namespace fs = std::filesystem;
   test::TempDir dir;
@@ -143,7 +138,7 @@ TEST(SourceFiles, LinksLeavingDirAreDeadLetteredUnlessAllowed) {
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_TRUE(has(lines, R"("id":"a.txt")"));
   EXPECT_EQ(rep.dead_lettered, 5u);
-  auto dlq = dead_letters(dir);
+  auto dlq = test::read_lines(dir / "dlq.jsonl");
   ASSERT_EQ(dlq.size(), 5u);
   EXPECT_TRUE(has(dlq, R"("id":"loop1.txt")"));
   EXPECT_TRUE(has(dlq, "Too many levels of symbolic links"));
@@ -188,7 +183,7 @@ TEST(SourceFiles, AnEntryThatCannotBeListedIsReportedAndTheRunGoesOn) {
   auto lines = run_to_jsonl(dir, files_source(dir), "", R"(["src", "out"])", &rep);
   EXPECT_EQ(lines.size(), 1u);
   EXPECT_EQ(rep.dead_lettered, 1u);
-  auto dlq = dead_letters(dir);
+  auto dlq = test::read_lines(dir / "dlq.jsonl");
   ASSERT_EQ(dlq.size(), 1u);
   EXPECT_NE(dlq[0].find("File name too long"), std::string::npos) << dlq[0];
   // Remove the chain from the inside out: the temp dir's cleanup goes by path.
