@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +22,7 @@
 #include "app/plan.hpp"
 #include "engine/graph/graph_runner.hpp"
 #include "engine/graph/graph_spec.hpp"
+#include "engine/json/json.hpp"
 #include "engine/state/checkpoint_ledger.hpp"
 #include "engine/state/shard.hpp"
 #include "nodes/builtin_nodes.hpp"
@@ -146,19 +148,34 @@ struct RunArgs {
   std::string worker;  // hidden: "w/P", set by the launcher
 };
 
-// Beside the first sink that writes a file (out/x.db → out/<graph>.state), else out/<graph>.state.
-std::string default_state_dir(const GraphSpec& spec) {
+// The folder of the first sink that writes a file (out/x.db → out), else out.
+std::filesystem::path first_output_dir(const GraphSpec& spec) {
   for (const auto& n : spec.nodes) {
     if (!n.info->output_file) continue;
     std::filesystem::path p(n.info->output_file(n.params));
     if (p.empty()) continue;
     if (p.string().rfind("/dev/", 0) == 0) continue;
-    return (p.parent_path() / (spec.name + ".state")).string();
+    return p.parent_path();
   }
-  return "out/" + spec.name + ".state";
+  return "out";
 }
 
-int finish_run(const RunReport& rep, const RunArgs& a) {
+// out/<graph>.state beside the first output.
+std::string default_state_dir(const GraphSpec& spec) {
+  return (first_output_dir(spec) / (spec.name + ".state")).string();
+}
+
+// Without settings.dead_letter: out/<graph>.dead-letter.jsonl beside the first output, one file
+// per shard (shards run apart and each starts its own anew).
+std::string default_dead_letter_file(const GraphSpec& spec, const ShardSpec& shard) {
+  std::string name = spec.name + ".dead-letter";
+  if (!shard.all())
+    name += ".s" + std::to_string(shard.index) + "-of-" + std::to_string(shard.count);
+  return (first_output_dir(spec) / (name + ".jsonl")).string();
+}
+
+int finish_run(RunReport& rep, const RunArgs& a, const GraphSpec& spec) {
+  rep.judge_dead_letters(spec.settings.max_dead_letter_ratio);
   if (!a.quiet) std::fputs(rep.table().c_str(), stdout);
   else if (!rep.error.empty()) std::fprintf(stderr, "error: %s\n", rep.error.c_str());
   if (!a.report_path.empty()) {
@@ -202,6 +219,8 @@ int cmd_run(const RunArgs& a) {
 
 int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
   const std::string state_dir = a.state_dir.empty() ? default_state_dir(spec) : a.state_dir;
+  if (spec.settings.dead_letter.empty())
+    spec.settings.dead_letter = default_dead_letter_file(spec, shard);
   const std::string ledger_path = CheckpointLedger::file_for(state_dir, shard.index, shard.count);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
@@ -301,7 +320,7 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
     } catch (const std::exception& e) {
       if (rep.error.empty()) rep.error = spec.secrets.redact(e.what());
     }
-    return finish_run(rep, a);
+    return finish_run(rep, a, spec);
   }
 
   split_job_limits(spec, divisor);
@@ -314,9 +333,10 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
   opts.ledger = ledger.get();
   opts.skip = &skip;
   opts.reset_outputs = !a.resume;
+  opts.quiet = a.quiet;
   AbortWatch watch([&](RunReport& r) {
     r.graph = spec.name;
-    finish_run(r, a);
+    finish_run(r, a, spec);
     for (auto& l : output_locks) l.remove_file();
   });
   opts.on_snapshot = [&](const RunReport& r) { watch.snapshot(r); };
@@ -335,7 +355,7 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
   }
   RunReport rep = run_graph(spec, opts);
   watch.claim();
-  return finish_run(rep, a);
+  return finish_run(rep, a, spec);
 }
 
 int cmd_plan(const std::string& graph, const std::vector<std::string>& sets, const PlanInput& in) {
@@ -406,8 +426,24 @@ int cmd_nodes(const std::string& type) {
   return 0;
 }
 
-int cmd_search(const std::string& db, const std::string& query, int k,
-               const std::string& mode_text) {
+// `--json`: one array, a result an object; meta is the chunk's meta object as indexed.
+void print_hits_json(const std::vector<SearchHit>& hits) {
+  std::string out = "[";
+  char score[32];
+  for (size_t i = 0; i < hits.size(); ++i) {
+    const auto& h = hits[i];
+    std::snprintf(score, sizeof score, "%.6g", std::isfinite(h.score) ? h.score : 0.0);
+    out += i ? ",\n " : "\n ";
+    out += "{\"rank\":" + std::to_string(i + 1) + ",\"id\":" + json::quoted(h.id) +
+           ",\"doc_id\":" + json::quoted(h.doc_id) + ",\"score\":" + score +
+           ",\"text\":" + json::quoted(h.text) + ",\"meta\":" + h.meta + "}";
+  }
+  out += hits.empty() ? "]\n" : "\n]\n";
+  std::fwrite(out.data(), 1, out.size(), stdout);
+}
+
+int cmd_search(const std::string& db, const std::string& query, int k, const std::string& mode_text,
+               bool as_json) {
   SearchMode mode = mode_text == "vector"   ? SearchMode::vector
                     : mode_text == "hybrid" ? SearchMode::hybrid
                                             : SearchMode::bm25;
@@ -421,6 +457,10 @@ int cmd_search(const std::string& db, const std::string& query, int k,
           "note: %llu chunks are not in the full-text index yet (a run is writing them, or one "
           "stopped before its end: running its graph again adds them)\n",
           static_cast<unsigned long long>(behind));
+  if (as_json) {
+    print_hits_json(hits);
+    return 0;
+  }
   if (hits.empty()) {
     std::printf("no results for \"%s\" (%s)\n", query.c_str(), mode_text.c_str());
     return 0;
@@ -473,7 +513,7 @@ int main(int argc, char** argv) {
 
   std::string graph, db, query, mode = "bm25", type;
   int k = 10;
-  bool dot = false;
+  bool dot = false, search_json = false;
   std::vector<std::string> sets;
 
   RunArgs ra;
@@ -591,6 +631,8 @@ int main(int argc, char** argv) {
   search->add_option("--k", k, "number of results")->check(CLI::Range(1, 10000));
   search->add_option("--mode", mode, "bm25 (full text), vector (embedding), hybrid (both, fused)")
       ->check(CLI::IsMember({"bm25", "vector", "hybrid"}));
+  search->add_flag("--json", search_json,
+                   "print a JSON array of results (rank, id, doc_id, score, text, meta)");
 
   auto* graph_cmd = app.add_subcommand("graph", "Print a graph config as Graphviz DOT");
   graph_cmd->add_option("GRAPH", graph, "graph config (JSON)")->required();
@@ -653,7 +695,7 @@ int main(int argc, char** argv) {
       return cmd_plan(graph, sets, plan_in);
     }
     if (*nodes) return cmd_nodes(type);
-    if (*search) return cmd_search(db, query, k, mode);
+    if (*search) return cmd_search(db, query, k, mode, search_json);
     if (*graph_cmd) return cmd_graph(graph, sets);
     if (*sim_cmd) return sim::run_sim_forever(sim_opts);
   } catch (const ConfigError& e) {

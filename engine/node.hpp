@@ -52,6 +52,9 @@ class NodeOutput {
   // Aborts the run with a message shown to the user (e.g. the index cannot be written).
   virtual void fail_run(std::string message) = 0;
   virtual const std::string& node_id() const = 0;
+  // Something the user should know that fails nothing (a JSON pointer that matched no record
+  // yet): said once, on stderr and in the report.
+  virtual void warn(std::string /*message*/) {}
   // Upstream usage for the run report (e.g. embedding tokens and their price).
   virtual void add_usage(uint64_t tokens, double cost_usd) = 0;
 };
@@ -108,6 +111,8 @@ class Node {
   struct Load {
     size_t queued = 0;
     size_t in_flight = 0;
+    int limit = 0;       // adaptive concurrency: the limit on requests in flight now
+    int limit_peak = 0;  // and the highest it reached (0: a fixed cap)
   };
   virtual Load load() const { return {}; }
   // After a run in which every document reached its outcome and nothing failed or was
@@ -221,6 +226,12 @@ struct NodeTypeInfo {
   std::string description;
   std::vector<ParamSpec> params;
   int default_concurrency = 0;  // 0 = unlimited, 1 = serial, N
+  // I/O nodes given no `concurrency`: adaptive (AIMD, see AimdLimit) up to `adaptive_max`
+  // requests in flight, or up to `adaptive_max_rpm` when the node's `rpm` is set (the rate limit
+  // then keeps the node considerate, and the ceiling must not keep it below the rate). 0: the
+  // fixed default_concurrency.
+  int adaptive_max = 0;
+  int adaptive_max_rpm = 0;
   // I/O nodes: `concurrency` caps requests in flight (retries included) and the node's bodies
   // run unlimited, since they only hand work to the HTTP loop.
   bool io = false;

@@ -14,6 +14,10 @@ namespace sluice {
 
 namespace {
 
+// Embedders given no `concurrency`: adaptive up to this many requests in flight per process
+// (within their rpm and tpm).
+constexpr int kEmbedAdaptiveMax = 64;
+
 using Batch = std::shared_ptr<std::vector<RecordPtr>>;
 
 // Token estimate for pacing under tpm before the server counts them: ~4 characters a token.
@@ -63,8 +67,8 @@ class HttpEmbedder : public Node {
   bool has_pending() const override { return _batcher.pending(); }
 
   Load load() const override {
-    auto [queued, in_flight] = _cap.load();
-    return {queued, in_flight};
+    auto f = _cap.load();
+    return {f.queued, f.in_flight, f.limit, f.peak};
   }
 
  protected:
@@ -372,6 +376,7 @@ NodeTypeInfo embed_openai_info() {
   };
   add_common_params(info.params, "64");
   info.default_concurrency = 4;
+  info.adaptive_max = kEmbedAdaptiveMax;
   info.make_node = [](const NodeInit& init) { return std::make_unique<OpenAIEmbed>(init); };
   info.cost = embedder_cost;
   return info;
@@ -398,6 +403,7 @@ NodeTypeInfo embed_gemini_info() {
   };
   add_common_params(info.params, "100");
   info.default_concurrency = 4;
+  info.adaptive_max = kEmbedAdaptiveMax;
   info.make_node = [](const NodeInit& init) { return std::make_unique<GeminiEmbed>(init); };
   info.cost = embedder_cost;
   return info;

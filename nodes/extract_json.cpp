@@ -9,12 +9,50 @@
 
 #include "engine/text/text.hpp"
 
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <mutex>
+
 namespace sluice {
 
 namespace {
 
 rapidjson::Pointer make_pointer(const std::string& text, const char* param) {
   return json_pointer(text, param);
+}
+
+// What a body has where `p` finds nothing: the keys at the deepest part of the path that exists,
+// for a warning that shows what the pointer should have said.
+std::string what_is_near(const rapidjson::Pointer& p, const rapidjson::Value& root) {
+  for (size_t k = p.GetTokenCount(); k-- > 0;) {
+    rapidjson::Pointer prefix(p.GetTokens(), k);
+    const rapidjson::Value* v = prefix.Get(root);
+    if (!v) continue;
+    rapidjson::StringBuffer sb;
+    prefix.Stringify(sb);
+    std::string where = k == 0 ? "the top level" : "\"" + std::string(sb.GetString()) + "\"";
+    if (v->IsObject()) {
+      if (v->MemberCount() == 0) return where + " is an empty object";
+      std::string keys;
+      size_t n = 0;
+      for (const auto& m : v->GetObject()) {
+        if (++n > 12) {
+          keys += ", ... (" + std::to_string(v->MemberCount()) + " keys)";
+          break;
+        }
+        keys += (keys.empty() ? "\"" : ", \"") +
+                std::string(m.name.GetString(), std::min<size_t>(m.name.GetStringLength(), 40)) +
+                "\"";
+      }
+      return "keys at " + where + ": " + keys;
+    }
+    if (v->IsArray())
+      return where + " is an array of " + std::to_string(v->Size()) +
+             " items (index it with /0, /1, ...)";
+    return where + " is a " + (v->IsString() ? "string" : v->IsNumber() ? "number" : "scalar");
+  }
+  return "the body is not a JSON object";
 }
 
 class ExtractJson final : public Node {
@@ -29,6 +67,14 @@ class ExtractJson final : public Node {
     }
     if (_text.empty()) throw ParamError("text", "give at least one JSON pointer");
     _meta = MetaPointers(init.params);
+    _hits = std::make_unique<std::atomic<uint64_t>[]>(_text.size());
+    _near.resize(_text.size());
+  }
+
+  // A run with fewer records than kWarnAfter checks its pointers at the end.
+  void close() override {
+    const uint64_t seen = _seen.load();
+    if (seen > 0 && seen < kWarnAfter) warn_unmatched(seen);
   }
 
   void process(RecordPtr in, Emitter& out) override {
@@ -40,11 +86,16 @@ class ExtractJson final : public Node {
     bool found = false;
     for (size_t i = 0; i < _text.size(); ++i) {
       const rapidjson::Value* v = _text[i].Get(d);
-      if (!v || v->IsNull()) continue;
+      if (!v || v->IsNull()) {
+        note_miss(i, d);
+        continue;
+      }
+      _hits[i].fetch_add(1, std::memory_order_relaxed);
       found = true;
       if (!text.empty()) text += '\n';
       append(*v, text);
     }
+    if (_seen.fetch_add(1, std::memory_order_acq_rel) + 1 == kWarnAfter) warn_unmatched(kWarnAfter);
     if (!found) {
       std::string names;
       for (const auto& n : _text_names) names += (names.empty() ? "" : ", ") + n;
@@ -77,7 +128,35 @@ class ExtractJson final : public Node {
     }
   }
 
+  void note_miss(size_t i, const rapidjson::Value& body) {
+    if (_hits[i].load(std::memory_order_relaxed) > 0 || _seen.load() >= kWarnAfter) return;
+    std::lock_guard lock(_near_mu);
+    if (_near[i].empty()) _near[i] = what_is_near(_text[i], body);
+  }
+
+  // A text pointer that matched none of the first records is most likely misspelt (a missing
+  // text dead-letters the record, or drops that part of it silently when another pointer
+  // matched): say so once, with what the bodies have there.
+  void warn_unmatched(uint64_t records) {
+    if (!_output) return;
+    for (size_t i = 0; i < _text.size(); ++i) {
+      if (_hits[i].load() > 0) continue;
+      std::string near;
+      {
+        std::lock_guard lock(_near_mu);
+        near = _near[i];
+      }
+      _output->warn("text pointer \"" + _text_names[i] + "\" matched nothing in the first " +
+                    std::to_string(records) + " records" + (near.empty() ? "" : " (" + near + ")"));
+    }
+  }
+
+  static constexpr uint64_t kWarnAfter = 100;
   bool _flatten, _strip, _keep_body, _missing_filters;
+  std::atomic<uint64_t> _seen{0};
+  std::unique_ptr<std::atomic<uint64_t>[]> _hits;
+  std::mutex _near_mu;
+  std::vector<std::string> _near;  // what the first body without a match had there
   std::vector<rapidjson::Pointer> _text;
   std::vector<std::string> _text_names;
   MetaPointers _meta;

@@ -97,8 +97,8 @@ class FetchHttp final : public Node {
   }
 
   Load load() const override {
-    auto [queued, in_flight] = _cap.load();
-    return {queued, in_flight};
+    auto f = _cap.load();
+    return {f.queued, f.in_flight, f.limit, f.peak};
   }
 
  private:
@@ -235,6 +235,11 @@ NodeTypeInfo fetch_http_info() {
   };
   http::add_request_params(info.params, {.transfer_limits = true});
   info.default_concurrency = 32;
+  // A host it does not know: start at 8, grow while round trips stay flat, back off on a 429, a
+  // 503 or a rising round trip, and hold at most 32 (a browser opens 6 connections a host; HTTP/2
+  // servers allow 100 streams). With `rpm` declared the rate paces it: up to 1024.
+  info.adaptive_max = 32;
+  info.adaptive_max_rpm = 1024;
   info.make_node = [](const NodeInit& init) { return std::make_unique<FetchHttp>(init); };
   info.cost = [](const Params&, const CostInput&) {
     NodeCost c;

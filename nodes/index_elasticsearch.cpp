@@ -130,8 +130,8 @@ class ElasticIndex final : public Node {
   }
 
   Load load() const override {
-    auto [queued, in_flight] = _cap.load();
-    return {queued, in_flight};
+    auto f = _cap.load();
+    return {f.queued, f.in_flight, f.limit, f.peak};
   }
 
  private:
@@ -338,6 +338,7 @@ NodeTypeInfo index_elasticsearch_info() {
   };
   http::add_request_params(info.params, {.unit = "_bulk request", .legacy_max_attempts = true});
   info.default_concurrency = 2;
+  info.adaptive_max = 32;  // bulk requests are heavy for the cluster: fewer, larger
   info.make_node = [](const NodeInit& init) { return std::make_unique<ElasticIndex>(init); };
   info.cost = [](const Params& p, const CostInput& in) {
     NodeCost c;

@@ -160,20 +160,24 @@ std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
   return hits;
 }
 
-}  // namespace
+// The hits' whole text and meta (a damaged row gives "" and "{}", never a crash).
+void fill_details(Db& db, std::vector<SearchHit>& hits) {
+  sqlite3_stmt* s = db.prepare("SELECT text, meta FROM chunks WHERE id = ?1");
+  for (auto& h : hits) {
+    sqlite3_bind_text(s, 1, h.id.c_str(), static_cast<int>(h.id.size()), SQLITE_TRANSIENT);
+    if (db.step(s) == SQLITE_ROW) {
+      h.text = column_text(s, 0);
+      h.meta = column_text(s, 1);
+    }
+    sqlite3_reset(s);
+    rapidjson::Document d;
+    d.Parse<rapidjson::kParseValidateEncodingFlag>(h.meta.c_str(), h.meta.size());
+    if (d.HasParseError() || !d.IsObject()) h.meta = "{}";
+  }
+}
 
-std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
-                                    SearchMode mode, std::string* note) {
-  if (!std::filesystem::exists(db_path))
-    throw std::runtime_error("no index at \"" + db_path +
-                             "\" (run a graph with an index.sqlite sink first)");
-  Db db;
-  db.open(db_path, SQLITE_OPEN_READONLY, kBusyTimeoutMs, "the index");
-  check_foreign(db, db_path);
-  if (!db.has_table("chunks"))
-    throw std::runtime_error("\"" + db_path + "\" is not a sluice index");
-  check_schema_version(db, db_path);
-  k = std::clamp(k, 1, kMaxK);
+std::vector<SearchHit> search_in(Db& db, const std::string& query, int k, SearchMode mode,
+                                 std::string* note) {
   if (mode == SearchMode::bm25) return bm25(db, query, k, note);
   if (mode == SearchMode::vector) return vector_search(db, query, k);
   // Hybrid: reciprocal rank fusion of both lists (k = 60, as in the RRF paper).
@@ -196,6 +200,25 @@ std::vector<SearchHit> search_index(const std::string& db_path, const std::strin
   });
   if (static_cast<int>(out.size()) > k) out.resize(static_cast<size_t>(k));
   return out;
+}
+
+}  // namespace
+
+std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
+                                    SearchMode mode, std::string* note) {
+  if (!std::filesystem::exists(db_path))
+    throw std::runtime_error("no index at \"" + db_path +
+                             "\" (run a graph with an index.sqlite sink first)");
+  Db db;
+  db.open(db_path, SQLITE_OPEN_READONLY, kBusyTimeoutMs, "the index");
+  check_foreign(db, db_path);
+  if (!db.has_table("chunks"))
+    throw std::runtime_error("\"" + db_path + "\" is not a sluice index");
+  check_schema_version(db, db_path);
+  k = std::clamp(k, 1, kMaxK);
+  auto hits = search_in(db, query, k, mode, note);
+  fill_details(db, hits);
+  return hits;
 }
 
 uint64_t chunks_awaiting_full_text(const std::string& db_path) {

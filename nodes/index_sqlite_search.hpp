@@ -14,6 +14,8 @@ struct SearchHit {
   std::string id;
   std::string doc_id;
   std::string snippet;
+  std::string text;  // the chunk's whole text
+  std::string meta;  // its meta as stored: a JSON object (checked: "{}" when it is not one)
 };
 
 // Top `k` chunks for `query`. Vector mode embeds the query with the embedder recorded in the

@@ -3,6 +3,8 @@
 
 #include <filesystem>
 
+#include <rapidjson/document.h>
+
 #include "tests/test_util.hpp"
 
 namespace sluice {
@@ -32,6 +34,100 @@ TEST(Cli, RunsTheDefaultGraphThenSearchesIt) {
   auto none = run_sluice("search " + db + " qqqxxyyzz");
   EXPECT_EQ(none.exit_code, 0);
   EXPECT_EQ(none.out, "no results for \"qqqxxyyzz\" (bm25)\n");
+
+  // --json: an array of whole results for programs; no results is an empty array.
+  auto js = run_sluice("search " + db + " '\"Jesus wept\"' --k 3 --json");
+  ASSERT_EQ(js.exit_code, 0) << js.err;
+  rapidjson::Document d;
+  d.Parse(js.out.c_str());
+  ASSERT_FALSE(d.HasParseError()) << js.out;
+  ASSERT_TRUE(d.IsArray());
+  ASSERT_GE(d.Size(), 1u) << js.out;
+  for (rapidjson::SizeType i = 0; i < d.Size(); ++i) {
+    const auto& h = d[i];
+    EXPECT_EQ(h["rank"].GetInt(), static_cast<int>(i) + 1);
+    EXPECT_TRUE(h["score"].IsNumber());
+    EXPECT_TRUE(h["meta"].IsObject());
+    std::string id = h["id"].GetString(), doc = h["doc_id"].GetString();
+    EXPECT_EQ(id.rfind(doc + "#", 0), 0u) << id << " " << doc;
+  }
+  EXPECT_NE(std::string(d[0]["text"].GetString()).find("Jesus wept"), std::string::npos) << js.out;
+  auto js_none = run_sluice("search " + db + " qqqxxyyzz --json");
+  EXPECT_EQ(js_none.exit_code, 0);
+  EXPECT_EQ(js_none.out, "[]\n");
+}
+
+// Outcomes are never silent: dead letters land in a default file the summary names, with their
+// reasons counted; too many of them, or every document, fails the run; settings.outcomes logs
+// every record's outcome.
+TEST(Cli, DeadLettersGoToADefaultFileAndTooManyFailTheRun) {
+  test::TempDir dir;
+  auto write_input = [&](int good, int bad) {
+    std::string lines;
+    for (int i = 0; i < good; ++i)
+      lines += "{\"id\": \"g" + std::to_string(i) + "\", \"text\": \"words " + std::to_string(i) +
+               "\"}\n";
+    for (int i = 0; i < bad; ++i) lines += "not json " + std::to_string(i) + "\n";
+    test::write_file(dir / "in.jsonl", lines);
+  };
+  test::write_file(dir / "g.json", R"({"name": "dl", "vars": {"ratio": "0.1"},
+    "settings": {"max_dead_letter_ratio": "${ratio}", "outcomes": ")" +
+                                       (dir / "outcomes.jsonl") + R"("},
+    "nodes": [{"id": "src", "type": "source.jsonl", "params": {"path": ")" +
+                                       (dir / "in.jsonl") + R"("}},
+              {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+                                       (dir / "o.jsonl") + R"("}}],
+    "edges": [["src", "out"]]})");
+  const std::string dlq = dir / "dl.dead-letter.jsonl";
+
+  write_input(20, 0);
+  auto clean = run_sluice("run " + (dir / "g.json") + " --threads 2");
+  EXPECT_EQ(clean.exit_code, 0) << clean.err << clean.out;
+  EXPECT_FALSE(std::filesystem::exists(dlq)) << "no dead letter, no file";
+  EXPECT_EQ(test::read_lines(dir / "outcomes.jsonl").size(), 20u);
+
+  write_input(7, 3);  // 30% dead-lettered: more than the 10% allowed
+  auto some = run_sluice("run " + (dir / "g.json") + " --threads 2");
+  EXPECT_EQ(some.exit_code, 1) << some.err << some.out;
+  EXPECT_NE(some.out.find("dead-lettered 3 records, each with its reason in " + dlq +
+                          "; the most frequent reasons:\n           3  src: malformed JSON\n"),
+            std::string::npos)
+      << some.out;
+  EXPECT_NE(some.out.find("error: 3 of 10 documents (30.0%) were dead-lettered, more than "
+                          "settings.max_dead_letter_ratio 0.1; the most frequent reason: "
+                          "malformed JSON (node \"src\"); each is in " +
+                          dlq),
+            std::string::npos)
+      << some.out;
+  EXPECT_EQ(test::read_lines(dlq).size(), 3u);
+  auto outcomes = test::read_lines(dir / "outcomes.jsonl");
+  ASSERT_EQ(outcomes.size(), 10u) << "a fresh run starts the outcomes anew";
+  int indexed = 0, dead = 0;
+  for (const auto& l : outcomes) {
+    indexed +=
+        l.find("\"outcome\":\"indexed\",\"node\":\"out\",\"reason\":null") != std::string::npos;
+    dead +=
+        l.find("\"outcome\":\"dead_lettered\",\"node\":\"src\",\"reason\":\"malformed JSON\"") !=
+        std::string::npos;
+  }
+  EXPECT_EQ(indexed, 7);
+  EXPECT_EQ(dead, 3);
+
+  auto allowed = run_sluice("run " + (dir / "g.json") + " --threads 2 --set ratio=0.5");
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.err << allowed.out;
+  EXPECT_EQ(test::read_lines(dlq).size(), 3u) << "a fresh run starts its dead letters anew";
+
+  write_input(0, 4);
+  auto all = run_sluice("run " + (dir / "g.json") + " --threads 2 --set ratio=1");
+  EXPECT_EQ(all.exit_code, 1) << all.out;
+  EXPECT_NE(all.out.find("error: every document (4) was dead-lettered"), std::string::npos)
+      << all.out;
+
+  auto bad = run_sluice("run " + (dir / "g.json") + " --set ratio=2");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("settings.max_dead_letter_ratio: expected a number from 0 to 1"),
+            std::string::npos)
+      << bad.err;
 }
 
 TEST(Cli, SearchOnAMissingDatabaseExits2) {

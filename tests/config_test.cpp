@@ -129,8 +129,8 @@ const BadCase kBad[] = {
      "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}, \"concurrency\": "
      "0}],"
      " \"edges\": [[\"s\", \"k\"]]}",
-     "test.json:2:76: nodes[1].concurrency: expected \"serial\", \"unlimited\" or an integer >= "
-     "1\n"},
+     "test.json:2:76: nodes[1].concurrency: expected \"default\", \"serial\", \"unlimited\" or an "
+     "integer >= 1\n"},
     {"UnknownVar",
      "{\"vars\": {\"db\": \"x.db\"}, \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
      "{\"id\": \"k\", \"type\": \"index.sqlite\", \"params\": {\"path\": \"${dbb}\"}}], \"edges\": "
@@ -197,8 +197,8 @@ const BadCase kBad[] = {
      "\"concurrency\": \"auto\"},\n"
      "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
      "[[\"s\", \"f\"], [\"f\", \"k\"]]}",
-     "test.json:2:86: nodes[1].concurrency: expected \"serial\", \"unlimited\", an integer >= 1 or "
-     "\"adaptive[:N]\"\n"},
+     "test.json:2:86: nodes[1].concurrency: expected \"default\", \"serial\", \"unlimited\", an "
+     "integer >= 1 or \"adaptive[:N]\"\n"},
     {"NameThatClimbsOutOfTheTree",
      "{\"name\": \"../../x\", \"nodes\": [{\"id\": \"s\", \"type\": \"source.range\"},\n"
      "{\"id\": \"k\", \"type\": \"index.jsonl\", \"params\": {\"path\": \"x\"}}], \"edges\": "
@@ -260,6 +260,31 @@ TEST(Config, AdaptiveConcurrencyReadsItsMax) {
   EXPECT_NE(a.config_hash, test::spec_from(json, builtin_registry(), {{"c", "256"}}).config_hash);
   GraphSpec c = test::spec_from(json, builtin_registry(), {{"c", "12"}});
   EXPECT_FALSE(c.nodes[1].adaptive);
+}
+
+// I/O nodes given no concurrency (or "default") find their own: fetch.http up to 32 in flight
+// on a host it does not know, up to 1024 when its rpm paces it; embedders up to 64; the
+// Elasticsearch sink up to 32. CPU nodes keep their fixed defaults.
+TEST(Config, IoNodesWithoutConcurrencyAreAdaptiveUpToTheirCeiling) {
+  const std::string json =
+      R"({"vars": {"c": "default", "rpm": "0"}, "nodes": [{"id": "s", "type": "source.lines", "params": {"path": "x"}},
+    {"id": "f", "type": "fetch.http", "params": {"url": "http://h/{id}", "rpm": "${rpm}"}, "concurrency": "${c}"},
+    {"id": "e", "type": "embed.openai", "params": {"url": "http://h/v1/embeddings", "model": "m"}},
+    {"id": "k", "type": "index.elasticsearch", "params": {"url": "http://h", "index": "i"}},
+    {"id": "j", "type": "index.jsonl", "params": {"path": "x"}}],
+    "edges": [["s", "f"], ["f", "e"], ["e", "k"], ["f", "j"]]})";
+  GraphSpec a = test::spec_from(json);
+  for (size_t i : {1u, 2u, 3u}) EXPECT_TRUE(a.nodes[i].adaptive) << a.nodes[i].id;
+  EXPECT_EQ(a.nodes[1].concurrency, 32);
+  EXPECT_EQ(a.nodes[2].concurrency, 64);
+  EXPECT_EQ(a.nodes[3].concurrency, 32);
+  EXPECT_FALSE(a.nodes[4].adaptive);
+  GraphSpec paced = test::spec_from(json, builtin_registry(), {{"rpm", "6000"}});
+  EXPECT_TRUE(paced.nodes[1].adaptive);
+  EXPECT_EQ(paced.nodes[1].concurrency, 1024);
+  GraphSpec fixed = test::spec_from(json, builtin_registry(), {{"c", "8"}});
+  EXPECT_FALSE(fixed.nodes[1].adaptive);
+  EXPECT_EQ(fixed.nodes[1].concurrency, 8);
 }
 
 // The chosen variant's params go over the node's own, and its concurrency wins.

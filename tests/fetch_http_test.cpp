@@ -125,6 +125,46 @@ TEST(FetchHttp, ClientErrorsGoToTheDeadLetterFileWithTheServersMessage) {
       << "a 404 is not retried: " << lines[0];
 }
 
+TEST(FetchHttp, DeadLettersAreTalliedByReasonAndAPointerThatMatchesNothingIsNamed) {
+  sim::SimOptions o;
+  o.docs = 5;
+  test::RunningSim server(o);
+  test::TempDir dir;
+  // Two text pointers, one misspelt: the text is still found (no dead letter for it), so only
+  // the warning says that "/body" never matched.
+  RunReport rep = test::run_json(R"({"settings": {"dead_letter": ")" + (dir / "dlq.jsonl") +
+                                 R"("}, "nodes": [
+    {"id": "ids", "type": "source.lines", "params": {"path": ")" +
+                                 ids_file(dir, 5, {"nosuch1", "nosuch2"}) + R"("}},
+    {"id": "fetch", "type": "fetch.http", "params": {"url": ")" +
+                                 server.url() +
+                                 R"(/docs/{id}"}},
+    {"id": "extract", "type": "extract.json", "params": {"text": ["/text", "/body"]}},
+    {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+                                 (dir / "o.jsonl") + R"("}}],
+  "edges": [["ids", "fetch"], ["fetch", "extract"], ["extract", "out"]]})");
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.docs_indexed, 5u);
+  EXPECT_EQ(rep.dead_lettered, 2u);
+  ASSERT_EQ(rep.dead_letter_reasons.size(), 1u);
+  EXPECT_EQ(rep.dead_letter_reasons[0].node, "fetch");
+  EXPECT_EQ(rep.dead_letter_reasons[0].reason, "HTTP 404") << "the body is detail, not the reason";
+  EXPECT_EQ(rep.dead_letter_reasons[0].count, 2u);
+  EXPECT_NE(rep.table().find("           2  fetch: HTTP 404\n"), std::string::npos) << rep.table();
+  ASSERT_EQ(rep.warnings.size(), 1u);
+  EXPECT_EQ(rep.warnings[0].rfind("node \"extract\": text pointer \"/body\" matched nothing in "
+                                  "the first 5 records (keys at the top level: ",
+                                  0),
+            0u)
+      << rep.warnings[0];
+  EXPECT_NE(rep.warnings[0].find("\"text\""), std::string::npos) << rep.warnings[0];
+  RunReport back;
+  ASSERT_TRUE(RunReport::from_json(rep.to_json(), back));
+  EXPECT_EQ(back.warnings, rep.warnings);
+  ASSERT_EQ(back.dead_letter_reasons.size(), 1u);
+  EXPECT_EQ(back.dead_letter_reasons[0].count, 2u);
+}
+
 TEST(FetchHttp, MalformedAndOversizeBodiesAreDeadLetteredNotCrashes) {
   sim::SimOptions o;
   o.docs = 20;

@@ -30,7 +30,8 @@ namespace {
 // The AIMD controller alone, on a made-up clock: 100 ms round trips, the limit always reached.
 TEST(AdaptiveLimit, SlowStartDoublesBackPressureCutsThenGrowthIsOneAWindow) {
   using namespace std::chrono_literals;
-  AimdLimit a(100);
+  EXPECT_EQ(AimdLimit(100).limit(), AimdLimit::kInitial) << "no ramp from 1 by default";
+  AimdLimit a(100, 1);
   auto t = AimdLimit::Clock::time_point{} + 1s;
   auto window = [&](bool backpressure, double rtt = 0.1) {
     a.on_start(a.limit());
@@ -48,6 +49,7 @@ TEST(AdaptiveLimit, SlowStartDoublesBackPressureCutsThenGrowthIsOneAWindow) {
   EXPECT_TRUE(a.slow_start());
   window(true);
   EXPECT_EQ(a.limit(), 50) << "the first push-back halves: slow start may have overshot 2x";
+  EXPECT_EQ(a.peak(), 100);
   EXPECT_FALSE(a.slow_start());
   window(false);
   EXPECT_EQ(a.limit(), 51) << "after the first cut, growth is additive";

@@ -194,9 +194,10 @@ void Runner::tick_loop() {
       last_sample = Clock::now();
       for (auto& nr : _nodes) nr->sample_load();
     }
-    if (_opts.ledger && Clock::now() - last_commit >= std::chrono::milliseconds(500)) {
+    if (Clock::now() - last_commit >= std::chrono::milliseconds(500)) {
       last_commit = Clock::now();
-      commit_ledger();
+      _outcomes.flush();
+      if (_opts.ledger) commit_ledger();
     }
     if (Clock::now() - last_progress >= std::chrono::milliseconds(250)) {
       last_progress = Clock::now();
@@ -238,20 +239,6 @@ void Runner::progress(bool final_line) {
   }
 }
 
-void Runner::write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason,
-                               int attempts, long status) {
-  if (_dead_letter < 0) return;
-  std::string line = "{\"id\":" + json::quoted(r->id) + ",\"doc_id\":" + json::quoted(r->doc_id) +
-                     ",\"node\":" + json::quoted(node.spec.id) +
-                     ",\"attempts\":" + std::to_string(attempts) +
-                     ",\"status\":" + (status ? std::to_string(status) : std::string("null")) +
-                     ",\"error\":" + json::quoted(reason) + "}\n";
-  line = _spec.secrets.redact(line);  // env values, and URL passwords even without any
-  std::lock_guard lock(_mu);
-  ssize_t ignored = ::write(_dead_letter, line.data(), line.size());
-  (void)ignored;
-}
-
 RunReport Runner::report_header() const {
   RunReport rep;
   rep.graph = _spec.name;
@@ -273,7 +260,11 @@ void Runner::fill_counts(RunReport& rep) {
     rep.tokens += rep.nodes.back().tokens;
     rep.cost_usd += rep.nodes.back().cost_usd;
   }
-  rep.indexed = _indexed.load();
+  // Records indexed: by the sink that took the most (each sink's own count is its node's `out`),
+  // not summed over sinks, which would count a record once per sink.
+  rep.indexed = 0;
+  for (const auto& n : rep.nodes)
+    if (n.role == NodeRole::sink) rep.indexed = std::max(rep.indexed, n.out);
   rep.filtered = _filtered.load();
   rep.dead_lettered = _dead.load();
   rep.lost = _lost.load();
@@ -285,9 +276,12 @@ void Runner::fill_counts(RunReport& rep) {
   rep.peak_rss_bytes = peak_rss_bytes();
   rep.peak_rss_total_bytes = rep.peak_rss_bytes;
   rep.cpu_s = process_cpu_seconds() - _cpu0;
+  rep.dead_letter_file = _spec.settings.dead_letter;
+  rep.dead_letter_reasons = _outcomes.reasons();
   {
     std::lock_guard lock(_mu);
     rep.duplicate_id_example = _spec.secrets.redact(_duplicate_example);
+    rep.warnings = _warnings;
   }
 }
 
@@ -319,17 +313,12 @@ RunReport Runner::run() {
   }
   try {
     if (_opts.reset_outputs) reset_outputs(_spec, _opts.shard);
-    if (!_spec.settings.dead_letter.empty()) {
-      std::filesystem::path p(_spec.settings.dead_letter);
-      if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-      // Appended to: reset_outputs() empties it for a fresh run; a resume or a worker adds to it.
-      _dead_letter = ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (_dead_letter < 0) throw std::runtime_error("cannot write dead-letter file " + p.string());
-    }
+    // Appended to: reset_outputs() empties them for a fresh run; a resume or a worker adds.
+    _outcomes.open(_spec.settings.dead_letter, _spec.settings.outcomes);
     open_all();
   } catch (const std::exception& e) {
     rep.error = _spec.secrets.redact(e.what());
-    if (_dead_letter >= 0) ::close(_dead_letter);
+    _outcomes.close();
     return rep;
   }
 
@@ -461,7 +450,8 @@ RunReport Runner::run() {
     n->source.reset();
   }
   if (_inflight.load() > 0) _lost.fetch_add(static_cast<uint64_t>(_inflight.load()));
-  if (_dead_letter >= 0) ::close(_dead_letter);
+  _outcomes.close();
+  if (std::string e = _outcomes.write_error(); !e.empty()) fail(e);
   if (_opts.ledger) commit_ledger();
   // A run that failed or was interrupted merges too, but keeps any earlier output whole.
   bool finished = !(_opts.interrupt && _opts.interrupt->load());
@@ -482,6 +472,8 @@ RunReport Runner::run() {
   rep.http.attempts = _http_stats.attempts;
   rep.http.retries = _http_stats.retries;
   rep.http.throttled = _http_stats.throttled;
+  rep.http.rpm_waited = _http_stats.rpm_waited;
+  rep.http.tpm_waited = _http_stats.tpm_waited;
   rep.http.failed = _http_stats.failed;
   rep.http.loop_cpu_s = _http_stats.loop_cpu_s;
   rep.http.latency = _http_stats.latency;
@@ -513,9 +505,9 @@ void run_output_hooks(const GraphSpec& spec, Hook hook, const char* what, Call c
 }  // namespace
 
 void reset_outputs(const GraphSpec& spec, const ShardSpec& shard) {
-  if (!spec.settings.dead_letter.empty() &&
-      std::filesystem::is_regular_file(spec.settings.dead_letter))
-    std::filesystem::resize_file(spec.settings.dead_letter, 0);
+  // Logs of the run before, not outputs: a fresh run starts them anew.
+  for (const std::string* f : {&spec.settings.dead_letter, &spec.settings.outcomes})
+    if (!f->empty() && std::filesystem::is_regular_file(*f)) std::filesystem::remove(*f);
   run_output_hooks(spec, &NodeTypeInfo::reset_outputs, "",
                    [&](const NodeSpec& n) { n.info->reset_outputs(n.params, shard); });
 }

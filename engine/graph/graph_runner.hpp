@@ -24,9 +24,10 @@ namespace sluice {
 class CheckpointLedger;
 
 struct RunOptions {
-  int threads = 0;                               // > 0 overrides settings.threads
-  bool progress_line = false;                    // redraw a progress line on stderr (a TTY)
-  double events_interval_s = 0;                  // > 0: JSON-lines progress events on stderr
+  int threads = 0;               // > 0 overrides settings.threads
+  bool progress_line = false;    // redraw a progress line on stderr (a TTY)
+  bool quiet = false;            // say nothing on stderr (warnings go to the report only)
+  double events_interval_s = 0;  // > 0: JSON-lines progress events on stderr
   const std::atomic<bool>* interrupt = nullptr;  // set (e.g. by SIGINT) to stop pulling sources
   int events_fd = -1;  // >= 0: JSON-lines events go to this fd (a worker's pipe to its launcher)
 

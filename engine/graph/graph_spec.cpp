@@ -268,7 +268,8 @@ class Builder {
     if (!expect(s, Kind::object, "settings")) return;
     static const std::vector<std::string> keys = {
         "threads",   "max_inflight_docs",    "dead_letter",     "limits_scope",
-        "http_loop", "max_host_connections", "max_connections", "max_body_mb"};
+        "http_loop", "max_host_connections", "max_connections", "max_body_mb",
+        "outcomes",  "max_dead_letter_ratio"};
     for (auto& m : s.members) {
       std::string path = "settings." + m.key;
       int64_t n = 0;
@@ -279,6 +280,15 @@ class Builder {
           out.max_inflight_docs = static_cast<int>(n);
       } else if (m.key == "dead_letter") {
         if (expect(m.value, Kind::string, path)) out.dead_letter = m.value.str;
+      } else if (m.key == "outcomes") {
+        if (expect(m.value, Kind::string, path)) out.outcomes = m.value.str;
+      } else if (m.key == "max_dead_letter_ratio") {
+        if (!coerce_substituted(m.value, Kind::number) || !(m.value.number >= 0) ||
+            m.value.number > 1)
+          _diag.error(m.value.loc, path,
+                      "expected a number from 0 to 1 (the share of documents that may be "
+                      "dead-lettered before the run fails)");
+        else out.max_dead_letter_ratio = m.value.number;
       } else if (m.key == "limits_scope") {
         if (!expect(m.value, Kind::string, path)) continue;
         if (m.value.str == "job") out.limits_per_shard = false;
@@ -400,10 +410,19 @@ class Builder {
       ns.concurrency = ns.info->default_concurrency;
       ns.params = Params(
           resolve_params(params ? *params : empty_params, *ns.info, path + ".params", _diag));
+      if (ns.info->adaptive_max > 0) {  // no concurrency given: the node finds its own
+        ns.adaptive = true;
+        ns.concurrency = ns.info->adaptive_max;
+        const json::Value* rpm = ns.params.get("rpm");
+        if (ns.info->adaptive_max_rpm > 0 && rpm && rpm->kind == Kind::number && rpm->number > 0)
+          ns.concurrency = ns.info->adaptive_max_rpm;
+      }
     }
     if (Value* c = concurrency) {
       substitute_tree(*c, path + ".concurrency");
-      read_concurrency(*c, path + ".concurrency", ns);
+      // "default": as if none were given (a graph's var may choose between a number and it).
+      if (!(c->kind == Kind::string && c->str == "default"))
+        read_concurrency(*c, path + ".concurrency", ns);
     }
     if (ns.info && _diag.size() == errors_before) try_construct(ns, path, spec.name);
     spec.nodes.push_back(std::move(ns));
@@ -444,9 +463,11 @@ class Builder {
     return v->kind == Kind::object ? v : nullptr;
   }
 
-  // "serial", "unlimited", N, or for I/O nodes "adaptive" / "adaptive:N" (AIMD up to N).
+  // "serial", "unlimited", N, or for I/O nodes "adaptive" / "adaptive:N" (AIMD up to N). (And
+  // "default", handled by the caller.)
   void read_concurrency(Value& c, const std::string& path, NodeSpec& ns) {
     int& out = ns.concurrency;
+    ns.adaptive = false;
     if (c.kind == Kind::string && c.str == "serial") {
       out = 1;
     } else if (c.kind == Kind::string && c.str == "unlimited") {
@@ -479,8 +500,9 @@ class Builder {
     } else {
       _diag.error(c.loc, path,
                   ns.info && ns.info->io
-                      ? "expected \"serial\", \"unlimited\", an integer >= 1 or \"adaptive[:N]\""
-                      : "expected \"serial\", \"unlimited\" or an integer >= 1");
+                      ? "expected \"default\", \"serial\", \"unlimited\", an integer >= 1 or "
+                        "\"adaptive[:N]\""
+                      : "expected \"default\", \"serial\", \"unlimited\" or an integer >= 1");
     }
   }
 

@@ -34,7 +34,14 @@ constexpr int64_t kMaxBodyMb = 1 << 20;
 struct GraphSettings {
   int threads = 0;  // 0 = hardware concurrency
   int max_inflight_docs = 256;
-  std::string dead_letter;  // JSONL path; empty = none
+  // JSONL path of dead letters; empty: `sluice run` puts them beside the first output
+  // (default_dead_letter_file).
+  std::string dead_letter;
+  // JSONL path: every record's outcome (id, doc id, outcome, node, reason); empty = none.
+  std::string outcomes;
+  // A run whose dead-lettered documents are more than this share of its documents fails (exit
+  // 1), as does one in which every document was dead-lettered.
+  double max_dead_letter_ratio = 0.1;
   // "limits_scope": "job" (default) splits rate limits and I/O concurrency across every process
   // of every shard; "shard" gives each shard its own (separate quotas), split across its processes.
   bool limits_per_shard = false;

@@ -73,6 +73,8 @@ void NodeRuntime::emit(RecordPtr r) {
   else push_queue->try_put(r);
 }
 
+void NodeRuntime::warn(std::string message) { _runner.warn(spec.id, message); }
+
 void NodeRuntime::fail_run(std::string message) {
   _runner.fail("node \"" + spec.id + "\" (" + spec.type + "): " + message);
 }

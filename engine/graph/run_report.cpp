@@ -1,6 +1,7 @@
 #include "engine/graph/run_report.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <type_traits>
 
@@ -45,6 +46,7 @@ void visit_run_fields(F&& f) {
   f("cost_usd", &RunReport::cost_usd, Fold::sum);
   f("cpu_s", &RunReport::cpu_s, Fold::sum);
   f("peak_rss_total_bytes", &RunReport::peak_rss_total_bytes, Fold::keep);  // see add_worker
+  f("dead_letter_file", &RunReport::dead_letter_file, Fold::first);
   f("interrupted", &RunReport::interrupted, Fold::max);
   f("restarts", &RunReport::restarts, Fold::keep);
 }
@@ -56,6 +58,8 @@ void visit_http_fields(F&& f) {
   f("retries", &HttpReport::retries, Fold::sum);
   f("throttled", &HttpReport::throttled, Fold::sum);
   f("failed", &HttpReport::failed, Fold::sum);
+  f("rpm_waited", &HttpReport::rpm_waited, Fold::sum);
+  f("tpm_waited", &HttpReport::tpm_waited, Fold::sum);
   f("loop_cpu_s", &HttpReport::loop_cpu_s, Fold::sum);
 }
 
@@ -76,6 +80,9 @@ void visit_node_fields(F&& f) {
   f("queue_peak", &NodeReport::queue_peak, Fold::sum);
   f("in_flight_mean", &NodeReport::in_flight_mean, Fold::sum);
   f("in_flight_peak", &NodeReport::in_flight_peak, Fold::sum);
+  f("adaptive", &NodeReport::adaptive, Fold::keep);
+  f("limit", &NodeReport::limit, Fold::sum);
+  f("limit_peak", &NodeReport::limit_peak, Fold::sum);
 }
 
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
@@ -153,7 +160,50 @@ struct FoldFields {
   }
 };
 
+void write_reasons(Writer& w, const std::vector<ReasonCount>& reasons) {
+  w.Key("dead_letter_reasons");
+  w.StartArray();
+  for (const auto& r : reasons) {
+    w.StartObject();
+    write_value(w, "node", r.node);
+    write_value(w, "reason", r.reason);
+    write_value(w, "count", r.count);
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
+std::string with_commas(uint64_t n) {
+  std::string s = std::to_string(n);
+  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
+  return s;
+}
+
 }  // namespace
+
+void sort_reasons(std::vector<ReasonCount>& reasons) {
+  std::sort(reasons.begin(), reasons.end(), [](const ReasonCount& a, const ReasonCount& b) {
+    if (a.count != b.count) return a.count > b.count;
+    return a.node != b.node ? a.node < b.node : a.reason < b.reason;
+  });
+}
+
+void RunReport::judge_dead_letters(double max_ratio) {
+  if (interrupted || !error.empty() || docs == 0) return;
+  const double ratio = static_cast<double>(docs_dead_lettered) / static_cast<double>(docs);
+  if (docs_dead_lettered < docs && ratio <= max_ratio) return;
+  char pct[32], bound[32];
+  std::snprintf(pct, sizeof pct, "%.1f%%", 100.0 * ratio);
+  std::snprintf(bound, sizeof bound, "%g", max_ratio);
+  error = docs_dead_lettered == docs
+              ? "every document (" + with_commas(docs) + ") was dead-lettered"
+              : with_commas(docs_dead_lettered) + " of " + with_commas(docs) + " documents (" +
+                    pct + ") were dead-lettered, more than settings.max_dead_letter_ratio " + bound;
+  if (!dead_letter_reasons.empty())
+    error += "; the most frequent reason: " + dead_letter_reasons.front().reason + " (node \"" +
+             dead_letter_reasons.front().node + "\")";
+  if (!dead_letter_file.empty()) error += "; each is in " + dead_letter_file;
+}
 
 void HttpReport::merge(const HttpReport& other) {
   visit_http_fields(FoldFields<HttpReport>{*this, other});
@@ -213,6 +263,11 @@ std::string RunReport::to_json() const {
     for (const auto& wj : workers_json) w.RawValue(wj.data(), wj.size(), rapidjson::kObjectType);
     w.EndArray();
   }
+  write_reasons(w, dead_letter_reasons);
+  w.Key("warnings");
+  w.StartArray();
+  for (const auto& s : warnings) w.String(s.c_str(), static_cast<rapidjson::SizeType>(s.size()));
+  w.EndArray();
   w.Key("nodes");
   w.StartArray();
   for (const auto& n : nodes) {
@@ -244,6 +299,20 @@ bool RunReport::from_json(std::string_view text, RunReport& r) {
         if (b.IsArray() && b.Size() == 2 && b[0].IsInt() && b[1].IsUint64())
           r.http.latency.add_bucket(b[0].GetInt(), b[1].GetUint64());
   }
+  r.dead_letter_reasons.clear();
+  if (auto a = d.FindMember("dead_letter_reasons"); a != d.MemberEnd() && a->value.IsArray())
+    for (const auto& o : a->value.GetArray()) {
+      if (!o.IsObject()) continue;
+      ReasonCount rc;
+      read_value(o, "node", rc.node);
+      read_value(o, "reason", rc.reason);
+      read_value(o, "count", rc.count);
+      r.dead_letter_reasons.push_back(std::move(rc));
+    }
+  r.warnings.clear();
+  if (auto a = d.FindMember("warnings"); a != d.MemberEnd() && a->value.IsArray())
+    for (const auto& s : a->value.GetArray())
+      if (s.IsString()) r.warnings.emplace_back(s.GetString(), s.GetStringLength());
   r.nodes.clear();
   if (auto n = d.FindMember("nodes"); n != d.MemberEnd() && n->value.IsArray()) {
     for (const auto& o : n->value.GetArray()) {
@@ -265,6 +334,16 @@ void RunReport::add_worker(const RunReport& worker) {
   visit_run_fields(FoldFields<RunReport>{*this, worker});
   peak_rss_total_bytes += worker.peak_rss_bytes;
   http.merge(worker.http);
+  for (const auto& rc : worker.dead_letter_reasons) {
+    auto it = std::find_if(
+        dead_letter_reasons.begin(), dead_letter_reasons.end(),
+        [&](const ReasonCount& x) { return x.node == rc.node && x.reason == rc.reason; });
+    if (it != dead_letter_reasons.end()) it->count += rc.count;
+    else dead_letter_reasons.push_back(rc);
+  }
+  sort_reasons(dead_letter_reasons);
+  for (const auto& wn : worker.warnings)
+    if (std::find(warnings.begin(), warnings.end(), wn) == warnings.end()) warnings.push_back(wn);
   if (nodes.empty()) {
     nodes = worker.nodes;
     return;
@@ -274,6 +353,94 @@ void RunReport::add_worker(const RunReport& worker) {
     // An I/O node's cap is split among the workers: the job's cap is their sum.
     if (nodes[i].io) nodes[i].concurrency += worker.nodes[i].concurrency;
   }
+}
+
+std::vector<std::string> RunReport::binding_limits() const {
+  std::vector<std::string> out;
+  if (elapsed_s <= 0 || docs == 0) return out;
+  char buf[512];
+  const double attempts = static_cast<double>(std::max<uint64_t>(1, http.attempts));
+  const double ok_per_min =
+      60.0 * static_cast<double>(http.requests - std::min(http.requests, http.failed)) / elapsed_s;
+  if (http.rpm_waited >= 0.2 * attempts) {
+    std::snprintf(buf, sizeof buf,
+                  "the rpm limit: %.0f%% of requests waited for it (%.0f requests/min done); "
+                  "raise \"rpm\" only if the upstream's quota allows more",
+                  100.0 * static_cast<double>(http.rpm_waited) / attempts, ok_per_min);
+    out.emplace_back(buf);
+  }
+  if (http.tpm_waited >= 0.2 * attempts) {
+    std::snprintf(buf, sizeof buf,
+                  "the tpm limit: %.0f%% of requests waited for it; raise \"tpm\" only if the "
+                  "upstream's quota allows more",
+                  100.0 * static_cast<double>(http.tpm_waited) / attempts);
+    out.emplace_back(buf);
+  }
+  if (http.throttled > 0.02 * attempts) {
+    // Two significant digits, rounded down: a pace the upstream just showed it accepts.
+    double rpm = ok_per_min;
+    double scale = 1;
+    while (rpm >= 100) {
+      rpm /= 10;
+      scale *= 10;
+    }
+    rpm = std::floor(rpm) * scale;
+    std::snprintf(buf, sizeof buf,
+                  "the upstream's rate limit: %.0f%% of requests were answered 429; %s \"rpm\" "
+                  "to about %.0f (what it accepted in this run)",
+                  100.0 * static_cast<double>(http.throttled) / attempts,
+                  http.rpm_waited > 0 ? "lower" : "set", rpm);
+    out.emplace_back(buf);
+  }
+  for (const auto& n : nodes) {
+    if (!n.io || n.concurrency <= 0 || n.queue_mean < 1) continue;
+    const double used = n.in_flight_mean / n.concurrency;
+    if (used >= 0.95) {
+      std::snprintf(buf, sizeof buf,
+                    "node \"%s\" (%s): %.0f%% of its %s%d requests in flight used, %.0f records "
+                    "queued behind it on average; %s",
+                    n.id.c_str(), n.type.c_str(), 100.0 * used,
+                    n.adaptive ? "adaptive ceiling " : "", n.concurrency, n.queue_mean,
+                    n.adaptive ? "raise it (\"concurrency\": \"adaptive:N\")"
+                               : "raise its \"concurrency\", or remove it to let the node adapt");
+      out.emplace_back(buf);
+    } else if (n.adaptive && n.limit_peak > 0 && n.in_flight_mean >= 0.5 * n.limit_peak) {
+      std::snprintf(buf, sizeof buf,
+                    "node \"%s\" (%s): the upstream's capacity: it kept %.1f requests in flight "
+                    "(adaptive limit %d at the end, %d at its peak, ceiling %d) because round "
+                    "trips rose or the upstream pushed back beyond that, %.0f records queued",
+                    n.id.c_str(), n.type.c_str(), n.in_flight_mean, n.limit, n.limit_peak,
+                    n.concurrency, n.queue_mean);
+      out.emplace_back(buf);
+    }
+  }
+  const double processes = static_cast<double>(std::max<size_t>(1, workers_json.size()));
+  const double usable = std::max(1, threads) * processes;
+  const double cores_busy = cpu_s / elapsed_s;
+  if (cores_busy >= 0.85 * usable) {
+    const NodeReport* busiest = nullptr;
+    for (const auto& n : nodes)
+      if (!n.io && (!busiest || n.busy_s > busiest->busy_s)) busiest = &n;
+    std::snprintf(buf, sizeof buf,
+                  "CPU: %.1f cores busy of %.0f threads%s%s%s; more threads or processes (-P) "
+                  "help if the machine has the cores",
+                  cores_busy, usable, busiest ? " (busiest node: \"" : "",
+                  busiest ? busiest->id.c_str() : "", busiest ? "\")" : "");
+    out.emplace_back(buf);
+  }
+  if (out.empty() && max_inflight_docs > 0 &&
+      static_cast<double>(peak_inflight_docs) >= 0.95 * max_inflight_docs * processes) {
+    bool queued = false;
+    for (const auto& n : nodes) queued = queued || n.queue_mean >= 1;
+    if (!queued) {
+      std::snprintf(buf, sizeof buf,
+                    "settings.max_inflight_docs: %d documents in flight%s, with no node queued; "
+                    "raise it (memory grows with it)",
+                    max_inflight_docs, processes > 1 ? " per process" : "");
+      out.emplace_back(buf);
+    }
+  }
+  return out;
 }
 
 std::string RunReport::table() const {
@@ -295,6 +462,13 @@ std::string RunReport::table() const {
                   100.0 * n.utilization(elapsed_s, threads), n.queue_mean);
     out += line;
   }
+  std::string limits;
+  for (const auto& n : nodes)
+    if (n.adaptive)
+      limits += (limits.empty() ? "" : ", ") + n.id + " " + std::to_string(n.limit) + " (peak " +
+                std::to_string(n.limit_peak) + " of " + std::to_string(n.concurrency) + ")";
+  if (!limits.empty())
+    out += "adaptive concurrency, requests in flight at the end: " + limits + "\n";
   std::snprintf(
       line, sizeof line,
       "docs %llu (indexed %llu, filtered %llu, dead-lettered %llu)  chunks %llu  lost %llu\n",
@@ -303,17 +477,43 @@ std::string RunReport::table() const {
       static_cast<unsigned long long>(docs_dead_lettered), static_cast<unsigned long long>(chunks),
       static_cast<unsigned long long>(lost));
   out += line;
+  std::string sinks;
+  int nsinks = 0;
+  for (const auto& n : nodes)
+    if (n.role == NodeRole::sink) {
+      ++nsinks;
+      sinks += (sinks.empty() ? "" : ", ") + n.id + " " + with_commas(n.out);
+    }
+  if (nsinks > 1) out += "records indexed per sink: " + sinks + "\n";
+  if (dead_lettered > 0) {
+    out += "dead-lettered " + with_commas(dead_lettered) + " records";
+    out += dead_letter_file.empty() ? "" : ", each with its reason in " + dead_letter_file;
+    out += "; the most frequent reasons:\n";
+    for (size_t i = 0; i < dead_letter_reasons.size() && i < 5; ++i) {
+      const auto& rc = dead_letter_reasons[i];
+      std::snprintf(line, sizeof line, "  %10s  %s: %s\n", with_commas(rc.count).c_str(),
+                    escape_controls(rc.node).c_str(), escape_controls(rc.reason).c_str());
+      out += line;
+    }
+  }
+  for (const auto& wn : warnings) out += "warning: " + escape_controls(wn) + "\n";
   if (duplicate_ids > 0) {
     out += "duplicate ids " + std::to_string(duplicate_ids) +
            ": records with an id already written in this run were dropped, the first of each "
            "kept (e.g. \"" +
            escape_controls(duplicate_id_example) + "\")\n";
   }
-  std::snprintf(
-      line, sizeof line,
-      "elapsed %.2f s  %.1f docs/s  peak RSS %.1f MiB  threads %d  peak in flight %lld/%d\n",
-      elapsed_s, docs_per_s(), peak_rss_bytes / 1048576.0, threads,
-      static_cast<long long>(peak_inflight_docs), max_inflight_docs);
+  // Under -P the peaks are summed over the processes, each bounded by max_inflight_docs.
+  const std::string procs = workers_json.size() > 1
+                                ? " in total over " + std::to_string(workers_json.size()) +
+                                      " processes of at most " + std::to_string(max_inflight_docs)
+                                : "";
+  std::snprintf(line, sizeof line,
+                "elapsed %.2f s  %.1f docs/s  peak RSS %.1f MiB  threads %d  peak in flight "
+                "%lld%s\n",
+                elapsed_s, docs_per_s(), peak_rss_bytes / 1048576.0, threads,
+                static_cast<long long>(peak_inflight_docs),
+                procs.empty() ? ("/" + std::to_string(max_inflight_docs)).c_str() : procs.c_str());
   out += line;
   std::snprintf(line, sizeof line, "cpu %.2f s (%.2f ms/doc)\n", cpu_s,
                 docs > 0 ? 1000.0 * cpu_s / static_cast<double>(docs) : 0.0);
@@ -343,6 +543,7 @@ std::string RunReport::table() const {
     out += line;
   }
   if (restarts > 0) out += "worker restarts " + std::to_string(restarts) + "\n";
+  for (const auto& b : binding_limits()) out += "bound by " + b + "\n";
   if (interrupted)
     out += "interrupted: in-flight work was drained; run again with --resume to finish\n";
   if (!error.empty()) out += "error: " + error + "\n";

@@ -33,6 +33,11 @@ struct NodeReport {
   double in_flight_mean = 0;
   uint64_t in_flight_peak = 0;
   bool io = false;  // an I/O node: `concurrency` caps requests in flight
+  // Adaptive concurrency: `concurrency` is the ceiling; the limit the node had at the end of the
+  // run and the highest it reached (sums over workers, as `concurrency`).
+  bool adaptive = false;
+  int limit = 0;
+  int limit_peak = 0;
   // Share of capacity used: an I/O node's mean in flight / concurrency; a CPU node's busy time /
   // (elapsed x parallel bodies it could run, at most the threads).
   double utilization(double elapsed_s, int threads) const;
@@ -43,8 +48,11 @@ struct HttpReport {
   uint64_t requests = 0;  // submitted requests that finished, successful or not
   uint64_t attempts = 0;  // transfers, retries included
   uint64_t retries = 0;
-  uint64_t throttled = 0;    // 429 answers
-  uint64_t failed = 0;       // requests that finally failed
+  uint64_t throttled = 0;  // 429 answers
+  uint64_t failed = 0;     // requests that finally failed
+  // Requests that waited for a rate limit (an rpm, else a tpm): what tells that it bound.
+  uint64_t rpm_waited = 0;
+  uint64_t tpm_waited = 0;
   double loop_cpu_s = 0;     // CPU time of the HTTP loop thread (summed over processes)
   LatencyHistogram latency;  // per attempt
 
@@ -55,6 +63,15 @@ struct HttpReport {
   void merge(const HttpReport& other);
 };
 
+// Dead letters of one node for one reason (OutcomeLog::reason_key).
+struct ReasonCount {
+  std::string node;
+  std::string reason;
+  uint64_t count = 0;
+};
+// The most frequent first; ties by node, then reason.
+void sort_reasons(std::vector<ReasonCount>& reasons);
+
 struct RunReport {
   std::string graph;
   std::string config_hash;
@@ -64,7 +81,7 @@ struct RunReport {
   uint64_t docs = 0;               // source documents admitted
   uint64_t docs_skipped_done = 0;  // skipped: done in an earlier run (--resume)
   uint64_t chunks = 0;             // records the chunkers produced
-  uint64_t indexed = 0;            // record outcomes
+  uint64_t indexed = 0;  // records indexed by the sink that took the most (per sink: its `out`)
   uint64_t filtered = 0;
   uint64_t dead_lettered = 0;
   uint64_t lost = 0;  // documents with a record that vanished without an outcome
@@ -84,6 +101,11 @@ struct RunReport {
   uint64_t peak_rss_total_bytes =
       0;  // the sum of every worker's peak (= peak_rss_bytes for one process)
   HttpReport http;
+  // Where dead letters went ("" = nowhere), and how many per node and reason.
+  std::string dead_letter_file;
+  std::vector<ReasonCount> dead_letter_reasons;
+  // What the run noticed that the user should know (a pointer that matched nothing), once each.
+  std::vector<std::string> warnings;
   bool interrupted = false;
   std::string error;  // fatal run error, empty on success
   std::vector<NodeReport> nodes;
@@ -96,11 +118,18 @@ struct RunReport {
   // Reads what to_json wrote (a worker's report, in the launcher). False if it is not a report.
   static bool from_json(std::string_view text, RunReport& out);
   std::string table() const;  // human summary
+  // What bound the run, a line each with what to do about it (empty when nothing stood out): an
+  // I/O node at its cap with work queued behind it, a rate limit most requests waited for,
+  // 429s with no rate limit set, CPU, settings.max_inflight_docs.
+  std::vector<std::string> binding_limits() const;
   // Folds one worker's report into this job's (the launcher): counts and CPU add up, peak RSS is
   // the largest worker's (and peak_rss_total_bytes their sum), the first error is kept.
   void add_worker(const RunReport& worker);
   // 0 ok; 1 failed or lost > 0; 130 interrupted.
   int exit_code() const;
+  // Fails a finished run (sets `error`) whose share of dead-lettered documents is above
+  // `max_ratio`, and always one in which every document was dead-lettered.
+  void judge_dead_letters(double max_ratio);
 };
 
 }  // namespace sluice

@@ -16,6 +16,7 @@
 
 #include "engine/graph/graph_runner.hpp"
 #include "engine/graph/id_set.hpp"
+#include "engine/graph/outcome_log.hpp"
 #include "engine/http/client.hpp"
 #include "engine/state/checkpoint_ledger.hpp"
 #include "engine/thread_role.hpp"
@@ -63,6 +64,7 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
   size_t waiting() const override { return push_waiting.load(std::memory_order_acquire); }
   bool stopping() const override;
   const std::string& node_id() const override { return spec.id; }
+  void warn(std::string message) override;
   void add_usage(uint64_t tokens, double cost_usd) override {
     _tokens.fetch_add(tokens, std::memory_order_relaxed);
     std::lock_guard lock(_cost_mu);
@@ -96,6 +98,9 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
     }
     r.queue_peak = _queue_peak;
     r.in_flight_peak = _inflight_peak;
+    r.adaptive = spec.adaptive;
+    r.limit = _limit;
+    r.limit_peak = _limit_peak;
     std::lock_guard lock(_cost_mu);
     r.cost_usd = _cost;
     return r;
@@ -142,12 +147,15 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
     _queue_peak = std::max<uint64_t>(_queue_peak, queued);
     _inflight_sum += static_cast<double>(l.in_flight);
     _inflight_peak = std::max<uint64_t>(_inflight_peak, l.in_flight);
+    _limit = l.limit;
+    _limit_peak = std::max(_limit_peak, l.limit_peak);
   }
 
  private:
   std::unique_ptr<CounterSlot[]> _slots;
   int _nslots;
   uint64_t _samples = 0, _queue_peak = 0, _inflight_peak = 0;
+  int _limit = 0, _limit_peak = 0;  // adaptive concurrency, as last sampled
   double _queue_sum = 0, _inflight_sum = 0;
   std::atomic<uint64_t> _tokens{0};
   mutable std::mutex _cost_mu;
@@ -198,6 +206,7 @@ class Runner final : public CompletionListener {
 
   void record_outcome(NodeRuntime& node, const RecordPtr& r, Outcome o, std::string_view reason,
                       int attempts = 1, long status = 0) {
+    _outcomes.record(node.spec.id, *r, o, reason, attempts, status);
     switch (o) {
       case Outcome::indexed:
         _indexed.fetch_add(1, std::memory_order_relaxed);
@@ -207,10 +216,24 @@ class Runner final : public CompletionListener {
       case Outcome::dead_lettered:
         _dead.fetch_add(1, std::memory_order_relaxed);
         node.slot().errors.fetch_add(1, std::memory_order_relaxed);
-        write_dead_letter(node, r, reason, attempts, status);
         break;
       case Outcome::lost: node.slot().errors.fetch_add(1, std::memory_order_relaxed); break;
     }
+  }
+
+  // A node's warning: kept once for the report, and said on stderr at once by a run that is not
+  // a launcher's worker (the launcher prints the job's warnings with its summary).
+  void warn(const std::string& node, const std::string& message) {
+    std::string text = _spec.secrets.redact("node \"" + node + "\": " + message);
+    {
+      std::lock_guard lock(_mu);
+      if (_warnings.size() >= kMaxWarnings ||
+          std::find(_warnings.begin(), _warnings.end(), text) != _warnings.end())
+        return;
+      _warnings.push_back(text);
+    }
+    if (_opts.events_fd < 0 && !_opts.quiet)
+      std::fprintf(stderr, "\nsluice: warning: %s\n", escape_controls(text).c_str());
   }
 
   void duplicate_id(const std::string& id) {
@@ -265,8 +288,6 @@ class Runner final : public CompletionListener {
   void progress(bool final_line);
   RunReport report_header() const;
   void fill_counts(RunReport& rep);
-  void write_dead_letter(NodeRuntime& node, const RecordPtr& r, std::string_view reason,
-                         int attempts, long status);
 
  public:
   tbb::flow::graph* graph = nullptr;
@@ -367,10 +388,11 @@ class Runner final : public CompletionListener {
   std::atomic<bool> _stop{false};
   std::atomic<bool> _ticker_stop{false};
   std::atomic<bool> _graph_alive{true};
-  std::mutex _mu;  // _error, dead letter file
+  std::mutex _mu;  // _error, _warnings, _duplicate_example
   std::string _error;
-  int _dead_letter =
-      -1;  // O_APPEND: one write() per line, so processes sharing the file never interleave
+  static constexpr size_t kMaxWarnings = 20;
+  std::vector<std::string> _warnings;
+  OutcomeLog _outcomes{_spec.secrets};
   std::atomic<uint64_t> _docs{0}, _done_docs{0}, _indexed{0}, _filtered{0}, _dead{0}, _lost{0};
   std::atomic<uint64_t> _docs_indexed{0}, _docs_filtered{0}, _docs_dead{0}, _skipped_done{0};
   std::atomic<int64_t> _inflight{0}, _peak_inflight{0};

@@ -30,10 +30,16 @@ class AimdLimit {
   static constexpr double kMinRise = 0.25;
   static constexpr double kMinRiseS = 0.002;
 
-  explicit AimdLimit(int max, int initial = 1)
-      : _max(std::max(1, max)), _limit(std::clamp(initial, 1, _max)) {}
+  // Where a limit starts unless told: high enough that a short run does not spend itself ramping
+  // up from 1, low enough for a host that serves a few at a time (its first RTT window then
+  // halves it).
+  static constexpr int kInitial = 8;
+
+  explicit AimdLimit(int max, int initial = kInitial)
+      : _max(std::max(1, max)), _limit(std::clamp(initial, 1, _max)), _peak(_limit) {}
 
   int limit() const { return static_cast<int>(_limit); }
+  int peak() const { return static_cast<int>(_peak); }
 
   // A request is starting with `in_flight` requests (itself included) out.
   void on_start(int in_flight) {
@@ -67,6 +73,7 @@ class AimdLimit {
       _slow_start = false;
     } else if (_reached) {
       _limit = std::min<double>(_max, _slow_start ? _limit * 2 : _limit + 1);
+      _peak = std::max(_peak, _limit);
     }
     if (_count > 0) {
       if (_mean <= 0) {
@@ -83,7 +90,7 @@ class AimdLimit {
   }
 
   int _max;
-  double _limit;
+  double _limit, _peak;
   bool _slow_start = true;
   double _mean = 0, _dev = 0;
   Clock::time_point _window_start{};

@@ -144,6 +144,8 @@ ClientStats Client::stats() const {
   s.attempts = _impl->attempts.load();
   s.retries = _impl->retries.load();
   s.throttled = _impl->throttled.load();
+  s.rpm_waited = _impl->rpm_waited.load(std::memory_order_relaxed);
+  s.tpm_waited = _impl->tpm_waited.load(std::memory_order_relaxed);
   s.in_flight = s.submitted - s.completed - s.failed;
   s.body_bytes_peak = _impl->body_peak.load(std::memory_order_relaxed);
   s.paused = _impl->pauses.load(std::memory_order_relaxed);
@@ -229,6 +231,10 @@ Clock::time_point Client::Impl::service_keys(Clock::time_point now) {
         ks.waiting.pop_front();
         start(j);
       } else {
+        if (!j->rate_waited) {
+          j->rate_waited = true;
+          (ok_r ? tpm_waited : rpm_waited).fetch_add(1, std::memory_order_relaxed);
+        }
         next = std::min(next, std::max(ok_r ? now : ks.rpm.when(1, now),
                                        ok_t ? now : ks.tpm.when(j->tokens, now)));
         break;

@@ -120,6 +120,8 @@ struct ClientStats {
   uint64_t in_flight = 0;        // submitted and not yet called back
   uint64_t body_bytes_peak = 0;  // the most response-body bytes held at once
   uint64_t paused = 0;           // times a transfer waited for body bytes to come free
+  // Requests that waited for their key's rate limit: its rpm, else its tpm (each counted once).
+  uint64_t rpm_waited = 0, tpm_waited = 0;
   // CPU time (user + system) of the loop thread so far: the cost of the I/O itself and of the
   // callbacks run on it, apart from the graph's CPU nodes.
   double loop_cpu_s = 0;

@@ -107,6 +107,7 @@ struct Job {
   CURL* easy = nullptr;  // the current attempt's handle
   size_t held = 0;       // body bytes counted in the budget
   bool paused = false;
+  bool rate_waited = false;  // counted once in rpm_waited or tpm_waited
   curl_slist* headers = nullptr;
   uint32_t pool = 0;  // the connection pool (multi handle) of the current attempt
   ~Job() {
@@ -177,6 +178,7 @@ struct Client::Impl {
 
   std::atomic<uint64_t> submitted{0}, completed{0}, failed{0}, attempts{0}, retries{0},
       throttled{0};
+  std::atomic<uint64_t> rpm_waited{0}, tpm_waited{0};  // ClientStats
   BodyBudget budget;
   std::atomic<uint64_t> body_peak{0}, pauses{0};  // budget's figures, for stats()
   std::array<std::atomic<uint64_t>, LatencyHistogram::kBuckets>

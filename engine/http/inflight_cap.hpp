@@ -34,10 +34,18 @@ class InflightCap {
     return false;
   }
 
-  // Work waiting and work admitted, for load sampling.
-  std::pair<size_t, size_t> load() const {
+  // For load sampling: work waiting and work admitted; an adaptive cap's limit now and the
+  // highest it reached (0 for a fixed cap).
+  struct Figures {
+    size_t queued = 0;
+    size_t in_flight = 0;
+    int limit = 0;
+    int peak = 0;
+  };
+  Figures load() const {
     std::lock_guard lock(_mu);
-    return {_queue.size(), static_cast<size_t>(_inflight)};
+    return {_queue.size(), static_cast<size_t>(_inflight), _aimd ? _aimd->limit() : 0,
+            _aimd ? _aimd->peak() : 0};
   }
 
   // Adaptive caps learn from every attempt of `req` (an http::Request): its round-trip time and
