@@ -165,6 +165,39 @@ TEST(FetchHttp, DeadLettersAreTalliedByReasonAndAPointerThatMatchesNothingIsName
   EXPECT_EQ(back.dead_letter_reasons[0].count, 2u);
 }
 
+// A fetch held at 2 in flight with every other document queued behind it: the summary says that
+// this cap bound the run, and what to do. Given no concurrency, the node adapts and reports it.
+TEST(FetchHttp, ARunNamesTheCapThatBoundItAndAdaptiveNodesReportTheirLimits) {
+  sim::SimOptions o;
+  o.docs = 150;
+  o.latency_ms = 30;
+  test::RunningSim server(o);
+  test::TempDir dir;
+  RunReport fixed = fetch_ids(server, dir, 150, "2");
+  ASSERT_EQ(fixed.error, "");
+  bool named = false;
+  for (const auto& b : fixed.binding_limits())
+    named = named || (b.rfind("node \"fetch\" (fetch.http): ", 0) == 0 &&
+                      b.find("raise its \"concurrency\"") != std::string::npos);
+  EXPECT_TRUE(named) << fixed.table();
+  EXPECT_NE(fixed.table().find("\nbound by node \"fetch\""), std::string::npos) << fixed.table();
+
+  test::TempDir dir2;
+  RunReport adaptive = fetch_ids(server, dir2, 150, "\"default\"");
+  ASSERT_EQ(adaptive.error, "");
+  const NodeReport* f = nullptr;
+  for (const auto& n : adaptive.nodes)
+    if (n.id == "fetch") f = &n;
+  ASSERT_NE(f, nullptr);
+  EXPECT_TRUE(f->adaptive);
+  EXPECT_EQ(f->concurrency, 32);
+  EXPECT_GE(f->limit_peak, AimdLimit::kInitial);
+  EXPECT_LE(f->limit_peak, 32);
+  EXPECT_NE(adaptive.table().find("adaptive concurrency, requests in flight at the end: fetch "),
+            std::string::npos)
+      << adaptive.table();
+}
+
 TEST(FetchHttp, MalformedAndOversizeBodiesAreDeadLetteredNotCrashes) {
   sim::SimOptions o;
   o.docs = 20;
