@@ -67,11 +67,17 @@ void OutcomeLog::open(const std::string& dead_letter, const std::string& outcome
                                "\": its directory is not writable");
     _dead_path = dead_letter;
   }
-  if (!outcomes.empty()) _outcomes_fd = open_append(outcomes, "outcomes");
+  if (!outcomes.empty()) {
+    _outcomes_fd = open_append(outcomes, "outcomes");
+    _log_all = true;
+  }
 }
 
 void OutcomeLog::record(std::string_view node, const Record& r, Outcome o, std::string_view reason,
                         int attempts, long status) {
+  // Most records are indexed or filtered: with no outcomes file they need nothing here, and
+  // must not take the lock every dead letter takes.
+  if (o != Outcome::dead_lettered && !_log_all) return;
   std::string dead_line, outcome_line;
   if (o == Outcome::dead_lettered && !_dead_path.empty()) {
     dead_line = "{\"id\":" + json::quoted(r.id) + ",\"doc_id\":" + json::quoted(r.doc_id) +

@@ -28,9 +28,10 @@ class OutcomeLog {
   OutcomeLog(const OutcomeLog&) = delete;
   OutcomeLog& operator=(const OutcomeLog&) = delete;
 
-  // Either path may be empty (no such file). The outcomes file is opened now, the dead-letter
-  // file at the first dead letter (a run without any leaves no empty file behind). Creates
-  // parent directories; throws std::runtime_error when a file cannot be written.
+  // Before any record(), from one thread. Either path may be empty (no such file). The outcomes
+  // file is opened now, the dead-letter file at the first dead letter (a run without any leaves no
+  // empty file behind). Creates parent directories; throws std::runtime_error when a file cannot be
+  // written.
   void open(const std::string& dead_letter, const std::string& outcomes);
   // Why a line could not be written (the dead-letter file could not be opened), or "".
   std::string write_error() const {
@@ -54,7 +55,8 @@ class OutcomeLog {
   mutable std::mutex _mu;
   std::string _dead_path, _write_error;
   int _dead_fd = -1, _outcomes_fd = -1;
-  std::string _buf;  // outcome lines not written yet
+  bool _log_all = false;  // an outcomes file: every record is logged (set by open(), before use)
+  std::string _buf;       // outcome lines not written yet
   std::map<std::pair<std::string, std::string>, uint64_t> _reasons;
 };
 
