@@ -169,8 +169,7 @@ std::string default_state_dir(const GraphSpec& spec) {
 // per shard (shards run apart and each starts its own anew).
 std::string default_dead_letter_file(const GraphSpec& spec, const ShardSpec& shard) {
   std::string name = spec.name + ".dead-letter";
-  if (!shard.all())
-    name += ".s" + std::to_string(shard.index) + "-of-" + std::to_string(shard.count);
+  if (!shard.all()) name += "." + shard.file_tag();
   return (first_output_dir(spec) / (name + ".jsonl")).string();
 }
 

@@ -61,15 +61,7 @@ std::string_view line_id(std::string_view line) {
   return {};
 }
 
-std::string part_prefix(const ShardSpec& shard) {
-  std::string p =
-      "s";  // built by appending: GCC 12 warns (-Wrestrict, falsely) on "s" + to_string()
-  p += std::to_string(shard.index);
-  p += "-of-";
-  p += std::to_string(shard.count);
-  p += '.';
-  return p;
-}
+std::string part_prefix(const ShardSpec& shard) { return shard.file_tag() + '.'; }
 
 // Shards that share a filesystem may merge into one path at the same time: one at a time, under
 // a lock file in the parts directory that the last merge removes with the directory.

@@ -523,11 +523,7 @@ std::vector<FileLock> lock_outputs(const GraphSpec& spec, const ShardSpec& shard
     if (!n.info->merge_outputs || !n.info->output_file) continue;
     std::string out = n.info->output_file(n.params);
     if (out.empty() || out.rfind("/dev/", 0) == 0) continue;
-    std::string path =
-        out +
-        (shard.all() ? ""
-                     : ".s" + std::to_string(shard.index) + "-of-" + std::to_string(shard.count)) +
-        ".lock";
+    std::string path = out + (shard.all() ? "" : "." + shard.file_tag()) + ".lock";
     bool taken = false;
     for (const auto& l : locks) taken = taken || l.path() == path;
     if (taken) continue;  // two sinks of the graph write one file

@@ -17,6 +17,14 @@ bool ShardSpec::owns(std::string_view doc_id) const {
   return count <= 1 || shard_of(doc_id, count) == index;
 }
 
+std::string ShardSpec::file_tag() const {
+  std::string tag = "s";  // built by appending: GCC 12 warns (-Wrestrict, falsely) on "s" + ...
+  tag += std::to_string(index);
+  tag += "-of-";
+  tag += std::to_string(count);
+  return tag;
+}
+
 ShardSpec ShardSpec::split(int w, int p) const {
   ShardSpec s = *this;
   s.index = index + count * w;

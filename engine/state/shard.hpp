@@ -22,6 +22,8 @@ struct ShardSpec {
   // Worker `w` of `p` local workers inside this shard.
   ShardSpec split(int w, int p) const;
   std::string text() const { return std::to_string(index) + "/" + std::to_string(count); }
+  // "sI-of-N": how a shard's own files are named (a lock, a dead-letter file, JSONL parts).
+  std::string file_tag() const;
 };
 
 int shard_of(std::string_view doc_id, int count);
