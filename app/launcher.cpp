@@ -40,6 +40,8 @@ struct Worker {
   int64_t in_flight = 0;
   uint64_t total = 0;
   bool total_known = false;
+  uint64_t expanded = 0;  // documents its source items expanded into
+  std::string unit, expanded_unit;
 };
 
 double seconds_since(Clock::time_point t0) {
@@ -70,7 +72,7 @@ void start(Worker& w, const LaunchPlan& plan) {
   w.pid = pid;
   w.fd = fds[0];
   w.buffer.clear();
-  w.docs_done = w.chunks = 0;
+  w.docs_done = w.chunks = w.expanded = 0;
   w.in_flight = 0;
   ++w.attempts;
 }
@@ -92,6 +94,13 @@ void handle_line(Worker& w, const std::string& line) {
     w.in_flight = static_cast<int64_t>(u64("in_flight"));
     w.total_known = d.HasMember("total");
     w.total = u64("total");
+    w.expanded = u64("expanded");
+    auto str = [&](const char* k, std::string& out) {
+      if (auto it = d.FindMember(k); it != d.MemberEnd() && it->value.IsString())
+        out.assign(it->value.GetString(), it->value.GetStringLength());
+    };
+    str("unit", w.unit);
+    str("expanded_unit", w.expanded_unit);
   } else if (ev == "report" && d.HasMember("report")) {
     size_t at = line.find("\"report\":");
     std::string body = line.substr(at + 9, line.rfind('}') - at - 9);
@@ -235,7 +244,17 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
     uint64_t done = 0, chunks = 0, total = 0;
     int64_t in_flight = 0;
     bool total_known = true;
+    ProgressFigures fig;
     for (auto& w : workers) {
+      if (!w.expanded_unit.empty()) {
+        fig.unit = w.unit;
+        fig.expanded_unit = w.expanded_unit;
+      }
+      if (const NodeReport* e = w.have_report ? w.report.expander() : nullptr) {
+        fig.expanded += e->docs_out;
+        fig.unit = w.report.source_unit();
+        fig.expanded_unit = e->id;
+      } else fig.expanded += w.expanded;
       done += w.have_report
                   ? w.report.docs_indexed + w.report.docs_filtered + w.report.docs_dead_lettered
                   : w.docs_done;
@@ -247,7 +266,11 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
     double rate = el > 0 ? done / el : 0;
     if (plan.progress_line && Clock::now() - last_line >= std::chrono::milliseconds(250)) {
       last_line = Clock::now();
-      ProgressFigures fig{done, std::nullopt, in_flight, chunks, el, plan.processes};
+      fig.done = done;
+      fig.in_flight = in_flight;
+      fig.chunks = chunks;
+      fig.elapsed_s = el;
+      fig.workers = plan.processes;
       if (total_known) fig.total = total;
       std::fprintf(stderr, "\r\033[K%s", progress_text(fig).c_str());
       std::fflush(stderr);

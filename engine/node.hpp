@@ -142,6 +142,8 @@ class SourceOutput {
   virtual void fail_run(std::string message) = 0;
   // The run is stopping (interrupt or failure): fetch nothing more, then call done().
   virtual bool stopping() const = 0;
+  // As NodeOutput::warn: something the user should know, once.
+  virtual void warn(std::string /*message*/) {}
 };
 
 // A source is pulled one record at a time (next()), or pushes records it gets from async work
@@ -153,7 +155,9 @@ class Source {
   virtual void open() {}  // main thread, may do I/O; throws std::runtime_error on failure
   // Serially on a TBB worker; nullptr = exhausted. May read local files; never the network.
   virtual RecordPtr next() = 0;
-  // Number of documents when known up front (progress ETA).
+  // Number of documents, when known (progress ETA). May become known during the run (a listing
+  // that announces its count on its first page) and is asked from the progress thread, so it
+  // must be cheap and thread-safe.
   virtual std::optional<uint64_t> total() const { return std::nullopt; }
   virtual void close() {}
 

@@ -50,16 +50,15 @@ class FilesSource final : public Source {
     // Deterministic order and ids.
     std::sort(_entries.begin(), _entries.end(),
               [](const Entry& a, const Entry& b) { return a.rel < b.rel; });
-  }
-
-  std::optional<uint64_t> total() const override {
     // Known when no file expands into several documents.
+    _total = _entries.size();
     for (const auto& f : _entries) {
       std::string e = lower_ext(f.rel);
-      if (e == ".json" || e == ".jsonl" || e == ".ndjson") return std::nullopt;
+      if (e == ".json" || e == ".jsonl" || e == ".ndjson") _total.reset();
     }
-    return _entries.size();
   }
+
+  std::optional<uint64_t> total() const override { return _total; }
 
   RecordPtr next() override {
     for (;;) {
@@ -240,6 +239,7 @@ class FilesSource final : public Source {
   std::string _links;
   fs::path _root;  // dir, canonical
   std::vector<Entry> _entries;
+  std::optional<uint64_t> _total;  // set by open()
   size_t _next_file = 0;
   std::vector<RecordPtr> _pending;
   size_t _pending_pos = 0;

@@ -3,6 +3,7 @@
 #include "engine/json/value.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <unordered_set>
 
@@ -51,6 +52,10 @@ class HttpListSource final : public Source {
       throw ParamError("per_page", "offset paging needs per_page");
     if (p.has("text")) _text = pointer_param(p, "text");
     if (p.has("skip")) _skip = pointer_param(p, "skip");
+    if (p.has("total")) {
+      _total_ptr = pointer_param(p, "total");
+      _total_text = p.str("total");
+    }
     _recurse = p.has("recurse") ? p.str("recurse") : "";
     _per_page = p.has("per_page") ? p.integer("per_page") : 0;
     _max_pages = p.has("max_pages") ? p.integer("max_pages") : 0;
@@ -76,6 +81,14 @@ class HttpListSource final : public Source {
   }
 
   bool pushes() const override { return true; }
+
+  // Exact once the listing ended; before, what its first page announced (`total`), if anything.
+  std::optional<uint64_t> total() const override {
+    if (_listed.load(std::memory_order_acquire)) return _emitted_total.load();
+    uint64_t n = _announced.load(std::memory_order_acquire);
+    if (n == kUnknown) return std::nullopt;
+    return n;
+  }
   RecordPtr next() override { return nullptr; }  // a push source: never pulled
 
   void start(SourceOutput& out) override {
@@ -130,6 +143,22 @@ class HttpListSource final : public Source {
         [this, url = page_url()](http::Response&& resp) { on_page(url, std::move(resp)); });
   }
 
+  // The count the first page announces (e.g. OpenAlex's /meta/count), within max_pages.
+  void read_total(const rapidjson::Document& d, size_t first_page_items) {
+    if (!_total_ptr) return;
+    const rapidjson::Value* v = _total_ptr->Get(d);
+    if (!v || !v->IsNumber() || v->GetDouble() < 0 || v->GetDouble() > 1e15) {
+      _out->warn("\"total\" " + _total_text + " is not a count in the listing's first page" +
+                 (v ? "" : " (nothing there)") + ": the progress line shows no ETA");
+      return;
+    }
+    auto n = static_cast<uint64_t>(v->GetDouble());
+    const int64_t page = _per_page > 0 ? _per_page : static_cast<int64_t>(first_page_items);
+    if (_max_pages > 0 && page > 0)
+      n = std::min(n, static_cast<uint64_t>(_max_pages) * static_cast<uint64_t>(page));
+    _announced.store(n, std::memory_order_release);
+  }
+
   // Leaves of the listing (a tree when `recurse` names the child array) become documents.
   size_t emit_items(const rapidjson::Value& arr, int depth) {
     size_t n = 0;
@@ -179,6 +208,7 @@ class HttpListSource final : public Source {
         finished = true;
       } else {
         size_t raw = items->Size();
+        if (_pages == 0) read_total(d, raw);
         emit_items(*items, 0);
         ++_pages;
         // A short page is not the end: only an empty one, a missing cursor or link, or max_pages.
@@ -221,6 +251,10 @@ class HttpListSource final : public Source {
       }
     }
     if (_out->stopping()) finished = true;
+    else if (finished) {  // a failure stops the run, so this listing ended in full
+      _emitted_total.store(_emitted);
+      _listed.store(true, std::memory_order_release);
+    }
     {
       std::lock_guard lock(_mu);
       _fetching = false;
@@ -244,6 +278,11 @@ class HttpListSource final : public Source {
   std::string _cursor, _next_url;
   std::unordered_set<std::string> _seen;  // cursors / next links already followed
   uint64_t _emitted = 0;
+  static constexpr uint64_t kUnknown = ~uint64_t{0};
+  std::optional<rapidjson::Pointer> _total_ptr;
+  std::string _total_text;
+  std::atomic<uint64_t> _announced{kUnknown}, _emitted_total{0};
+  std::atomic<bool> _listed{false};  // the listing ended: _emitted_total is exact
   http::RequestOptions _opts;
   SourceOutput* _out = nullptr;
   http::Client* _client = nullptr;
@@ -311,6 +350,9 @@ NodeTypeInfo source_http_list_info() {
             "tree walk: the child-array field (e.g. contents); leaves are items without it"),
       param("skip", ParamType::string, "null",
             "JSON pointer whose truthy value drops a leaf (e.g. /isCollection)"),
+      param("total", ParamType::string, "null",
+            "JSON pointer to the item count the first page announces (e.g. /meta/count), for "
+            "the ETA; a listing that ended is counted exactly without it"),
   };
   http::add_request_params(info.params, {.unit = "page", .legacy_max_attempts = true});
   for (auto& p : info.params)

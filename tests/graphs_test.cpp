@@ -75,11 +75,49 @@ TEST(PredefinedGraphs, SefariaAgainstTheSim) {
                                "SELECT count(*) FROM chunks WHERE meta NOT LIKE '%\"book\":%' OR "
                                "meta NOT LIKE '%\"version\":%'"),
             0);
+  // Books expand into sections: the report counts both, and so does the summary.
+  const NodeReport* sections = rep.expander();
+  ASSERT_NE(sections, nullptr);
+  EXPECT_EQ(sections->id, "sections");
+  EXPECT_GE(static_cast<int64_t>(sections->docs_out),
+            test::sqlite_count(dir / "s.db", "SELECT count(DISTINCT doc_id) FROM chunks"));
+  EXPECT_EQ(rep.source_unit(), "books");
+  const std::string table = rep.table();
+  EXPECT_NE(table.find("books " + std::to_string(rep.docs) + " (indexed "), std::string::npos)
+      << table;
+  EXPECT_NE(table.find(")  sections "), std::string::npos) << table;
+  EXPECT_NE(table.find(" sections/s"), std::string::npos) << table;
   // Footnotes are dropped as a unit and entities decoded.
   EXPECT_EQ(test::sqlite_count(dir / "s.db",
                                "SELECT count(*) FROM chunks WHERE text LIKE '%&nbsp;%' OR text "
                                "LIKE '%<%' OR text LIKE '%footnote%'"),
             0);
+}
+
+// The progress of a graph whose source items expand: books done out of the books the index
+// listed (known once its one response is in), sections found so far.
+TEST(PredefinedGraphs, SefariaProgressCountsBooksAndSections) {
+  sim::SimOptions o;
+  o.latency_ms = 10;
+  o.sefaria_books = 16;  // 20 sections each, fetched one after the other: about 0.7 s in all
+  test::RunningSim server(o);
+  test::TempDir dir;
+  GraphSpec spec = load_graph(test::source_dir() + "/graphs/sefaria.json",
+                              {{"base_url", server.url() + "/sefaria"}, {"db", dir / "s.db"}},
+                              builtin_registry());
+  spec.settings.dead_letter = dir / "dlq.jsonl";
+  std::vector<std::string> events;
+  RunReport rep = test::run_with_events(spec, dir, events);
+  EXPECT_EQ(rep.error, "");
+  ASSERT_FALSE(events.empty());
+  rapidjson::Document last;
+  last.Parse(events.back().c_str());
+  ASSERT_FALSE(last.HasParseError()) << events.back();
+  EXPECT_STREQ(last["unit"].GetString(), "books") << events.back();
+  EXPECT_STREQ(last["expanded_unit"].GetString(), "sections") << events.back();
+  EXPECT_EQ(last["total"].GetUint64(), rep.docs) << events.back();
+  EXPECT_GT(last["expanded"].GetUint64(), 0u) << events.back();
+  EXPECT_LE(last["expanded"].GetUint64(), rep.expander()->docs_out);
 }
 
 // The predefined graphs switch embedder and sink by vars alone: Sefaria → sim /v1/embeddings →

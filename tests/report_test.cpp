@@ -223,11 +223,24 @@ TEST(OutcomeLog, ReasonsGroupByTheirFirstPart) {
 }
 
 TEST(Progress, OneLineForARunAndForALauncher) {
-  ProgressFigures p{50, 200, 8, 120, 10.0, 0};
+  ProgressFigures p;
+  p.done = 50;
+  p.total = 200;
+  p.in_flight = 8;
+  p.chunks = 120;
+  p.elapsed_s = 10.0;
   EXPECT_EQ(progress_text(p), "docs 50/200  in flight 8  chunks 120  5 docs/s  10s  ETA 30s");
   p.total.reset();
   p.workers = 4;
   EXPECT_EQ(progress_text(p), "docs 50  in flight 8  chunks 120  5 docs/s  4 workers  10s");
+  // Items that expand into documents: both counted, the rate in documents, the ETA in items.
+  p.total = 200;
+  p.workers = 0;
+  p.unit = "books";
+  p.expanded_unit = "sections";
+  p.expanded = 400;
+  EXPECT_EQ(progress_text(p),
+            "books 50/200  sections 400  in flight 8  chunks 120  40 sections/s  10s  ETA 30s");
   EXPECT_EQ(human_duration(185), "3m05s");
   EXPECT_EQ(human_duration(7800), "2h10m");
 }

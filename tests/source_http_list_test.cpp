@@ -153,6 +153,62 @@ TEST(HttpList, InterruptEndsAListingThatIsNotFetching) {
   EXPECT_LT(rep.elapsed_s, 5.0);
 }
 
+// The progress event's field `key` as a number, or -1 when the event has none.
+double event_number(const std::string& line, const char* key) {
+  rapidjson::Document d;
+  d.Parse(line.c_str());
+  if (d.HasParseError() || !d.HasMember(key) || !d[key].IsNumber()) return -1;
+  return d[key].GetDouble();
+}
+
+// A listing that announces its count (the sim's /total, OpenAlex's /meta/count) gives the
+// progress line its total, and so an ETA, from the first page on; one that does not is counted
+// when it ended. max_pages caps the announced count.
+TEST(HttpList, AnAnnouncedTotalGivesTheProgressItsEtaFromTheFirstPage) {
+  sim::SimOptions o;
+  o.docs = 600;
+  o.latency_ms = 20;
+  test::RunningSim server(o);
+  test::TempDir dir;
+  auto run = [&](const std::string& extra, std::vector<std::string>& events) {
+    GraphSpec spec = test::spec_from(
+        list_graph(R"("url": ")" + server.url() +
+                       R"(/docs", "items": "/items", "paging": "page", "per_page": 100)" + extra,
+                   server.url() + "/docs/{id}", dir / "t.db", 40));
+    return test::run_with_events(spec, dir, events);
+  };
+  std::vector<std::string> events;
+  RunReport rep = run(R"(, "total": "/total")", events);
+  EXPECT_EQ(rep.error, "");
+  EXPECT_EQ(rep.docs, 600u);
+  ASSERT_FALSE(events.empty()) << "a run of about 0.8 s writes progress events";
+  // 16 fetches of 20 ms at a time: the first event comes long before the listing's 6th page.
+  EXPECT_LT(event_number(events.front(), "docs"), 500) << events.front();
+  for (const auto& e : events) EXPECT_EQ(event_number(e, "total"), 600) << e;
+
+  // No `total`: unknown while the listing goes on, exact once it ended.
+  rep = run("", events);
+  EXPECT_EQ(rep.docs, 600u);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(event_number(events.front(), "total"), -1) << events.front();
+  for (const auto& e : events) {
+    const double total = event_number(e, "total");
+    EXPECT_TRUE(total == -1 || total == 600) << e;
+  }
+
+  // Within max_pages: 2 pages of 100, whatever the listing announces.
+  rep = run(R"(, "total": "/total", "max_pages": 2)", events);
+  EXPECT_EQ(rep.docs, 200u);
+  for (const auto& e : events) EXPECT_EQ(event_number(e, "total"), 200) << e;
+
+  // A pointer that points at no count: a warning, and no total.
+  rep = run(R"(, "total": "/meta/count")", events);
+  EXPECT_EQ(rep.error, "");
+  ASSERT_EQ(rep.warnings.size(), 1u);
+  EXPECT_NE(rep.warnings[0].find("\"total\" /meta/count is not a count"), std::string::npos)
+      << rep.warnings[0];
+}
+
 TEST(HttpList, LinkHeaderNext) {
   EXPECT_EQ(link_next(R"(<https://x/a?page=2>; rel="next", <https://x/a?page=9>; rel="last")"),
             "https://x/a?page=2");

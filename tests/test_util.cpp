@@ -1,10 +1,12 @@
 #include "tests/test_util.hpp"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -64,6 +66,22 @@ RunReport run_json(const std::string& json, int threads, const Registry& reg) {
   RunOptions opts;
   opts.threads = threads;
   return run_graph(spec, opts);
+}
+
+RunReport run_with_events(const GraphSpec& spec, const TempDir& dir,
+                          std::vector<std::string>& progress) {
+  const std::string path = dir / "events.jsonl";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot create " + path);
+  RunOptions opts;
+  opts.events_interval_s = 0.01;
+  opts.events_fd = fd;
+  RunReport rep = run_graph(spec, opts);
+  ::close(fd);
+  progress.clear();
+  for (auto& line : read_lines(path))
+    if (line.find("\"event\":\"progress\"") != std::string::npos) progress.push_back(line);
+  return rep;
 }
 
 std::string config_errors(const std::string& json, const Registry& reg,

@@ -33,6 +33,11 @@ GraphSpec spec_from(const std::string& json, const Registry& reg = builtin_regis
 RunReport run_json(const std::string& json, int threads = 2,
                    const Registry& reg = builtin_registry());
 
+// Runs `spec` with JSON-lines progress events every 10 ms into `dir`/events.jsonl; returns the
+// report and fills `progress` with the progress events' lines, in order.
+RunReport run_with_events(const GraphSpec& spec, const TempDir& dir,
+                          std::vector<std::string>& progress);
+
 struct CommandResult {
   int exit_code = -1;
   std::string out;  // stdout

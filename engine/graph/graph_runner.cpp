@@ -60,8 +60,6 @@ void Runner::build(tbb::flow::graph& g) {
   for (const auto& ns : _spec.nodes)
     if (ns.info->role == NodeRole::source) ++nsources;
   const int per_source = std::max(1, _spec.settings.max_inflight_docs / std::max(1, nsources));
-  bool all_known = true;
-  uint64_t total = 0;
   for (size_t i = 0; i < _spec.nodes.size(); ++i) {
     NodeRuntime& nr = *_nodes[i];
     nr.fanout = static_cast<int>(_spec.successors[i].size());
@@ -69,8 +67,6 @@ void Runner::build(tbb::flow::graph& g) {
                             ? static_cast<size_t>(unlimited)
                             : static_cast<size_t>(nr.spec.concurrency);
     if (nr.source) {
-      if (auto t = nr.source->total()) total += *t;
-      else all_known = false;
       nr.gate = static_cast<int>(i);
       if (nr.source->pushes()) nr.push_queue = std::make_unique<queue_node<RecordPtr>>(g);
       else
@@ -136,12 +132,6 @@ void Runner::build(tbb::flow::graph& g) {
       nr.fn = std::make_unique<MultiNode>(
           g, conc, [&nr](const RecordPtr& r, MultiNode::output_ports_type&) { nr.run_body(r); });
     }
-  }
-  if (all_known) {
-    // Sharded or resumed: the share of this process, assuming the hash spreads ids evenly.
-    total /= static_cast<uint64_t>(std::max(1, _part.count));
-    uint64_t skip = _opts.skip ? _opts.skip->size() : 0;
-    _total = total > skip ? total - skip : 0;
   }
   for (auto [a, b] : _spec.edges) {
     make_edge(output_port<0>(*_nodes[a]->fn), *_nodes[b]->fn);
@@ -212,15 +202,64 @@ void Runner::tick_loop() {
   kick_drain();  // owed before the stop; post() enqueues at once from now on
 }
 
+namespace {
+
+// The progress event's expansion fields: ,"unit":"books","expanded_unit":"sections","expanded":N
+std::string expansion_json(const ProgressFigures& fig) {
+  std::string out = ",\"unit\":";
+  json::append_quoted(out, fig.unit);
+  out += ",\"expanded_unit\":";
+  json::append_quoted(out, fig.expanded_unit);
+  out += ",\"expanded\":" + std::to_string(fig.expanded);
+  return out;
+}
+
+}  // namespace
+
+std::optional<uint64_t> Runner::total_now() const {
+  uint64_t total = 0;
+  for (const auto& nr : _nodes) {
+    if (!nr->source) continue;
+    auto t = nr->source->total();
+    if (!t) return std::nullopt;
+    total += *t;
+  }
+  // Sharded or resumed: the share of this process, assuming the hash spreads ids evenly.
+  total /= static_cast<uint64_t>(std::max(1, _part.count));
+  uint64_t skip = _opts.skip ? _opts.skip->size() : 0;
+  return total > skip ? total - skip : 0;
+}
+
+ProgressFigures Runner::progress_figures() const {
+  ProgressFigures fig;
+  fig.done = _done_docs.load();
+  fig.total = total_now();
+  fig.in_flight = _inflight.load();
+  fig.elapsed_s = seconds_since(_t0);
+  const NodeRuntime* source = nullptr;
+  int sources = 0;
+  for (size_t i : _spec.topo_order) {
+    const NodeRuntime& nr = *_nodes[i];
+    if (nr.spec.info->role == NodeRole::chunker) fig.chunks += nr.out_count();
+    if (nr.source) {
+      source = &nr;
+      ++sources;
+    }
+    if (uint64_t n = nr.docs_out_count(); n > 0) {
+      fig.expanded_unit = nr.spec.id;
+      fig.expanded = n;
+    }
+  }
+  if (!fig.expanded_unit.empty() && sources == 1) fig.unit = source->spec.id;
+  return fig;
+}
+
 void Runner::progress(bool final_line) {
-  double el = seconds_since(_t0);
-  uint64_t done = _done_docs.load(), docs = _docs.load();
-  uint64_t chunks = 0;
-  for (const auto& nr : _nodes)
-    if (nr->spec.info->role == NodeRole::chunker) chunks += nr->out_count();
+  const ProgressFigures fig = progress_figures();
+  const double el = fig.elapsed_s;
+  const uint64_t done = fig.done, docs = _docs.load(), chunks = fig.chunks;
   double rate = el > 0 ? done / el : 0;
   if (_opts.progress_line) {
-    ProgressFigures fig{done, _total, _inflight.load(), chunks, el, 0};
     std::string line = "\r\033[K" + progress_text(fig);
     std::fputs(line.c_str(), stderr);
     if (final_line) std::fputs("\r\033[K", stderr);
@@ -231,11 +270,12 @@ void Runner::progress(bool final_line) {
     dprintf(_opts.events_fd >= 0 ? _opts.events_fd : STDERR_FILENO,
             "{\"event\":\"progress\",\"elapsed_s\":%.1f,\"docs\":%llu,\"docs_done\":%llu,"
             "\"chunks\":%llu,"
-            "\"docs_per_s\":%.1f,\"in_flight\":%lld,\"docs_skipped_done\":%llu%s}\n",
+            "\"docs_per_s\":%.1f,\"in_flight\":%lld,\"docs_skipped_done\":%llu%s%s}\n",
             el, static_cast<unsigned long long>(docs), static_cast<unsigned long long>(done),
-            static_cast<unsigned long long>(chunks), rate, static_cast<long long>(_inflight.load()),
+            static_cast<unsigned long long>(chunks), rate, static_cast<long long>(fig.in_flight),
             static_cast<unsigned long long>(_skipped_done.load()),
-            _total ? (",\"total\":" + std::to_string(*_total)).c_str() : "");
+            fig.total ? (",\"total\":" + std::to_string(*fig.total)).c_str() : "",
+            fig.expanded_unit.empty() ? "" : expansion_json(fig).c_str());
   }
 }
 

@@ -60,7 +60,10 @@ bool NodeRuntime::stopping() const { return _runner.stopping(); }
 
 void NodeRuntime::emit(RecordPtr r) {
   if (r->ticket) {
-    slot().out.fetch_add(1, std::memory_order_relaxed);
+    CounterSlot& s = slot();
+    s.out.fetch_add(1, std::memory_order_relaxed);
+    // A record of a held document under another doc_id (fetch.http's follow) begins a document.
+    if (r->doc_id != r->ticket->doc_id()) s.docs_out.fetch_add(1, std::memory_order_relaxed);
     if (fanout == 0) return;  // a sink has nowhere to send it; it never counted on the ticket
     r->ticket->add(fanout);
     put(r);
@@ -108,6 +111,9 @@ void NodeRuntime::run_body(const RecordPtr& in) {
     if (!em.deferred() && !em.dropped()) delta -= 1;
     in->ticket->add(delta);
     s.out.fetch_add(outs.size(), std::memory_order_relaxed);
+    uint64_t new_docs = 0;  // outputs under another doc_id than the input's (expand.json)
+    for (const auto& r : outs) new_docs += r->doc_id != in->doc_id;
+    if (new_docs > 0) s.docs_out.fetch_add(new_docs, std::memory_order_relaxed);
     for (auto& r : outs) {
       RecordPtr out = std::move(r);  // hold no extra reference once the record is downstream
       put(out);

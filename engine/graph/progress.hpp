@@ -15,9 +15,16 @@ struct ProgressFigures {
   uint64_t chunks = 0;
   double elapsed_s = 0;
   int workers = 0;  // > 0: the line names a launcher's worker processes
+  // Source items that expand into documents (Sefaria's books into sections): what the items are
+  // called (the source's id) and what they became (the expanding node's id, "" = none), with the
+  // documents' count. `done` and `total` stay the items': the ETA comes from the known total.
+  std::string unit = "docs";
+  std::string expanded_unit;
+  uint64_t expanded = 0;
 };
 
-// "docs 120/500  in flight 32  chunks 410  95 docs/s  2 workers  1m02s  ETA 4s" (no newline).
+// "docs 120/500  in flight 32  chunks 410  95 docs/s  2 workers  1m02s  ETA 4s" (no newline);
+// expanded: "books 12/950  sections 340  in flight 32  chunks 1020  28 sections/s  12s  ETA 15m".
 std::string progress_text(const ProgressFigures& p);
 
 // "42s", "3m05s", "2h10m": for progress lines and ETAs.

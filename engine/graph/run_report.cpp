@@ -71,6 +71,7 @@ void visit_node_fields(F&& f) {
   f("concurrency", &NodeReport::concurrency, Fold::keep);
   f("in", &NodeReport::in, Fold::sum);
   f("out", &NodeReport::out, Fold::sum);
+  f("docs_out", &NodeReport::docs_out, Fold::sum);
   f("errors", &NodeReport::errors, Fold::sum);
   f("busy_s", &NodeReport::busy_s, Fold::sum);
   f("tokens", &NodeReport::tokens, Fold::sum);
@@ -203,6 +204,24 @@ void RunReport::judge_dead_letters(double max_ratio) {
     error += "; the most frequent reason: " + dead_letter_reasons.front().reason + " (node \"" +
              dead_letter_reasons.front().node + "\")";
   if (!dead_letter_file.empty()) error += "; each is in " + dead_letter_file;
+}
+
+const NodeReport* RunReport::expander() const {
+  const NodeReport* last = nullptr;
+  for (const auto& n : nodes)
+    if (n.docs_out > 0) last = &n;
+  return last;
+}
+
+std::string RunReport::source_unit() const {
+  if (!expander()) return "docs";
+  const NodeReport* source = nullptr;
+  for (const auto& n : nodes)
+    if (n.role == NodeRole::source) {
+      if (source) return "docs";
+      source = &n;
+    }
+  return source ? source->id : "docs";
 }
 
 void HttpReport::merge(const HttpReport& other) {
@@ -469,13 +488,17 @@ std::string RunReport::table() const {
                 std::to_string(n.limit_peak) + " of " + std::to_string(n.concurrency) + ")";
   if (!limits.empty())
     out += "adaptive concurrency, requests in flight at the end: " + limits + "\n";
+  // Source items that expand into documents: "books 950 (...)  sections 3,400  chunks ...".
+  const NodeReport* exp = expander();
+  const std::string unit = source_unit();
+  const std::string expanded = exp ? "  " + exp->id + " " + with_commas(exp->docs_out) : "";
   std::snprintf(
       line, sizeof line,
-      "docs %llu (indexed %llu, filtered %llu, dead-lettered %llu)  chunks %llu  lost %llu\n",
-      static_cast<unsigned long long>(docs), static_cast<unsigned long long>(docs_indexed),
-      static_cast<unsigned long long>(docs_filtered),
-      static_cast<unsigned long long>(docs_dead_lettered), static_cast<unsigned long long>(chunks),
-      static_cast<unsigned long long>(lost));
+      "%s %llu (indexed %llu, filtered %llu, dead-lettered %llu)%s  chunks %llu  lost %llu\n",
+      unit.c_str(), static_cast<unsigned long long>(docs),
+      static_cast<unsigned long long>(docs_indexed), static_cast<unsigned long long>(docs_filtered),
+      static_cast<unsigned long long>(docs_dead_lettered), expanded.c_str(),
+      static_cast<unsigned long long>(chunks), static_cast<unsigned long long>(lost));
   out += line;
   std::string sinks;
   int nsinks = 0;
@@ -508,11 +531,15 @@ std::string RunReport::table() const {
                                 ? " in total over " + std::to_string(workers_json.size()) +
                                       " processes of at most " + std::to_string(max_inflight_docs)
                                 : "";
+  char exp_rate[96] = "";
+  if (exp)
+    std::snprintf(exp_rate, sizeof exp_rate, "  %.1f %s/s",
+                  elapsed_s > 0 ? exp->docs_out / elapsed_s : 0.0, exp->id.c_str());
   std::snprintf(line, sizeof line,
-                "elapsed %.2f s  %.1f docs/s  peak RSS %.1f MiB  threads %d  peak in flight "
+                "elapsed %.2f s  %.1f %s/s%s  peak RSS %.1f MiB  threads %d  peak in flight "
                 "%lld%s\n",
-                elapsed_s, docs_per_s(), peak_rss_bytes / 1048576.0, threads,
-                static_cast<long long>(peak_inflight_docs),
+                elapsed_s, docs_per_s(), unit.c_str(), exp_rate, peak_rss_bytes / 1048576.0,
+                threads, static_cast<long long>(peak_inflight_docs),
                 procs.empty() ? ("/" + std::to_string(max_inflight_docs)).c_str() : procs.c_str());
   out += line;
   std::snprintf(line, sizeof line, "cpu %.2f s (%.2f ms/doc)\n", cpu_s,

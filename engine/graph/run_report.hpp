@@ -21,6 +21,9 @@ struct NodeReport {
   int concurrency = 0;
   uint64_t in = 0;
   uint64_t out = 0;
+  // Outputs that began a document of their own, under another doc_id than their input's (a
+  // Sefaria book followed into its sections by fetch.http, elements split off by expand.json).
+  uint64_t docs_out = 0;
   uint64_t errors = 0;
   double busy_s = 0;
   uint64_t tokens = 0;  // upstream usage (embedding tokens)
@@ -114,6 +117,12 @@ struct RunReport {
   std::vector<std::string> workers_json;
 
   double docs_per_s() const { return elapsed_s > 0 ? docs / elapsed_s : 0; }
+  // Graphs whose source items expand into documents (books into sections): the last node that
+  // began documents of its own, or null when none did.
+  const NodeReport* expander() const;
+  // What a source item is called in the summary and progress line: the source node's id when
+  // the graph has one source and its items expand, else "docs".
+  std::string source_unit() const;
   std::string to_json() const;
   // Reads what to_json wrote (a worker's report, in the launcher). False if it is not a report.
   static bool from_json(std::string_view text, RunReport& out);

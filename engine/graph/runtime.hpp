@@ -17,6 +17,7 @@
 #include "engine/graph/graph_runner.hpp"
 #include "engine/graph/id_set.hpp"
 #include "engine/graph/outcome_log.hpp"
+#include "engine/graph/progress.hpp"
 #include "engine/http/client.hpp"
 #include "engine/state/checkpoint_ledger.hpp"
 #include "engine/thread_role.hpp"
@@ -34,6 +35,7 @@ inline double seconds_since(Clock::time_point t0) {
 // the last slot.
 struct alignas(64) CounterSlot {
   std::atomic<uint64_t> in{0}, out{0}, errors{0}, busy_ns{0};
+  std::atomic<uint64_t> docs_out{0};  // outputs that began a document of their own
   void add_busy_since(Clock::time_point t0) {
     busy_ns.fetch_add(
         static_cast<uint64_t>(
@@ -88,6 +90,7 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
       r.out += _slots[i].out.load(std::memory_order_relaxed);
       r.errors += _slots[i].errors.load(std::memory_order_relaxed);
       busy += _slots[i].busy_ns.load(std::memory_order_relaxed);
+      r.docs_out += _slots[i].docs_out.load(std::memory_order_relaxed);
     }
     r.busy_s = busy / 1e9;
     r.tokens = _tokens.load(std::memory_order_relaxed);
@@ -108,6 +111,11 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
   uint64_t out_count() const {
     uint64_t n = 0;
     for (int i = 0; i < _nslots; ++i) n += _slots[i].out.load(std::memory_order_relaxed);
+    return n;
+  }
+  uint64_t docs_out_count() const {
+    uint64_t n = 0;
+    for (int i = 0; i < _nslots; ++i) n += _slots[i].docs_out.load(std::memory_order_relaxed);
     return n;
   }
 
@@ -286,6 +294,10 @@ class Runner final : public CompletionListener {
   void flush_all(bool force);
   bool any_pending() const;
   void progress(bool final_line);
+  // Documents done and their total (when every source knows its own: a listing may learn it
+  // on its first page), what source items expanded into, chunks.
+  ProgressFigures progress_figures() const;
+  std::optional<uint64_t> total_now() const;
   RunReport report_header() const;
   void fill_counts(RunReport& rep);
 
@@ -400,7 +412,6 @@ class Runner final : public CompletionListener {
   std::string _duplicate_example;  // under _mu
   Clock::time_point _t0;
   double _cpu0 = 0;
-  std::optional<uint64_t> _total;
   double _last_events = 0;
 };
 
