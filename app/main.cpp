@@ -16,10 +16,12 @@
 #include <unordered_set>
 
 #include <CLI/CLI.hpp>
+#include <rapidjson/document.h>
 
 #include "app/bench.hpp"
 #include "app/launcher.hpp"
 #include "app/plan.hpp"
+#include "engine/diagnostics.hpp"
 #include "engine/graph/graph_runner.hpp"
 #include "engine/graph/graph_spec.hpp"
 #include "engine/json/json.hpp"
@@ -244,6 +246,7 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
     opts.worker = worker.index;
     opts.workers = worker.count;
     opts.ledger = &ledger;
+    opts.state_dir = state_dir;
     opts.skip = &skip;
     opts.reset_outputs = false;
     opts.merge_outputs = false;
@@ -330,6 +333,7 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
   opts.interrupt = &g_interrupt;
   opts.shard = shard;
   opts.ledger = ledger.get();
+  opts.state_dir = state_dir;
   opts.skip = &skip;
   opts.reset_outputs = !a.resume;
   opts.quiet = a.quiet;
@@ -441,6 +445,19 @@ void print_hits_json(const std::vector<SearchHit>& hits) {
   std::fwrite(out.data(), 1, out.size(), stdout);
 }
 
+// Where a hit sits in its document, from its meta: "Install > From source", "page 12" (or "").
+std::string place_of(const std::string& meta) {
+  rapidjson::Document d;
+  d.Parse(meta.data(), meta.size());
+  if (d.HasParseError() || !d.IsObject()) return "";
+  std::string out;
+  if (auto h = d.FindMember("heading"); h != d.MemberEnd() && h->value.IsString())
+    out = std::string(h->value.GetString(), std::min<size_t>(h->value.GetStringLength(), 200));
+  if (auto p = d.FindMember("page"); p != d.MemberEnd() && p->value.IsInt64())
+    out += (out.empty() ? "page " : ", page ") + std::to_string(p->value.GetInt64());
+  return escape_controls(out);
+}
+
 int cmd_search(const std::string& db, const std::string& query, int k, const std::string& mode_text,
                bool as_json) {
   SearchMode mode = mode_text == "vector"   ? SearchMode::vector
@@ -468,8 +485,9 @@ int cmd_search(const std::string& db, const std::string& query, int k, const std
     std::string snip = hits[i].snippet;
     for (char& c : snip)
       if (c == '\n') c = ' ';
-    std::printf("%2zu. %8.4f  %s\n    %s\n", i + 1, hits[i].score, hits[i].id.c_str(),
-                snip.c_str());
+    const std::string place = place_of(hits[i].meta);
+    std::printf("%2zu. %8.4f  %s%s\n    %s\n", i + 1, hits[i].score, hits[i].id.c_str(),
+                place.empty() ? "" : ("  (" + place + ")").c_str(), snip.c_str());
   }
   return 0;
 }

@@ -199,6 +199,9 @@ struct NodeInit {
   // `"concurrency": "adaptive[:N]"`: the node finds its cap on requests in flight in [1,
   // concurrency].
   bool adaptive = false;
+  // The job's state directory (the checkpoint ledger's; shared by its processes and shards), for
+  // state a node keeps across them; "" when the run has none (a library call).
+  std::string state_dir;
 };
 
 // What one document costs at a node, for `sluice plan` (a steady-state model: no retries, no

@@ -1,6 +1,7 @@
 // The chunkers, against what text.hpp promises: with no overlap the spans cover the text in
 // order, each of 1..size code points, never splitting one; with overlap the starts strictly
 // increase, no span passes size, and the last ends at the text's end.
+// split_markdown: trimmed spans within size, starts increasing.
 // Input: two bytes for size and overlap, then the text.
 #include "engine/text/text.hpp"
 #include "fuzz/fuzz_target.hpp"
@@ -47,5 +48,23 @@ SLUICE_FUZZ_TARGET(chunk) {
   };
   check_spans(text::split_recursive(in, chunk_size, overlap, {"\n\n", "\n", ". ", " ", ""}));
   check_spans(text::split_sentences(in, chunk_size, 0));
+  // split_markdown: trimmed spans (not contiguous), each within size, starts increasing.
+  size_t prev = 0;
+  bool first = true;
+  for (const auto& m : text::split_markdown(in, chunk_size, overlap)) {
+    const auto& s = m.span;
+    fuzz::check(s.begin < s.end && s.end <= in.size(), "a markdown span is a part of the text");
+    std::string_view piece(in.data() + s.begin, s.end - s.begin);
+    fuzz::check(code_points(piece) <= chunk_size, "a markdown span holds at most size");
+    fuzz::check(starts_code_point(in, s.begin) && starts_code_point(in, s.end),
+                "markdown spans never split a code point");
+    fuzz::check(piece.front() != ' ' && piece.front() != '\n' && piece.back() != ' ' &&
+                    piece.back() != '\n',
+                "markdown spans are trimmed");
+    fuzz::check(first || s.begin > prev, "markdown span starts strictly increase");
+    fuzz::check(text::is_valid_utf8(m.heading), "heading paths are valid UTF-8");
+    prev = s.begin;
+    first = false;
+  }
   return 0;
 }

@@ -5,6 +5,7 @@
 #include "nodes/embed_hash.hpp"
 #include "nodes/embed_http.hpp"
 #include "nodes/expand_json.hpp"
+#include "nodes/extract_document.hpp"
 #include "nodes/extract_json.hpp"
 #include "nodes/extract_openalex.hpp"
 #include "nodes/fetch_http.hpp"
@@ -28,10 +29,15 @@ void register_builtin_nodes(Registry& r) {
   r.add(source_http_list_info());
   r.add(fetch_http_info());
   r.add(extract_json_info());
+  r.add(extract_auto_info());
+  r.add(extract_markdown_info());
+  r.add(extract_html_info());
+  r.add(extract_pdf_info());
   r.add(expand_json_info());
   r.add(extract_openalex_abstract_info());
   r.add(chunk_recursive_info());
   r.add(chunk_sentence_info());
+  r.add(chunk_markdown_info());
   r.add(embed_hash_info());
   r.add(embed_openai_info());
   r.add(embed_gemini_info());

@@ -9,17 +9,19 @@ namespace sluice {
 
 namespace {
 
+enum class Splitter { recursive, sentence, markdown };
+
 class ChunkNode final : public Node {
  public:
-  ChunkNode(const NodeInit& init, bool sentences)
-      : _sentences(sentences), _size(static_cast<size_t>(init.params.integer("size"))),
+  ChunkNode(const NodeInit& init, Splitter splitter)
+      : _splitter(splitter), _size(static_cast<size_t>(init.params.integer("size"))),
         _overlap(static_cast<size_t>(init.params.integer("overlap"))),
         _tag(init.params.str("id_tag")) {
     if (_overlap >= _size)
       throw ParamError("overlap", "overlap (" + std::to_string(_overlap) +
                                       ") must be smaller than size (" + std::to_string(_size) +
                                       ")");
-    if (!sentences) {
+    if (splitter == Splitter::recursive) {
       _separators = init.params.strings("separators");
       if (_separators.empty()) _separators = {"\n\n", "\n", ". ", " ", ""};
     }
@@ -30,10 +32,15 @@ class ChunkNode final : public Node {
       out.drop(Outcome::filtered, "empty text");
       return;
     }
-    auto spans = _sentences ? text::split_sentences(in->text, _size, _overlap)
-                            : text::split_recursive(in->text, _size, _overlap, _separators);
-    out.outputs().reserve(spans.size());
     std::string prefix = in->id + "#" + _tag;
+    if (_splitter == Splitter::markdown) {
+      emit_markdown(in, prefix, out);
+      return;
+    }
+    auto spans = _splitter == Splitter::sentence
+                     ? text::split_sentences(in->text, _size, _overlap)
+                     : text::split_recursive(in->text, _size, _overlap, _separators);
+    out.outputs().reserve(spans.size());
     for (size_t n = 0; n < spans.size(); ++n) {
       auto c = in->derive(prefix + std::to_string(n));
       c->text.assign(in->text, spans[n].begin, spans[n].end - spans[n].begin);
@@ -44,7 +51,25 @@ class ChunkNode final : public Node {
   }
 
  private:
-  bool _sentences;
+  // Each chunk's heading path: the record's own (an extractor's section) and the headings found
+  // in its text below it.
+  void emit_markdown(const RecordPtr& in, const std::string& prefix, Emitter& out) {
+    const auto spans = text::split_markdown(in->text, _size, _overlap);
+    const std::string outer = in->meta.get_text("heading");
+    out.outputs().reserve(spans.size());
+    for (size_t n = 0; n < spans.size(); ++n) {
+      const text::MarkdownSpan& s = spans[n];
+      auto c = in->derive(prefix + std::to_string(n));
+      c->text.assign(in->text, s.span.begin, s.span.end - s.span.begin);
+      c->seq = static_cast<uint32_t>(n);
+      if (!s.heading.empty())
+        c->meta.set_string("heading", outer.empty() ? s.heading : outer + " > " + s.heading);
+      out.emit(std::move(c));
+    }
+    if (spans.empty()) out.drop(Outcome::filtered, "no text to chunk");
+  }
+
+  Splitter _splitter;
   size_t _size, _overlap;
   std::string _tag;
   std::vector<std::string> _separators;
@@ -74,36 +99,48 @@ NodeCost chunk_cost(const Params& p, const CostInput& in) {
   return c;
 }
 
-}  // namespace
-
-NodeTypeInfo chunk_recursive_info() {
+// The chunkers' one shape: common params, the cost model, a ChunkNode with its splitter.
+NodeTypeInfo chunker_info(const char* type, Splitter splitter, std::string description) {
   NodeTypeInfo info;
-  info.type = "chunk.recursive";
+  info.type = type;
   info.role = NodeRole::chunker;
-  info.description =
-      "Splits text at the first separator that occurs (paragraphs, lines, sentences, words, then "
-      "characters), merging pieces up to size. Without overlap the chunks re-concatenate to the "
-      "text.";
+  info.description = std::move(description);
   info.params = common_params();
-  info.params.push_back(param("separators", ParamType::string_list,
-                              "[\"\\n\\n\", \"\\n\", \". \", \" \", \"\"]",
-                              "separators tried in order; \"\" splits between characters"));
-  info.make_node = [](const NodeInit& init) { return std::make_unique<ChunkNode>(init, false); };
+  info.make_node = [splitter](const NodeInit& init) {
+    return std::make_unique<ChunkNode>(init, splitter);
+  };
   info.cost = chunk_cost;
   return info;
 }
 
-NodeTypeInfo chunk_sentence_info() {
-  NodeTypeInfo info;
-  info.type = "chunk.sentence";
-  info.role = NodeRole::chunker;
-  info.description = "Groups whole sentences (ending in '.', '!' or '?', or at a blank line) up to "
-                     "size; a longer sentence "
-                     "is split like chunk.recursive. Overlap repeats whole trailing sentences.";
-  info.params = common_params();
-  info.make_node = [](const NodeInit& init) { return std::make_unique<ChunkNode>(init, true); };
-  info.cost = chunk_cost;
+}  // namespace
+
+NodeTypeInfo chunk_recursive_info() {
+  NodeTypeInfo info = chunker_info(
+      "chunk.recursive", Splitter::recursive,
+      "Splits text at the first separator that occurs (paragraphs, lines, sentences, words, then "
+      "characters), merging pieces up to size. Without overlap the chunks re-concatenate to the "
+      "text.");
+  info.params.push_back(param("separators", ParamType::string_list,
+                              "[\"\\n\\n\", \"\\n\", \". \", \" \", \"\"]",
+                              "separators tried in order; \"\" splits between characters"));
   return info;
+}
+
+NodeTypeInfo chunk_sentence_info() {
+  return chunker_info("chunk.sentence", Splitter::sentence,
+                      "Groups whole sentences (ending in '.', '!' or '?', or at a blank line) up "
+                      "to size; a longer sentence is split like chunk.recursive. Overlap repeats "
+                      "whole trailing sentences.");
+}
+
+NodeTypeInfo chunk_markdown_info() {
+  return chunker_info(
+      "chunk.markdown", Splitter::markdown,
+      "Splits Markdown (or what extract.* made of a document) by its structure: a new chunk at "
+      "each heading, code fences and tables kept whole when they fit in size, paragraphs packed "
+      "whole; chunks never begin or end with a dangling separator, overlap starts at a word, and "
+      "each chunk's heading path goes to meta.heading.");
 }
 
 }  // namespace sluice

@@ -8,6 +8,7 @@
 #include <rapidjson/writer.h>
 
 #include "engine/text/text.hpp"
+#include "nodes/text_template.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -61,11 +62,18 @@ class ExtractJson final : public Node {
       : _flatten(init.params.boolean("flatten")), _strip(init.params.boolean("strip_html")),
         _keep_body(init.params.boolean("keep_body")),
         _missing_filters(init.params.str("missing") == "filter") {
-    for (const auto& t : init.params.strings("text")) {
-      _text.push_back(make_pointer(t, "text"));
-      _text_names.push_back(t);
+    _template = text_template_param(init.params);
+    if (_template && init.params.has("text"))
+      throw ParamError("text_template", "give text (JSON pointers) or text_template, not both");
+    if (!_template) {
+      if (!init.params.has("text"))
+        throw ParamError("text", "give text (JSON pointers to the text) or text_template");
+      for (const auto& t : init.params.strings("text")) {
+        _text.push_back(make_pointer(t, "text"));
+        _text_names.push_back(t);
+      }
+      if (_text.empty()) throw ParamError("text", "give at least one JSON pointer");
     }
-    if (_text.empty()) throw ParamError("text", "give at least one JSON pointer");
     _meta = MetaPointers(init.params);
     _hits = std::make_unique<std::atomic<uint64_t>[]>(_text.size());
     _near.resize(_text.size());
@@ -82,6 +90,16 @@ class ExtractJson final : public Node {
     if (!parse_untrusted(d, in->body))
       return out.drop(Outcome::dead_lettered, "malformed JSON body");
     RecordPtr r = own(in);
+    if (_template) {
+      _meta.apply(d, r->meta);
+      r->text = _template->render(d, r->meta);
+      if (r->text.empty())
+        return out.drop(_missing_filters ? Outcome::filtered : Outcome::dead_lettered,
+                        "no value for " + _template->fields());
+      if (!_keep_body) std::string().swap(r->body);
+      out.emit(std::move(r));
+      return;
+    }
     std::string text;
     bool found = false;
     for (size_t i = 0; i < _text.size(); ++i) {
@@ -158,6 +176,7 @@ class ExtractJson final : public Node {
   std::mutex _near_mu;
   std::vector<std::string> _near;  // what the first body without a match had there
   std::vector<rapidjson::Pointer> _text;
+  std::optional<TextTemplate> _template;
   std::vector<std::string> _text_names;
   MetaPointers _meta;
 };
@@ -174,8 +193,9 @@ NodeTypeInfo extract_json_info() {
                      "entities decoded). A "
                      "malformed body or a missing text pointer dead-letters the record.";
   info.params = {
-      required_param("text", ParamType::string_or_list,
-                     "JSON pointer(s) to the text; several are joined by lines"),
+      param("text", ParamType::string_or_list, "null",
+            "JSON pointer(s) to the text; several are joined by lines (or text_template)"),
+      param("text_template", ParamType::string, "null", text_template_doc()),
       param("flatten", ParamType::boolean, "true",
             "nested arrays become lines (empty entries skipped)"),
       param("strip_html", ParamType::boolean, "true", "remove tags and footnotes, decode entities"),

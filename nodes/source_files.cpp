@@ -17,6 +17,7 @@
 #include <rapidjson/writer.h>
 
 #include "engine/text/text.hpp"
+#include "nodes/document.hpp"
 #include "nodes/source_jsonl.hpp"
 
 namespace sluice {
@@ -36,7 +37,7 @@ class FilesSource final : public Source {
   explicit FilesSource(const NodeInit& init)
       : _dir(init.params.str("dir")), _glob(init.params.str("glob")),
         _recursive(init.params.boolean("recursive")), _id_field(init.params.str("id_field")),
-        _text_field(init.params.str("text_field")),
+        _text_field(init.params.str("text_field")), _template(text_template_param(init.params)),
         _max_bytes(static_cast<uint64_t>(init.params.integer("max_file_mb")) << 20),
         _links(init.params.str("links")) {}
 
@@ -198,8 +199,8 @@ class FilesSource final : public Source {
         std::string_view line(data.data() + pos, nl - pos);
         pos = nl + 1;
         if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-        auto r =
-            record_from_json(line, rel + ":" + std::to_string(line_no), _id_field, _text_field);
+        auto r = record_from_json(line, rel + ":" + std::to_string(line_no), _id_field, _text_field,
+                                  _template ? &*_template : nullptr);
         r->meta.set_string("path", rel);
         _pending.push_back(std::move(r));
       }
@@ -209,7 +210,8 @@ class FilesSource final : public Source {
       rapidjson::Document d;
       if (!parse_untrusted(d, data)) return fail("malformed JSON");
       auto add = [&](const rapidjson::Value& v, const std::string& fallback) {
-        auto r = record_from_json(json_text(v), fallback, _id_field, _text_field);
+        auto r = record_from_json(json_text(v), fallback, _id_field, _text_field,
+                                  _template ? &*_template : nullptr);
         r->meta.set_string("path", rel);
         _pending.push_back(std::move(r));
       };
@@ -223,11 +225,27 @@ class FilesSource final : public Source {
     auto r = std::make_shared<Record>();
     r->id = r->doc_id = rel;
     r->meta.set_string("path", rel);
-    if (!text::is_valid_utf8(data)) data = text::sanitize_utf8(data);
-    if (ext == ".html" || ext == ".htm" || ext == ".xhtml") {
-      r->text = text::html_to_text(data);
-    } else {
-      r->text = std::move(data);
+    const doc::Format format = doc::detect(rel, "", data);
+    switch (format) {
+      case doc::Format::pdf:
+      case doc::Format::binary:
+        // No text without an extractor: the bytes go on in the body for extract.auto, and a
+        // chunker or embedder reached with nothing else dead-letters the document.
+        r->meta.set_string("content_type", format == doc::Format::pdf ? "application/pdf"
+                                                                      : "application/octet-stream");
+        r->body = std::move(data);
+        break;
+      case doc::Format::html:
+        // The tags stripped for a graph without an extractor; the page as it is for one with.
+        if (!text::is_valid_utf8(data)) data = text::sanitize_utf8(data);
+        r->text = text::html_to_text(data);
+        r->body = std::move(data);
+        break;
+      case doc::Format::markdown:
+      case doc::Format::text:
+        if (!text::is_valid_utf8(data)) data = text::sanitize_utf8(data);
+        r->text = std::move(data);
+        break;
     }
     _pending.push_back(std::move(r));
   }
@@ -235,6 +253,7 @@ class FilesSource final : public Source {
   std::string _dir, _glob;
   bool _recursive;
   std::string _id_field, _text_field;
+  std::optional<TextTemplate> _template;
   uint64_t _max_bytes;
   std::string _links;
   fs::path _root;  // dir, canonical
@@ -252,8 +271,11 @@ NodeTypeInfo source_files_info() {
   info.type = "source.files";
   info.role = NodeRole::source;
   info.description =
-      "Documents from files under a directory, in sorted path order. .html/.htm: tags stripped; "
-      ".json (object or array) and .jsonl: one document per object; anything else: text as is. "
+      "Documents from files under a directory, in sorted path order. .json (object or array) "
+      "and .jsonl: one document per object. HTML: the tags stripped in the text, the page as it "
+      "is in the body (for extract.auto). PDF and other binary content (NUL bytes, invalid "
+      "UTF-8): no text, the bytes in the body and meta.content_type, for extract.auto; a "
+      "chunker or embedder it reaches without one dead-letters it. Anything else: text as is. "
       "Document id = the listed path under dir (path:N for JSON items without an id). Entries "
       "that cannot be read (broken links, unreadable files or subdirectories) are dead-lettered "
       "and the run goes on.";
@@ -263,6 +285,7 @@ NodeTypeInfo source_files_info() {
             "fnmatch pattern on the file name (on the relative path if it contains '/')"),
       param("recursive", ParamType::boolean, "true", "descend into subdirectories"),
       param("text_field", ParamType::string, "\"text\"", "JSON files: field holding the text"),
+      param("text_template", ParamType::string, "null", "JSON files: " + text_template_doc()),
       param("id_field", ParamType::string, "\"id\"", "JSON files: field holding the document id"),
       with_choices(param("links", ParamType::string, "\"inside\"",
                          "symlinks: \"inside\" follows those whose target is under dir and "

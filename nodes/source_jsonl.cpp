@@ -12,7 +12,8 @@
 namespace sluice {
 
 RecordPtr record_from_json(std::string_view object_json, const std::string& fallback_id,
-                           const std::string& id_field, const std::string& text_field) {
+                           const std::string& id_field, const std::string& text_field,
+                           const TextTemplate* text_template) {
   auto r = std::make_shared<Record>();
   rapidjson::Document d;
   const bool parsed = parse_untrusted(d, object_json);
@@ -33,7 +34,7 @@ RecordPtr record_from_json(std::string_view object_json, const std::string& fall
       }
       continue;
     }
-    if (key == text_field) {
+    if (key == text_field && !text_template) {
       if (v.IsString()) r->text.assign(v.GetString(), v.GetStringLength());
       else if (!v.IsNull()) r->error = "field \"" + text_field + "\" is not a string";
       continue;
@@ -41,6 +42,7 @@ RecordPtr record_from_json(std::string_view object_json, const std::string& fall
     r->meta.set_json(key, json_text(v));
   }
   if (r->id.empty()) r->id = fallback_id;
+  if (text_template) r->text = text_template->render(d, r->meta);
   if (!text::is_valid_utf8(r->text)) r->text = text::sanitize_utf8(r->text);
   r->doc_id = r->id;
   return r;
@@ -52,7 +54,8 @@ class JsonlSource final : public Source {
  public:
   explicit JsonlSource(const NodeInit& init)
       : _path(init.params.str("path")), _id_field(init.params.str("id_field")),
-        _text_field(init.params.str("text_field")), _max_line(max_line_bytes(init.params)) {}
+        _text_field(init.params.str("text_field")), _template(text_template_param(init.params)),
+        _max_line(max_line_bytes(init.params)) {}
 
   void open() override { _in.open(_path, _max_line, stopping_check()); }
 
@@ -64,12 +67,13 @@ class JsonlSource final : public Source {
       if (status == LineReader::Status::too_long) return too_long_line(_in, _path);
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       return record_from_json(line, "line:" + std::to_string(_in.line_number()), _id_field,
-                              _text_field);
+                              _text_field, _template ? &*_template : nullptr);
     }
   }
 
  private:
   std::string _path, _id_field, _text_field;
+  std::optional<TextTemplate> _template;
   size_t _max_line;
   LineReader _in;
 };
@@ -87,6 +91,7 @@ NodeTypeInfo source_jsonl_info() {
       param("id_field", ParamType::string, "\"id\"",
             "field holding the document id (default: line:N)"),
       param("text_field", ParamType::string, "\"text\"", "field holding the document text"),
+      param("text_template", ParamType::string, "null", text_template_doc()),
       max_line_param(),
   };
   info.make_source = [](const NodeInit& init) { return std::make_unique<JsonlSource>(init); };

@@ -141,8 +141,8 @@ TEST(Cli, SearchOnAMissingDatabaseExits2) {
 TEST(Cli, ValidateReportsOkOrEveryError) {
   auto ok = run_sluice("validate graphs/local-files.json");
   EXPECT_EQ(ok.exit_code, 0);
-  EXPECT_EQ(ok.out, "ok: graphs/local-files.json: graph \"local-files\", 4 nodes (1 sources, 1 "
-                    "sinks), 3 edges\n");
+  EXPECT_EQ(ok.out, "ok: graphs/local-files.json: graph \"local-files\", 5 nodes (1 sources, 1 "
+                    "sinks), 4 edges\n");
   test::TempDir dir;
   test::write_file(
       dir / "bad.json",

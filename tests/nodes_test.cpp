@@ -9,8 +9,13 @@
 #include <cmath>
 #include <filesystem>
 
+#include <rapidjson/document.h>
+
 #include "nodes/embed_hash.hpp"
 #include "nodes/source_range.hpp"
+#include "nodes/text_template.hpp"
+#include "sim/sim.hpp"
+#include "tests/sim_fixture.hpp"
 #include "tests/test_util.hpp"
 
 namespace sluice {
@@ -209,6 +214,89 @@ TEST(SourceJsonl, OneDocumentPerLineWithMeta) {
   EXPECT_EQ(lines[0], R"({"id":"k1","doc_id":"k1","seq":0,"text":"one","meta":{"n":1}})");
 }
 
+// Title and body combined into the text by `text_template`, on every node that reads JSON.
+TEST(TextTemplate, ComposesTheTextFromFieldsOnJsonlFilesAndExtractJson) {
+  test::TempDir dir;
+  const std::string rows = "{\"id\": \"a\", \"title\": \"Title A\", \"body\": \"Body of A.\", "
+                           "\"tags\": [\"x\", \"y\"]}\n"
+                           "{\"id\": \"b\", \"title\": \"Title B\", \"n\": 7}\n"
+                           "{\"id\": \"c\", \"other\": 1}\n";
+  test::write_file(dir / "in.jsonl", rows);
+  const std::string tpl = R"j("text_template": "{title}\n\n{body}\n\n{tags} ({n})")j";
+  RunReport rep;
+  auto lines = run_to_jsonl(dir,
+                            R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" +
+                                (dir / "in.jsonl") + R"(", )" + tpl + "}}",
+                            R"({"id": "chunk", "type": "chunk.recursive"})",
+                            R"(["src", "chunk"], ["chunk", "out"])", &rep);
+  std::sort(lines.begin(), lines.end());
+  ASSERT_EQ(lines.size(), 2u) << "c has none of the fields: empty text, filtered";
+  EXPECT_NE(lines[0].find(R"j("text":"Title A\n\nBody of A.\n\nx\ny ()")j"), std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[1].find(R"j("text":"Title B\n\n(7)")j"), std::string::npos)
+      << "a missing field leaves no empty lines: " << lines[1];
+  EXPECT_EQ(rep.docs_filtered, 1u);
+
+  // source.files reads a .jsonl file the same way.
+  std::filesystem::create_directories(dir / "files");
+  test::write_file(dir / "files/rows.jsonl", rows);
+  lines = run_to_jsonl(dir,
+                       R"({"id": "src", "type": "source.files", "params": {"dir": ")" +
+                           (dir / "files") + R"(", )" + tpl + "}}",
+                       R"({"id": "chunk", "type": "chunk.recursive"})",
+                       R"(["src", "chunk"], ["chunk", "out"])");
+  EXPECT_TRUE(has(lines, R"j("text":"Title A\n\nBody of A.\n\nx\ny ()")j")) << lines.size();
+
+  // extract.json on fetched bodies (the sim's /docs/{id}: title, text), with a pointer and meta.
+  sim::SimOptions o;
+  o.docs = 3;
+  test::RunningSim server(o);
+  test::write_file(dir / "ids.txt", "doc-000001\ndoc-000002\n");
+  lines = run_to_jsonl(dir,
+                       R"({"id": "src", "type": "source.lines", "params": {"path": ")" +
+                           (dir / "ids.txt") + R"("}})",
+                       R"({"id": "get", "type": "fetch.http", "params": {"url": ")" + server.url() +
+                           R"j(/docs/{id}"}},
+         {"id": "x", "type": "extract.json", "params": {"text_template": "# {title}\n\n{/text}\n({meta.name})", "meta": {"name": "/id"}}})j",
+                       R"(["src", "get"], ["get", "x"], ["x", "out"])");
+  ASSERT_EQ(lines.size(), 2u);
+  for (const auto& l : lines) {
+    rapidjson::Document d;
+    d.Parse(l.c_str());
+    const std::string text = d["text"].GetString();
+    EXPECT_EQ(text.rfind("# ", 0), 0u) << text;
+    EXPECT_NE(text.find("\n\n"), std::string::npos) << text;
+    EXPECT_EQ(text.substr(text.size() - 12), "(" + std::string(d["id"].GetString()) + ")") << text;
+  }
+
+  // Bad templates are config errors naming the param.
+  EXPECT_NE(
+      test::config_errors(
+          R"({"nodes": [{"id": "s", "type": "source.jsonl", "params": {"path": "x", "text_template": "{title"}}], "edges": []})")
+          .find("text_template"),
+      std::string::npos);
+  EXPECT_NE(
+      test::config_errors(
+          R"({"nodes": [{"id": "s", "type": "source.range"}, {"id": "x", "type": "extract.json", "params": {"text": "/a", "text_template": "{a}"}}], "edges": [["s", "x"]]})")
+          .find("not both"),
+      std::string::npos);
+}
+
+TEST(TextTemplate, FieldsPointersMetaAndBraces) {
+  rapidjson::Document d;
+  d.Parse(R"({"a": "A", "b": [1, 2], "o": {"k": true}, "z": null})");
+  Meta m;
+  m.set_string("m", "M");
+  EXPECT_EQ(TextTemplate("{{lit}} {a} {/b/0} {meta.m} {o} {z}.").render(d, m),
+            "{lit} A 1 M {\"k\":true} .");
+  EXPECT_EQ(TextTemplate("{x} and {meta.y}").render(d, m), "") << "nothing found: no text";
+  EXPECT_THROW(TextTemplate("{a"), std::invalid_argument);
+  EXPECT_THROW(TextTemplate("a}"), std::invalid_argument);
+  EXPECT_THROW(TextTemplate("{}"), std::invalid_argument);
+  EXPECT_THROW(TextTemplate("no fields"), std::invalid_argument);
+  EXPECT_THROW(TextTemplate("{/a~9}"), std::invalid_argument);
+}
+
 TEST(SourceRange, IsDeterministicAndSized) {
   EXPECT_EQ(range_text(1, 5, 500), range_text(1, 5, 500));
   EXPECT_NE(range_text(1, 5, 500), range_text(2, 5, 500));
@@ -236,6 +324,24 @@ TEST(UtilFilter, DropsByLengthAndRegex) {
   EXPECT_TRUE(has(lines, "\"id\":\"ok\""));
   EXPECT_EQ(rep.filtered, 4u);
   EXPECT_EQ(rep.docs_filtered, 4u);
+
+  // On a meta field: keep the English ones with a title.
+  test::write_file(dir / "m.jsonl", "{\"id\": \"en\", \"text\": \"x\", \"lang\": \"en\"}\n"
+                                    "{\"id\": \"de\", \"text\": \"x\", \"lang\": \"de\"}\n"
+                                    "{\"id\": \"none\", \"text\": \"x\"}\n");
+  lines = run_to_jsonl(dir,
+                       R"({"id": "src", "type": "source.jsonl", "params": {"path": ")" +
+                           (dir / "m.jsonl") + R"("}},
+         {"id": "f", "type": "util.filter", "params": {"field": "meta.lang", "match": "^en$"}},)",
+                       "", R"(["src", "f"], ["f", "out"])", &rep);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_TRUE(has(lines, "\"id\":\"en\""));
+  EXPECT_EQ(rep.filtered, 2u);
+  EXPECT_NE(
+      test::config_errors(
+          R"({"nodes": [{"id": "s", "type": "source.range"}, {"id": "f", "type": "util.filter", "params": {"field": "title"}}], "edges": [["s", "f"]]})")
+          .find("meta.NAME"),
+      std::string::npos);
 }
 
 TEST(UtilDedup, DropsExactRepeats) {

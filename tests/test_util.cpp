@@ -84,6 +84,52 @@ RunReport run_with_events(const GraphSpec& spec, const TempDir& dir,
   return rep;
 }
 
+std::string make_pdf(const std::vector<std::vector<std::string>>& pages, const std::string& title) {
+  auto literal = [](const std::string& s) {
+    std::string out = "(";
+    for (char c : s) {
+      if (c == '(' || c == ')' || c == '\\') out += '\\';
+      out += c;
+    }
+    return out + ")";
+  };
+  // Objects: 1 catalog, 2 pages, 3 font, 4 info, then a page and its content per page.
+  std::vector<std::string> objects(4);
+  std::string kids;
+  for (size_t i = 0; i < pages.size(); ++i) {
+    const size_t page = 5 + 2 * i, content = page + 1;
+    kids += std::to_string(page) + " 0 R ";
+    std::string stream = "BT /F1 12 Tf 14 TL 72 720 Td";
+    for (const auto& line : pages[i]) stream += " " + literal(line) + " Tj T*";
+    stream += " ET";
+    objects.push_back("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents " +
+                      std::to_string(content) + " 0 R /Resources << /Font << /F1 3 0 R >> >> >>");
+    objects.push_back("<< /Length " + std::to_string(stream.size()) + " >>\nstream\n" + stream +
+                      "\nendstream");
+  }
+  objects[0] = "<< /Type /Catalog /Pages 2 0 R >>";
+  objects[1] =
+      "<< /Type /Pages /Kids [" + kids + "] /Count " + std::to_string(pages.size()) + " >>";
+  objects[2] = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>";
+  objects[3] = "<< /Title " + literal(title) + " >>";
+  std::string pdf = "%PDF-1.4\n";
+  std::vector<size_t> offsets;
+  for (size_t i = 0; i < objects.size(); ++i) {
+    offsets.push_back(pdf.size());
+    pdf += std::to_string(i + 1) + " 0 obj\n" + objects[i] + "\nendobj\n";
+  }
+  const size_t xref = pdf.size();
+  pdf += "xref\n0 " + std::to_string(objects.size() + 1) + "\n0000000000 65535 f \n";
+  for (size_t off : offsets) {
+    char entry[32];
+    std::snprintf(entry, sizeof entry, "%010zu 00000 n \n", off);
+    pdf += entry;
+  }
+  pdf += "trailer\n<< /Size " + std::to_string(objects.size() + 1) +
+         " /Root 1 0 R /Info 4 0 R >>\nstartxref\n" + std::to_string(xref) + "\n%%EOF\n";
+  return pdf;
+}
+
 std::string config_errors(const std::string& json, const Registry& reg,
                           const std::vector<VarOverride>& overrides) {
   try {

@@ -38,6 +38,11 @@ RunReport run_json(const std::string& json, int threads = 2,
 RunReport run_with_events(const GraphSpec& spec, const TempDir& dir,
                           std::vector<std::string>& progress);
 
+// A small valid PDF: one page per entry of `pages`, each a list of lines set in Helvetica, and
+// `title` (if any) in its document info. For extractor tests: no PDF tool is needed to make it.
+std::string make_pdf(const std::vector<std::vector<std::string>>& pages,
+                     const std::string& title = "");
+
 struct CommandResult {
   int exit_code = -1;
   std::string out;  // stdout

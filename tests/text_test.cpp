@@ -399,6 +399,133 @@ TEST(SplitSentences, KjvProperties) {
 
 // ---- HTML --------------------------------------------------------------------------------------
 
+// ---- split_markdown ----
+
+std::vector<std::string> md_chunks(std::string_view text, size_t size, size_t overlap = 0,
+                                   std::vector<std::string>* headings = nullptr) {
+  std::vector<std::string> out;
+  for (const auto& s : tx::split_markdown(text, size, overlap)) {
+    out.push_back(slice(text, s.span));
+    if (headings) headings->push_back(s.heading);
+  }
+  return out;
+}
+
+TEST(SplitMarkdown, HeadingsBeginChunksAndSetTheirPath) {
+  std::vector<std::string> h;
+  auto c = md_chunks("# Tool\n\nIntro.\n\n## Install\n\n### From source\n\nRun make.\n\n"
+                     "## Use\n\nCall it.\n",
+                     1000, 0, &h);
+  ASSERT_EQ(c.size(), 3u) << "the heading-only Install section is left out";
+  EXPECT_EQ(c[0], "# Tool\n\nIntro.");
+  EXPECT_EQ(c[1], "### From source\n\nRun make.");
+  EXPECT_EQ(c[2], "## Use\n\nCall it.");
+  EXPECT_EQ(h, (std::vector<std::string>{"Tool", "Tool > Install > From source", "Tool > Use"}));
+  // A # inside a fence is code, not a heading.
+  h.clear();
+  c = md_chunks("# A\n\n```sh\n# comment\nls\n```\n", 1000, 0, &h);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(h[0], "A");
+}
+
+TEST(SplitMarkdown, FencesAndTablesThatFitAreNeverSplit) {
+  std::string fence = "```cpp\n";
+  for (int i = 0; i < 12; ++i)
+    fence += "int v" + std::to_string(i) + " = " + std::to_string(i) + ";\n";
+  fence += "```";
+  const std::string table = "| k | v |\n|---|---|\n| a | 1 |\n| b | 2 |";
+  const std::string para(120, 'w');
+  const std::string text = para + "\n\n" + fence + "\n\n" + para + "\n\n" + table + "\n\n" + para;
+  for (size_t size : {size_t{200}, size_t{260}, size_t{400}}) {
+    auto c = md_chunks(text, size);
+    size_t with_fence = 0, with_table = 0;
+    for (const auto& chunk : c) {
+      EXPECT_LE(tx::count_code_points(chunk), size);
+      with_fence += chunk.find(fence) != std::string::npos;
+      with_table += chunk.find(table) != std::string::npos;
+      // No chunk holds part of a fence: its ``` lines come in pairs.
+      size_t ticks = 0;
+      for (size_t at = chunk.find("```"); at != std::string::npos; at = chunk.find("```", at + 3))
+        ++ticks;
+      EXPECT_EQ(ticks % 2, 0u) << chunk;
+    }
+    EXPECT_EQ(with_fence, 1u) << "size " << size;
+    EXPECT_EQ(with_table, 1u) << "size " << size;
+  }
+  // A fence longer than a chunk is split between its lines.
+  for (const auto& chunk : md_chunks(fence, 60)) {
+    EXPECT_LE(tx::count_code_points(chunk), 60u);
+    EXPECT_NE(chunk.back(), '\n');
+  }
+}
+
+TEST(SplitMarkdown, NoDanglingSeparatorsAndOverlapStartsAtAWord) {
+  std::string text = "# Title\n\n";
+  for (int p = 0; p < 8; ++p) {
+    for (int w = 0; w < 25; ++w) text += "word" + std::to_string(p * 100 + w) + " ";
+    text += "end.\n\n";
+  }
+  text += "## Next\n\n";
+  for (size_t overlap : {size_t{0}, size_t{40}}) {
+    const auto spans = tx::split_markdown(text, 300, overlap);
+    ASSERT_GT(spans.size(), 3u);
+    size_t prev_begin = 0, overlapped = 0;
+    for (size_t k = 0; k < spans.size(); ++k) {
+      const std::string c = slice(text, spans[k].span);
+      ASSERT_FALSE(c.empty());
+      EXPECT_LE(tx::count_code_points(c), 300u);
+      EXPECT_FALSE(std::isspace(static_cast<unsigned char>(c.front()))) << c;
+      EXPECT_FALSE(std::isspace(static_cast<unsigned char>(c.back()))) << c;
+      EXPECT_NE(c.back(), '#') << c;
+      if (k > 0) {
+        EXPECT_GT(spans[k].span.begin, prev_begin);
+      }
+      prev_begin = spans[k].span.begin;
+      if (k > 0 && spans[k].span.begin < spans[k - 1].span.end) {
+        ++overlapped;
+        // It starts at a word: the byte before is whitespace.
+        EXPECT_TRUE(std::isspace(static_cast<unsigned char>(text[spans[k].span.begin - 1])));
+      }
+    }
+    if (overlap == 0) {
+      EXPECT_EQ(overlapped, 0u);
+    } else {
+      EXPECT_GT(overlapped, 0u);
+    }
+    EXPECT_EQ(slice(text, spans.back().span).find("## Next"), std::string::npos)
+        << "the empty last section is left out";
+  }
+}
+
+TEST(SplitMarkdown, RandomTextKeepsTheContract) {
+  std::mt19937 rng(777);
+  static const std::vector<std::string> extra{"# h\n",   "\n## sub\n",  "```\n",
+                                              "\n```\n", "| a | b |\n", "~~~~\n"};
+  for (int iter = 0; iter < 80; ++iter) {
+    std::string s = random_text(rng, 1 + iter * 7);
+    for (int k = 0; k < iter % 5; ++k)
+      s.insert(std::min(s.size(), size_t(rng() % (s.size() + 1))), extra[rng() % extra.size()]);
+    s = tx::sanitize_utf8(s);
+    for (size_t size : k_sizes) {
+      for (size_t overlap : {size_t{0}, size / 2}) {
+        size_t prev = 0;
+        bool first = true;
+        for (const auto& m : tx::split_markdown(s, size, overlap)) {
+          ASSERT_LT(m.span.begin, m.span.end);
+          ASSERT_LE(m.span.end, s.size());
+          EXPECT_LE(tx::count_code_points(s.substr(m.span.begin, m.span.end - m.span.begin)), size);
+          EXPECT_TRUE(tx::is_boundary(s, m.span.begin) && tx::is_boundary(s, m.span.end));
+          if (!first) {
+            EXPECT_GT(m.span.begin, prev);
+          }
+          prev = m.span.begin;
+          first = false;
+        }
+      }
+    }
+  }
+}
+
 TEST(Html, Footnotes) {
   EXPECT_EQ(
       tx::html_to_text("<p>Hello <i class=\"footnote\">note with <i>nested</i> tags</i>world</p>"),

@@ -341,7 +341,8 @@ RunReport Runner::run() {
                   ns.concurrency,
                   _opts.shard,
                   "w" + std::to_string(_opts.worker) + "." + std::to_string(getpid()),
-                  ns.adaptive};
+                  ns.adaptive,
+                  _opts.state_dir};
     if (ns.info->make_source) {
       nr->source = ns.info->make_source(init);
       if (!_part.all() || _opts.skip)

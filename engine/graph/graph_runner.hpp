@@ -37,7 +37,8 @@ struct RunOptions {
   ShardSpec shard;
   int worker = 0;
   int workers = 1;
-  CheckpointLedger* ledger = nullptr;                     // done documents are recorded here
+  CheckpointLedger* ledger = nullptr;  // done documents are recorded here
+  std::string state_dir;               // the job's state directory (NodeInit::state_dir); "" = none
   const std::unordered_set<std::string>* skip = nullptr;  // done in an earlier run (--resume)
   bool reset_outputs =
       true;  // call NodeTypeInfo::reset_outputs before the run (fresh, one process)

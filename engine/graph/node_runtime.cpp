@@ -90,6 +90,15 @@ void NodeRuntime::run_body(const RecordPtr& in) {
     finish(in, Outcome::filtered, "duplicate id");
     return;
   }
+  if (in->text.empty() && !in->body.empty() && needs_text()) {
+    // Raw content (a PDF a source read, a response body) with nothing made of it yet.
+    std::string type = in->meta.get_text("content_type");
+    finish(in, Outcome::dead_lettered,
+           (type.empty() ? std::string("raw content") : "binary content (" + type + ")") +
+               " and no text: put an extractor (extract.auto, extract.json) before node \"" +
+               spec.id + "\"");
+    return;
+  }
   Emitter em;
   auto t0 = Clock::now();
   try {

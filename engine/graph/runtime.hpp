@@ -123,6 +123,11 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
 
   // Runs a node body on one input and settles the input's ticket.
   void run_body(const RecordPtr& in);
+  // Chunkers and embedders work on text: a record that reaches them with only a raw body is
+  // dead-lettered before the body runs.
+  bool needs_text() const {
+    return spec.info->role == NodeRole::chunker || spec.info->role == NodeRole::embedder;
+  }
 
   Runner& _runner;
   const NodeSpec& spec;

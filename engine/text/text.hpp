@@ -77,6 +77,24 @@ split_recursive(std::string_view text, size_t size, size_t overlap,
 // pieces of an over-long sentence.
 std::vector<Span> split_sentences(std::string_view text, size_t size, size_t overlap);
 
+// Structure-aware splitter for Markdown, and for the text extract.* nodes make (``` fences,
+// "a | b" table rows). The text is read as blocks: fenced code (``` or ~~~, to its closing fence
+// or the end), ATX headings (# .. ######), tables (two or more lines with '|'), and paragraphs
+// (lines up to a blank line; a list is one). Each heading begins a chunk and sets the heading path
+// ("Install > From source") of the chunks after it; blocks are packed whole, joined by what
+// separates them, while a chunk stays <= size code points, so a fence or table that fits in a
+// chunk is never split; a longer block is split on its own (code and tables between lines, prose
+// as split_recursive). Spans are trimmed: none begins or ends with whitespace or a dangling
+// separator, and blank lines between chunks belong to none. A chunk that would hold only a
+// heading (nothing before the next one) is left out. overlap > 0: a chunk after a paragraph in the
+// same section starts with that paragraph's last words, up to `overlap` code points, at a word's
+// start, when the chunk still fits in size; starts strictly increase.
+struct MarkdownSpan {
+  Span span;
+  std::string heading;  // heading path at the chunk, "" before the first heading
+};
+std::vector<MarkdownSpan> split_markdown(std::string_view text, size_t size, size_t overlap);
+
 // ---- HTML --------------------------------------------------------------------------------------
 
 // HTML to plain text in linear time; never crashes or loops on malformed input.
