@@ -32,41 +32,37 @@ class ChunkNode final : public Node {
       out.drop(Outcome::filtered, "empty text");
       return;
     }
-    std::string prefix = in->id + "#" + _tag;
+    const std::string prefix = in->id + "#" + _tag;
+    size_t made = 0;
     if (_splitter == Splitter::markdown) {
-      emit_markdown(in, prefix, out);
-      return;
+      // A chunk's heading path: the record's own (an extractor's section), then the headings
+      // found in its text below it.
+      const auto spans = text::split_markdown(in->text, _size, _overlap);
+      const std::string outer = in->meta.get_text("heading");
+      out.outputs().reserve(spans.size());
+      for (const text::MarkdownSpan& s : spans) {
+        RecordPtr c = chunk(*in, prefix, made++, s.span);
+        if (!s.heading.empty())
+          c->meta.set_string("heading", outer.empty() ? s.heading : outer + " > " + s.heading);
+        out.emit(std::move(c));
+      }
+    } else {
+      const auto spans = _splitter == Splitter::sentence
+                             ? text::split_sentences(in->text, _size, _overlap)
+                             : text::split_recursive(in->text, _size, _overlap, _separators);
+      out.outputs().reserve(spans.size());
+      for (const text::Span& s : spans) out.emit(chunk(*in, prefix, made++, s));
     }
-    auto spans = _splitter == Splitter::sentence
-                     ? text::split_sentences(in->text, _size, _overlap)
-                     : text::split_recursive(in->text, _size, _overlap, _separators);
-    out.outputs().reserve(spans.size());
-    for (size_t n = 0; n < spans.size(); ++n) {
-      auto c = in->derive(prefix + std::to_string(n));
-      c->text.assign(in->text, spans[n].begin, spans[n].end - spans[n].begin);
-      c->seq = static_cast<uint32_t>(n);
-      out.emit(std::move(c));
-    }
-    if (spans.empty()) out.drop(Outcome::filtered, "no text to chunk");
+    if (made == 0) out.drop(Outcome::filtered, "no text to chunk");
   }
 
  private:
-  // Each chunk's heading path: the record's own (an extractor's section) and the headings found
-  // in its text below it.
-  void emit_markdown(const RecordPtr& in, const std::string& prefix, Emitter& out) {
-    const auto spans = text::split_markdown(in->text, _size, _overlap);
-    const std::string outer = in->meta.get_text("heading");
-    out.outputs().reserve(spans.size());
-    for (size_t n = 0; n < spans.size(); ++n) {
-      const text::MarkdownSpan& s = spans[n];
-      auto c = in->derive(prefix + std::to_string(n));
-      c->text.assign(in->text, s.span.begin, s.span.end - s.span.begin);
-      c->seq = static_cast<uint32_t>(n);
-      if (!s.heading.empty())
-        c->meta.set_string("heading", outer.empty() ? s.heading : outer + " > " + s.heading);
-      out.emit(std::move(c));
-    }
-    if (spans.empty()) out.drop(Outcome::filtered, "no text to chunk");
+  // Chunk n of `in`: the span's text, id <prefix><n>.
+  static RecordPtr chunk(const Record& in, const std::string& prefix, size_t n, text::Span s) {
+    auto c = in.derive(prefix + std::to_string(n));
+    c->text.assign(in.text, s.begin, s.end - s.begin);
+    c->seq = static_cast<uint32_t>(n);
+    return c;
   }
 
   Splitter _splitter;

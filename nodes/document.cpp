@@ -32,7 +32,7 @@ bool is_space(unsigned char c) {
 std::string clip_utf8(std::string s, size_t max) {
   if (s.size() <= max) return s;
   size_t n = max;
-  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  while (n > 0 && !text::is_boundary(s, n)) --n;
   s.resize(n);
   return s;
 }
@@ -678,6 +678,16 @@ const char* format_name(Format f) {
   return "text";
 }
 
+std::string extension_of(std::string_view name) {
+  name = name.substr(0, std::min(name.find('?'), name.find('#')));
+  const size_t dot = name.rfind('.');
+  if (dot == std::string_view::npos || name.find('/', dot) != std::string_view::npos) return "";
+  std::string ext(name.substr(dot));
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return ext;
+}
+
 Format detect(std::string_view name, std::string_view content_type, std::string_view content) {
   std::string_view head = content.substr(0, 8192);
   if (head.substr(0, 1024).find("%PDF-") != std::string_view::npos) return Format::pdf;
@@ -699,15 +709,7 @@ Format detect(std::string_view name, std::string_view content_type, std::string_
       (static_cast<unsigned char>(head[valid - 1]) & 0xC0) == 0xC0)
     --valid;
   if (!text::is_valid_utf8(head.substr(0, valid))) return Format::binary;
-  // The extension of a path or URL (query and fragment left out).
-  name = name.substr(0, std::min(name.find('?'), name.find('#')));
-  std::string ext;
-  if (size_t dot = name.rfind('.');
-      dot != std::string_view::npos && name.find('/', dot) == std::string_view::npos) {
-    ext = std::string(name.substr(dot));
-    std::transform(ext.begin(), ext.end(), ext.begin(),
-                   [](unsigned char c) { return std::tolower(c); });
-  }
+  const std::string ext = extension_of(name);
   std::string type(content_type.substr(0, content_type.find(';')));
   std::transform(type.begin(), type.end(), type.begin(),
                  [](unsigned char c) { return std::tolower(c); });

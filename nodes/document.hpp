@@ -42,5 +42,8 @@ const char* format_name(Format f);
 // (a path or URL: .md .markdown .mdx, .html .htm .xhtml) or `content_type` (text/markdown,
 // text/html, application/pdf) decides, and anything else is text.
 Format detect(std::string_view name, std::string_view content_type, std::string_view content);
+// The extension of a path or URL, lower-cased, its query and fragment left out: ".md" ("" when
+// the last part of the path has no dot).
+std::string extension_of(std::string_view name);
 
 }  // namespace sluice::doc

@@ -82,15 +82,10 @@ class ExtractDocument final : public Node {
   }
 
  private:
-  // "the .docx file" / "this record" for the dead letter's reason.
+  // ".docx files" / "this content" for the dead letter's reason.
   static std::string describe(const std::string& name) {
-    std::string_view n = name;
-    n = n.substr(0, std::min(n.find('?'), n.find('#')));
-    size_t dot = n.rfind('.');
-    if (dot == std::string_view::npos || n.find('/', dot) != std::string_view::npos ||
-        n.size() - dot > 12)
-      return "this content";
-    return std::string(n.substr(dot)) + " files";
+    const std::string ext = doc::extension_of(name);
+    return ext.empty() || ext.size() > 12 ? "this content" : ext + " files";
   }
 
   void emit_sections(const RecordPtr& in, doc::Document& d, doc::Format format, Emitter& out) {

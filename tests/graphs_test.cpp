@@ -22,6 +22,15 @@
 namespace sluice {
 namespace {
 
+// graphs/sefaria.json against the sim, into dir/s.db, dead letters to dir/dlq.jsonl.
+GraphSpec sefaria_into_sqlite(const test::RunningSim& server, const test::TempDir& dir) {
+  GraphSpec spec = load_graph(test::source_dir() + "/graphs/sefaria.json",
+                              {{"base_url", server.url() + "/sefaria"}, {"db", dir / "s.db"}},
+                              builtin_registry());
+  spec.settings.dead_letter = dir / "dlq.jsonl";
+  return spec;
+}
+
 TEST(PredefinedGraphs, PapersBackfillAgainstTheSim) {
   sim::SimOptions o;
   o.docs = 450;  // 3 pages of 200: the last one short, so its next_cursor is null
@@ -55,10 +64,7 @@ TEST(PredefinedGraphs, SefariaAgainstTheSim) {
   o.error_rate = 0.05;  // retried
   test::RunningSim server(o);
   test::TempDir dir;
-  GraphSpec spec = load_graph(test::source_dir() + "/graphs/sefaria.json",
-                              {{"base_url", server.url() + "/sefaria"}, {"db", dir / "s.db"}},
-                              builtin_registry());
-  spec.settings.dead_letter = dir / "dlq.jsonl";
+  GraphSpec spec = sefaria_into_sqlite(server, dir);
   RunReport rep = run_graph(spec, {});
   EXPECT_EQ(rep.error, "");
   EXPECT_EQ(rep.lost, 0u);
@@ -102,10 +108,7 @@ TEST(PredefinedGraphs, SefariaProgressCountsBooksAndSections) {
   o.sefaria_books = 16;  // 20 sections each, fetched one after the other: about 0.7 s in all
   test::RunningSim server(o);
   test::TempDir dir;
-  GraphSpec spec = load_graph(test::source_dir() + "/graphs/sefaria.json",
-                              {{"base_url", server.url() + "/sefaria"}, {"db", dir / "s.db"}},
-                              builtin_registry());
-  spec.settings.dead_letter = dir / "dlq.jsonl";
+  GraphSpec spec = sefaria_into_sqlite(server, dir);
   std::vector<std::string> events;
   RunReport rep = test::run_with_events(spec, dir, events);
   EXPECT_EQ(rep.error, "");

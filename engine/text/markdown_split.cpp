@@ -17,6 +17,8 @@ struct Block {
   std::string title;          // heading text
 };
 
+bool blank_byte(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
 struct Line {
   size_t begin, end;  // without the '\n'
 };
@@ -114,7 +116,6 @@ std::vector<Block> blocks_of(std::string_view text) {
       b.end = lines[j - 1].end;
       i = j;
     }
-    auto blank_byte = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
     while (b.begin < b.end && blank_byte(text[b.begin])) ++b.begin;
     while (b.end > b.begin && blank_byte(text[b.end - 1])) --b.end;
     b.cps = count_code_points(text.substr(b.begin, b.end - b.begin));
@@ -199,7 +200,6 @@ std::vector<MarkdownSpan> split_markdown(std::string_view text, size_t size, siz
     for (const Span& s : split_recursive(
              body, size, 0, b.kind == Kind::paragraph ? default_separators() : kLines)) {
       size_t sb = b.begin + s.begin, se = b.begin + s.end;
-      auto blank_byte = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
       while (se > sb && blank_byte(text[se - 1])) --se;
       while (sb < se && blank_byte(text[sb])) ++sb;
       if (se > sb) out.push_back({{sb, se}, heading});
