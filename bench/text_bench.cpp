@@ -1,7 +1,9 @@
 // Throughput of the text algorithms on the KJV corpus (all files concatenated). The chunker target
 // is >= 500 MB/s per core; bytes/second in the output is that figure.
 #include "engine/json/json.hpp"
+#include "engine/text/measure.hpp"
 #include "engine/text/text.hpp"
+#include "engine/text/tokenizer.hpp"
 #include "tests/sample_corpus.hpp"
 
 #include <benchmark/benchmark.h>
@@ -68,6 +70,48 @@ void BM_split_recursive(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * text.size()));
 }
 BENCHMARK(BM_split_recursive)->Arg(0)->Arg(100)->Unit(benchmark::kMillisecond);
+
+// Tokens (cl100k_base, o200k_base): encoding alone, and the recursive chunker sized in tokens
+// (1000 characters against 256 tokens: about the same chunks). One thread: bytes/s is per core.
+std::shared_ptr<const tx::Tokenizer> encoding(benchmark::State& state, const char* name) {
+  try {
+    return tx::Tokenizer::named(name);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return nullptr;
+  }
+}
+
+void BM_tokenize(benchmark::State& state, const char* name) {
+  const auto tok = encoding(state, name);
+  if (!tok) return;
+  const std::string& text = corpus();
+  size_t tokens = 0;
+  for (auto _ : state) {
+    tokens = tok->count(text);
+    benchmark::DoNotOptimize(tokens);
+  }
+  state.counters["tokens"] = static_cast<double>(tokens);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * text.size()));
+}
+BENCHMARK_CAPTURE(BM_tokenize, cl100k_base, "cl100k_base")->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_tokenize, o200k_base, "o200k_base")->Unit(benchmark::kMillisecond);
+
+void BM_split_recursive_tokens(benchmark::State& state) {
+  const auto tok = encoding(state, "cl100k_base");
+  if (!tok) return;
+  const std::string& text = corpus();
+  size_t spans = 0;
+  for (auto _ : state) {
+    const tx::TokenMeasure m(*tok, text);
+    auto out = tx::split_recursive(text, 256, 0, tx::default_separators(), m);
+    spans = out.size();
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["spans"] = static_cast<double>(spans);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * text.size()));
+}
+BENCHMARK(BM_split_recursive_tokens)->Unit(benchmark::kMillisecond);
 
 void BM_split_sentences(benchmark::State& state) {
   const std::string& text = corpus();

@@ -9,6 +9,7 @@
 #include "engine/http/request_options.hpp"
 #include "engine/json/json.hpp"
 #include "engine/json/value.hpp"
+#include "engine/text/tokenizer.hpp"
 
 namespace sluice {
 
@@ -18,12 +19,17 @@ namespace {
 // (within their rpm and tpm).
 constexpr int kEmbedAdaptiveMax = 64;
 
-using Batch = std::shared_ptr<std::vector<RecordPtr>>;
+// A request's inputs and their tokens (counted in the model's encoding, or estimated).
+struct EmbedBatch {
+  std::vector<RecordPtr> records;
+  uint64_t tokens = 0;
+};
+using Batch = std::shared_ptr<EmbedBatch>;
 
-// Token estimate for pacing under tpm before the server counts them: ~4 characters a token.
+// Token estimate where the model's encoding is unknown: ~4 characters a token.
 uint64_t estimate_tokens(const std::string& text) { return (text.size() + 3) / 4; }
 
-// What both HTTP embedders share: batching by count and estimated tokens, the cap on batches in
+// What both HTTP embedders share: batching by count and tokens, the cap on batches in
 // flight, rate limits, retries, and checking a response's vectors before they go on the records.
 // A subclass gives the endpoint and how its key is sent, and says how a batch becomes a request
 // body and where the vectors are in the answer.
@@ -39,7 +45,23 @@ class HttpEmbedder : public Node {
         _cap(init.concurrency, init.adaptive),
         _opts(http::read_request_options(init.params, init.id)),
         _price(init.params.number("price_per_mtok")) {
-    _batcher.set_max_bytes(static_cast<size_t>(init.params.integer("max_batch_tokens")) * 4);
+    // Tokens counted as the model counts them where its encoding is known (named, or an OpenAI
+    // model's); estimated otherwise, and where the ranks are not installed (open() says so).
+    const std::string enc = init.params.str("encoding");
+    const std::string use = enc == "auto"       ? text::Tokenizer::encoding_of_model(_model)
+                            : enc == "estimate" ? std::string()
+                                                : enc;
+    if (!use.empty()) {
+      try {
+        _tok = text::Tokenizer::named(use);
+      } catch (const std::runtime_error& e) {
+        if (enc != "auto") throw ParamError("encoding", e.what());
+        _tok_missing = use;
+      }
+    }
+    _batcher.set_max_bytes(static_cast<size_t>(init.params.integer("max_batch_tokens")) *
+                           (_tok ? 1 : 4));
+    _id = init.id;
     if (const json::Value* k = init.params.get("api_key");
         k && k->kind == json::Kind::string && !k->unset_env && !k->str.empty())
       _auth = http::static_header("api_key", auth_prefix + k->str);
@@ -50,18 +72,22 @@ class HttpEmbedder : public Node {
     Node::open(out);
     _client = &out.http();
     _opts.set_rate_limit(*_client);
+    if (!_tok_missing.empty())
+      out.warn("node \"" + _id + "\": model " + _model + " counts tokens in " + _tok_missing +
+               ", whose ranks are not installed (scripts/setup installs them): batches and tpm "
+               "use an estimate of 4 characters a token");
   }
 
   void process(RecordPtr in, Emitter& out) override {
     out.defer();
-    size_t bytes = in->text.size();
-    auto full = _batcher.add(std::move(in), bytes);
-    if (!full.empty()) send(std::move(full.items));
+    const size_t units = _tok ? _tok->count(in->text) : in->text.size();
+    auto full = _batcher.add(std::move(in), units);
+    if (!full.empty()) send(std::move(full));
   }
 
   void flush(bool force) override {
     auto due = _batcher.take_due(force);
-    if (!due.empty()) send(std::move(due.items));
+    if (!due.empty()) send(std::move(due));
   }
 
   bool has_pending() const override { return _batcher.pending(); }
@@ -107,9 +133,15 @@ class HttpEmbedder : public Node {
   // A batch holds the graph from here until its records are released in done(). A partial batch
   // does not: a graph idle but for partial batches is how the runner sees the end of input (or
   // a full in-flight limit) and flushes them at once instead of after linger_ms.
-  void send(std::vector<RecordPtr> records) {
-    for (size_t i = 0; i < records.size(); ++i) _output->hold();
-    auto batch = std::make_shared<std::vector<RecordPtr>>(std::move(records));
+  void send(Batcher::Batch&& b) {
+    for (size_t i = 0; i < b.items.size(); ++i) _output->hold();
+    auto batch = std::make_shared<EmbedBatch>();
+    batch->records = std::move(b.items);
+    if (_tok) {
+      batch->tokens = b.bytes;
+    } else {
+      for (const auto& r : batch->records) batch->tokens += estimate_tokens(r->text);
+    }
     if (_cap.admit(batch)) submit(batch);
   }
 
@@ -120,9 +152,8 @@ class HttpEmbedder : public Node {
     _opts.apply(req);
     req.headers.emplace_back("Content-Type: application/json");
     if (!_auth.empty()) req.headers.push_back(_auth);
-    req.body = body(*batch);
-    uint64_t tokens = 0;
-    for (const auto& r : *batch) tokens += estimate_tokens(r->text);
+    req.body = body(batch->records);
+    const uint64_t tokens = batch->tokens;
     _cap.watch(req);
     // Parsing the vectors (thousands of numbers a batch) and building the next batch's body are
     // CPU work the HTTP loop should not do: a TBB worker does them.
@@ -138,17 +169,18 @@ class HttpEmbedder : public Node {
   void done(const Batch& batch, http::Response&& resp) {
     std::string error = resp.ok() ? apply(*batch, resp.body) : resp.failure();
     if (!error.empty())
-      for (auto& r : *batch)
+      for (auto& r : batch->records)
         _output->finish(r, Outcome::dead_lettered, error, resp.attempts, resp.status);
-    size_t n = batch->size();
-    batch->clear();
+    size_t n = batch->records.size();
+    batch->records.clear();
     _cap.done([this](Batch&& next) { submit(next); });
     for (size_t i = 0; i < n; ++i) _output->release();
   }
 
   // Puts the vectors on the records and sends them on; returns an error instead if the
   // response does not fit the request.
-  std::string apply(std::vector<RecordPtr>& batch, const std::string& body) {
+  std::string apply(EmbedBatch& eb, const std::string& body) {
+    std::vector<RecordPtr>& batch = eb.records;
     rapidjson::Document d;
     if (!parse_untrusted(d, body) || !d.IsObject())
       return "malformed embeddings response (not a JSON object)";
@@ -174,8 +206,7 @@ class HttpEmbedder : public Node {
                " dimensions where earlier ones had " + std::to_string(_spec_dim);
       spec = _spec;
     }
-    if (tokens == 0)
-      for (const auto& r : batch) tokens += estimate_tokens(r->text);
+    if (tokens == 0) tokens = eb.tokens;  // the server's count where it gives one
     _output->add_usage(tokens, static_cast<double>(tokens) / 1e6 * _price);
     for (size_t i = 0; i < batch.size(); ++i) {
       RecordPtr r = std::move(batch[i]);
@@ -187,7 +218,9 @@ class HttpEmbedder : public Node {
     return {};
   }
 
-  std::string _url, _auth;
+  std::string _url, _auth, _id;
+  std::shared_ptr<const text::Tokenizer> _tok;
+  std::string _tok_missing;  // the model's encoding, when its ranks are not installed
   Batcher _batcher;
   InflightCap<Batch> _cap;
   http::RequestOptions _opts;
@@ -326,8 +359,14 @@ void add_common_params(std::vector<ParamSpec>& params, const char* batch_default
             "API key, e.g. \"${env:OPENAI_API_KEY}\" (not sent when unset)"),
       with_min(param("batch", ParamType::integer, batch_default, "inputs per request"), 1),
       with_min(param("max_batch_tokens", ParamType::integer, "8000",
-                     "estimated tokens per request (4 chars a token)"),
+                     "tokens per request, counted in `encoding` (else 4 characters a token)"),
                1),
+      with_choices(param("encoding", ParamType::string, "\"auto\"",
+                         "how tokens are counted for batches, tpm and the report: auto (the "
+                         "model's encoding when sluice knows it: OpenAI's text-embedding-3-* and "
+                         "ada-002 use cl100k_base), cl100k_base, o200k_base, or estimate (4 "
+                         "characters a token)"),
+                   {"auto", "cl100k_base", "o200k_base", "estimate"}),
       with_min(param("linger_ms", ParamType::integer, "50", "send a partial batch after this long"),
                0),
       with_min(param("dimensions", ParamType::integer, "null",

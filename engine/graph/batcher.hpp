@@ -24,6 +24,7 @@ class Batcher {
   struct Batch {
     std::vector<RecordPtr> items;
     std::string text;  // what add() was given to append, in the items' order
+    size_t bytes = 0;  // what add() counted for the items
     bool empty() const { return items.empty(); }
   };
 
@@ -71,6 +72,7 @@ class Batcher {
   Batch take_locked() {
     Batch out;
     std::swap(out, _pending);
+    out.bytes = _bytes;
     _pending.items.reserve(out.items.size());
     _pending.text.swap(_spare);
     _bytes = 0;

@@ -1,7 +1,7 @@
 // The structure-aware splitter (split_markdown in text.hpp): blocks first, then chunks of blocks.
 #include <algorithm>
 
-#include "engine/text/text.hpp"
+#include "engine/text/measure.hpp"
 
 namespace sluice::text {
 
@@ -12,7 +12,7 @@ enum class Kind { paragraph, heading, code, table };
 struct Block {
   Kind kind = Kind::paragraph;
   size_t begin = 0, end = 0;  // bytes; end excludes the line break after the block
-  size_t cps = 0;             // code points
+  size_t cps = 0;             // size in the Measure's units
   int level = 0;              // heading level
   std::string title;          // heading text
 };
@@ -59,7 +59,7 @@ int heading_of(std::string_view line, std::string& title) {
   return static_cast<int>(n);
 }
 
-std::vector<Block> blocks_of(std::string_view text) {
+std::vector<Block> blocks_of(std::string_view text, const Measure& m) {
   std::vector<Line> lines;
   for (size_t pos = 0; pos < text.size();) {
     size_t nl = text.find('\n', pos);
@@ -118,20 +118,18 @@ std::vector<Block> blocks_of(std::string_view text) {
     }
     while (b.begin < b.end && blank_byte(text[b.begin])) ++b.begin;
     while (b.end > b.begin && blank_byte(text[b.end - 1])) --b.end;
-    b.cps = count_code_points(text.substr(b.begin, b.end - b.begin));
+    b.cps = m.count(b.begin, b.end);
     out.push_back(std::move(b));
   }
   return out;
 }
 
-// Where an overlap into [begin, end) of `text` may start: up to `overlap` code points before
-// `end`, at the start of a word (just after whitespace), never at `begin` itself.
-size_t overlap_start(std::string_view text, size_t begin, size_t end, size_t overlap) {
-  size_t at = end, cps = 0;
-  while (at > begin + 1 && cps < overlap) {
-    --at;
-    if (is_boundary(text, at)) ++cps;
-  }
+// Where an overlap into [begin, end) of `text` may start: up to `overlap` units before `end`, at
+// the start of a word (just after whitespace), never at `begin` itself.
+size_t overlap_start(std::string_view text, size_t begin, size_t end, size_t overlap,
+                     const Measure& m) {
+  size_t at = m.retreat(end, overlap, begin + 1);
+  while (at < end && !is_boundary(text, at)) ++at;
   while (at < end && !(text[at - 1] == ' ' || text[at - 1] == '\n' || text[at - 1] == '\t')) ++at;
   while (at < end && (text[at] == ' ' || text[at] == '\n' || text[at] == '\t' || text[at] == '\r'))
     ++at;
@@ -141,6 +139,11 @@ size_t overlap_start(std::string_view text, size_t begin, size_t end, size_t ove
 }  // namespace
 
 std::vector<MarkdownSpan> split_markdown(std::string_view text, size_t size, size_t overlap) {
+  return split_markdown(text, size, overlap, CodePointMeasure(text));
+}
+
+std::vector<MarkdownSpan> split_markdown(std::string_view text, size_t size, size_t overlap,
+                                         const Measure& m) {
   size = std::max<size_t>(size, 1);
   if (overlap >= size) overlap = size - 1;
   std::vector<MarkdownSpan> out;
@@ -158,16 +161,16 @@ std::vector<MarkdownSpan> split_markdown(std::string_view text, size_t size, siz
     size_t begin = b.begin;
     if (with_overlap && overlap > 0 && !out.empty() && c_prose_tail) {
       const Span& prev = out.back().span;
-      const size_t at = overlap_start(text, prev.begin, prev.end, overlap);
-      if (at < prev.end && count_code_points(text.substr(at, b.end - at)) <= size) begin = at;
+      const size_t at = overlap_start(text, prev.begin, prev.end, overlap, m);
+      if (at < prev.end && m.count(at, b.end) <= size) begin = at;
     }
     c_begin = begin;
     c_end = b.end;
-    c_cps = count_code_points(text.substr(c_begin, c_end - c_begin));
+    c_cps = m.count(c_begin, c_end);
     c_prose_tail = b.kind == Kind::paragraph;
     open = true;
   };
-  for (const Block& b : blocks_of(text)) {
+  for (const Block& b : blocks_of(text, m)) {
     if (b.kind == Kind::heading) {
       flush();
       while (!path.empty() && path.back().first >= b.level) path.pop_back();
@@ -180,7 +183,7 @@ std::vector<MarkdownSpan> split_markdown(std::string_view text, size_t size, siz
         continue;
       }
     }
-    const size_t gap = open ? count_code_points(text.substr(c_end, b.begin - c_end)) : 0;
+    const size_t gap = open ? m.count(c_end, b.begin) : 0;
     if (open && c_cps + gap + b.cps <= size) {
       c_end = b.end;
       c_cps += gap + b.cps;
@@ -196,10 +199,10 @@ std::vector<MarkdownSpan> split_markdown(std::string_view text, size_t size, siz
     // A block longer than a chunk: code and tables split between lines first, prose as the
     // recursive splitter does; each piece a chunk of its own.
     static const std::vector<std::string> kLines = {"\n", " ", ""};
-    const std::string_view body = text.substr(b.begin, b.end - b.begin);
-    for (const Span& s : split_recursive(
-             body, size, 0, b.kind == Kind::paragraph ? default_separators() : kLines)) {
-      size_t sb = b.begin + s.begin, se = b.begin + s.end;
+    for (const Span& s :
+         split_range(text, b.begin, b.end, size,
+                     b.kind == Kind::paragraph ? default_separators() : kLines, m)) {
+      size_t sb = s.begin, se = s.end;
       while (se > sb && blank_byte(text[se - 1])) --se;
       while (sb < se && blank_byte(text[sb])) ++sb;
       if (se > sb) out.push_back({{sb, se}, heading});

@@ -1,6 +1,7 @@
 // Splitters (recursive by separators, by sentences) and their overlap; they return spans and
-// never copy text.
-#include "engine/text/text.hpp"
+// never copy text. Sizes are in a Measure's units (measure.hpp); text.hpp's versions count code
+// points.
+#include "engine/text/measure.hpp"
 
 #include <algorithm>
 #include <array>
@@ -21,12 +22,13 @@ struct Splitter {
   std::string_view text;
   size_t size;
   const std::vector<std::string>& seps;
+  const Measure& m;
   std::vector<Span>& out;
 
   // Greedy code point chunks: what "" as separator means (merging single code points).
   void split_code_points(size_t b, size_t e) {
     while (b < e) {
-      size_t next = advance_code_points(text.substr(0, e), b, size);
+      size_t next = m.advance(b, e, size);
       out.push_back({b, next});
       b = next;
     }
@@ -57,7 +59,7 @@ struct Splitter {
     size_t hit = first_hit;
     while (piece_b < e) {
       const size_t piece_e = hit == std::string_view::npos ? e : hit + sep.size();
-      const size_t pc = cps_in(text, piece_b, piece_e);
+      const size_t pc = m.count(piece_b, piece_e);
       if (pc > size) {
         flush();
         split(piece_b, piece_e, level);
@@ -67,7 +69,7 @@ struct Splitter {
         out.pop_back();
         cur_b = tail.begin;
         cur_e = tail.end;
-        cur_cps = cps_in(text, cur_b, cur_e);
+        cur_cps = m.count(cur_b, cur_e);
       } else {
         if (cur_cps + pc > size) flush();
         cur_e = piece_e;
@@ -81,21 +83,22 @@ struct Splitter {
 };
 
 // Moves each span k > 0 back into span k-1 (see header). `spans` are contiguous zero-overlap spans.
-void apply_overlap(std::string_view text, std::vector<Span>& spans, size_t size, size_t overlap) {
+void apply_overlap(std::string_view text, std::vector<Span>& spans, size_t size, size_t overlap,
+                   const Measure& m) {
   if (overlap == 0 || spans.size() < 2) return;
   // Work from the back so spans[k-1] still holds its base (non-overlapped) begin when k is moved;
   // each span's code point count is computed once and reused as "prev" then "own".
   size_t k = spans.size() - 1;
-  size_t own = cps_in(text, spans[k].begin, spans[k].end);
+  size_t own = m.count(spans[k].begin, spans[k].end);
   for (; k > 0; --k) {
     const Span prev = spans[k - 1];
-    const size_t prev_cps = cps_in(text, prev.begin, prev.end);
+    const size_t prev_cps = m.count(prev.begin, prev.end);
     const size_t b = spans[k].begin;
     if (own < size && prev_cps >= 2) {
       const size_t allowed = std::min({overlap, size - own, prev_cps - 1});
       // Never back to prev.begin (strictly increasing starts); retreat stops at that floor, which
       // may be mid code point, so resnap forward.
-      size_t w = retreat_code_points(text, b, allowed, prev.begin + 1);
+      size_t w = m.retreat(b, allowed, prev.begin + 1);
       while (w < b && is_cont(static_cast<unsigned char>(text[w]))) ++w;
       if (w < b && !is_space(static_cast<unsigned char>(text[w - 1]))) {
         for (size_t i = w; i + 1 < b; ++i) {
@@ -186,6 +189,16 @@ std::vector<Span> sentence_spans(std::string_view s) {
 
 }  // namespace
 
+size_t CodePointMeasure::count(size_t b, size_t e) const { return b < e ? cps_in(_text, b, e) : 0; }
+
+size_t CodePointMeasure::advance(size_t b, size_t e, size_t n) const {
+  return advance_code_points(_text.substr(0, e), b, std::max<size_t>(n, 1));
+}
+
+size_t CodePointMeasure::retreat(size_t b, size_t n, size_t floor) const {
+  return retreat_code_points(_text, b, n, floor);
+}
+
 const std::vector<std::string>& default_separators() {
   static const std::vector<std::string> seps{"\n\n", "\n", ". ", " ", ""};
   return seps;
@@ -193,27 +206,46 @@ const std::vector<std::string>& default_separators() {
 
 std::vector<Span> split_recursive(std::string_view text, size_t size, size_t overlap,
                                   const std::vector<std::string>& separators) {
+  return split_recursive(text, size, overlap, separators, CodePointMeasure(text));
+}
+
+std::vector<Span> split_recursive(std::string_view text, size_t size, size_t overlap,
+                                  const std::vector<std::string>& separators, const Measure& m) {
   std::vector<Span> out;
   if (text.empty()) return out;
   size = std::max<size_t>(size, 1);
   overlap = std::min(overlap, size - 1);
   out.reserve(text.size() / std::max<size_t>(size, 16) + 4);
-  Splitter sp{text, size, separators, out};
+  Splitter sp{text, size, separators, m, out};
   sp.split(0, text.size(), 0);
-  apply_overlap(text, out, size, overlap);
+  apply_overlap(text, out, size, overlap, m);
+  return out;
+}
+
+std::vector<Span> split_range(std::string_view text, size_t b, size_t e, size_t size,
+                              const std::vector<std::string>& separators, const Measure& m) {
+  std::vector<Span> out;
+  if (b >= e) return out;
+  Splitter sp{text, std::max<size_t>(size, 1), separators, m, out};
+  sp.split(b, e, 0);
   return out;
 }
 
 std::vector<Span> split_sentences(std::string_view text, size_t size, size_t overlap) {
+  return split_sentences(text, size, overlap, CodePointMeasure(text));
+}
+
+std::vector<Span> split_sentences(std::string_view text, size_t size, size_t overlap,
+                                  const Measure& m) {
   std::vector<Span> out;
   if (text.empty()) return out;
   size = std::max<size_t>(size, 1);
   overlap = std::min(overlap, size - 1);
   const std::vector<Span> sents = sentence_spans(text);
   std::vector<size_t> cps(sents.size());
-  for (size_t i = 0; i < sents.size(); ++i) cps[i] = cps_in(text, sents[i].begin, sents[i].end);
+  for (size_t i = 0; i < sents.size(); ++i) cps[i] = m.count(sents[i].begin, sents[i].end);
 
-  size_t first = 0, last = 0, cur = 0;  // current chunk = sentences [first, last), cur code points
+  size_t first = 0, last = 0, cur = 0;  // current chunk = sentences [first, last), cur units
   auto emit = [&] {
     if (last > first) out.push_back({sents[first].begin, sents[last - 1].end});
   };
@@ -222,10 +254,9 @@ std::vector<Span> split_sentences(std::string_view text, size_t size, size_t ove
       emit();
       first = last = i + 1;
       cur = 0;
-      const Span s = sents[i];
-      for (Span piece : split_recursive(text.substr(s.begin, s.end - s.begin), size, 0)) {
-        out.push_back({piece.begin + s.begin, piece.end + s.begin});
-      }
+      for (Span piece :
+           split_range(text, sents[i].begin, sents[i].end, size, default_separators(), m))
+        out.push_back(piece);
       continue;
     }
     if (last > first && cur + cps[i] > size) {
