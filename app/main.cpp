@@ -459,12 +459,12 @@ std::string place_of(const std::string& meta) {
 }
 
 int cmd_search(const std::string& db, const std::string& query, int k, const std::string& mode_text,
-               bool as_json) {
+               bool as_json, double vector_weight) {
   SearchMode mode = mode_text == "vector"   ? SearchMode::vector
                     : mode_text == "hybrid" ? SearchMode::hybrid
                                             : SearchMode::bm25;
   std::string note;
-  auto hits = search_index(db, query, k, mode, &note);
+  auto hits = search_index(db, query, k, mode, &note, vector_weight);
   if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
   if (mode != SearchMode::vector)
     if (uint64_t behind = chunks_awaiting_full_text(db))
@@ -531,6 +531,7 @@ int main(int argc, char** argv) {
   std::string graph, db, query, mode = "bm25", type;
   int k = 10;
   bool dot = false, search_json = false;
+  double vector_weight = -1;
   std::vector<std::string> sets;
 
   RunArgs ra;
@@ -650,6 +651,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"bm25", "vector", "hybrid"}));
   search->add_flag("--json", search_json,
                    "print a JSON array of results (rank, id, doc_id, score, text, meta)");
+  search
+      ->add_option("--vector-weight", vector_weight,
+                   "hybrid: the vector scores' share of the fused score, 0 to 1 (default: 0.02 "
+                   "for embed.hash, 0.5 for other embedders)")
+      ->check(CLI::Range(0.0, 1.0));
 
   auto* graph_cmd = app.add_subcommand("graph", "Print a graph config as Graphviz DOT");
   graph_cmd->add_option("GRAPH", graph, "graph config (JSON)")->required();
@@ -712,7 +718,7 @@ int main(int argc, char** argv) {
       return cmd_plan(graph, sets, plan_in);
     }
     if (*nodes) return cmd_nodes(type);
-    if (*search) return cmd_search(db, query, k, mode, search_json);
+    if (*search) return cmd_search(db, query, k, mode, search_json, vector_weight);
     if (*graph_cmd) return cmd_graph(graph, sets);
     if (*sim_cmd) return sim::run_sim_forever(sim_opts);
   } catch (const ConfigError& e) {

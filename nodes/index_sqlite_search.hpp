@@ -23,11 +23,15 @@ struct SearchHit {
 // vectors for vector mode, an embedder this build cannot run locally).
 // A damaged or crafted file is a runtime_error too, never a crash or a quiet empty answer. At
 // most kMaxQueryTerms distinct words are searched (repeats once); `note`, when given, says so.
+// Hybrid mode adds both lists' scores, each scaled so its best is 1, the vector's weighted by
+// `vector_weight` (0..1) and the words' by the rest; < 0 takes the embedder's default (0.02 for
+// embed.hash, 0.5 for others).
 constexpr size_t kMaxQueryTerms = 32;
 constexpr int kMaxK = 10000;
 constexpr int kMaxDim = 65536;
 std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
-                                    SearchMode mode, std::string* note = nullptr);
+                                    SearchMode mode, std::string* note = nullptr,
+                                    double vector_weight = -1);
 
 // Chunks whose text is not in the full-text index yet: the sink adds text in steps of `fts_batch`
 // rows, and a run that died keeps its last rows out until the next run with that sink opens the
