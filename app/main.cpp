@@ -28,6 +28,7 @@
 #include "engine/state/checkpoint_ledger.hpp"
 #include "engine/state/shard.hpp"
 #include "nodes/builtin_nodes.hpp"
+#include "nodes/embed_http.hpp"
 #include "nodes/index_sqlite_search.hpp"
 #include "sim/sim.hpp"
 
@@ -458,13 +459,71 @@ std::string place_of(const std::string& meta) {
   return escape_controls(out);
 }
 
+// `${env:NAME}` in node `id`'s api_key as the graph file writes it, for an error naming the
+// variable ("" when the file says it otherwise).
+std::string api_key_env_of(const std::string& file, const std::string& id) {
+  std::ifstream in(file, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t at = text.find("\"" + id + "\"");
+  if (at == std::string::npos) return "";
+  const size_t key = text.find("\"api_key\"", at);
+  const size_t ref = key == std::string::npos ? key : text.find("${env:", key);
+  const size_t end = ref == std::string::npos ? ref : text.find('}', ref);
+  if (end == std::string::npos || end - key > 200) return "";
+  return text.substr(ref, end - ref + 1);
+}
+
+// `sluice search --graph`: the query goes through the graph's embedder node (--node ID, else
+// its one node of the type the index records), after checking it is the model the index was
+// built with and that its key is set. The graph is the user's own config: an index (untrusted)
+// never chooses where a key goes.
+QueryEmbedder graph_query_embedder(const std::string& graph, const std::string& node_id,
+                                   const std::vector<std::string>& sets) {
+  if (graph.empty()) return {};
+  return [=](const std::string& spec_json, const std::string& query) {
+    rapidjson::Document d;
+    d.Parse(spec_json.c_str());
+    auto field = [&](const char* name) {
+      return d.IsObject() && d.HasMember(name) && d[name].IsString() ? d[name].GetString() : "";
+    };
+    const std::string type = field("type"), model = field("model");
+    GraphSpec g = load_user_graph(graph, sets);
+    const NodeSpec* pick = nullptr;
+    for (const auto& ns : g.nodes) {
+      if (!node_id.empty() ? ns.id != node_id : ns.type != type) continue;
+      if (pick)
+        throw std::runtime_error(graph + " has several " + type +
+                                 " nodes: name the one that built the index with --node");
+      pick = &ns;
+    }
+    if (!pick)
+      throw std::runtime_error(graph + " has no " +
+                               (node_id.empty() ? type + " node" : "node \"" + node_id + "\""));
+    const std::string its_model = pick->params.has("model") ? pick->params.str("model") : "";
+    if (pick->type != type || its_model != model)
+      throw std::runtime_error("the index was embedded with " + type + " (model " + model +
+                               "); node \"" + pick->id + "\" of " + graph + " is " + pick->type +
+                               " (model " + its_model + ")");
+    if (const json::Value* key = pick->params.get("api_key");
+        key && key->kind == json::Kind::string && key->unset_env) {
+      const std::string ref = api_key_env_of(graph, pick->id);
+      throw std::runtime_error("node \"" + pick->id + "\"'s api_key reads " +
+                               (ref.empty() ? std::string("an env var") : ref) +
+                               ", which is not set: set it to embed the query");
+    }
+    NodeInit init{pick->id, pick->type, pick->params,   g.name, pick->concurrency,
+                  {},       {},         pick->adaptive, {}};
+    return embed_query_http(init, query);
+  };
+}
+
 int cmd_search(const std::string& db, const std::string& query, int k, const std::string& mode_text,
-               bool as_json, double vector_weight) {
+               bool as_json, double vector_weight, const QueryEmbedder& embed) {
   SearchMode mode = mode_text == "vector"   ? SearchMode::vector
                     : mode_text == "hybrid" ? SearchMode::hybrid
                                             : SearchMode::bm25;
   std::string note;
-  auto hits = search_index(db, query, k, mode, &note, vector_weight);
+  auto hits = search_index(db, query, k, mode, &note, vector_weight, embed);
   if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
   if (mode != SearchMode::vector)
     if (uint64_t behind = chunks_awaiting_full_text(db))
@@ -532,6 +591,7 @@ int main(int argc, char** argv) {
   int k = 10;
   bool dot = false, search_json = false;
   double vector_weight = -1;
+  std::string search_node;
   std::vector<std::string> sets;
 
   RunArgs ra;
@@ -656,6 +716,11 @@ int main(int argc, char** argv) {
                    "hybrid: the vector scores' share of the fused score, 0 to 1 (default: 0.02 "
                    "for embed.hash, 0.5 for other embedders)")
       ->check(CLI::Range(0.0, 1.0));
+  search->add_option("--graph", graph,
+                     "the graph that built the index: its embedder node (an HTTP API) embeds the "
+                     "query for vector and hybrid mode, with its endpoint and key");
+  search->add_option("--node", search_node, "with --graph: the embedder node's id");
+  search->add_option("--set", sets, "with --graph: override a declared var: name=value");
 
   auto* graph_cmd = app.add_subcommand("graph", "Print a graph config as Graphviz DOT");
   graph_cmd->add_option("GRAPH", graph, "graph config (JSON)")->required();
@@ -718,7 +783,9 @@ int main(int argc, char** argv) {
       return cmd_plan(graph, sets, plan_in);
     }
     if (*nodes) return cmd_nodes(type);
-    if (*search) return cmd_search(db, query, k, mode, search_json, vector_weight);
+    if (*search)
+      return cmd_search(db, query, k, mode, search_json, vector_weight,
+                        graph_query_embedder(graph, search_node, sets));
     if (*graph_cmd) return cmd_graph(graph, sets);
     if (*sim_cmd) return sim::run_sim_forever(sim_opts);
   } catch (const ConfigError& e) {

@@ -1,6 +1,7 @@
 #include "nodes/embed_http.hpp"
 
 #include <cmath>
+#include <future>
 #include <mutex>
 
 #include "engine/graph/batcher.hpp"
@@ -97,6 +98,28 @@ class HttpEmbedder : public Node {
     return {f.queued, f.in_flight, f.limit, f.peak};
   }
 
+  // One text's vector now, through `client` (see embed_query_http).
+  std::vector<float> embed_now(const std::string& text, http::Client& client) {
+    auto r = std::make_shared<Record>();
+    r->text = text;
+    http::Request req = request({r});
+    std::promise<http::Response> done;
+    auto answer = done.get_future();
+    client.submit(std::move(req), _opts.retry, "", 0,
+                  [&done](http::Response&& resp) { done.set_value(std::move(resp)); });
+    http::Response resp = answer.get();
+    if (!resp.ok()) throw std::runtime_error(std::string(type()) + ": " + resp.failure());
+    rapidjson::Document d;
+    if (!parse_untrusted(d, resp.body) || !d.IsObject())
+      throw std::runtime_error(std::string(type()) +
+                               ": malformed embeddings response (not a JSON object)");
+    std::vector<std::vector<float>> vecs(1);
+    uint64_t tokens = 0;
+    if (std::string err = vectors(d, 1, vecs, tokens); !err.empty())
+      throw std::runtime_error(std::string(type()) + ": " + err);
+    return std::move(vecs[0]);
+  }
+
  protected:
   // The request body for `batch`.
   virtual std::string body(const std::vector<RecordPtr>& batch) const = 0;
@@ -145,14 +168,19 @@ class HttpEmbedder : public Node {
     if (_cap.admit(batch)) submit(batch);
   }
 
-  void submit(const Batch& batch) {
+  http::Request request(const std::vector<RecordPtr>& records) const {
     http::Request req;
     req.method = "POST";
     req.url = _url;
     _opts.apply(req);
     req.headers.emplace_back("Content-Type: application/json");
     if (!_auth.empty()) req.headers.push_back(_auth);
-    req.body = body(batch->records);
+    req.body = body(records);
+    return req;
+  }
+
+  void submit(const Batch& batch) {
+    http::Request req = request(batch->records);
     const uint64_t tokens = batch->tokens;
     _cap.watch(req);
     // Parsing the vectors (thousands of numbers a batch) and building the next batch's body are
@@ -446,6 +474,21 @@ NodeTypeInfo embed_gemini_info() {
   info.make_node = [](const NodeInit& init) { return std::make_unique<GeminiEmbed>(init); };
   info.cost = embedder_cost;
   return info;
+}
+
+std::vector<float> embed_query_http(const NodeInit& init, const std::string& text) {
+  NodeInit query = init;
+  json::Value params = init.params.value();
+  if (json::Value* t = params.find("task_type");
+      t && t->kind == json::Kind::string && t->str == "RETRIEVAL_DOCUMENT")
+    t->str = "RETRIEVAL_QUERY";
+  query.params = Params(std::move(params));
+  std::unique_ptr<Node> node;
+  if (init.type == "embed.openai") node = std::make_unique<OpenAIEmbed>(query);
+  else if (init.type == "embed.gemini") node = std::make_unique<GeminiEmbed>(query);
+  else throw std::runtime_error("node \"" + init.id + "\" (" + init.type + ") embeds no query");
+  http::Client client;
+  return static_cast<HttpEmbedder&>(*node).embed_now(text, client);
 }
 
 }  // namespace sluice

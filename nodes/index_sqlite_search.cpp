@@ -99,7 +99,8 @@ std::string short_snippet(std::string s) {
   return s;
 }
 
-std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
+std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k,
+                                     const QueryEmbedder& embed) {
   std::string spec = meta(db, "embedder");
   if (spec.empty())
     throw std::runtime_error(
@@ -109,14 +110,25 @@ std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k) {
   if (d.HasParseError() || !d.IsObject() || !d.HasMember("type") || !d["type"].IsString())
     throw std::runtime_error("the index records an unreadable embedder: " + spec);
   std::string type = d["type"].GetString();
-  if (type != "embed.hash" || !d.HasMember("dim") || !d["dim"].IsInt())
-    throw std::runtime_error("the index was embedded with " + spec +
-                             ", which `sluice search` cannot run locally; use --mode bm25");
+  if (!d.HasMember("dim") || !d["dim"].IsInt())
+    throw std::runtime_error("the index records an unreadable embedder: " + spec);
   int dim = d["dim"].GetInt();
   if (dim < 1 || dim > kMaxDim)
     throw std::runtime_error("the index is damaged: its embedder's dim is " + std::to_string(dim) +
                              " (1 to " + std::to_string(kMaxDim) + ")");
-  std::vector<float> q = hash_embed(query, dim);
+  std::vector<float> q;
+  if (type == "embed.hash") {
+    q = hash_embed(query, dim);
+  } else if (embed) {
+    q = embed(spec, query);
+    if (q.size() != static_cast<size_t>(dim))
+      throw std::runtime_error("the query's vector has " + std::to_string(q.size()) +
+                               " dimensions where the index's have " + std::to_string(dim));
+  } else {
+    throw std::runtime_error("the index was embedded with " + spec +
+                             ": give the graph that built it (--graph PATH) so its endpoint and "
+                             "key embed the query, or use --mode bm25");
+  }
   std::string type_name = meta(db, "vector_type");
   bool half = type_name == "f16";
   if (!half && !type_name.empty() && type_name != "f32")
@@ -194,16 +206,17 @@ double default_vector_weight(Db& db) {
 }
 
 std::vector<SearchHit> search_in(Db& db, const std::string& query, int k, SearchMode mode,
-                                 std::string* note, double vector_weight) {
+                                 std::string* note, double vector_weight,
+                                 const QueryEmbedder& embed) {
   if (mode == SearchMode::bm25) return bm25(db, query, k, note);
-  if (mode == SearchMode::vector) return vector_search(db, query, k);
+  if (mode == SearchMode::vector) return vector_search(db, query, k, embed);
   // Hybrid: a weighted sum of the two lists' scores, each divided by its list's best so the top
   // of each counts 1 (a negative vector score counts 0, a chunk missing from a list 0 there).
   // Reciprocal rank fusion, the usual choice, let a weak vector list pull lexical matches down:
   // on the question set (scripts/bench-retrieval) it took recall@10 from bm25's 0.69 to 0.60.
   const double w = vector_weight >= 0 ? std::min(vector_weight, 1.0) : default_vector_weight(db);
   auto a = bm25(db, query, k * 4, note);
-  auto b = vector_search(db, query, k * 4);
+  auto b = vector_search(db, query, k * 4, embed);
   std::map<std::string, SearchHit> fused;
   auto add = [&](std::vector<SearchHit>& list, double weight) {
     double best = 0;
@@ -229,7 +242,8 @@ std::vector<SearchHit> search_in(Db& db, const std::string& query, int k, Search
 }  // namespace
 
 std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
-                                    SearchMode mode, std::string* note, double vector_weight) {
+                                    SearchMode mode, std::string* note, double vector_weight,
+                                    const QueryEmbedder& embed) {
   if (!std::filesystem::exists(db_path))
     throw std::runtime_error("no index at \"" + db_path +
                              "\" (run a graph with an index.sqlite sink first)");
@@ -240,7 +254,7 @@ std::vector<SearchHit> search_index(const std::string& db_path, const std::strin
     throw std::runtime_error("\"" + db_path + "\" is not a sluice index");
   check_schema_version(db, db_path);
   k = std::clamp(k, 1, kMaxK);
-  auto hits = search_in(db, query, k, mode, note, vector_weight);
+  auto hits = search_in(db, query, k, mode, note, vector_weight, embed);
   fill_details(db, hits);
   return hits;
 }

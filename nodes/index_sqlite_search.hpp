@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,20 +19,27 @@ struct SearchHit {
   std::string meta;  // its meta as stored: a JSON object (checked: "{}" when it is not one)
 };
 
+// How vector and hybrid mode embed the query when the index's embedder does not run locally (an
+// HTTP API): given the embedder the index records (its JSON, e.g.
+// {"type":"embed.openai","model":"text-embedding-3-small","dim":1536}) and the query, the query's
+// vector; throws std::runtime_error when it cannot.
+using QueryEmbedder =
+    std::function<std::vector<float>(const std::string& spec, const std::string&)>;
+
 // Top `k` chunks for `query`. Vector mode embeds the query with the embedder recorded in the
-// index. Throws std::runtime_error with a message for the user (missing or foreign file, no
-// vectors for vector mode, an embedder this build cannot run locally).
-// A damaged or crafted file is a runtime_error too, never a crash or a quiet empty answer. At
-// most kMaxQueryTerms distinct words are searched (repeats once); `note`, when given, says so.
-// Hybrid mode adds both lists' scores, each scaled so its best is 1, the vector's weighted by
-// `vector_weight` (0..1) and the words' by the rest; < 0 takes the embedder's default (0.02 for
-// embed.hash, 0.5 for others).
+// index: embed.hash here, another through `embed` (without one, an error saying how). Throws
+// std::runtime_error with a message for the user (missing or foreign file, no vectors for vector
+// mode, an embedder this build cannot run locally). A damaged or crafted file is a runtime_error
+// too, never a crash or a quiet empty answer. At most kMaxQueryTerms distinct words are searched
+// (repeats once); `note`, when given, says so. Hybrid mode adds both lists' scores, each scaled so
+// its best is 1, the vector's weighted by `vector_weight` (0..1) and the words' by the rest; < 0
+// takes the embedder's default (0.02 for embed.hash, 0.5 for others).
 constexpr size_t kMaxQueryTerms = 32;
 constexpr int kMaxK = 10000;
 constexpr int kMaxDim = 65536;
 std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
                                     SearchMode mode, std::string* note = nullptr,
-                                    double vector_weight = -1);
+                                    double vector_weight = -1, const QueryEmbedder& embed = {});
 
 // Chunks whose text is not in the full-text index yet: the sink adds text in steps of `fts_batch`
 // rows, and a run that died keeps its last rows out until the next run with that sink opens the
