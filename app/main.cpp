@@ -28,6 +28,7 @@
 #include "engine/state/checkpoint_ledger.hpp"
 #include "engine/state/shard.hpp"
 #include "nodes/builtin_nodes.hpp"
+#include "nodes/embed_fasttext.hpp"
 #include "nodes/embed_http.hpp"
 #include "nodes/index_sqlite_search.hpp"
 #include "sim/sim.hpp"
@@ -714,13 +715,29 @@ int main(int argc, char** argv) {
   search
       ->add_option("--vector-weight", vector_weight,
                    "hybrid: the vector scores' share of the fused score, 0 to 1 (default: 0.02 "
-                   "for embed.hash, 0.5 for other embedders)")
+                   "for embed.hash, 0.1 for embed.fasttext, 0.5 for other embedders)")
       ->check(CLI::Range(0.0, 1.0));
   search->add_option("--graph", graph,
                      "the graph that built the index: its embedder node (an HTTP API) embeds the "
                      "query for vector and hybrid mode, with its endpoint and key");
   search->add_option("--node", search_node, "with --graph: the embedder node's id");
   search->add_option("--set", sets, "with --graph: override a declared var: name=value");
+
+  TrainEmbedderOptions train;
+  train.glob = "*";
+  auto* train_cmd = app.add_subcommand(
+      "train-embedder",
+      "Train a fastText model (skipgram) on a folder of text, for embed.fasttext");
+  train_cmd->add_option("DIR", train.dir, "folder of text files (read recursively)")->required();
+  train_cmd->add_option("--out", train.out, "model path (.bin)")->required();
+  train_cmd->add_option("--glob", train.glob, "file names to read, e.g. \"*.md\"");
+  train_cmd->add_option("--dim", train.dim, "vector dimensions")->check(CLI::Range(8, 1024));
+  train_cmd->add_option("--epoch", train.epoch, "passes over the text")->check(CLI::Range(1, 100));
+  train_cmd->add_option("--min-count", train.min_count, "ignore words seen fewer times")
+      ->check(CLI::Range(1, 1000000));
+  train_cmd->add_option("--threads", train.threads, "training threads (default: every core)")
+      ->check(CLI::Range(1, kMaxThreads));
+  train_cmd->add_option("--seed", train.seed, "random seed");
 
   auto* graph_cmd = app.add_subcommand("graph", "Print a graph config as Graphviz DOT");
   graph_cmd->add_option("GRAPH", graph, "graph config (JSON)")->required();
@@ -787,6 +804,16 @@ int main(int argc, char** argv) {
       return cmd_search(db, query, k, mode, search_json, vector_weight,
                         graph_query_embedder(graph, search_node, sets));
     if (*graph_cmd) return cmd_graph(graph, sets);
+    if (*train_cmd) {
+      train.verbose = isatty(STDERR_FILENO) != 0;
+      const TrainEmbedderResult r = train_fasttext(train);
+      std::printf("trained %s: %lld words, %d dimensions, from %zu files (%.1f MB; %zu binary "
+                  "skipped) in %.1f s\nuse it: {\"type\": \"embed.fasttext\", \"params\": "
+                  "{\"model\": \"%s\"}}\n",
+                  r.model.c_str(), static_cast<long long>(r.words), train.dim, r.files,
+                  static_cast<double>(r.bytes) / 1e6, r.skipped, r.seconds, r.model.c_str());
+      return 0;
+    }
     if (*sim_cmd) return sim::run_sim_forever(sim_opts);
   } catch (const ConfigError& e) {
     std::fputs(e.text.c_str(), stderr);

@@ -2,6 +2,7 @@
 #include "nodes/builtin_nodes.hpp"
 
 #include "nodes/chunk.hpp"
+#include "nodes/embed_fasttext.hpp"
 #include "nodes/embed_hash.hpp"
 #include "nodes/embed_http.hpp"
 #include "nodes/expand_json.hpp"
@@ -39,6 +40,7 @@ void register_builtin_nodes(Registry& r) {
   r.add(chunk_sentence_info());
   r.add(chunk_markdown_info());
   r.add(embed_hash_info());
+  r.add(embed_fasttext_info());
   r.add(embed_openai_info());
   r.add(embed_gemini_info());
   r.add(util_filter_info());

@@ -8,29 +8,11 @@ namespace sluice {
 
 std::vector<float> hash_embed(std::string_view text, int dim) {
   std::vector<float> v(static_cast<size_t>(dim), 0.0f);
-  char buf[64];
-  size_t len = 0;
-  auto flush_token = [&] {
-    if (len == 0) return;
-    uint64_t h = text::stable_hash64(std::string_view(buf, len), 0x5eed);
+  each_word(text, [&](std::string_view w) {
+    uint64_t h = text::stable_hash64(w, 0x5eed);
     float sign = (h >> 63) ? -1.0f : 1.0f;
     v[(h & 0x7fffffffffffffffull) % static_cast<uint64_t>(dim)] += sign;
-    len = 0;
-  };
-  for (unsigned char c : text) {
-    // Tokens: runs of ASCII letters/digits (lowercased) and any non-ASCII bytes (UTF-8 letters).
-    bool word = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c >= 0x80;
-    if (c >= 'A' && c <= 'Z') {
-      c = static_cast<unsigned char>(c - 'A' + 'a');
-      word = true;
-    }
-    if (word) {
-      if (len < sizeof buf) buf[len++] = static_cast<char>(c);
-    } else {
-      flush_token();
-    }
-  }
-  flush_token();
+  });
   double norm = 0;
   for (float x : v) norm += static_cast<double>(x) * x;
   if (norm > 0) {

@@ -33,7 +33,7 @@ using QueryEmbedder =
 // too, never a crash or a quiet empty answer. At most kMaxQueryTerms distinct words are searched
 // (repeats once); `note`, when given, says so. Hybrid mode adds both lists' scores, each scaled so
 // its best is 1, the vector's weighted by `vector_weight` (0..1) and the words' by the rest; < 0
-// takes the embedder's default (0.02 for embed.hash, 0.5 for others).
+// takes the embedder's default (0.02 for embed.hash, 0.1 for embed.fasttext, 0.5 for others).
 constexpr size_t kMaxQueryTerms = 32;
 constexpr int kMaxK = 10000;
 constexpr int kMaxDim = 65536;

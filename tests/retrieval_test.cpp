@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include <filesystem>
+
+#include "nodes/embed_fasttext.hpp"
 #include "nodes/index_sqlite_search.hpp"
 #include "sim/sim.hpp"
 #include "tests/sim_fixture.hpp"
@@ -141,6 +144,81 @@ TEST(Retrieval, VectorSearchEmbedsTheQueryThroughTheGraphsHttpEmbedder) {
               std::string::npos)
         << no_key.err;
   }
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// A fastText model trained on a few books, used by embed.fasttext, searched in vector mode: a
+// chunk's own text finds it first (the model the index names is loaded for the query).
+TEST(FastText, TrainEmbedIndexAndSearch) {
+  test::TempDir dir;
+  std::filesystem::create_directories(dir / "books");
+  for (const char* b : {"08-Ruth.txt", "32-Jonah.txt", "57-Philemon.txt", "31-Obadiah.txt"})
+    std::filesystem::copy_file(test::source_dir() + "/graphs/data/kjv/" + b, dir / "books/" + b);
+  test::write_file(dir / "books/picture.png", std::string("\x89PNG\r\n\x1a\n\0\0", 10));
+  auto train = test::run_sluice("train-embedder " + (dir / "books") + " --out " + (dir / "m") +
+                                " --dim 16 --epoch 3 --threads 1 --seed 1 --min-count 1");
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  EXPECT_NE(train.out.find("16 dimensions, from 4 files"), std::string::npos) << train.out;
+  EXPECT_NE(train.out.find("1 binary skipped"), std::string::npos) << train.out;
+  ASSERT_TRUE(std::filesystem::exists(dir / "m.bin"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "m.bin.train.txt")) << "the training text is removed";
+
+  const std::string db = dir / "i.db";
+  auto run = test::run_sluice("run graphs/local-files.json --quiet --set dir=" + (dir / "books") +
+                              " --set glob='*.txt' --set db=" + db +
+                              " --set embedder=embed.fasttext --set model=" + (dir / "m.bin") +
+                              " --state " + (dir / "state"));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  // The chunk holding Ruth 1:16 (found by its words), searched by its own text in vector mode:
+  // the same words, the same vector.
+  const auto ruth = search_index(db, "\"Intreat me not to leave thee\"", 1, SearchMode::bm25);
+  ASSERT_EQ(ruth.size(), 1u);
+  const auto hits = search_index(db, ruth[0].text, 3, SearchMode::vector);
+  ASSERT_FALSE(hits.empty());
+  EXPECT_EQ(hits[0].id, ruth[0].id);
+  EXPECT_GT(hits[0].score, 0.99);
+  EXPECT_FALSE(search_index(db, "a widow and her mother in law", 3, SearchMode::hybrid).empty());
+
+  // A missing model is a config error that says how to make one.
+  auto missing = test::run_sluice("validate graphs/local-files.json --set embedder=embed.fasttext "
+                                  "--set model=" +
+                                  (dir / "nope.bin"));
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE((missing.out + missing.err).find("sluice train-embedder"), std::string::npos)
+      << missing.out << missing.err;
+}
+
+// A .vec file: known words only, each weighted by its rank; malformed lines are errors naming
+// the line.
+TEST(FastText, VecFilesWeighWordsByRankAndRefuseBadLines) {
+  test::TempDir dir;
+  test::write_file(dir / "v.vec", "3 2\nthe 1 0\nark 0 1\nflood 0.6 0.8\n");
+  const auto m = load_fasttext(dir / "v.vec");
+  EXPECT_EQ(m->dim(), 2);
+  const auto one = m->embed("Ark!");
+  EXPECT_NEAR(one[0], 0.0, 1e-6);
+  EXPECT_NEAR(one[1], 1.0, 1e-6);
+  // "the" (rank 1) weighs less than "ark" (rank 2): the sum leans to ark's axis.
+  const auto two = m->embed("the ark");
+  EXPECT_GT(two[1], two[0]);
+  EXPECT_NEAR(two[0] * two[0] + two[1] * two[1], 1.0, 1e-5);
+  const auto none = m->embed("unknown words only");
+  EXPECT_EQ(none, (std::vector<float>{0, 0}));
+  test::write_file(dir / "bad.vec", "2 2\nthe 1 0\nark 0 x\n");
+  try {
+    load_fasttext(dir / "bad.vec");
+    ADD_FAILURE();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.vec:3: expected 2 numbers"), std::string::npos)
+        << e.what();
+  }
+  test::write_file(dir / "foreign.bin", "not a model");
+  EXPECT_THROW(load_fasttext(dir / "foreign.bin"), std::runtime_error);
 }
 
 }  // namespace
