@@ -518,21 +518,46 @@ QueryEmbedder graph_query_embedder(const std::string& graph, const std::string& 
   };
 }
 
-int cmd_search(const std::string& db, const std::string& query, int k, const std::string& mode_text,
+// `args`: one or more index files, then the query. Several files (a sharded job's, one per
+// shard) are each searched for the top k and their results merged by score, each chunk id once.
+int cmd_search(const std::vector<std::string>& args, int k, const std::string& mode_text,
                bool as_json, double vector_weight, const QueryEmbedder& embed) {
+  if (args.size() < 2)
+    throw std::invalid_argument("search takes DB... QUERY: an index and a query");
+  const std::string query = args.back();
   SearchMode mode = mode_text == "vector"   ? SearchMode::vector
                     : mode_text == "hybrid" ? SearchMode::hybrid
                                             : SearchMode::bm25;
-  std::string note;
-  auto hits = search_index(db, query, k, mode, &note, vector_weight, embed);
-  if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
-  if (mode != SearchMode::vector)
-    if (uint64_t behind = chunks_awaiting_full_text(db))
-      std::fprintf(
-          stderr,
-          "note: %llu chunks are not in the full-text index yet (a run is writing them, or one "
-          "stopped before its end: running its graph again adds them)\n",
-          static_cast<unsigned long long>(behind));
+  // An HTTP embedder embeds the query once for every index that shares its embedder.
+  std::map<std::string, std::vector<float>> embedded;
+  QueryEmbedder once;
+  if (embed)
+    once = [&](const std::string& spec, const std::string& q) {
+      auto it = embedded.find(spec);
+      if (it == embedded.end()) it = embedded.emplace(spec, embed(spec, q)).first;
+      return it->second;
+    };
+  std::vector<SearchHit> hits;
+  std::unordered_set<std::string> seen;
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    const std::string& db = args[i];
+    std::string note;
+    for (auto& h : search_index(db, query, k, mode, &note, vector_weight, once))
+      if (seen.insert(h.id).second) hits.push_back(std::move(h));
+    if (!note.empty() && i == 0) std::fprintf(stderr, "note: %s\n", note.c_str());
+    if (mode != SearchMode::vector)
+      if (uint64_t behind = chunks_awaiting_full_text(db))
+        std::fprintf(
+            stderr,
+            "note: %s: %llu chunks are not in the full-text index yet (a run is writing them, or "
+            "one stopped before its end: running its graph again adds them)\n",
+            db.c_str(), static_cast<unsigned long long>(behind));
+  }
+  if (args.size() > 2) {
+    std::stable_sort(hits.begin(), hits.end(),
+                     [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; });
+    if (hits.size() > static_cast<size_t>(k)) hits.resize(static_cast<size_t>(k));
+  }
   if (as_json) {
     print_hits_json(hits);
     return 0;
@@ -704,9 +729,13 @@ int main(int argc, char** argv) {
   nodes->add_option("TYPE", type, "node type, e.g. chunk.recursive");
 
   auto* search = app.add_subcommand("search", "Query an index.sqlite database");
-  search->add_option("DB", db, "index file written by index.sqlite")->required();
-  search->add_option("QUERY", query, "words to look for; \"in double quotes\" for a phrase")
-      ->required();
+  std::vector<std::string> search_args;
+  search
+      ->add_option("DB... QUERY", search_args,
+                   "index files written by index.sqlite (several: a sharded job's, merged by "
+                   "score), then the words to look for (\"in double quotes\" for a phrase)")
+      ->required()
+      ->expected(2, 1 << 20);
   search->add_option("--k", k, "number of results")->check(CLI::Range(1, 10000));
   search->add_option("--mode", mode, "bm25 (full text), vector (embedding), hybrid (both, fused)")
       ->check(CLI::IsMember({"bm25", "vector", "hybrid"}));
@@ -801,7 +830,7 @@ int main(int argc, char** argv) {
     }
     if (*nodes) return cmd_nodes(type);
     if (*search)
-      return cmd_search(db, query, k, mode, search_json, vector_weight,
+      return cmd_search(search_args, k, mode, search_json, vector_weight,
                         graph_query_embedder(graph, search_node, sets));
     if (*graph_cmd) return cmd_graph(graph, sets);
     if (*train_cmd) {

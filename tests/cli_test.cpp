@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <set>
 
 #include <rapidjson/document.h>
 
@@ -290,6 +291,67 @@ TEST(Cli, AFailedFreshRunKeepsThePreviousOutputWhole) {
   EXPECT_EQ(after.find("a.txt"), std::string::npos) << "a finished fresh run replaces the file";
   EXPECT_NE(after.find("b.txt"), std::string::npos) << after;
   EXPECT_FALSE(std::filesystem::exists(dir / "out.jsonl.parts"));
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// `sluice search A.db B.db QUERY`: a sharded job's indexes searched as one, results merged by
+// score, each chunk once.
+TEST(Cli, SearchMergesTheIndexesOfAShardedJob) {
+  test::TempDir dir;
+  for (int i = 0; i < 2; ++i) {
+    auto run = test::run_sluice("run graphs/local-files.json --quiet --shard " + std::to_string(i) +
+                                "/2 --set db=" + (dir / ("s" + std::to_string(i) + ".db")) +
+                                " --state " + (dir / ("state" + std::to_string(i))));
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+  }
+  const std::string both = (dir / "s0.db") + " " + (dir / "s1.db");
+  for (const char* phrase :
+       {"Jesus wept", "In the beginning God created the heaven", "Intreat me not to leave thee"}) {
+    auto r = test::run_sluice("search " + both + " '\"" + phrase + "\"' --k 1 --json");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find(phrase), std::string::npos) << phrase << ": " << r.out;
+  }
+  auto wide = test::run_sluice("search " + both + " 'God' --k 40 --json");
+  ASSERT_EQ(wide.exit_code, 0) << wide.err;
+  rapidjson::Document d;
+  d.Parse(wide.out.c_str());
+  ASSERT_TRUE(d.IsArray());
+  EXPECT_EQ(d.Size(), 40u);
+  std::set<std::string> ids;
+  double last = 1e300;
+  for (const auto& h : d.GetArray()) {
+    EXPECT_TRUE(ids.insert(h["id"].GetString()).second) << "each chunk once";
+    EXPECT_LE(h["score"].GetDouble(), last) << "merged by score";
+    last = h["score"].GetDouble();
+  }
+  // Every merged result is one of a shard's own top 40; with k past every match, the merge
+  // holds both shards' results whole (the shards split the documents).
+  auto count = [&](const std::string& dbs, int k, std::set<std::string>* out) {
+    auto r = test::run_sluice("search " + dbs + " 'God' --k " + std::to_string(k) + " --json");
+    rapidjson::Document di;
+    di.Parse(r.out.c_str());
+    EXPECT_TRUE(di.IsArray()) << r.out;
+    if (!di.IsArray()) return size_t{0};
+    if (out)
+      for (const auto& h : di.GetArray()) out->insert(h["id"].GetString());
+    return static_cast<size_t>(di.Size());
+  };
+  std::set<std::string> top;
+  count(dir / "s0.db", 40, &top);
+  count(dir / "s1.db", 40, &top);
+  for (const auto& id : ids) EXPECT_TRUE(top.count(id)) << id;
+  const size_t n0 = count(dir / "s0.db", 10000, nullptr), n1 = count(dir / "s1.db", 10000, nullptr);
+  EXPECT_GT(n0, 0u);
+  EXPECT_GT(n1, 0u);
+  EXPECT_EQ(count(both, 10000, nullptr), n0 + n1);
+  auto one = test::run_sluice("search " + (dir / "s0.db"));
+  EXPECT_EQ(one.exit_code, 2);
+  EXPECT_NE(one.err.find("DB... QUERY"), std::string::npos) << one.err;
 }
 
 }  // namespace
