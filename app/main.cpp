@@ -613,7 +613,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("sluice ") + kVersion);
   app.require_subcommand(1);
 
-  std::string graph, db, query, mode = "bm25", type;
+  std::string graph, mode = "bm25", type;
   int k = 10;
   bool dot = false, search_json = false;
   double vector_weight = -1;

@@ -28,13 +28,16 @@ constexpr int kMaxDim = 65536;
 // Words whose weighted vectors a .bin model keeps ready (at dim 300: 240 MB).
 constexpr size_t kCachedWords = 200000;
 
-// Adds w * v / |v| to sum.
-void add_normalized(std::vector<double>& sum, const float* v, size_t n, double w) {
+// Writes w * v / |v| to dst (all zeros when v is), the form in which a word's vector is summed.
+void weighted_unit(float* dst, const float* v, size_t n, double w) {
   double norm = 0;
   for (size_t i = 0; i < n; ++i) norm += static_cast<double>(v[i]) * v[i];
-  if (norm <= 0) return;
-  const double k = w / std::sqrt(norm);
-  for (size_t i = 0; i < n; ++i) sum[i] += k * v[i];
+  const double k = norm > 0 ? w / std::sqrt(norm) : 0.0;
+  for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(k * v[i]);
+}
+
+void add_row(std::vector<double>& sum, const float* row) {
+  for (size_t i = 0; i < sum.size(); ++i) sum[i] += row[i];
 }
 
 std::vector<float> unit(const std::vector<double>& sum) {
@@ -71,28 +74,27 @@ class BinModel final : public FastTextModel {
     for (size_t id = 0; id < _cached; ++id) {
       v.zero();
       _ft.getWordVector(v, _dict->getWord(static_cast<int32_t>(id)));
-      std::vector<double> one(static_cast<size_t>(_dim), 0.0);
-      add_normalized(one, v.data(), static_cast<size_t>(_dim), weight(static_cast<int32_t>(id)));
-      for (int i = 0; i < _dim; ++i)
-        _cache[id * static_cast<size_t>(_dim) + i] = static_cast<float>(one[i]);
+      weighted_unit(_cache.data() + id * static_cast<size_t>(_dim), v.data(),
+                    static_cast<size_t>(_dim), weight(static_cast<int32_t>(id)));
     }
   }
   int dim() const override { return _dim; }
   std::vector<float> embed(std::string_view text) const override {
     std::vector<double> sum(static_cast<size_t>(_dim), 0.0);
     fasttext::Vector v(_dim);
+    std::vector<float> row(static_cast<size_t>(_dim));
     std::string w;
     each_word(text, [&](std::string_view word) {
       w.assign(word);
       const int32_t id = _dict->getId(w);
       if (id >= 0 && static_cast<size_t>(id) < _cached) {
-        const float* c = _cache.data() + static_cast<size_t>(id) * _dim;
-        for (int i = 0; i < _dim; ++i) sum[static_cast<size_t>(i)] += c[i];
+        add_row(sum, _cache.data() + static_cast<size_t>(id) * _dim);
         return;
       }
       v.zero();
       _ft.getWordVector(v, w);
-      add_normalized(sum, v.data(), static_cast<size_t>(_dim), weight(id));
+      weighted_unit(row.data(), v.data(), row.size(), weight(id));
+      add_row(sum, row.data());
     });
     return unit(sum);
   }
@@ -146,9 +148,17 @@ class VecModel final : public FastTextModel {
         _vectors.push_back(x);
         p = end;
       }
-      _index.emplace(line.substr(0, sp), static_cast<uint32_t>(_index.size()));
+      _index.emplace(line.substr(0, sp), static_cast<uint32_t>(i));  // a repeated word: the first
     }
-    _harmonic = std::log(static_cast<double>(std::max<size_t>(_index.size(), 1))) + 0.5772;
+    // Each row normalized and weighted once. Zipf: the word of rank r is about 1 / (r H) of a
+    // text.
+    const size_t rows = _vectors.size() / static_cast<size_t>(dim);
+    const double harmonic = std::log(static_cast<double>(std::max<size_t>(rows, 1))) + 0.5772;
+    for (size_t r = 0; r < rows; ++r) {
+      float* row = _vectors.data() + r * static_cast<size_t>(dim);
+      const double p = 1.0 / ((static_cast<double>(r) + 1.0) * harmonic);
+      weighted_unit(row, row, static_cast<size_t>(dim), kSifA / (kSifA + p));
+    }
   }
   int dim() const override { return _dim; }
   std::vector<float> embed(std::string_view text) const override {
@@ -156,21 +166,16 @@ class VecModel final : public FastTextModel {
     std::string w;
     each_word(text, [&](std::string_view word) {
       w.assign(word);
-      auto it = _index.find(w);
-      if (it == _index.end()) return;
-      // Zipf: the word of rank r is about 1 / (r H) of a text.
-      const double p = 1.0 / ((static_cast<double>(it->second) + 1.0) * _harmonic);
-      add_normalized(sum, _vectors.data() + static_cast<size_t>(it->second) * _dim,
-                     static_cast<size_t>(_dim), kSifA / (kSifA + p));
+      if (auto it = _index.find(w); it != _index.end())
+        add_row(sum, _vectors.data() + static_cast<size_t>(it->second) * _dim);
     });
     return unit(sum);
   }
 
  private:
   int _dim = 0;
-  std::vector<float> _vectors;
+  std::vector<float> _vectors;  // a weighted unit row per word, in the file's order
   std::unordered_map<std::string, uint32_t> _index;
-  double _harmonic = 1;
 };
 
 class FastTextEmbed final : public Node {

@@ -100,46 +100,57 @@ std::string short_snippet(std::string s) {
   return s;
 }
 
-std::vector<SearchHit> vector_search(Db& db, const std::string& query, int k,
-                                     const QueryEmbedder& embed) {
-  std::string spec = meta(db, "embedder");
-  if (spec.empty())
+// The embedder an index records: its JSON, type, dim and (embed.fasttext) model.
+struct IndexEmbedder {
+  std::string spec, type, model;
+  int dim = 0;
+};
+
+IndexEmbedder index_embedder(Db& db) {
+  IndexEmbedder e;
+  e.spec = meta(db, "embedder");
+  if (e.spec.empty())
     throw std::runtime_error(
         "the index has no vectors (its graph has no embed node); use --mode bm25");
   rapidjson::Document d;
-  d.Parse(spec.c_str());
-  if (d.HasParseError() || !d.IsObject() || !d.HasMember("type") || !d["type"].IsString())
-    throw std::runtime_error("the index records an unreadable embedder: " + spec);
-  std::string type = d["type"].GetString();
-  if (!d.HasMember("dim") || !d["dim"].IsInt())
-    throw std::runtime_error("the index records an unreadable embedder: " + spec);
-  int dim = d["dim"].GetInt();
-  if (dim < 1 || dim > kMaxDim)
-    throw std::runtime_error("the index is damaged: its embedder's dim is " + std::to_string(dim) +
-                             " (1 to " + std::to_string(kMaxDim) + ")");
+  d.Parse(e.spec.c_str());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("type") || !d["type"].IsString() ||
+      !d.HasMember("dim") || !d["dim"].IsInt())
+    throw std::runtime_error("the index records an unreadable embedder: " + e.spec);
+  e.type = d["type"].GetString();
+  e.dim = d["dim"].GetInt();
+  if (e.dim < 1 || e.dim > kMaxDim)
+    throw std::runtime_error("the index is damaged: its embedder's dim is " +
+                             std::to_string(e.dim) + " (1 to " + std::to_string(kMaxDim) + ")");
+  if (e.type == "embed.fasttext") {
+    if (!d.HasMember("model") || !d["model"].IsString())
+      throw std::runtime_error("the index records an unreadable embedder: " + e.spec);
+    e.model = d["model"].GetString();
+  }
+  return e;
+}
+
+std::vector<SearchHit> vector_search(Db& db, const IndexEmbedder& e, const std::string& query,
+                                     int k, const QueryEmbedder& embed) {
+  const int dim = e.dim;
   std::vector<float> q;
-  if (type == "embed.hash") {
+  if (e.type == "embed.hash") {
     q = hash_embed(query, dim);
-  } else if (type == "embed.fasttext") {
+  } else if (e.type == "embed.fasttext") {
     // The model the index names, loaded as the node loaded it (a missing or foreign file is an
     // error naming it; libfasttext checks a .bin's magic number and version first).
-    if (!d.HasMember("model") || !d["model"].IsString())
-      throw std::runtime_error("the index records an unreadable embedder: " + spec);
-    q = load_fasttext(d["model"].GetString())->embed(query);
-    if (q.size() != static_cast<size_t>(dim))
-      throw std::runtime_error("the model " + std::string(d["model"].GetString()) + " has " +
-                               std::to_string(q.size()) + " dimensions where the index's have " +
-                               std::to_string(dim) + " (was it replaced?)");
+    q = load_fasttext(e.model)->embed(query);
   } else if (embed) {
-    q = embed(spec, query);
-    if (q.size() != static_cast<size_t>(dim))
-      throw std::runtime_error("the query's vector has " + std::to_string(q.size()) +
-                               " dimensions where the index's have " + std::to_string(dim));
+    q = embed(e.spec, query);
   } else {
-    throw std::runtime_error("the index was embedded with " + spec +
+    throw std::runtime_error("the index was embedded with " + e.spec +
                              ": give the graph that built it (--graph PATH) so its endpoint and "
                              "key embed the query, or use --mode bm25");
   }
+  if (q.size() != static_cast<size_t>(dim))
+    throw std::runtime_error("the query's vector has " + std::to_string(q.size()) +
+                             " dimensions where the index's have " + std::to_string(dim) +
+                             (e.model.empty() ? "" : " (was the model " + e.model + " replaced?)"));
   std::string type_name = meta(db, "vector_type");
   bool half = type_name == "f16";
   if (!half && !type_name.empty() && type_name != "f32")
@@ -210,14 +221,7 @@ void fill_details(Db& db, std::vector<SearchHit>& hits) {
 constexpr double kHashVectorWeight = 0.02;
 constexpr double kFastTextVectorWeight = 0.1;
 constexpr double kVectorWeight = 0.5;
-double default_vector_weight(Db& db) {
-  rapidjson::Document d;
-  const std::string spec = meta(db, "embedder");
-  d.Parse(spec.c_str());
-  const std::string type =
-      !d.HasParseError() && d.IsObject() && d.HasMember("type") && d["type"].IsString()
-          ? d["type"].GetString()
-          : "";
+double default_vector_weight(const std::string& type) {
   return type == "embed.hash"       ? kHashVectorWeight
          : type == "embed.fasttext" ? kFastTextVectorWeight
                                     : kVectorWeight;
@@ -227,14 +231,16 @@ std::vector<SearchHit> search_in(Db& db, const std::string& query, int k, Search
                                  std::string* note, double vector_weight,
                                  const QueryEmbedder& embed) {
   if (mode == SearchMode::bm25) return bm25(db, query, k, note);
-  if (mode == SearchMode::vector) return vector_search(db, query, k, embed);
+  if (mode == SearchMode::vector) return vector_search(db, index_embedder(db), query, k, embed);
   // Hybrid: a weighted sum of the two lists' scores, each divided by its list's best so the top
   // of each counts 1 (a negative vector score counts 0, a chunk missing from a list 0 there).
   // Reciprocal rank fusion, the usual choice, let a weak vector list pull lexical matches down:
   // on the question set (scripts/bench-retrieval) it took recall@10 from bm25's 0.69 to 0.60.
-  const double w = vector_weight >= 0 ? std::min(vector_weight, 1.0) : default_vector_weight(db);
+  const IndexEmbedder e = index_embedder(db);
+  const double w =
+      vector_weight >= 0 ? std::min(vector_weight, 1.0) : default_vector_weight(e.type);
   auto a = bm25(db, query, k * 4, note);
-  auto b = vector_search(db, query, k * 4, embed);
+  auto b = vector_search(db, e, query, k * 4, embed);
   std::map<std::string, SearchHit> fused;
   auto add = [&](std::vector<SearchHit>& list, double weight) {
     double best = 0;

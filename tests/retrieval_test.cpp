@@ -209,6 +209,12 @@ TEST(FastText, VecFilesWeighWordsByRankAndRefuseBadLines) {
   EXPECT_NEAR(two[0] * two[0] + two[1] * two[1], 1.0, 1e-5);
   const auto none = m->embed("unknown words only");
   EXPECT_EQ(none, (std::vector<float>{0, 0}));
+  // A word listed twice keeps its first row, and the words after it their own.
+  test::write_file(dir / "twice.vec", "3 2\nthe 1 0\nthe 0 1\nark 0.6 0.8\n");
+  const auto ark = load_fasttext(dir / "twice.vec")->embed("ark");
+  EXPECT_NEAR(ark[0], 0.6, 1e-6);
+  EXPECT_NEAR(ark[1], 0.8, 1e-6);
+  EXPECT_NEAR(load_fasttext(dir / "twice.vec")->embed("the")[0], 1.0, 1e-6);
   test::write_file(dir / "bad.vec", "2 2\nthe 1 0\nark 0 x\n");
   try {
     load_fasttext(dir / "bad.vec");

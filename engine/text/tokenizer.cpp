@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
@@ -165,13 +166,9 @@ std::unique_ptr<Tokenizer> Tokenizer::from_ranks(std::string name, std::string_v
   };
   auto number = [&](std::string_view s, size_t line) {
     uint64_t v = 0;
-    if (s.empty() || s.size() > 10)
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || end != s.data() + s.size())
       throw std::runtime_error(t->_name + " ranks: bad rank on line " + std::to_string(line));
-    for (char c : s) {
-      if (c < '0' || c > '9')
-        throw std::runtime_error(t->_name + " ranks: bad rank on line " + std::to_string(line));
-      v = v * 10 + static_cast<uint64_t>(c - '0');
-    }
     return v;
   };
   const size_t brace = file_text.find('{');
