@@ -67,7 +67,11 @@ class RangeSource final : public Source {
 
 std::string range_text(uint64_t seed, uint64_t index, size_t size) {
   const auto& w = words();
+  // Mixed once: splitmix64 steps its state by a fixed constant, so unmixed states one step apart
+  // (index, index + 1) made every document its neighbour's text shifted by one word, and a
+  // corpus of 116,588 chunks held 22,429 distinct texts.
   uint64_t s = seed * 0x100000001B3ull ^ (index + 1) * 0x9E3779B97F4A7C15ull;
+  s = splitmix64(s);
   std::string out;
   out.reserve(size + 32);
   int in_sentence = 0, sentence_len = 8, in_para = 0;
