@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -30,6 +31,9 @@
 #include "nodes/builtin_nodes.hpp"
 #include "nodes/embed_fasttext.hpp"
 #include "nodes/embed_http.hpp"
+#include "nodes/index_sqlite_ann.hpp"
+#include "nodes/index_sqlite_bm25.hpp"
+#include "nodes/index_sqlite_db.hpp"
 #include "nodes/index_sqlite_search.hpp"
 #include "sim/sim.hpp"
 
@@ -518,34 +522,31 @@ QueryEmbedder graph_query_embedder(const std::string& graph, const std::string& 
   };
 }
 
-// `args`: one or more index files, then the query. Several files (a sharded job's, one per
-// shard) are each searched for the top k and their results merged by score, each chunk id once.
-int cmd_search(const std::vector<std::string>& args, int k, const std::string& mode_text,
-               bool as_json, double vector_weight, const QueryEmbedder& embed) {
-  if (args.size() < 2)
-    throw std::invalid_argument("search takes DB... QUERY: an index and a query");
-  const std::string query = args.back();
-  SearchMode mode = mode_text == "vector"   ? SearchMode::vector
-                    : mode_text == "hybrid" ? SearchMode::hybrid
-                                            : SearchMode::bm25;
-  // An HTTP embedder embeds the query once for every index that shares its embedder.
-  std::map<std::string, std::vector<float>> embedded;
-  QueryEmbedder once;
-  if (embed)
-    once = [&](const std::string& spec, const std::string& q) {
-      auto it = embedded.find(spec);
-      if (it == embedded.end()) it = embedded.emplace(spec, embed(spec, q)).first;
-      return it->second;
-    };
+// What `sluice search` asks of each index file.
+struct SearchRequest {
+  std::vector<std::string> dbs;
+  int k = 10;
+  SearchMode mode = SearchMode::bm25;
+  std::string mode_text;
+  double vector_weight = -1;
+  VectorOptions vector;
+};
+
+// The top k for `query` over every file of `r`: several files (a sharded job's, one per shard)
+// are each searched for the top k and their results merged by score, each chunk id once.
+// `notes`: say on stderr what the user should know (a truncated query, rows not searchable yet).
+std::vector<SearchHit> search_dbs(const SearchRequest& r, const std::string& query,
+                                  const QueryEmbedder& embed, bool notes) {
   std::vector<SearchHit> hits;
   std::unordered_set<std::string> seen;
-  for (size_t i = 0; i + 1 < args.size(); ++i) {
-    const std::string& db = args[i];
+  for (size_t i = 0; i < r.dbs.size(); ++i) {
+    const std::string& db = r.dbs[i];
     std::string note;
-    for (auto& h : search_index(db, query, k, mode, &note, vector_weight, once))
+    for (auto& h : search_index(db, query, r.k, r.mode, &note, r.vector_weight, embed, r.vector))
       if (seen.insert(h.id).second) hits.push_back(std::move(h));
-    if (!note.empty() && i == 0) std::fprintf(stderr, "note: %s\n", note.c_str());
-    if (mode != SearchMode::vector)
+    if (!notes) continue;
+    if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
+    if (r.mode != SearchMode::vector)
       if (uint64_t behind = chunks_awaiting_full_text(db))
         std::fprintf(
             stderr,
@@ -553,17 +554,77 @@ int cmd_search(const std::vector<std::string>& args, int k, const std::string& m
             "one stopped before its end: running its graph again adds them)\n",
             db.c_str(), static_cast<unsigned long long>(behind));
   }
-  if (args.size() > 2) {
+  if (r.dbs.size() > 1) {
     std::stable_sort(hits.begin(), hits.end(),
                      [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; });
-    if (hits.size() > static_cast<size_t>(k)) hits.resize(static_cast<size_t>(k));
+    if (hits.size() > static_cast<size_t>(r.k)) hits.resize(static_cast<size_t>(r.k));
   }
+  return hits;
+}
+
+// `--queries FILE`: one query per line, one JSON line out per query with its time and results
+// (id, doc_id, score): for measuring latency and recall (scripts/bench-search-scale).
+int search_queries(const SearchRequest& r, const std::string& file, const QueryEmbedder& embed) {
+  std::ifstream in(file);
+  if (!in) throw std::runtime_error("cannot read \"" + file + "\"");
+  constexpr size_t kMaxQueries = 1000000, kMaxLine = 64 * 1024;
+  std::string line;
+  size_t n = 0, line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.size() > kMaxLine)
+      throw std::runtime_error(file + ":" + std::to_string(line_no) + ": a query over 64 KiB");
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (++n > kMaxQueries) throw std::runtime_error(file + ": more than a million queries");
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto hits = search_dbs(r, line, embed, n == 1);
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    char num[32];
+    std::snprintf(num, sizeof num, "%.3f", ms);
+    std::string out = "{\"query\":" + json::quoted(line) + ",\"ms\":" + num + ",\"hits\":[";
+    for (size_t i = 0; i < hits.size(); ++i) {
+      std::snprintf(num, sizeof num, "%.6g", std::isfinite(hits[i].score) ? hits[i].score : 0.0);
+      out += (i ? ",{\"id\":" : "{\"id\":") + json::quoted(hits[i].id) +
+             ",\"doc_id\":" + json::quoted(hits[i].doc_id) + ",\"score\":" + num + "}";
+    }
+    out += "]}\n";
+    std::fwrite(out.data(), 1, out.size(), stdout);
+  }
+  return 0;
+}
+
+// `args`: one or more index files, then the query (no query with --queries).
+int cmd_search(std::vector<std::string> args, SearchRequest r, const std::string& queries,
+               bool as_json, const QueryEmbedder& embed) {
+  if (queries.empty() && args.size() < 2)
+    throw std::invalid_argument("search takes DB... QUERY: an index and a query");
+  const std::string query = queries.empty() ? args.back() : "";
+  if (queries.empty()) args.pop_back();
+  r.dbs = std::move(args);
+  r.mode = r.mode_text == "vector"   ? SearchMode::vector
+           : r.mode_text == "hybrid" ? SearchMode::hybrid
+                                     : SearchMode::bm25;
+  // An HTTP embedder embeds the query once for every index that shares its embedder.
+  std::map<std::string, std::vector<float>> embedded;
+  std::string embedded_for;
+  QueryEmbedder once;
+  if (embed)
+    once = [&](const std::string& spec, const std::string& q) {
+      if (q != embedded_for) embedded.clear();
+      embedded_for = q;
+      auto it = embedded.find(spec);
+      if (it == embedded.end()) it = embedded.emplace(spec, embed(spec, q)).first;
+      return it->second;
+    };
+  if (!queries.empty()) return search_queries(r, queries, once);
+  const auto hits = search_dbs(r, query, once, true);
   if (as_json) {
     print_hits_json(hits);
     return 0;
   }
   if (hits.empty()) {
-    std::printf("no results for \"%s\" (%s)\n", query.c_str(), mode_text.c_str());
+    std::printf("no results for \"%s\" (%s)\n", query.c_str(), r.mode_text.c_str());
     return 0;
   }
   for (size_t i = 0; i < hits.size(); ++i) {
@@ -573,6 +634,53 @@ int cmd_search(const std::vector<std::string>& args, int k, const std::string& m
     const std::string place = place_of(hits[i].meta);
     std::printf("%2zu. %8.4f  %s%s\n    %s\n", i + 1, hits[i].score, hits[i].id.c_str(),
                 place.empty() ? "" : ("  (" + place + ")").c_str(), snip.c_str());
+  }
+  return 0;
+}
+
+// `sluice build-search DB...`: writes each index's search accelerators, or brings them up to
+// date, whatever its size: the nearest-neighbour graph (an index with vectors) and the bm25
+// postings.
+int cmd_build_search(const std::vector<std::string>& dbs, bool rebuild) {
+  for (const auto& path : dbs) {
+    if (!std::filesystem::exists(path)) throw std::runtime_error("no index at \"" + path + "\"");
+    sqlite::Db db;
+    bool vectors = false;
+    {
+      // Read-only first: never touch a file that is not a sluice index.
+      sqlite::Db probe;
+      probe.open(path, SQLITE_OPEN_READONLY, sqlite_index::kBusyTimeoutMs, "the index");
+      sqlite_index::check_foreign(probe, path);
+      if (!probe.has_table("chunks") || !probe.has_table("ann_log"))
+        throw std::runtime_error("\"" + path +
+                                 "\" is not an index this sluice has written to: run its graph "
+                                 "once with this version first");
+      sqlite_index::check_schema_version(probe, path);
+      vectors = !sqlite_index::meta(probe, "embedder").empty();
+    }
+    db.open(path, SQLITE_OPEN_READWRITE, sqlite_index::kBusyTimeoutMs, "the index");
+    const bool tty = isatty(STDERR_FILENO) != 0;
+    auto progress = [&](const std::string& line) {
+      if (tty) std::fprintf(stderr, "%s\n", line.c_str());
+    };
+    if (vectors) {
+      const auto r =
+          sqlite_index::keep_ann(db, path, sqlite_index::AnnPolicy::always, rebuild, progress);
+      using A = sqlite_index::AnnUpkeep::Action;
+      if (r.action == A::none)
+        std::printf("%s: the nearest-neighbour graph is up to date\n", path.c_str());
+      else
+        std::printf("%s: %s the nearest-neighbour graph (%zu vectors, %zu %s) in %.1f s: %s\n",
+                    path.c_str(), r.action == A::built ? "built" : "updated", r.nodes, r.changed,
+                    r.action == A::built ? "added" : "changed", r.seconds,
+                    sqlite_index::ann_path(path).c_str());
+    }
+    const auto b =
+        sqlite_index::keep_bm25(db, path, sqlite_index::AnnPolicy::always, rebuild, progress);
+    if (!b.built) std::printf("%s: the bm25 postings are up to date\n", path.c_str());
+    else
+      std::printf("%s: wrote the bm25 postings (%zu chunks, %zu terms) in %.1f s: %s\n",
+                  path.c_str(), b.docs, b.terms, b.seconds, sqlite_index::bm25_path(path).c_str());
   }
   return 0;
 }
@@ -613,10 +721,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("sluice ") + kVersion);
   app.require_subcommand(1);
 
-  std::string graph, mode = "bm25", type;
-  int k = 10;
+  std::string graph, type;
   bool dot = false, search_json = false;
-  double vector_weight = -1;
   std::string search_node;
   std::vector<std::string> sets;
 
@@ -730,19 +836,36 @@ int main(int argc, char** argv) {
 
   auto* search = app.add_subcommand("search", "Query an index.sqlite database");
   std::vector<std::string> search_args;
+  SearchRequest search_req;
+  std::string search_queries_file;
   search
       ->add_option("DB... QUERY", search_args,
                    "index files written by index.sqlite (several: a sharded job's, merged by "
                    "score), then the words to look for (\"in double quotes\" for a phrase)")
       ->required()
-      ->expected(2, 1 << 20);
-  search->add_option("--k", k, "number of results")->check(CLI::Range(1, 10000));
-  search->add_option("--mode", mode, "bm25 (full text), vector (embedding), hybrid (both, fused)")
+      ->expected(1, 1 << 20);
+  search->add_option("--k", search_req.k, "number of results")->check(CLI::Range(1, 10000));
+  search_req.mode_text = "bm25";
+  search
+      ->add_option("--mode", search_req.mode_text,
+                   "bm25 (full text), vector (embedding), hybrid (both, fused)")
       ->check(CLI::IsMember({"bm25", "vector", "hybrid"}));
+  search->add_flag("--exact", search_req.vector.exact,
+                   "score every vector rather than walk the nearest-neighbour graph, and let "
+                   "FTS5 rank every match rather than add up the bm25 postings (slower; bm25's "
+                   "scores are the same either way)");
+  search
+      ->add_option("--ef", search_req.vector.ef,
+                   "vector and hybrid with a nearest-neighbour graph: candidates to keep (default "
+                   "512; more: closer to exact, slower)")
+      ->check(CLI::Range(1, 100000));
+  search->add_option("--queries", search_queries_file,
+                     "run each line of this file as a query (give no QUERY): one JSON line per "
+                     "query with its time in ms and its results");
   search->add_flag("--json", search_json,
                    "print a JSON array of results (rank, id, doc_id, score, text, meta)");
   search
-      ->add_option("--vector-weight", vector_weight,
+      ->add_option("--vector-weight", search_req.vector_weight,
                    "hybrid: the vector scores' share of the fused score, 0 to 1 (default: 0.02 "
                    "for embed.hash, 0.1 for embed.fasttext, 0.5 for other embedders)")
       ->check(CLI::Range(0.0, 1.0));
@@ -751,6 +874,17 @@ int main(int argc, char** argv) {
                      "query for vector and hybrid mode, with its endpoint and key");
   search->add_option("--node", search_node, "with --graph: the embedder node's id");
   search->add_option("--set", sets, "with --graph: override a declared var: name=value");
+
+  auto* build_search = app.add_subcommand(
+      "build-search",
+      "Write an index's nearest-neighbour graph (fast vector search) and bm25 postings (fast "
+      "full-text search), or bring them up to date (index.sqlite does it itself from 100000 "
+      "chunks)");
+  std::vector<std::string> build_search_dbs;
+  bool build_search_rebuild = false;
+  build_search->add_option("DB", build_search_dbs, "index files written by index.sqlite")
+      ->required();
+  build_search->add_flag("--rebuild", build_search_rebuild, "start over rather than update");
 
   TrainEmbedderOptions train;
   train.glob = "*";
@@ -830,8 +964,9 @@ int main(int argc, char** argv) {
     }
     if (*nodes) return cmd_nodes(type);
     if (*search)
-      return cmd_search(search_args, k, mode, search_json, vector_weight,
+      return cmd_search(search_args, search_req, search_queries_file, search_json,
                         graph_query_embedder(graph, search_node, sets));
+    if (*build_search) return cmd_build_search(build_search_dbs, build_search_rebuild);
     if (*graph_cmd) return cmd_graph(graph, sets);
     if (*train_cmd) {
       train.verbose = isatty(STDERR_FILENO) != 0;

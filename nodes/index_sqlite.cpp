@@ -17,6 +17,8 @@
 #include "engine/graph/batcher.hpp"
 #include "engine/vector/float16.hpp"
 #include "nodes/embed_hash.hpp"
+#include "nodes/index_sqlite_ann.hpp"
+#include "nodes/index_sqlite_bm25.hpp"
 #include "nodes/index_sqlite_db.hpp"
 
 namespace sluice {
@@ -74,13 +76,24 @@ class BackgroundCheckpointer {
   std::thread _thread;
 };
 
+AnnPolicy policy(const std::string& v) {
+  return v == "always" ? AnnPolicy::always : v == "never" ? AnnPolicy::never : AnnPolicy::automatic;
+}
+
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f s", s);
+  return buf;
+}
+
 class SqliteIndex final : public Node {
  public:
   explicit SqliteIndex(const NodeInit& init)
       : _path(init.params.str("path")),
         _batcher(static_cast<size_t>(init.params.integer("batch")),
                  static_cast<int>(init.params.integer("linger_ms"))),
-        _fts_batch(init.params.integer("fts_batch")), _vector_type(init.params.str("vector_type")) {
+        _fts_batch(init.params.integer("fts_batch")), _vector_type(init.params.str("vector_type")),
+        _ann(policy(init.params.str("ann"))), _bm25(policy(init.params.str("bm25_index"))) {
     if (_path.empty()) throw ParamError("path", "path must not be empty");
   }
 
@@ -106,6 +119,7 @@ class SqliteIndex final : public Node {
 
   void open_once() {
     _max_rowid = nullptr;  // a retry's connection is new
+    _ann_log = nullptr;
     if (std::filesystem::exists(_path) && std::filesystem::file_size(_path) > 0) {
       // Check read-only first: never create tables in someone else's database.
       Db probe;
@@ -179,6 +193,7 @@ class SqliteIndex final : public Node {
   // exact.
   void commit() override {
     std::lock_guard lock(_write_mu);
+    _settled = true;
     if (!_db.get() || meta(_db, "stale_check") != "1") return;
     sqlite3_stmt* stale =
         _db.prepare("SELECT c.rowid, c.text FROM chunks c JOIN docs d ON d.doc_id = c.doc_id "
@@ -187,6 +202,7 @@ class SqliteIndex final : public Node {
     for (bool more = true; more;) {
       in_transaction([&] {
         catch_up_text();  // every row up to the max is in chunks_fts now
+        const bool tracked = ann_tracked();
         std::vector<std::pair<int64_t, std::string>> rows;
         while (_db.step(stale) == SQLITE_ROW)
           rows.emplace_back(sqlite3_column_int64(stale, 0), sqlite::column_text(stale, 1));
@@ -198,6 +214,7 @@ class SqliteIndex final : public Node {
           _db.run(_fts_delete);
           sqlite3_bind_int64(del, 1, rowid);
           _db.run(del);
+          if (tracked) log_ann(rowid);
         }
         // Rows above the new max were deleted, their terms with them: the mark moves down, so
         // a later row that reuses one of their rowids is still caught up.
@@ -205,6 +222,7 @@ class SqliteIndex final : public Node {
         sqlite3_bind_int64(_fts_rowid_set, 1, _fts_rowid);
         _db.run(_fts_rowid_set);
         more = !rows.empty();
+        if (more) bump_content_gen();
         if (!more) set_meta(_db, "stale_check", "0");
       });
     }
@@ -217,6 +235,35 @@ class SqliteIndex final : public Node {
     if (_checkpointer) _checkpointer->request();
     in_transaction([&] { catch_up_text(); });
     _checkpointer.reset();
+    // The nearest-neighbour graph takes in the run's rows, once every document reached its
+    // outcome (an interrupted run leaves them logged: search scores them exactly meanwhile, and
+    // the next run takes them in). A failure costs speed, not data: said, not fatal.
+    if (_settled) {
+      try {
+        const std::string id = _output->node_id();
+        auto say = [&](const std::string& line) {
+          std::fprintf(stderr, "sluice: node \"%s\": %s\n", id.c_str(), line.c_str());
+        };
+        const AnnUpkeep r = keep_ann(_db, _path, _ann, false, say);
+        if (r.action == AnnUpkeep::Action::built)
+          say("nearest-neighbour graph of " + std::to_string(r.changed) + " vectors (" +
+              std::to_string(r.nodes) + " distinct) built in " + seconds_text(r.seconds));
+      } catch (const std::exception& e) {
+        _output->warn(std::string("the nearest-neighbour graph was not updated (search scans "
+                                  "every vector until it is): ") +
+                      e.what());
+      }
+      try {
+        keep_bm25(_db, _path, _bm25, false, [&](const std::string& line) {
+          std::fprintf(stderr, "sluice: node \"%s\": %s\n", _output->node_id().c_str(),
+                       line.c_str());
+        });
+      } catch (const std::exception& e) {
+        _output->warn(std::string("the bm25 postings were not written (FTS5 ranks every match "
+                                  "until they are): ") +
+                      e.what());
+      }
+    }
     _db.close();
   }
 
@@ -328,6 +375,8 @@ class SqliteIndex final : public Node {
 
   void write_rows(const std::vector<RecordPtr>& batch) {
     _fts_rowid = read_fts_rowid();
+    _ann_tracked = ann_tracked();
+    _rows_changed = false;
     std::unordered_set<std::string_view> docs_seen;
     for (const auto& r : batch) {
       std::string meta = r->meta.to_json();
@@ -352,6 +401,7 @@ class SqliteIndex final : public Node {
         _db.run(_upsert_doc);
       }
     }
+    if (_rows_changed) bump_content_gen();
     if (_rows_since_catch_up >= _fts_batch ||
         (_rows_since_catch_up > 0 &&
          std::chrono::steady_clock::now() - _last_catch_up >= kFtsInterval))
@@ -384,6 +434,8 @@ class SqliteIndex final : public Node {
     if (sqlite3_changes(_db.get()) == 1) {
       // Its text goes into chunks_fts with the next catch-up.
       ++_rows_since_catch_up;
+      _rows_changed = true;
+      if (_ann_tracked && !r.vector.empty()) log_ann(sqlite3_last_insert_rowid(_db.get()));
       return;
     }
     sqlite3_bind_text(_select, 1, r.id.data(), static_cast<int>(r.id.size()), SQLITE_STATIC);
@@ -433,6 +485,23 @@ class SqliteIndex final : public Node {
     sqlite3_bind_int64(_update, 1, rowid);
     bind_row(_update);
     _db.run(_update);
+    _rows_changed = true;
+    if (_ann_tracked && !vec_same) log_ann(rowid);
+  }
+
+  // One more in `content_gen`: the chunks changed in this transaction (bm25 postings written
+  // from an earlier generation are no longer used).
+  void bump_content_gen() {
+    _db.exec("INSERT INTO sluice_meta(key, value) VALUES ('content_gen', '1') ON CONFLICT(key) "
+             "DO UPDATE SET value = CAST(value AS INTEGER) + 1");
+  }
+
+  // Whether the index keeps a nearest-neighbour graph, whose log this transaction's changes join.
+  bool ann_tracked() { return !meta(_db, "ann_seq").empty(); }
+  void log_ann(int64_t rowid) {
+    if (!_ann_log) _ann_log = _db.prepare("INSERT INTO ann_log(rowid) VALUES (?1)");
+    sqlite3_bind_int64(_ann_log, 1, rowid);
+    _db.run(_ann_log);
   }
 
   // The bytes the file stores for `v`: its floats as they are, or as halves in a buffer that lives
@@ -483,6 +552,12 @@ class SqliteIndex final : public Node {
   bool _half = false;        // the file stores float16
   std::vector<uint16_t> _half_buf;
   std::unique_ptr<BackgroundCheckpointer> _checkpointer;
+  AnnPolicy _ann;
+  bool _settled = false;      // commit() ran: every document reached its outcome
+  bool _ann_tracked = false;  // as of the current write transaction
+  AnnPolicy _bm25;
+  bool _rows_changed = false;  // in the current write transaction
+  sqlite3_stmt* _ann_log = nullptr;
   int64_t _rows_since_catch_up = 0;
   std::chrono::steady_clock::time_point _last_catch_up = std::chrono::steady_clock::now();
 };
@@ -508,6 +583,18 @@ NodeTypeInfo index_sqlite_info() {
             "how vectors are stored: f16 (half the bytes, about 3 significant digits) or f32; "
             "default: "
             "the file's own, f16 for a new file"),
+      with_choices(param("ann", ParamType::string, "\"auto\"",
+                         "nearest-neighbour graph for vector search, built at the end of a run "
+                         "and kept in step after (a file beside the index: PATH.hnsw): auto "
+                         "builds one from 100000 vectors (below, search scans every vector in "
+                         "milliseconds), always whatever the size, never none"),
+                   {"auto", "always", "never"}),
+      with_choices(param("bm25_index", ParamType::string, "\"auto\"",
+                         "bm25 postings for fast full-text search, written at the end of a run "
+                         "that changed the index (a file beside it: PATH.bm25): auto from 100000 "
+                         "chunks (below, FTS5 ranks every match in milliseconds), always whatever "
+                         "the size, never none"),
+                   {"auto", "always", "never"}),
       with_min(param("fts_batch", ParamType::integer, "8192",
                      "rows whose text enters the full-text index in one step (also every 10 s and "
                      "at the end "

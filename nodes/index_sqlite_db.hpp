@@ -5,12 +5,17 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include <rapidjson/document.h>
+
 #include "engine/state/sqlite_db.hpp"
+#include "engine/vector/float16.hpp"
 
 namespace sluice::sqlite_index {
 
@@ -41,6 +46,12 @@ CREATE TABLE IF NOT EXISTS chunks(
   gen INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS docs(doc_id TEXT PRIMARY KEY, meta TEXT NOT NULL,
   gen INTEGER NOT NULL DEFAULT 0);
+-- Rows whose vector changed since the nearest-neighbour graph (`<db>.hnsw`) last took them in:
+-- written only while the index has a graph (`ann_seq` in sluice_meta; nodes/index_sqlite_ann.hpp).
+CREATE TABLE IF NOT EXISTS ann_log(seq INTEGER PRIMARY KEY AUTOINCREMENT, rowid INTEGER NOT NULL);
+-- Each row's vector's key: the graph holds each distinct vector once, labelled by its key.
+CREATE TABLE IF NOT EXISTS ann_key(rowid INTEGER PRIMARY KEY, key INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS ann_key_by_key ON ann_key(key);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, content='chunks', content_rowid='rowid');
 -- The sink keeps chunks_fts in step itself: FTS5 sync triggers made inserts 3.5x slower.
 DROP TRIGGER IF EXISTS chunks_ai;
@@ -85,6 +96,70 @@ inline void check_schema_version(Db& db, const std::string& path) {
     throw std::runtime_error("\"" + path + "\" was written by a newer sluice (index schema " + v +
                              "; this one knows up to " + std::to_string(kNewestSchema) +
                              "): upgrade sluice");
+}
+
+// The most dimensions an index may record.
+constexpr int kMaxIndexDim = 65536;
+
+// The embedder an index records: its JSON, type, dim and (embed.fasttext) model.
+struct IndexEmbedder {
+  std::string spec, type, model;
+  int dim = 0;
+};
+
+inline IndexEmbedder index_embedder(Db& db) {
+  IndexEmbedder e;
+  e.spec = meta(db, "embedder");
+  if (e.spec.empty())
+    throw std::runtime_error(
+        "the index has no vectors (its graph has no embed node); use --mode bm25");
+  rapidjson::Document d;
+  d.Parse(e.spec.c_str());
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("type") || !d["type"].IsString() ||
+      !d.HasMember("dim") || !d["dim"].IsInt())
+    throw std::runtime_error("the index records an unreadable embedder: " + e.spec);
+  e.type = d["type"].GetString();
+  e.dim = d["dim"].GetInt();
+  if (e.dim < 1 || e.dim > kMaxIndexDim)
+    throw std::runtime_error("the index is damaged: its embedder's dim is " +
+                             std::to_string(e.dim) + " (1 to " + std::to_string(kMaxIndexDim) +
+                             ")");
+  if (e.type == "embed.fasttext") {
+    if (!d.HasMember("model") || !d["model"].IsString())
+      throw std::runtime_error("the index records an unreadable embedder: " + e.spec);
+    e.model = d["model"].GetString();
+  }
+  return e;
+}
+
+// Reads column `col` of `s` as a vector of `dim` values stored as halves (`half`) or floats
+// into `out`; false for a NULL or a BLOB of another size (a damaged row is skipped, never read
+// past its end).
+inline bool column_vector(sqlite3_stmt* s, int col, int dim, bool half, std::vector<float>& out) {
+  const int width = half ? 2 : 4;
+  const void* blob = sqlite3_column_blob(s, col);
+  if (!blob || sqlite3_column_bytes(s, col) != dim * width) return false;
+  out.resize(static_cast<size_t>(dim));
+  if (half) {
+    const auto* v = static_cast<const unsigned char*>(blob);
+    for (size_t i = 0; i < out.size(); ++i) {
+      uint16_t h;
+      std::memcpy(&h, v + 2 * i, 2);
+      out[i] = half_to_float(h);
+    }
+  } else {
+    std::memcpy(out.data(), blob, out.size() * sizeof(float));
+  }
+  return true;
+}
+
+// Whether the index stores halves: its `vector_type` (f16 or f32; a version-2 file has f32).
+inline bool stores_halves(Db& db) {
+  std::string type_name = meta(db, "vector_type");
+  if (!type_name.empty() && type_name != "f16" && type_name != "f32")
+    throw std::runtime_error("the index stores vectors as \"" + type_name +
+                             "\", which this sluice cannot read");
+  return type_name == "f16";
 }
 
 }  // namespace sluice::sqlite_index

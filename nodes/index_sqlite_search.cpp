@@ -8,14 +8,18 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <system_error>
+#include <unordered_set>
 
 #include <rapidjson/document.h>
 
 #include "engine/vector/float16.hpp"
 #include "nodes/embed_fasttext.hpp"
 #include "nodes/embed_hash.hpp"
+#include "nodes/index_sqlite_ann.hpp"
+#include "nodes/index_sqlite_bm25.hpp"
 #include "nodes/index_sqlite_db.hpp"
 
 namespace sluice {
@@ -25,7 +29,8 @@ namespace {
 using namespace sqlite_index;
 using sqlite::column_text;
 
-std::string fts_query(const std::string& q, std::string* note) {
+std::string fts_query(const std::string& q, std::string* note,
+                      std::vector<std::string>* words_out = nullptr, bool* phrase_out = nullptr) {
   // A query in double quotes is a phrase; otherwise any of its words (BM25 ranks documents
   // with more of them first). Words are quoted so FTS5 syntax characters cannot break the query.
   // Repeated words are searched once and at most kMaxQueryTerms: FTS5's cost grows with the
@@ -54,6 +59,8 @@ std::string fts_query(const std::string& q, std::string* note) {
     }
   }
   if (!cur.empty()) add(std::move(cur));
+  if (words_out) *words_out = words;
+  if (phrase_out) *phrase_out = phrase;
   if (note && distinct > words.size())
     *note = "the query has " + std::to_string(distinct) + (phrase ? "" : " distinct") +
             " words; searched the first " + std::to_string(words.size());
@@ -67,10 +74,52 @@ std::string fts_query(const std::string& q, std::string* note) {
   return out;
 }
 
-std::vector<SearchHit> bm25(Db& db, const std::string& query, int k, std::string* note) {
+// Top k by the index's bm25 postings, when it has current ones and every word of the query is
+// one FTS5 token (else a phrase, which needs positions: nullopt, and FTS5 answers).
+std::optional<std::vector<SearchHit>> postings_top(Db& db, const std::string& db_path,
+                                                   const std::vector<std::string>& words,
+                                                   const std::string& fts, int k) {
+  auto p = open_bm25(db, db_path, nullptr);
+  if (!p) return std::nullopt;
+  Fts5Tokens tokens(db.get());
+  std::vector<std::string> terms;
+  for (const auto& w : words) {
+    int n = 0;
+    tokens.each(w, true, [&](std::string_view t) {
+      if (++n == 1 && std::find(terms.begin(), terms.end(), t) == terms.end())
+        terms.emplace_back(t);
+    });
+    if (n > 1) return std::nullopt;
+  }
   std::vector<SearchHit> hits;
-  std::string q = fts_query(query, note);
+  sqlite3_stmt* s = db.prepare("SELECT c.id, c.doc_id, snippet(chunks_fts, 0, '[', ']', '...', 16) "
+                               "FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+                               "WHERE chunks_fts MATCH ?1 AND chunks_fts.rowid = ?2");
+  for (const auto& [score, rowid] : p->search(terms, static_cast<size_t>(k))) {
+    sqlite3_bind_text(s, 1, fts.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, rowid);
+    if (db.step(s) == SQLITE_ROW) {
+      SearchHit h;
+      h.id = column_text(s, 0);
+      h.doc_id = column_text(s, 1);
+      h.score = score;
+      h.snippet = column_text(s, 2);
+      hits.push_back(std::move(h));
+    }
+    sqlite3_reset(s);
+  }
+  return hits;
+}
+
+std::vector<SearchHit> bm25(Db& db, const std::string& db_path, const std::string& query, int k,
+                            std::string* note, bool exact = false) {
+  std::vector<SearchHit> hits;
+  std::vector<std::string> words;
+  bool phrase = false;
+  std::string q = fts_query(query, note, &words, &phrase);
   if (q.empty() || q == "\"\"") return hits;
+  if (!phrase && !exact)
+    if (auto top = postings_top(db, db_path, words, q, k)) return *top;
   sqlite3_stmt* s = db.prepare("SELECT c.id, c.doc_id, -bm25(chunks_fts) AS score, "
                                "snippet(chunks_fts, 0, '[', ']', '...', 16) "
                                "FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
@@ -100,42 +149,12 @@ std::string short_snippet(std::string s) {
   return s;
 }
 
-// The embedder an index records: its JSON, type, dim and (embed.fasttext) model.
-struct IndexEmbedder {
-  std::string spec, type, model;
-  int dim = 0;
-};
-
-IndexEmbedder index_embedder(Db& db) {
-  IndexEmbedder e;
-  e.spec = meta(db, "embedder");
-  if (e.spec.empty())
-    throw std::runtime_error(
-        "the index has no vectors (its graph has no embed node); use --mode bm25");
-  rapidjson::Document d;
-  d.Parse(e.spec.c_str());
-  if (d.HasParseError() || !d.IsObject() || !d.HasMember("type") || !d["type"].IsString() ||
-      !d.HasMember("dim") || !d["dim"].IsInt())
-    throw std::runtime_error("the index records an unreadable embedder: " + e.spec);
-  e.type = d["type"].GetString();
-  e.dim = d["dim"].GetInt();
-  if (e.dim < 1 || e.dim > kMaxDim)
-    throw std::runtime_error("the index is damaged: its embedder's dim is " +
-                             std::to_string(e.dim) + " (1 to " + std::to_string(kMaxDim) + ")");
-  if (e.type == "embed.fasttext") {
-    if (!d.HasMember("model") || !d["model"].IsString())
-      throw std::runtime_error("the index records an unreadable embedder: " + e.spec);
-    e.model = d["model"].GetString();
-  }
-  return e;
-}
-
-std::vector<SearchHit> vector_search(Db& db, const IndexEmbedder& e, const std::string& query,
-                                     int k, const QueryEmbedder& embed) {
-  const int dim = e.dim;
+// The query's vector, from the embedder the index records.
+std::vector<float> embed_query(const IndexEmbedder& e, const std::string& query,
+                               const QueryEmbedder& embed) {
   std::vector<float> q;
   if (e.type == "embed.hash") {
-    q = hash_embed(query, dim);
+    q = hash_embed(query, e.dim);
   } else if (e.type == "embed.fasttext") {
     // The model the index names, loaded as the node loaded it (a missing or foreign file is an
     // error naming it; libfasttext checks a .bin's magic number and version first).
@@ -147,50 +166,130 @@ std::vector<SearchHit> vector_search(Db& db, const IndexEmbedder& e, const std::
                              ": give the graph that built it (--graph PATH) so its endpoint and "
                              "key embed the query, or use --mode bm25");
   }
-  if (q.size() != static_cast<size_t>(dim))
+  if (q.size() != static_cast<size_t>(e.dim))
     throw std::runtime_error("the query's vector has " + std::to_string(q.size()) +
-                             " dimensions where the index's have " + std::to_string(dim) +
+                             " dimensions where the index's have " + std::to_string(e.dim) +
                              (e.model.empty() ? "" : " (was the model " + e.model + " replaced?)"));
-  std::string type_name = meta(db, "vector_type");
-  bool half = type_name == "f16";
-  if (!half && !type_name.empty() && type_name != "f32")
-    throw std::runtime_error("the index stores vectors as \"" + type_name +
-                             "\", which this sluice cannot read");
-  int width = half ? 2 : 4;
-  // Brute force: exact top-k over every vector; fine up to a few million chunks.
-  sqlite3_stmt* s =
-      db.prepare("SELECT id, doc_id, vector, text FROM chunks WHERE vector IS NOT NULL");
-  std::vector<SearchHit> hits;
-  auto worse = [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; };
+  return q;
+}
+
+float dot(const std::vector<float>& a, const std::vector<float>& b) {
+  float s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Top k by the nearest-neighbour graph: rows changed since it last took them in (the log) are
+// left out of its answer and scored exactly instead. nullopt, with `note` saying why, when the
+// index has no usable graph or too many rows wait in the log.
+std::optional<std::vector<std::pair<float, int64_t>>> graph_top(Db& db, const std::string& db_path,
+                                                                int dim, bool half,
+                                                                const std::vector<float>& q, int k,
+                                                                int ef, std::string* note) {
+  std::string why;
+  auto g = open_ann(db, db_path, dim, &why);
+  if (!g) {
+    if (note && !why.empty())
+      *note = why + ": scanned every vector; `sluice build-search " + db_path + "` rebuilds it";
+    return std::nullopt;
+  }
+  sqlite3_stmt* s = db.prepare(
+      "SELECT DISTINCT rowid FROM ann_log WHERE seq > CAST((SELECT value FROM sluice_meta WHERE "
+      "key = 'ann_seq') AS INTEGER) LIMIT ?1");
+  sqlite3_bind_int64(s, 1, kAnnMaxPending + 1);
+  std::unordered_set<int64_t> pending;
+  while (db.step(s) == SQLITE_ROW) pending.insert(sqlite3_column_int64(s, 0));
+  sqlite3_reset(s);
+  if (static_cast<int64_t>(pending.size()) > kAnnMaxPending) {
+    if (note)
+      *note = "more than " + std::to_string(kAnnMaxPending) +
+              " rows changed since the nearest-neighbour graph took them in: scanned every vector "
+              "(the next run's end updates the graph, or `sluice build-search " +
+              db_path + "`)";
+    return std::nullopt;
+  }
+  const size_t want = static_cast<size_t>(k) + pending.size();
+  const size_t beam = std::max(want, ef > 0 ? static_cast<size_t>(ef) : kAnnEfSearch);
+  // The graph's nodes are distinct vectors; each stands for every row that has it.
+  std::vector<std::pair<float, int64_t>> top;
+  sqlite3_stmt* rows_of = db.prepare("SELECT rowid FROM ann_key WHERE key = ?1 ORDER BY rowid");
+  for (auto& [score, key] : g->search(q.data(), want, beam)) {
+    sqlite3_bind_int64(rows_of, 1, key);
+    while (top.size() < want && db.step(rows_of) == SQLITE_ROW)
+      if (const int64_t rowid = sqlite3_column_int64(rows_of, 0); !pending.count(rowid))
+        top.emplace_back(score, rowid);
+    sqlite3_reset(rows_of);
+  }
+  sqlite3_stmt* get = db.prepare("SELECT vector FROM chunks WHERE rowid = ?1");
+  std::vector<float> v;
+  for (int64_t rowid : pending) {
+    sqlite3_bind_int64(get, 1, rowid);
+    if (db.step(get) == SQLITE_ROW && column_vector(get, 0, dim, half, v))
+      top.emplace_back(dot(q, v), rowid);
+    sqlite3_reset(get);
+  }
+  std::sort(top.begin(), top.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  if (top.size() > static_cast<size_t>(k)) top.resize(static_cast<size_t>(k));
+  return top;
+}
+
+// Exact top k: every vector's inner product with the query.
+std::vector<std::pair<float, int64_t>> scan_top(Db& db, int dim, bool half,
+                                                const std::vector<float>& q, int k) {
+  sqlite3_stmt* s = db.prepare("SELECT rowid, vector FROM chunks WHERE vector IS NOT NULL");
+  std::vector<std::pair<float, int64_t>> top;  // a min-heap of the best k
+  auto worse = [](const auto& a, const auto& b) { return a.first > b.first; };
+  const int width = half ? 2 : 4;
   while (db.step(s) == SQLITE_ROW) {
-    int bytes = sqlite3_column_bytes(s, 2);
-    if (bytes != dim * width) continue;
-    const void* blob = sqlite3_column_blob(s, 2);
-    if (!blob) continue;
-    float dot = 0;
+    const void* blob = sqlite3_column_blob(s, 1);
+    if (!blob || sqlite3_column_bytes(s, 1) != dim * width) continue;
+    float d = 0;
     if (half) {
       const auto* v = static_cast<const uint16_t*>(blob);
-      for (int i = 0; i < dim; ++i) dot += half_to_float(v[i]) * q[static_cast<size_t>(i)];
+      for (int i = 0; i < dim; ++i) d += half_to_float(v[i]) * q[static_cast<size_t>(i)];
     } else {
       const auto* v = static_cast<const float*>(blob);
-      for (int i = 0; i < dim; ++i) dot += v[i] * q[static_cast<size_t>(i)];
+      for (int i = 0; i < dim; ++i) d += v[i] * q[static_cast<size_t>(i)];
     }
-    if (static_cast<int>(hits.size()) == k && dot <= hits.front().score) continue;
-    SearchHit h;
-    h.score = dot;
-    h.id = column_text(s, 0);
-    h.doc_id = column_text(s, 1);
-    h.snippet = short_snippet(column_text(s, 3));
-    hits.push_back(std::move(h));
-    std::push_heap(hits.begin(), hits.end(), worse);
-    if (static_cast<int>(hits.size()) > k) {
-      std::pop_heap(hits.begin(), hits.end(), worse);
-      hits.pop_back();
+    if (static_cast<int>(top.size()) == k && d <= top.front().first) continue;
+    top.emplace_back(d, sqlite3_column_int64(s, 0));
+    std::push_heap(top.begin(), top.end(), worse);
+    if (static_cast<int>(top.size()) > k) {
+      std::pop_heap(top.begin(), top.end(), worse);
+      top.pop_back();
     }
   }
   sqlite3_reset(s);
-  std::sort(hits.begin(), hits.end(),
-            [](const SearchHit& a, const SearchHit& b) { return a.score > b.score; });
+  std::sort(top.begin(), top.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  return top;
+}
+
+std::vector<SearchHit> vector_search(Db& db, const std::string& db_path, const IndexEmbedder& e,
+                                     const std::string& query, int k, const QueryEmbedder& embed,
+                                     const VectorOptions& opt, std::string* note) {
+  const std::vector<float> q = embed_query(e, query, embed);
+  const bool half = stores_halves(db);
+  std::optional<std::vector<std::pair<float, int64_t>>> top;
+  if (!opt.exact) top = graph_top(db, db_path, e.dim, half, q, k, opt.ef, note);
+  if (!top) top = scan_top(db, e.dim, half, q, k);
+  sqlite3_stmt* s = db.prepare("SELECT id, doc_id, text FROM chunks WHERE rowid = ?1");
+  std::vector<SearchHit> hits;
+  for (const auto& [score, rowid] : *top) {
+    sqlite3_bind_int64(s, 1, rowid);
+    if (db.step(s) == SQLITE_ROW) {
+      SearchHit h;
+      h.score = score;
+      h.id = column_text(s, 0);
+      h.doc_id = column_text(s, 1);
+      h.snippet = short_snippet(column_text(s, 2));
+      hits.push_back(std::move(h));
+    }
+    sqlite3_reset(s);
+  }
   return hits;
 }
 
@@ -227,11 +326,12 @@ double default_vector_weight(const std::string& type) {
                                     : kVectorWeight;
 }
 
-std::vector<SearchHit> search_in(Db& db, const std::string& query, int k, SearchMode mode,
-                                 std::string* note, double vector_weight,
-                                 const QueryEmbedder& embed) {
-  if (mode == SearchMode::bm25) return bm25(db, query, k, note);
-  if (mode == SearchMode::vector) return vector_search(db, index_embedder(db), query, k, embed);
+std::vector<SearchHit> search_in(Db& db, const std::string& db_path, const std::string& query,
+                                 int k, SearchMode mode, std::string* note, double vector_weight,
+                                 const QueryEmbedder& embed, const VectorOptions& opt) {
+  if (mode == SearchMode::bm25) return bm25(db, db_path, query, k, note, opt.exact);
+  if (mode == SearchMode::vector)
+    return vector_search(db, db_path, index_embedder(db), query, k, embed, opt, note);
   // Hybrid: a weighted sum of the two lists' scores, each divided by its list's best so the top
   // of each counts 1 (a negative vector score counts 0, a chunk missing from a list 0 there).
   // Reciprocal rank fusion, the usual choice, let a weak vector list pull lexical matches down:
@@ -239,8 +339,8 @@ std::vector<SearchHit> search_in(Db& db, const std::string& query, int k, Search
   const IndexEmbedder e = index_embedder(db);
   const double w =
       vector_weight >= 0 ? std::min(vector_weight, 1.0) : default_vector_weight(e.type);
-  auto a = bm25(db, query, k * 4, note);
-  auto b = vector_search(db, e, query, k * 4, embed);
+  auto a = bm25(db, db_path, query, k * 4, note, opt.exact);
+  auto b = vector_search(db, db_path, e, query, k * 4, embed, opt, note);
   std::map<std::string, SearchHit> fused;
   auto add = [&](std::vector<SearchHit>& list, double weight) {
     double best = 0;
@@ -267,7 +367,7 @@ std::vector<SearchHit> search_in(Db& db, const std::string& query, int k, Search
 
 std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
                                     SearchMode mode, std::string* note, double vector_weight,
-                                    const QueryEmbedder& embed) {
+                                    const QueryEmbedder& embed, const VectorOptions& vector) {
   if (!std::filesystem::exists(db_path))
     throw std::runtime_error("no index at \"" + db_path +
                              "\" (run a graph with an index.sqlite sink first)");
@@ -278,7 +378,7 @@ std::vector<SearchHit> search_index(const std::string& db_path, const std::strin
     throw std::runtime_error("\"" + db_path + "\" is not a sluice index");
   check_schema_version(db, db_path);
   k = std::clamp(k, 1, kMaxK);
-  auto hits = search_in(db, query, k, mode, note, vector_weight, embed);
+  auto hits = search_in(db, db_path, query, k, mode, note, vector_weight, embed, vector);
   fill_details(db, hits);
   return hits;
 }

@@ -37,9 +37,20 @@ using QueryEmbedder =
 constexpr size_t kMaxQueryTerms = 32;
 constexpr int kMaxK = 10000;
 constexpr int kMaxDim = 65536;
+//
+// Vector search walks the index's nearest-neighbour graph when it has one (index.sqlite's `ann`
+// param), else scans every vector; `ef` (0: the default, 512) is how many candidates the walk
+// keeps: more finds more of the exact top k, slower. bm25 adds up the index's postings when it
+// has current ones (`bm25_index`), else FTS5 ranks every match: the same scores either way.
+// `exact` uses neither: every vector scanned, every match ranked by FTS5.
+struct VectorOptions {
+  bool exact = false;
+  int ef = 0;
+};
 std::vector<SearchHit> search_index(const std::string& db_path, const std::string& query, int k,
                                     SearchMode mode, std::string* note = nullptr,
-                                    double vector_weight = -1, const QueryEmbedder& embed = {});
+                                    double vector_weight = -1, const QueryEmbedder& embed = {},
+                                    const VectorOptions& vector = {});
 
 // Chunks whose text is not in the full-text index yet: the sink adds text in steps of `fts_batch`
 // rows, and a run that died keeps its last rows out until the next run with that sink opens the

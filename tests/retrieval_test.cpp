@@ -79,6 +79,24 @@ TEST(Retrieval, HybridIsNeverWorseThanBm25OnEitherQuestionSet) {
     EXPECT_GE(h.mrr, b.mrr - 1e-9);
     EXPECT_GT(b.recall, 0.5) << "the questions are answerable";
   }
+  // bm25 postings (what an index past 100k chunks gets) rank exactly as FTS5 does: every
+  // question's top 10 is the same, score for score.
+  auto built = test::run_sluice("build-search " + db);
+  ASSERT_EQ(built.exit_code, 0) << built.err;
+  ASSERT_NE(built.out.find("wrote the bm25 postings"), std::string::npos) << built.out;
+  VectorOptions fts5;
+  fts5.exact = true;
+  for (const char* set : {"kjv-questions.jsonl", "kjv-keywords.jsonl"})
+    for (const auto& q : questions(set)) {
+      const auto a = search_index(db, q.q, 10, SearchMode::bm25);
+      const auto b = search_index(db, q.q, 10, SearchMode::bm25, nullptr, -1, {}, fts5);
+      ASSERT_EQ(a.size(), b.size()) << q.q;
+      for (size_t i = 0; i < a.size(); ++i) {
+        EXPECT_EQ(a[i].id, b[i].id) << q.q << " #" << i;
+        EXPECT_NEAR(a[i].score, b[i].score, 1e-6 * b[i].score) << q.q;
+        EXPECT_EQ(a[i].snippet, b[i].snippet);
+      }
+    }
 }
 
 // An index embedded through an HTTP API is searched in vector mode with the graph that built it:

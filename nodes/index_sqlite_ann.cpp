@@ -1,0 +1,712 @@
+// The nearest-neighbour graph beside an index.sqlite file: built and updated with hnswlib,
+// searched from a read-only mapping of hnswlib's saved file (nodes/index_sqlite_ann.hpp).
+#include "nodes/index_sqlite_ann.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <stdexcept>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+// hnswlib defines functions in its headers (CPU feature checks): this file is its one includer.
+// Its SSE prefetches read the link one past a full list's end (to compute an address only), which
+// AddressSanitizer reports as an overflow: sanitized builds use its plain loops instead.
+#if defined(__SANITIZE_ADDRESS__)
+#define NO_MANUAL_VECTORIZATION
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NO_MANUAL_VECTORIZATION
+#endif
+#endif
+#include <hnswlib/hnswlib.h>
+
+#include "engine/text/text.hpp"
+#include "nodes/index_sqlite_db.hpp"
+
+namespace sluice::sqlite_index {
+
+namespace {
+
+// Anonymous memory whose pages the kernel provides at once (MAP_POPULATE): touching fresh pages
+// one by one cost a page fault each, about 10 us on these machines, as much as the search.
+std::shared_ptr<unsigned char> populated(size_t bytes) {
+  if (bytes == 0) return {};
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return std::shared_ptr<unsigned char>(static_cast<unsigned char*>(p),
+                                        [bytes](unsigned char* q) { ::munmap(q, bytes); });
+}
+
+// hnswlib's saveIndex writes these fields first, in this order (its version 0.6 format).
+struct Header {
+  uint64_t offset_level0, max_elements, count, node_bytes, label_offset, data_offset;
+  int32_t max_level;
+  uint32_t entry;
+  uint64_t max_m, max_m0, m;
+  double mult;
+  uint64_t ef_construction;
+};
+constexpr size_t kHeaderBytes = 96;
+constexpr int kMaxLevel = 64;
+
+template <class T>
+T read_at(const unsigned char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+Header parse_header(const unsigned char* p) {
+  Header h{};
+  h.offset_level0 = read_at<uint64_t>(p);
+  h.max_elements = read_at<uint64_t>(p + 8);
+  h.count = read_at<uint64_t>(p + 16);
+  h.node_bytes = read_at<uint64_t>(p + 24);
+  h.label_offset = read_at<uint64_t>(p + 32);
+  h.data_offset = read_at<uint64_t>(p + 40);
+  h.max_level = read_at<int32_t>(p + 48);
+  h.entry = read_at<uint32_t>(p + 52);
+  h.max_m = read_at<uint64_t>(p + 56);
+  h.max_m0 = read_at<uint64_t>(p + 64);
+  h.m = read_at<uint64_t>(p + 72);
+  h.mult = read_at<double>(p + 80);
+  h.ef_construction = read_at<uint64_t>(p + 88);
+  return h;
+}
+
+}  // namespace
+
+uint64_t file_fingerprint(int fd, uint64_t bytes) {
+  constexpr uint64_t kSample = 64 * 1024;
+  const uint64_t len = std::min(kSample, bytes);
+  std::vector<unsigned char> sample(static_cast<size_t>(len));
+  uint64_t fp = 1469598103934665603ull;
+  auto mix = [&](const unsigned char* b, size_t n) {
+    for (size_t i = 0; i < n; ++i) fp = (fp ^ b[i]) * 1099511628211ull;
+  };
+  mix(reinterpret_cast<const unsigned char*>(&bytes), sizeof bytes);
+  for (uint64_t at : {uint64_t{0}, (bytes - len) / 2, bytes - len}) {
+    const ssize_t n = ::pread(fd, sample.data(), sample.size(), static_cast<off_t>(at));
+    if (n != static_cast<ssize_t>(sample.size())) return 0;  // unreadable: matches no record
+    mix(sample.data(), sample.size());
+  }
+  return fp;
+}
+
+std::string fingerprint_hex(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+UpkeepLock::UpkeepLock(const std::string& path) {
+  _fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (_fd < 0) throw std::runtime_error("cannot create \"" + path + "\": " + std::strerror(errno));
+  while (::flock(_fd, LOCK_EX) != 0)
+    if (errno != EINTR) {
+      ::close(_fd);
+      throw std::runtime_error("cannot lock \"" + path + "\": " + std::strerror(errno));
+    }
+}
+
+UpkeepLock::~UpkeepLock() { ::close(_fd); }
+
+AnnGraph::AnnGraph(const std::string& path, int dim) : _path(path) {
+  auto damaged = [&](const std::string& why) {
+    return std::runtime_error("the nearest-neighbour graph \"" + path + "\" is damaged (" + why +
+                              "): delete it, then `sluice build-search` rebuilds it");
+  };
+  _fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (_fd < 0) throw std::runtime_error("cannot open \"" + path + "\": " + std::strerror(errno));
+  try {
+    struct stat st {};
+    if (::fstat(_fd, &st) != 0 || !S_ISREG(st.st_mode))
+      throw std::runtime_error("\"" + path + "\" is not a regular file");
+    _bytes = static_cast<size_t>(st.st_size);
+    if (_bytes < kHeaderBytes) throw damaged("shorter than its header");
+    unsigned char head[kHeaderBytes];
+    read(head, sizeof head, 0);
+    const Header h = parse_header(head);
+    _dim = static_cast<size_t>(dim);
+    if (h.offset_level0 != 0 || h.m < 2 || h.m > 1024 || h.max_m != h.m || h.max_m0 != 2 * h.m)
+      throw damaged("not an hnswlib graph this sluice writes");
+    if (h.data_offset != 4 + 4 * h.max_m0 || h.label_offset != h.data_offset + 4 * _dim ||
+        h.node_bytes != h.label_offset + 8)
+      throw damaged("its vectors are not " + std::to_string(dim) +
+                    " floats: was the index rebuilt with another embedder?");
+    if (!std::isfinite(h.mult) || std::abs(h.mult - 1 / std::log(static_cast<double>(h.m))) > 1e-9)
+      throw damaged("bad level factor");
+    if (h.count > (_bytes - kHeaderBytes) / h.node_bytes || h.count >= (1ull << 32))
+      throw damaged("more nodes than the file holds");
+    if (h.count > 0 && (h.max_level < 0 || h.max_level > kMaxLevel || h.entry >= h.count))
+      throw damaged("bad entry point");
+    _count = h.count;
+    _node_bytes = h.node_bytes;
+    _data_offset = h.data_offset;
+    _label_offset = h.label_offset;
+    _max_m = h.max_m;
+    _max_m0 = h.max_m0;
+    _max_level = h.max_level;
+    _entry = h.entry;
+    // The upper layers' links: per node a byte count, then that many bytes. Read whole (a few
+    // MB at 1M nodes), after checking it can be no longer than that many nodes need.
+    const size_t per_level = 4 + 4 * _max_m;
+    const size_t level0_end = kHeaderBytes + _count * _node_bytes;
+    const size_t tail = _bytes - level0_end;
+    if (tail < 4 * _count ||
+        (tail - 4 * _count) / per_level > _count * static_cast<size_t>(_max_level))
+      throw damaged("its upper layers do not fit its nodes");
+    _tail = populated(tail);
+    read(_tail.get(), tail, level0_end);
+    size_t pos = 0;
+    for (size_t i = 0; i < _count; ++i) {
+      if (tail - pos < 4) throw damaged("truncated");
+      const uint32_t n = read_at<uint32_t>(_tail.get() + pos);
+      pos += 4;
+      if (n % per_level != 0 || n / per_level > static_cast<size_t>(_max_level) || tail - pos < n)
+        throw damaged("bad links of node " + std::to_string(i));
+      if (n)
+        _upper.emplace(static_cast<uint32_t>(i), std::pair(pos, static_cast<int>(n / per_level)));
+      pos += n;
+    }
+    if (pos != tail) throw damaged("trailing bytes");
+    _fingerprint = file_fingerprint(_fd, _bytes);
+  } catch (...) {
+    ::close(_fd);
+    throw;
+  }
+}
+
+AnnGraph::~AnnGraph() { ::close(_fd); }
+
+void AnnGraph::read(void* to, size_t bytes, uint64_t at) const {
+  auto* p = static_cast<unsigned char*>(to);
+  while (bytes > 0) {
+    const ssize_t n = ::pread(_fd, p, bytes, static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw std::runtime_error(
+          "cannot read the nearest-neighbour graph \"" + _path + "\"" +
+          (n < 0 ? std::string(": ") + std::strerror(errno) : std::string(": it was cut short")));
+    p += n;
+    bytes -= static_cast<size_t>(n);
+    at += static_cast<uint64_t>(n);
+  }
+}
+
+std::pair<const unsigned char*, uint32_t> AnnGraph::upper_links(uint32_t id, int level) const {
+  auto it = _upper.find(id);
+  if (it == _upper.end() || level > it->second.second) return {nullptr, 0};
+  const unsigned char* p =
+      _tail.get() + it->second.first + static_cast<size_t>(level - 1) * (4 + 4 * _max_m);
+  return {p + 4, std::min<uint32_t>(read_at<uint16_t>(p), static_cast<uint32_t>(_max_m))};
+}
+
+bool AnnGraph::links_ok() const {
+  auto list_ok = [&](const unsigned char* p, size_t max) {
+    const uint32_t n = read_at<uint16_t>(p);
+    if (n > max) return false;
+    for (uint32_t j = 0; j < n; ++j)
+      if (read_at<uint32_t>(p + 4 + 4 * j) >= _count) return false;
+    return true;
+  };
+  constexpr size_t kBlock = 4096;  // nodes per read
+  std::vector<unsigned char> buf;
+  for (size_t first = 0; first < _count; first += kBlock) {
+    const size_t n = std::min(kBlock, _count - first);
+    buf.resize(n * _node_bytes);
+    read(buf.data(), buf.size(), kHeaderBytes + first * _node_bytes);
+    for (size_t i = 0; i < n; ++i)
+      if (!list_ok(buf.data() + i * _node_bytes, _max_m0)) return false;
+  }
+  for (const auto& [id, at] : _upper)
+    for (int level = 1; level <= at.second; ++level)
+      if (!list_ok(_tail.get() + at.first + static_cast<size_t>(level - 1) * (4 + 4 * _max_m),
+                   _max_m))
+        return false;
+  return true;
+}
+
+// The nodes one search has read: each is read from the file once, into blocks of memory this
+// thread keeps for its next search.
+class AnnGraph::Visit {
+ public:
+  explicit Visit(const AnnGraph& g) : _g(g) {}
+  const unsigned char* node(uint32_t id) {
+    auto [it, fresh] = _at.try_emplace(id, nullptr);
+    if (fresh) {
+      it->second = place();
+      _g.read(it->second, _g._node_bytes, kHeaderBytes + uint64_t{id} * _g._node_bytes);
+    }
+    return it->second;
+  }
+  float distance(const float* q, uint32_t id) {
+    const unsigned char* v = node(id) + _g._data_offset;
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    const size_t dim = _g._dim;
+    auto at = [&](size_t j) { return read_at<float>(v + 4 * j); };
+    for (; i + 4 <= dim; i += 4) {
+      s0 += q[i] * at(i);
+      s1 += q[i + 1] * at(i + 1);
+      s2 += q[i + 2] * at(i + 2);
+      s3 += q[i + 3] * at(i + 3);
+    }
+    for (; i < dim; ++i) s0 += q[i] * at(i);
+    const float d = 1.0f - ((s0 + s1) + (s2 + s3));
+    // A damaged vector (NaN) is the farthest of all, so the heaps' order stays well defined.
+    return std::isnan(d) ? std::numeric_limits<float>::max() : d;
+  }
+  // The bottom layer's links of `id`: the first id and the count.
+  std::pair<const unsigned char*, uint32_t> links0(uint32_t id) {
+    const unsigned char* p = node(id);
+    return {p + 4, std::min<uint32_t>(read_at<uint16_t>(p), static_cast<uint32_t>(_g._max_m0))};
+  }
+  bool deleted(uint32_t id) { return (node(id)[2] & 1) != 0; }
+  int64_t label(uint32_t id) {
+    return static_cast<int64_t>(read_at<uint64_t>(node(id) + _g._label_offset));
+  }
+
+ private:
+  static constexpr size_t kBlockBytes = 4 << 20;
+  // Room for one node in this thread's blocks (a node never moves once placed).
+  unsigned char* place() {
+    thread_local std::vector<std::shared_ptr<unsigned char>> blocks;
+    const size_t bytes = _g._node_bytes;
+    if (bytes > kBlockBytes) {  // a node of more than 4 MB (a million dimensions): its own block
+      _own.push_back(populated(bytes));
+      return _own.back().get();
+    }
+    if (_used + bytes > kBlockBytes) {
+      ++_block;
+      _used = 0;
+    }
+    if (_block == blocks.size()) blocks.push_back(populated(kBlockBytes));
+    unsigned char* p = blocks[_block].get() + _used;
+    _used += bytes;
+    return p;
+  }
+
+  const AnnGraph& _g;
+  std::unordered_map<uint32_t, unsigned char*> _at;
+  size_t _block = 0, _used = 0;
+  std::vector<std::shared_ptr<unsigned char>> _own;
+};
+
+std::vector<std::pair<float, int64_t>> AnnGraph::search(const float* q, size_t k, size_t ef) const {
+  std::vector<std::pair<float, int64_t>> out;
+  if (_count == 0 || k == 0) return out;
+  ef = std::max(ef, k);
+  Visit visit(*this);
+  // Greedy descent through the upper layers to the bottom layer's entry.
+  uint32_t cur = _entry;
+  float cur_d = visit.distance(q, cur);
+  for (int level = _max_level; level > 0; --level) {
+    for (bool changed = true; changed;) {
+      changed = false;
+      auto [p, n] = upper_links(cur, level);
+      for (uint32_t j = 0; j < n; ++j) {
+        const uint32_t c = read_at<uint32_t>(p + 4 * j);
+        if (c >= _count) continue;  // a damaged link is ignored
+        if (float d = visit.distance(q, c); d < cur_d) {
+          cur_d = d;
+          cur = c;
+          changed = true;
+        }
+      }
+    }
+  }
+  // Beam search of the bottom layer: `best` holds the ef nearest live nodes seen (worst on top),
+  // `frontier` the nodes to expand (nearest first).
+  using Item = std::pair<float, uint32_t>;
+  std::priority_queue<Item> best;
+  std::priority_queue<Item, std::vector<Item>, std::greater<>> frontier;
+  std::unordered_set<uint32_t> seen;
+  seen.insert(cur);
+  frontier.emplace(cur_d, cur);
+  if (!visit.deleted(cur)) best.emplace(cur_d, cur);
+  float bound = best.empty() ? std::numeric_limits<float>::max() : best.top().first;
+  while (!frontier.empty()) {
+    auto [d, id] = frontier.top();
+    if (d > bound && best.size() >= ef) break;
+    frontier.pop();
+    auto [p, n] = visit.links0(id);
+    for (uint32_t j = 0; j < n; ++j) {
+      const uint32_t c = read_at<uint32_t>(p + 4 * j);
+      if (c >= _count || !seen.insert(c).second) continue;
+      const float dc = visit.distance(q, c);
+      if (best.size() < ef || dc < bound) {
+        frontier.emplace(dc, c);
+        if (!visit.deleted(c)) best.emplace(dc, c);
+        if (best.size() > ef) best.pop();
+        if (!best.empty()) bound = best.top().first;
+      }
+    }
+  }
+  while (best.size() > k) best.pop();
+  out.resize(best.size());
+  for (size_t i = out.size(); i-- > 0; best.pop())
+    out[i] = {1.0f - best.top().first, visit.label(best.top().second)};
+  return out;
+}
+
+std::shared_ptr<const AnnGraph> open_ann(Db& db, const std::string& db_path, int dim,
+                                         std::string* why) {
+  const std::string want = meta(db, "ann_fingerprint");
+  if (want.empty() || meta(db, "ann_seq").empty() || !db.has_table("ann_log") ||
+      !db.has_table("ann_key"))
+    return nullptr;
+  const std::string path = ann_path(db_path);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    if (why) *why = "the nearest-neighbour graph \"" + path + "\" is missing";
+    return nullptr;
+  }
+  try {
+    // The file as it is now (device, inode, size, change time): a graph mapped earlier is the
+    // same file while these are.
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) throw std::runtime_error("cannot stat \"" + path + "\"");
+    const std::string stamp = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+                              std::to_string(st.st_size) + ":" + std::to_string(st.st_ctim.tv_sec) +
+                              "." + std::to_string(st.st_ctim.tv_nsec) + ":" + std::to_string(dim);
+    static std::mutex mu;
+    static std::map<std::string, std::pair<std::string, std::shared_ptr<const AnnGraph>>> cache;
+    std::shared_ptr<const AnnGraph> g;
+    {
+      std::lock_guard lock(mu);
+      if (auto it = cache.find(path); it != cache.end() && it->second.first == stamp)
+        g = it->second.second;
+    }
+    if (!g) {
+      g = std::make_shared<const AnnGraph>(path, dim);
+      std::lock_guard lock(mu);
+      cache[path] = {stamp, g};
+    }
+    if (fingerprint_hex(g->fingerprint()) == want) return g;
+    if (why)
+      *why = "the nearest-neighbour graph \"" + path +
+             "\" is not the one the index records (a run is replacing it, or it came from "
+             "another index)";
+  } catch (const std::exception& e) {
+    if (why) *why = e.what();
+  }
+  return nullptr;
+}
+
+namespace {
+
+using Hnsw = hnswlib::HierarchicalNSW<float>;
+
+// A vector's key: the graph holds each distinct vector once, labelled by a hash of its floats,
+// and `ann_key` maps every row to its vector's key. Identical vectors (a sentence every document
+// repeats) would otherwise form cliques that a search walks into and cannot leave: on synthetic
+// text with many repeated chunks the best answer's score fell from 0.39 to 0.15.
+uint64_t key_of(const std::vector<float>& v) {
+  return text::stable_hash64(
+      std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float)), 0xa22);
+}
+
+// Writes `g` to `path`.tmp; then, in one transaction, runs `in_txn` (the key table's changes),
+// records the file's fingerprint and the log position it holds, and cuts the log; then renames
+// the file into place. A crash between the two leaves a graph whose fingerprint the index does
+// not record: search scans instead, and the next upkeep finds the .tmp whose fingerprint it does
+// record and finishes the rename.
+void save(Hnsw& g, Db& db, const std::string& path, int dim, int64_t seq,
+          const std::function<void()>& in_txn) {
+  const std::string tmp = path + ".tmp";
+  g.saveIndex(tmp);
+  uint64_t fp = 0;
+  try {
+    fp = AnnGraph(tmp, dim).fingerprint();
+  } catch (const std::exception& e) {
+    std::filesystem::remove(tmp);
+    throw std::runtime_error(std::string("writing the nearest-neighbour graph failed: ") +
+                             e.what());
+  }
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    in_txn();
+    set_meta(db, "ann_fingerprint", fingerprint_hex(fp));
+    set_meta(db, "ann_seq", std::to_string(seq));
+    sqlite3_stmt* cut = db.prepare("DELETE FROM ann_log WHERE seq <= ?1");
+    sqlite3_bind_int64(cut, 1, seq);
+    db.run(cut);
+    db.exec("COMMIT");
+  } catch (...) {
+    db.rollback();
+    throw;
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+void stop_tracking(Db& db) {
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    db.exec("DELETE FROM sluice_meta WHERE key IN ('ann_seq', 'ann_fingerprint');"
+            "DELETE FROM ann_log; DELETE FROM ann_key;");
+    db.exec("COMMIT");
+  } catch (...) {
+    db.rollback();
+    throw;
+  }
+}
+
+int64_t scalar(Db& db, const char* sql, int64_t bind = 0) {
+  sqlite3_stmt* s = db.prepare(sql);
+  if (sqlite3_bind_parameter_count(s) > 0) sqlite3_bind_int64(s, 1, bind);
+  int64_t v = 0;
+  if (db.step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
+  sqlite3_reset(s);
+  return v;
+}
+
+void write_keys(Db& db, const std::vector<std::pair<int64_t, uint64_t>>& keys) {
+  sqlite3_stmt* put = db.prepare("INSERT OR REPLACE INTO ann_key(rowid, key) VALUES (?1, ?2)");
+  for (const auto& [rowid, key] : keys) {
+    sqlite3_bind_int64(put, 1, rowid);
+    sqlite3_bind_int64(put, 2, static_cast<int64_t>(key));
+    db.run(put);
+  }
+}
+
+// A graph of every distinct vector in the index, added in parallel blocks as they are read;
+// `keys` gets every row's key.
+std::unique_ptr<Hnsw> build(Db& db, hnswlib::SpaceInterface<float>& space, int dim, bool half,
+                            int64_t expected, std::vector<std::pair<int64_t, uint64_t>>& keys,
+                            const std::function<void(const std::string&)>& progress) {
+  auto g =
+      std::make_unique<Hnsw>(&space, static_cast<size_t>(std::max<int64_t>(expected, 1)) + 1024,
+                             kAnnM, kAnnEfConstruction);
+  sqlite3_stmt* s = db.prepare("SELECT rowid, vector FROM chunks WHERE vector IS NOT NULL");
+  constexpr size_t kBlock = 8192;
+  std::vector<float> block, v;
+  std::vector<uint64_t> labels;
+  std::unordered_set<uint64_t> seen;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto last = t0;
+  auto flush = [&] {
+    const size_t n = labels.size();
+    tbb::parallel_for(tbb::blocked_range<size_t>(0, n, 64),
+                      [&](const tbb::blocked_range<size_t>& r) {
+                        for (size_t i = r.begin(); i != r.end(); ++i)
+                          g->addPoint(block.data() + i * static_cast<size_t>(dim), labels[i]);
+                      });
+    block.clear();
+    labels.clear();
+    const auto now = std::chrono::steady_clock::now();
+    if (progress && now - last >= std::chrono::seconds(60)) {
+      last = now;
+      progress("nearest-neighbour graph: " + std::to_string(keys.size()) + " of " +
+               std::to_string(expected) + " vectors in " +
+               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - t0).count()) +
+               " s");
+    }
+  };
+  while (db.step(s) == SQLITE_ROW) {
+    if (!column_vector(s, 1, dim, half, v)) continue;
+    const uint64_t key = key_of(v);
+    keys.emplace_back(sqlite3_column_int64(s, 0), key);
+    if (!seen.insert(key).second) continue;
+    labels.push_back(key);
+    block.insert(block.end(), v.begin(), v.end());
+    if (labels.size() == kBlock) flush();
+  }
+  sqlite3_reset(s);
+  if (!labels.empty()) flush();
+  return g;
+}
+
+// Takes the logged rows into `g`: a row's old key loses it (a key no row has left is marked
+// deleted), its new vector's key gains it (added to the graph when new there). The key table's
+// changes are returned for save() to write with the log's cut.
+struct KeyChanges {
+  std::vector<int64_t> removed;                     // rows without a vector now
+  std::vector<std::pair<int64_t, uint64_t>> moved;  // rows and their new keys
+};
+KeyChanges take_in(Hnsw& g, Db& db, const std::vector<int64_t>& rows, int dim, bool half) {
+  KeyChanges out;
+  std::unordered_map<uint64_t, int64_t> delta;  // rows gained (+) or lost (-) per key
+  std::unordered_map<uint64_t, std::vector<float>> arriving;
+  sqlite3_stmt* get = db.prepare("SELECT vector FROM chunks WHERE rowid = ?1");
+  sqlite3_stmt* old_key = db.prepare("SELECT key FROM ann_key WHERE rowid = ?1");
+  std::vector<float> v;
+  for (int64_t rowid : rows) {
+    sqlite3_bind_int64(get, 1, rowid);
+    const bool live = db.step(get) == SQLITE_ROW && column_vector(get, 0, dim, half, v);
+    sqlite3_reset(get);
+    sqlite3_bind_int64(old_key, 1, rowid);
+    std::optional<uint64_t> before;
+    if (db.step(old_key) == SQLITE_ROW)
+      before = static_cast<uint64_t>(sqlite3_column_int64(old_key, 0));
+    sqlite3_reset(old_key);
+    const std::optional<uint64_t> after = live ? std::optional(key_of(v)) : std::nullopt;
+    if (before == after) continue;
+    if (before) --delta[*before];
+    if (after) {
+      ++delta[*after];
+      arriving.try_emplace(*after, v);
+      out.moved.emplace_back(rowid, *after);
+    } else {
+      out.removed.push_back(rowid);
+    }
+  }
+  for (const auto& [key, d] : delta) {
+    auto it = g.label_lookup_.find(key);
+    const bool in_graph = it != g.label_lookup_.end() && !g.isMarkedDeleted(it->second);
+    if (d > 0 && !in_graph) {
+      if (g.cur_element_count >= g.max_elements_)
+        g.resizeIndex(g.max_elements_ + std::max<size_t>(g.max_elements_ / 4, 1024));
+      g.addPoint(arriving.at(key).data(), key);  // adds, or revives a deleted one
+    } else if (d < 0 && in_graph &&
+               scalar(db, "SELECT count(*) FROM ann_key WHERE key = ?1",
+                      static_cast<int64_t>(key)) +
+                       d <=
+                   0) {
+      g.markDelete(key);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+AnnUpkeep keep_ann(Db& db, const std::string& db_path, AnnPolicy policy, bool rebuild,
+                   const std::function<void(const std::string&)>& progress) {
+  AnnUpkeep result;
+  if (policy == AnnPolicy::never || meta(db, "embedder").empty()) return result;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  const std::string path = ann_path(db_path);
+  UpkeepLock lock(path + ".lock");
+  const IndexEmbedder e = index_embedder(db);
+  const bool half = stores_halves(db);
+  const std::string seq_text = meta(db, "ann_seq");
+  const std::string want = meta(db, "ann_fingerprint");
+  auto fingerprint_of_file = [&](const std::string& p) -> std::string {
+    std::error_code ec;
+    if (!std::filesystem::exists(p, ec)) return "";
+    try {
+      return fingerprint_hex(AnnGraph(p, e.dim).fingerprint());
+    } catch (const std::exception&) {
+      return "";
+    }
+  };
+  // Finish a rename a crash interrupted.
+  if (!want.empty() && fingerprint_of_file(path) != want &&
+      fingerprint_of_file(path + ".tmp") == want)
+    std::filesystem::rename(path + ".tmp", path);
+  const bool have = !seq_text.empty() && !want.empty() && fingerprint_of_file(path) == want;
+  hnswlib::InnerProductSpace space(static_cast<size_t>(e.dim));
+
+  if (have && !rebuild) {
+    std::vector<int64_t> rows;
+    sqlite3_stmt* s = db.prepare("SELECT DISTINCT rowid FROM ann_log WHERE seq > ?1");
+    sqlite3_bind_int64(s, 1, std::atoll(seq_text.c_str()));
+    while (db.step(s) == SQLITE_ROW) rows.push_back(sqlite3_column_int64(s, 0));
+    sqlite3_reset(s);
+    if (rows.empty()) return result;
+    const int64_t to = scalar(db, "SELECT coalesce(max(seq), 0) FROM ann_log");
+    // hnswlib trusts its files: every link must name a node before it loads one.
+    size_t nodes = 0;
+    {
+      const AnnGraph mapped(path, e.dim);
+      if (!mapped.links_ok())
+        throw std::runtime_error("the nearest-neighbour graph \"" + path +
+                                 "\" is damaged (a link names no node): delete it, then `sluice "
+                                 "build-search` rebuilds it");
+      nodes = mapped.size();
+    }
+    Hnsw g(&space);
+    // Room for the new rows; never the file's own capacity, which a damaged file could inflate.
+    g.loadIndex(path, &space, nodes + rows.size() + 1024);
+    // Deleted nodes stay in the graph as detours: past a third of it, start over.
+    if (g.num_deleted_ + rows.size() <= g.cur_element_count / 3) {
+      const KeyChanges changes = take_in(g, db, rows, e.dim, half);
+      save(g, db, path, e.dim, to, [&] {
+        sqlite3_stmt* del = db.prepare("DELETE FROM ann_key WHERE rowid = ?1");
+        for (int64_t rowid : changes.removed) {
+          sqlite3_bind_int64(del, 1, rowid);
+          db.run(del);
+        }
+        write_keys(db, changes.moved);
+      });
+      result.action = AnnUpkeep::Action::updated;
+      result.nodes = g.cur_element_count - g.num_deleted_;
+      result.changed = rows.size();
+      result.seconds = elapsed();
+      return result;
+    }
+  }
+
+  // A graph from scratch. Rows written from here on are logged (writers read ann_seq in each
+  // transaction), so none slips between the snapshot read below and the graph's first update.
+  if (policy == AnnPolicy::automatic && !have &&
+      scalar(db, "SELECT coalesce(max(rowid), 0) FROM chunks") < kAnnMinChunks) {
+    if (!seq_text.empty()) stop_tracking(db);  // its graph is gone: no log to keep
+    return result;
+  }
+  if (seq_text.empty()) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      set_meta(db, "ann_seq", "0");
+      db.exec("COMMIT");
+    } catch (...) {
+      db.rollback();
+      throw;
+    }
+  }
+  db.exec("BEGIN");  // one snapshot for the count, the log's end and the rows
+  std::unique_ptr<Hnsw> g;
+  std::vector<std::pair<int64_t, uint64_t>> keys;
+  int64_t to = 0;
+  try {
+    const int64_t expected = scalar(db, "SELECT count(*) FROM chunks WHERE vector IS NOT NULL");
+    if (policy == AnnPolicy::automatic && !have && expected < kAnnMinChunks) {
+      db.exec("COMMIT");
+      stop_tracking(db);
+      return result;
+    }
+    to = scalar(db, "SELECT coalesce(max(seq), 0) FROM ann_log");
+    if (progress)
+      progress("building the nearest-neighbour graph of " + std::to_string(expected) +
+               " vectors (later runs update it)");
+    keys.reserve(static_cast<size_t>(expected));
+    g = build(db, space, e.dim, half, expected, keys, progress);
+    db.exec("COMMIT");
+  } catch (...) {
+    db.rollback();
+    throw;
+  }
+  save(*g, db, path, e.dim, to, [&] {
+    db.exec("DELETE FROM ann_key");
+    write_keys(db, keys);
+  });
+  result.action = AnnUpkeep::Action::built;
+  result.nodes = g->cur_element_count;
+  result.changed = keys.size();
+  result.seconds = elapsed();
+  return result;
+}
+
+}  // namespace sluice::sqlite_index
