@@ -22,6 +22,7 @@
 #include "app/bench.hpp"
 #include "app/launcher.hpp"
 #include "app/plan.hpp"
+#include "app/schema.hpp"
 #include "engine/diagnostics.hpp"
 #include "engine/graph/graph_runner.hpp"
 #include "engine/graph/graph_spec.hpp"
@@ -902,6 +903,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, kMaxThreads));
   train_cmd->add_option("--seed", train.seed, "random seed");
 
+  auto* schema_cmd = app.add_subcommand(
+      "schema",
+      "Print a JSON Schema of graph configs (every node type's params), for editors: name it in "
+      "a graph with \"$schema\"");
+
   auto* graph_cmd = app.add_subcommand("graph", "Print a graph config as Graphviz DOT");
   graph_cmd->add_option("GRAPH", graph, "graph config (JSON)")->required();
   graph_cmd->add_flag("--dot", dot, "DOT output (the default and only format)");
@@ -968,6 +974,11 @@ int main(int argc, char** argv) {
                         graph_query_embedder(graph, search_node, sets));
     if (*build_search) return cmd_build_search(build_search_dbs, build_search_rebuild);
     if (*graph_cmd) return cmd_graph(graph, sets);
+    if (*schema_cmd) {
+      const std::string text = graph_schema(builtin_registry());
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      return 0;
+    }
     if (*train_cmd) {
       train.verbose = isatty(STDERR_FILENO) != 0;
       const TrainEmbedderResult r = train_fasttext(train);

@@ -21,6 +21,7 @@ struct ParamSpec {
   std::string doc;
   bool required = false;
   std::optional<double> min;         // inclusive lower bound for numbers
+  std::optional<double> max;         // inclusive upper bound, where one is documented
   std::vector<std::string> choices;  // allowed values for a string
   // A total for the whole job (a rate limit): split evenly across processes and shards.
   bool job_total = false;
@@ -90,6 +91,11 @@ inline ParamSpec job_total(ParamSpec p) {
 }
 inline ParamSpec with_min(ParamSpec p, double min) {
   p.min = min;
+  return p;
+}
+inline ParamSpec with_range(ParamSpec p, double min, double max) {
+  p.min = min;
+  p.max = max;
   return p;
 }
 inline ParamSpec with_choices(ParamSpec p, std::vector<std::string> choices) {

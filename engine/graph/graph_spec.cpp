@@ -57,8 +57,9 @@ class Builder {
                   "a graph config must be a JSON object with \"nodes\" and \"edges\"");
       throw ConfigError(std::move(_diag));
     }
-    static const std::vector<std::string> top_keys = {"name",     "description", "vars",
-                                                      "settings", "nodes",       "edges"};
+    // "$schema" names the JSON Schema an editor validates the file with (`sluice schema`).
+    static const std::vector<std::string> top_keys = {"$schema",  "name",  "description", "vars",
+                                                      "settings", "nodes", "edges"};
     for (const auto& m : root.members)
       if (std::find(top_keys.begin(), top_keys.end(), m.key) == top_keys.end())
         _diag.error(m.key_loc, m.key, "unknown top-level key" + did_you_mean(m.key, top_keys));
@@ -266,10 +267,11 @@ class Builder {
 
   void read_settings(Value& s, GraphSettings& out) {
     if (!expect(s, Kind::object, "settings")) return;
-    static const std::vector<std::string> keys = {
-        "threads",   "max_inflight_docs",    "dead_letter",     "limits_scope",
-        "http_loop", "max_host_connections", "max_connections", "max_body_mb",
-        "outcomes",  "max_dead_letter_ratio"};
+    static const std::vector<std::string> keys = [] {
+      std::vector<std::string> k;
+      for (const auto& p : settings_params()) k.push_back(p.name);
+      return k;
+    }();
     for (auto& m : s.members) {
       std::string path = "settings." + m.key;
       int64_t n = 0;
@@ -549,6 +551,48 @@ size_t GraphSpec::index_of(std::string_view id) const {
   for (size_t i = 0; i < nodes.size(); ++i)
     if (nodes[i].id == id) return i;
   return std::string::npos;
+}
+
+const std::vector<ParamSpec>& settings_params() {
+  static const std::vector<ParamSpec> all = [] {
+    auto bounded = [](ParamSpec p, double min, double max) {
+      return with_range(std::move(p), min, max);
+    };
+    return std::vector<ParamSpec>{
+        bounded(param("threads", ParamType::integer, "0",
+                      "oneTBB worker threads per process; 0 = every core (--threads overrides)"),
+                0, kMaxThreads),
+        bounded(param("max_inflight_docs", ParamType::integer, "256",
+                      "documents admitted and not yet done, per process"),
+                1, kMaxInflightDocs),
+        param("dead_letter", ParamType::string, "null",
+              "JSONL file of dead-lettered records; default: <graph>.dead-letter.jsonl beside "
+              "the first output"),
+        param("outcomes", ParamType::string, "null",
+              "JSONL file with every record's outcome (id, doc_id, outcome, node, reason); "
+              "default: none"),
+        bounded(param("max_dead_letter_ratio", ParamType::number, "0.1",
+                      "share of documents that may be dead-lettered before the run fails"),
+                0, 1),
+        with_choices(param("limits_scope", ParamType::string, "\"job\"",
+                           "job: rate limits and I/O concurrency are totals for every process of "
+                           "every shard; shard: each shard has its own"),
+                     {"job", "shard"}),
+        with_choices(param("http_loop", ParamType::string, "\"epoll\"",
+                           "how the HTTP loop waits on its sockets"),
+                     {"epoll", "poll"}),
+        bounded(param("max_host_connections", ParamType::integer, "0",
+                      "open connections per host, per process; 0 = no cap"),
+                0, static_cast<double>(kMaxConnections)),
+        bounded(param("max_connections", ParamType::integer, "0",
+                      "open connections in all, per process; 0 = no cap"),
+                0, static_cast<double>(kMaxConnections)),
+        bounded(param("max_body_mb", ParamType::integer, "256",
+                      "response-body MiB one process receives at once; 0 = no bound"),
+                0, static_cast<double>(kMaxBodyMb)),
+    };
+  }();
+  return all;
 }
 
 bool parse_override(std::string_view text, VarOverride& out) {

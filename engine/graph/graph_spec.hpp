@@ -83,6 +83,10 @@ struct VarOverride {
 // Parses "name=value"; false if there is no '='.
 bool parse_override(std::string_view text, VarOverride& out);
 
+// The keys of a graph's "settings", with their types, defaults, bounds and docs: what the loader
+// accepts (each is read and range-checked there) and what `sluice schema` describes.
+const std::vector<ParamSpec>& settings_params();
+
 // Throws ConfigError with every problem found. `file` is used for messages and ${graph_dir}.
 // `builtins` sets built-in vars (e.g. "shard" → "3", so a path can say out/part-${shard}.db).
 GraphSpec parse_graph(std::string_view text, const std::string& file,
