@@ -283,7 +283,13 @@ std::shared_ptr<const Bm25Postings> open_bm25(Db& db, const std::string& db_path
     }
     // Written from an older state of the index (a run is changing it, or one stopped before its
     // end): FTS5 answers until the next upkeep.
-    if (p->generation() != content_gen(db)) return nullptr;
+    if (p->generation() != content_gen(db)) {
+      if (why)
+        *why = "the bm25 postings \"" + path +
+               "\" were written before the index's last change (a run is writing it, or one "
+               "stopped before its end)";
+      return nullptr;
+    }
     return p;
   } catch (const std::exception& e) {
     if (why) *why = e.what();

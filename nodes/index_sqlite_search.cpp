@@ -78,9 +78,17 @@ std::string fts_query(const std::string& q, std::string* note,
 // one FTS5 token (else a phrase, which needs positions: nullopt, and FTS5 answers).
 std::optional<std::vector<SearchHit>> postings_top(Db& db, const std::string& db_path,
                                                    const std::vector<std::string>& words,
-                                                   const std::string& fts, int k) {
-  auto p = open_bm25(db, db_path, nullptr);
-  if (!p) return std::nullopt;
+                                                   const std::string& fts, int k,
+                                                   std::string* note) {
+  std::string why;
+  auto p = open_bm25(db, db_path, &why);
+  if (!p) {
+    // An index that has postings but cannot use them now: say why FTS5 answered (slower).
+    if (note && !why.empty() && note->empty())
+      *note = why + ": FTS5 ranked every match; the next run's end or `sluice build-search " +
+              db_path + "` writes them again";
+    return std::nullopt;
+  }
   Fts5Tokens tokens(db.get());
   std::vector<std::string> terms;
   for (const auto& w : words) {
@@ -119,7 +127,7 @@ std::vector<SearchHit> bm25(Db& db, const std::string& db_path, const std::strin
   std::string q = fts_query(query, note, &words, &phrase);
   if (q.empty() || q == "\"\"") return hits;
   if (!phrase && !exact)
-    if (auto top = postings_top(db, db_path, words, q, k)) return *top;
+    if (auto top = postings_top(db, db_path, words, q, k, note)) return *top;
   sqlite3_stmt* s = db.prepare("SELECT c.id, c.doc_id, -bm25(chunks_fts) AS score, "
                                "snippet(chunks_fts, 0, '[', ']', '...', 16) "
                                "FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "

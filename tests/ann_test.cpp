@@ -337,6 +337,9 @@ TEST(Bm25Postings, RankAsFts5DoesAndStaleOnesAreNeverUsed) {
   // must answer from FTS5 (stale postings would rank the old text).
   ASSERT_EQ(test::run_json(range_graph(dir, 200, 1, "never", "never")).error, "");
   EXPECT_FALSE(postings_in_use(db));
+  std::string note;
+  search_index(db, "kato mire", 3, SearchMode::bm25, &note);
+  EXPECT_NE(note.find("were written before the index's last change"), std::string::npos) << note;
   expect_same_bm25(db, word_queries(db));
   auto r = test::run_sluice("build-search " + db);
   ASSERT_EQ(r.exit_code, 0) << r.err;
