@@ -120,6 +120,7 @@ class SqliteIndex final : public Node {
   void open_once() {
     _max_rowid = nullptr;  // a retry's connection is new
     _ann_log = nullptr;
+    _ann_seq_get = nullptr;
     if (std::filesystem::exists(_path) && std::filesystem::file_size(_path) > 0) {
       // Check read-only first: never create tables in someone else's database.
       Db probe;
@@ -147,6 +148,9 @@ class SqliteIndex final : public Node {
                  "ALTER TABLE docs ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;");
         set_meta(_db, "schema_version", kSchemaVersion);
       }
+      // Version 4 gains its tables from kSchema above; the mark keeps older writers out.
+      if (std::atoi(meta(_db, "schema_version").c_str()) < kNewestSchema)
+        set_meta(_db, "schema_version", kSchemaVersion);
       std::string last = meta(_db, "run_gen");
       _gen = (last.empty() ? 0 : std::atoll(last.c_str())) + 1;
       set_meta(_db, "run_gen", std::to_string(_gen));
@@ -497,7 +501,11 @@ class SqliteIndex final : public Node {
   }
 
   // Whether the index keeps a nearest-neighbour graph, whose log this transaction's changes join.
-  bool ann_tracked() { return !meta(_db, "ann_seq").empty(); }
+  bool ann_tracked() {
+    if (!_ann_seq_get)
+      _ann_seq_get = _db.prepare("SELECT 1 FROM sluice_meta WHERE key = 'ann_seq'");
+    return _db.any_row(_ann_seq_get);
+  }
   void log_ann(int64_t rowid) {
     if (!_ann_log) _ann_log = _db.prepare("INSERT INTO ann_log(rowid) VALUES (?1)");
     sqlite3_bind_int64(_ann_log, 1, rowid);
@@ -558,6 +566,7 @@ class SqliteIndex final : public Node {
   AnnPolicy _bm25;
   bool _rows_changed = false;  // in the current write transaction
   sqlite3_stmt* _ann_log = nullptr;
+  sqlite3_stmt* _ann_seq_get = nullptr;
   int64_t _rows_since_catch_up = 0;
   std::chrono::steady_clock::time_point _last_catch_up = std::chrono::steady_clock::now();
 };

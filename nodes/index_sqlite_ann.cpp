@@ -189,6 +189,9 @@ AnnGraph::AnnGraph(const std::string& path, int dim) : _path(path) {
     }
     if (pos != tail) throw damaged("trailing bytes");
     _fingerprint = file_fingerprint(_fd, _bytes);
+  } catch (const std::bad_alloc&) {
+    ::close(_fd);
+    throw damaged("its sizes ask for more memory than there is");
   } catch (...) {
     ::close(_fd);
     throw;
@@ -221,11 +224,20 @@ std::pair<const unsigned char*, uint32_t> AnnGraph::upper_links(uint32_t id, int
 }
 
 bool AnnGraph::links_ok() const {
-  auto list_ok = [&](const unsigned char* p, size_t max) {
+  // Each link names a node, and a link on layer L a node that reaches layer L: hnswlib follows
+  // an upper layer's links into the target's lists for that layer without asking.
+  auto level_of = [&](uint32_t id) {
+    auto it = _upper.find(id);
+    return it == _upper.end() ? 0 : it->second.second;
+  };
+  if (_count > 0 && level_of(_entry) != _max_level) return false;
+  auto list_ok = [&](const unsigned char* p, size_t max, int level) {
     const uint32_t n = read_at<uint16_t>(p);
     if (n > max) return false;
-    for (uint32_t j = 0; j < n; ++j)
-      if (read_at<uint32_t>(p + 4 + 4 * j) >= _count) return false;
+    for (uint32_t j = 0; j < n; ++j) {
+      const uint32_t c = read_at<uint32_t>(p + 4 + 4 * j);
+      if (c >= _count || (level > 0 && level_of(c) < level)) return false;
+    }
     return true;
   };
   constexpr size_t kBlock = 4096;  // nodes per read
@@ -235,12 +247,12 @@ bool AnnGraph::links_ok() const {
     buf.resize(n * _node_bytes);
     read(buf.data(), buf.size(), kHeaderBytes + first * _node_bytes);
     for (size_t i = 0; i < n; ++i)
-      if (!list_ok(buf.data() + i * _node_bytes, _max_m0)) return false;
+      if (!list_ok(buf.data() + i * _node_bytes, _max_m0, 0)) return false;
   }
   for (const auto& [id, at] : _upper)
     for (int level = 1; level <= at.second; ++level)
       if (!list_ok(_tail.get() + at.first + static_cast<size_t>(level - 1) * (4 + 4 * _max_m),
-                   _max_m))
+                   _max_m, level))
         return false;
   return true;
 }
@@ -250,6 +262,11 @@ bool AnnGraph::links_ok() const {
 class AnnGraph::Visit {
  public:
   explicit Visit(const AnnGraph& g) : _g(g) {}
+  ~Visit() {
+    // Keep at most 64 MB for the thread's next search: a wide one (many pending rows) may have
+    // read much of the graph.
+    if (blocks().size() > kKeepBlocks) blocks().resize(kKeepBlocks);
+  }
   const unsigned char* node(uint32_t id) {
     auto [it, fresh] = _at.try_emplace(id, nullptr);
     if (fresh) {
@@ -287,9 +304,14 @@ class AnnGraph::Visit {
 
  private:
   static constexpr size_t kBlockBytes = 4 << 20;
+  static constexpr size_t kKeepBlocks = 16;
+  static std::vector<std::shared_ptr<unsigned char>>& blocks() {
+    thread_local std::vector<std::shared_ptr<unsigned char>> all;
+    return all;
+  }
   // Room for one node in this thread's blocks (a node never moves once placed).
   unsigned char* place() {
-    thread_local std::vector<std::shared_ptr<unsigned char>> blocks;
+    auto& blocks = Visit::blocks();
     const size_t bytes = _g._node_bytes;
     if (bytes > kBlockBytes) {  // a node of more than 4 MB (a million dimensions): its own block
       _own.push_back(populated(bytes));
@@ -433,7 +455,13 @@ uint64_t key_of(const std::vector<float>& v) {
 void save(Hnsw& g, Db& db, const std::string& path, int dim, int64_t seq,
           const std::function<void()>& in_txn) {
   const std::string tmp = path + ".tmp";
+  // The header's capacity field (which sluice never reads back) carries the log position: two
+  // saves that differ only in deletion marks, which the fingerprint's samples may miss, still
+  // differ in their header.
+  const size_t capacity = g.max_elements_;
+  g.max_elements_ = g.cur_element_count + 1 + static_cast<size_t>(std::max<int64_t>(seq, 0));
   g.saveIndex(tmp);
+  g.max_elements_ = capacity;
   uint64_t fp = 0;
   try {
     fp = AnnGraph(tmp, dim).fingerprint();
@@ -545,6 +573,14 @@ struct KeyChanges {
 KeyChanges take_in(Hnsw& g, Db& db, const std::vector<int64_t>& rows, int dim, bool half) {
   KeyChanges out;
   std::unordered_map<uint64_t, int64_t> delta;  // rows gained (+) or lost (-) per key
+  sqlite3_stmt* rows_of_key = db.prepare("SELECT count(*) FROM ann_key WHERE key = ?1");
+  auto rows_with = [&](uint64_t key) {
+    sqlite3_bind_int64(rows_of_key, 1, static_cast<int64_t>(key));
+    db.step(rows_of_key);
+    const int64_t n = sqlite3_column_int64(rows_of_key, 0);
+    sqlite3_reset(rows_of_key);
+    return n;
+  };
   std::unordered_map<uint64_t, std::vector<float>> arriving;
   sqlite3_stmt* get = db.prepare("SELECT vector FROM chunks WHERE rowid = ?1");
   sqlite3_stmt* old_key = db.prepare("SELECT key FROM ann_key WHERE rowid = ?1");
@@ -576,11 +612,7 @@ KeyChanges take_in(Hnsw& g, Db& db, const std::vector<int64_t>& rows, int dim, b
       if (g.cur_element_count >= g.max_elements_)
         g.resizeIndex(g.max_elements_ + std::max<size_t>(g.max_elements_ / 4, 1024));
       g.addPoint(arriving.at(key).data(), key);  // adds, or revives a deleted one
-    } else if (d < 0 && in_graph &&
-               scalar(db, "SELECT count(*) FROM ann_key WHERE key = ?1",
-                      static_cast<int64_t>(key)) +
-                       d <=
-                   0) {
+    } else if (d < 0 && in_graph && rows_with(key) + d <= 0) {
       g.markDelete(key);
     }
   }
@@ -612,21 +644,27 @@ AnnUpkeep keep_ann(Db& db, const std::string& db_path, AnnPolicy policy, bool re
       return "";
     }
   };
-  // Finish a rename a crash interrupted.
-  if (!want.empty() && fingerprint_of_file(path) != want &&
-      fingerprint_of_file(path + ".tmp") == want)
-    std::filesystem::rename(path + ".tmp", path);
+  // Finish a rename a crash interrupted; drop a file an upkeep left unrecorded.
+  if (std::filesystem::exists(path + ".tmp")) {
+    if (!want.empty() && fingerprint_of_file(path) != want &&
+        fingerprint_of_file(path + ".tmp") == want)
+      std::filesystem::rename(path + ".tmp", path);
+    else std::filesystem::remove(path + ".tmp");
+  }
   const bool have = !seq_text.empty() && !want.empty() && fingerprint_of_file(path) == want;
   hnswlib::InnerProductSpace space(static_cast<size_t>(e.dim));
 
   if (have && !rebuild) {
+    // The log's end first, then the rows up to it: a row another process logs meanwhile stays
+    // for the next upkeep, never cut without being taken in.
+    const int64_t to = scalar(db, "SELECT coalesce(max(seq), 0) FROM ann_log");
     std::vector<int64_t> rows;
-    sqlite3_stmt* s = db.prepare("SELECT DISTINCT rowid FROM ann_log WHERE seq > ?1");
+    sqlite3_stmt* s = db.prepare("SELECT DISTINCT rowid FROM ann_log WHERE seq > ?1 AND seq <= ?2");
     sqlite3_bind_int64(s, 1, std::atoll(seq_text.c_str()));
+    sqlite3_bind_int64(s, 2, to);
     while (db.step(s) == SQLITE_ROW) rows.push_back(sqlite3_column_int64(s, 0));
     sqlite3_reset(s);
     if (rows.empty()) return result;
-    const int64_t to = scalar(db, "SELECT coalesce(max(seq), 0) FROM ann_log");
     // hnswlib trusts its files: every link must name a node before it loads one.
     size_t nodes = 0;
     {
@@ -638,6 +676,7 @@ AnnUpkeep keep_ann(Db& db, const std::string& db_path, AnnPolicy policy, bool re
       nodes = mapped.size();
     }
     Hnsw g(&space);
+    g.num_deleted_ = 0;  // hnswlib's loading constructor leaves it unset; loadIndex adds to it
     // Room for the new rows; never the file's own capacity, which a damaged file could inflate.
     g.loadIndex(path, &space, nodes + rows.size() + 1024);
     // Deleted nodes stay in the graph as detours: past a third of it, start over.

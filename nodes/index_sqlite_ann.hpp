@@ -39,7 +39,7 @@ constexpr size_t kAnnEfConstruction = 100;
 // Candidates a query keeps (at least k): recall against speed.
 constexpr size_t kAnnEfSearch = 512;
 // Rows waiting in the log past which a search scans every vector instead.
-constexpr int64_t kAnnMaxPending = 50000;
+constexpr int64_t kAnnMaxPending = 10000;
 
 // A saved graph, read in place: its header and upper layers once, each node a search visits with
 // one pread. (Mapping the file cost a page fault per node visited, about 10 us each on these

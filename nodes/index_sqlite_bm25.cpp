@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -87,15 +88,25 @@ Fts5Tokens::~Fts5Tokens() {
 
 void Fts5Tokens::each(std::string_view text, bool query,
                       const std::function<void(std::string_view)>& fn) {
-  auto cb = [](void* ctx, int, const char* token, int n, int, int) {
-    (*static_cast<const std::function<void(std::string_view)>*>(ctx))(
-        std::string_view(token, static_cast<size_t>(n)));
-    return SQLITE_OK;
+  // An exception must not unwind through SQLite's C frames: the callback keeps it for after.
+  struct Ctx {
+    const std::function<void(std::string_view)>* fn;
+    std::exception_ptr error;
+  } ctx{&fn, nullptr};
+  auto cb = [](void* p, int, const char* token, int n, int, int) {
+    auto* c = static_cast<Ctx*>(p);
+    try {
+      (*c->fn)(std::string_view(token, static_cast<size_t>(n)));
+      return SQLITE_OK;
+    } catch (...) {
+      c->error = std::current_exception();
+      return SQLITE_ABORT;
+    }
   };
-  const int rc =
-      _impl->api.xTokenize(_impl->tok, const_cast<std::function<void(std::string_view)>*>(&fn),
-                           query ? FTS5_TOKENIZE_QUERY : FTS5_TOKENIZE_DOCUMENT, text.data(),
-                           static_cast<int>(std::min<size_t>(text.size(), INT32_MAX)), cb);
+  const int rc = _impl->api.xTokenize(
+      _impl->tok, &ctx, query ? FTS5_TOKENIZE_QUERY : FTS5_TOKENIZE_DOCUMENT, text.data(),
+      static_cast<int>(std::min<size_t>(text.size(), INT32_MAX)), cb);
+  if (ctx.error) std::rethrow_exception(ctx.error);
   if (rc != SQLITE_OK) throw std::runtime_error("FTS5's tokenizer failed");
 }
 
@@ -159,6 +170,9 @@ Bm25Postings::Bm25Postings(const std::string& path) : _path(path) {
     if (pos != _dict_bytes) throw damaged("trailing bytes in the dictionary");
     _dict = std::move(dict);
     _fingerprint = file_fingerprint(_fd, _bytes);
+  } catch (const std::bad_alloc&) {
+    ::close(_fd);
+    throw damaged("its sizes ask for more memory than there is");
   } catch (...) {
     ::close(_fd);
     throw;
@@ -219,9 +233,11 @@ std::vector<std::pair<double, int64_t>> Bm25Postings::search(const std::vector<s
       const uint32_t doc = get<uint32_t>(buf.data() + i * kPostingBytes);
       const uint16_t tf = get<uint16_t>(buf.data() + i * kPostingBytes + 4);
       if (doc >= _docs || tf == 0) continue;  // a damaged posting adds nothing
+      const double add = w * tf / (tf + _norm[doc]);
+      if (!(add > 0) || !std::isfinite(add)) continue;  // nor does one a crafted length zeroes
       double& s = score[doc];
       if (s == 0) touched.push_back(doc);
-      s += w * tf / (tf + _norm[doc]);
+      s += add;
     }
   }
   using Item = std::pair<double, uint32_t>;

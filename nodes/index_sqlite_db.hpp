@@ -26,8 +26,11 @@ constexpr const char* kFormat = "sluice-index";
 // little-endian, `dim` values per BLOB.
 // 4: chunks and docs carry `gen`, the run (`run_gen` in sluice_meta, one more per sink opening)
 // that last wrote them; a chunk older than its document is stale and goes when a run commits.
-constexpr const char* kSchemaVersion = "4";
-constexpr int kNewestSchema = 4;
+// 5: tables ann_log and ann_key, and `content_gen` in sluice_meta, which every writer must keep
+// (the nearest-neighbour graph and the bm25 postings trust them): a sluice that knows only 4
+// must not write to the file.
+constexpr const char* kSchemaVersion = "5";
+constexpr int kNewestSchema = 5;
 // How long a connection waits for another's lock before SQLITE_BUSY.
 constexpr int kBusyTimeoutMs = 10000;
 // A full-text catch-up is due at least this often while rows wait for it.

@@ -85,8 +85,8 @@ std::optional<std::vector<SearchHit>> postings_top(Db& db, const std::string& db
   if (!p) {
     // An index that has postings but cannot use them now: say why FTS5 answered (slower).
     if (note && !why.empty() && note->empty())
-      *note = why + ": FTS5 ranked every match; the next run's end or `sluice build-search " +
-              db_path + "` writes them again";
+      *note = why + ": FTS5 ranked every match; `sluice build-search " + db_path +
+              "` writes them again (as does the end of a run whose sink keeps them)";
     return std::nullopt;
   }
   Fts5Tokens tokens(db.get());
@@ -197,7 +197,7 @@ std::optional<std::vector<std::pair<float, int64_t>>> graph_top(Db& db, const st
   std::string why;
   auto g = open_ann(db, db_path, dim, &why);
   if (!g) {
-    if (note && !why.empty())
+    if (note && !why.empty() && note->empty())
       *note = why + ": scanned every vector; `sluice build-search " + db_path + "` rebuilds it";
     return std::nullopt;
   }
@@ -209,7 +209,7 @@ std::optional<std::vector<std::pair<float, int64_t>>> graph_top(Db& db, const st
   while (db.step(s) == SQLITE_ROW) pending.insert(sqlite3_column_int64(s, 0));
   sqlite3_reset(s);
   if (static_cast<int64_t>(pending.size()) > kAnnMaxPending) {
-    if (note)
+    if (note && note->empty())
       *note = "more than " + std::to_string(kAnnMaxPending) +
               " rows changed since the nearest-neighbour graph took them in: scanned every vector "
               "(the next run's end updates the graph, or `sluice build-search " +
@@ -386,9 +386,18 @@ std::vector<SearchHit> search_index(const std::string& db_path, const std::strin
     throw std::runtime_error("\"" + db_path + "\" is not a sluice index");
   check_schema_version(db, db_path);
   k = std::clamp(k, 1, kMaxK);
-  auto hits = search_in(db, db_path, query, k, mode, note, vector_weight, embed, vector);
-  fill_details(db, hits);
-  return hits;
+  // One snapshot for the whole search: the graph's or postings' record, the pending rows and the
+  // rows themselves agree even while a run or an upkeep commits.
+  db.exec("BEGIN");
+  try {
+    auto hits = search_in(db, db_path, query, k, mode, note, vector_weight, embed, vector);
+    fill_details(db, hits);
+    db.exec("COMMIT");
+    return hits;
+  } catch (...) {
+    db.rollback();
+    throw;
+  }
 }
 
 uint64_t chunks_awaiting_full_text(const std::string& db_path) {

@@ -386,7 +386,7 @@ TEST(IndexSqlite, AVersionTwoFileIsUpgradedInPlaceAndANewerOneRefused) {
   auto before = rows(db);
   ASSERT_EQ(test::run_json(corpus_graph(dir)).error, "");
   EXPECT_EQ(rows(db), before);
-  EXPECT_EQ(scalar(db, "SELECT value FROM sluice_meta WHERE key = 'schema_version'"), 4);
+  EXPECT_EQ(scalar(db, "SELECT value FROM sluice_meta WHERE key = 'schema_version'"), 5);
   EXPECT_EQ(chunks_awaiting_full_text(db), 0u);
   EXPECT_TRUE(full_text_consistent(db));
   EXPECT_EQ(search_index(db, "\"quartz heron\"", 10, SearchMode::bm25).size(), 1u);
@@ -396,7 +396,7 @@ TEST(IndexSqlite, AVersionTwoFileIsUpgradedInPlaceAndANewerOneRefused) {
   exec_sql(db, "UPDATE sluice_meta SET value = '9' WHERE key = 'schema_version'");
   RunReport rep = test::run_json(corpus_graph(dir));
   EXPECT_NE(
-      rep.error.find("was written by a newer sluice (index schema 9; this one knows up to 4)"),
+      rep.error.find("was written by a newer sluice (index schema 9; this one knows up to 5)"),
       std::string::npos)
       << rep.error;
   EXPECT_THROW(search_index(db, "heron", 3, SearchMode::bm25), std::runtime_error);
