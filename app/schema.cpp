@@ -124,8 +124,12 @@ Value described(Value v, const char* doc, Alloc& a) {
   return v;
 }
 
-// The keys every node has besides type and params.
-void common_node_keys(Value& props, Alloc& a) {
+// A node object: `type` and `params` as given, the keys every node has, nothing else; id and
+// type required.
+Value node_schema(Value type, Value params, Alloc& a) {
+  Value props = object();
+  add(props, "type", std::move(type), a);
+  add(props, "params", std::move(params), a);
   Value id = type_is("string", a);
   add(id, "pattern", Value("^[-A-Za-z0-9_.]+$", a), a);
   add(props, "id",
@@ -134,6 +138,14 @@ void common_node_keys(Value& props, Alloc& a) {
   add(props, "description", type_is("string", a), a);
   add(props, "concurrency", ref("concurrency", a), a);
   add(props, "variants", ref("variants", a), a);
+  Value node = type_is("object", a);
+  add(node, "properties", std::move(props), a);
+  Value req(rapidjson::kArrayType);
+  req.PushBack("id", a);
+  req.PushBack("type", a);
+  add(node, "required", std::move(req), a);
+  add(node, "additionalProperties", Value(false), a);
+  return node;
 }
 
 }  // namespace
@@ -193,22 +205,14 @@ std::string graph_schema(const Registry& registry) {
   for (const std::string& type : registry.types()) {
     const NodeTypeInfo& info = *registry.find(type);
     // The node with this type: its params, completely.
-    Value node = type_is("object", a);
-    Value np = object();
     Value t = object();
     Value e(rapidjson::kArrayType);
     e.PushBack(str(type, a), a);
     add(t, "enum", std::move(e), a);
-    add(np, "type", described(std::move(t), info.description.c_str(), a), a);
-    add(np, "params", params_schema(info.params, false, a), a);
-    common_node_keys(np, a);
-    add(node, "properties", std::move(np), a);
-    Value req(rapidjson::kArrayType);
-    req.PushBack("id", a);
-    req.PushBack("type", a);
-    add(node, "required", std::move(req), a);
-    add(node, "additionalProperties", Value(false), a);
-    defs.AddMember(str(def_name("node-" + type), a), std::move(node), a);
+    defs.AddMember(str(def_name("node-" + type), a),
+                   node_schema(described(std::move(t), info.description.c_str(), a),
+                               params_schema(info.params, false, a), a),
+                   a);
     one_of.PushBack(ref("node-" + type, a), a);
     // A variant for this type: params on top of the node's own.
     Value variant = type_is("object", a);
@@ -222,21 +226,12 @@ std::string graph_schema(const Registry& registry) {
   {
     // A node whose type a var chooses ("type": "${embedder}"): its params are checked when the
     // var is known (`sluice validate`); its variants are checked here.
-    Value node = type_is("object", a);
-    Value np = object();
-    add(np, "type",
-        described(var_string(a), "a var naming one of the node's variants, e.g. \"${embedder}\"",
-                  a),
+    defs.AddMember(
+        "node-var-type",
+        node_schema(described(var_string(a),
+                              "a var naming one of the node's variants, e.g. \"${embedder}\"", a),
+                    type_is("object", a), a),
         a);
-    add(np, "params", type_is("object", a), a);
-    common_node_keys(np, a);
-    add(node, "properties", std::move(np), a);
-    Value req(rapidjson::kArrayType);
-    req.PushBack("id", a);
-    req.PushBack("type", a);
-    add(node, "required", std::move(req), a);
-    add(node, "additionalProperties", Value(false), a);
-    defs.AddMember("node-var-type", std::move(node), a);
     one_of.PushBack(ref("node-var-type", a), a);
   }
   Value node = object();

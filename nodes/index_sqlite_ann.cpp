@@ -14,8 +14,6 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
-#include <map>
-#include <mutex>
 #include <optional>
 #include <queue>
 #include <stdexcept>
@@ -66,13 +64,6 @@ struct Header {
 };
 constexpr size_t kHeaderBytes = 96;
 constexpr int kMaxLevel = 64;
-
-template <class T>
-T read_at(const unsigned char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 Header parse_header(const unsigned char* p) {
   Header h{};
@@ -129,18 +120,53 @@ UpkeepLock::UpkeepLock(const std::string& path) {
 
 UpkeepLock::~UpkeepLock() { ::close(_fd); }
 
-AnnGraph::AnnGraph(const std::string& path, int dim) : _path(path) {
+SideFile::SideFile(const std::string& path, std::string what)
+    : _path(path), _what(std::move(what)) {
+  _fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (_fd < 0) throw std::runtime_error("cannot open \"" + path + "\": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(_fd);
+    throw std::runtime_error("\"" + path + "\" is not a regular file");
+  }
+  _size = static_cast<uint64_t>(st.st_size);
+}
+
+SideFile::~SideFile() { ::close(_fd); }
+
+void SideFile::read(void* to, size_t bytes, uint64_t at) const {
+  auto* p = static_cast<unsigned char*>(to);
+  while (bytes > 0) {
+    const ssize_t n = ::pread(_fd, p, bytes, static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      throw std::runtime_error(
+          "cannot read the " + _what + " \"" + _path + "\"" +
+          (n < 0 ? std::string(": ") + std::strerror(errno) : std::string(": it was cut short")));
+    p += n;
+    bytes -= static_cast<size_t>(n);
+    at += static_cast<uint64_t>(n);
+  }
+}
+
+uint64_t SideFile::fingerprint() const { return file_fingerprint(_fd, _size); }
+
+std::string file_stamp(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    throw std::runtime_error("cannot stat \"" + path + "\": " + std::strerror(errno));
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+         std::to_string(st.st_size) + ":" + std::to_string(st.st_ctim.tv_sec) + "." +
+         std::to_string(st.st_ctim.tv_nsec);
+}
+
+AnnGraph::AnnGraph(const std::string& path, int dim)
+    : _file(path, "nearest-neighbour graph"), _bytes(static_cast<size_t>(_file.size())) {
   auto damaged = [&](const std::string& why) {
     return std::runtime_error("the nearest-neighbour graph \"" + path + "\" is damaged (" + why +
                               "): delete it, then `sluice build-search` rebuilds it");
   };
-  _fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (_fd < 0) throw std::runtime_error("cannot open \"" + path + "\": " + std::strerror(errno));
   try {
-    struct stat st {};
-    if (::fstat(_fd, &st) != 0 || !S_ISREG(st.st_mode))
-      throw std::runtime_error("\"" + path + "\" is not a regular file");
-    _bytes = static_cast<size_t>(st.st_size);
     if (_bytes < kHeaderBytes) throw damaged("shorter than its header");
     unsigned char head[kHeaderBytes];
     read(head, sizeof head, 0);
@@ -188,32 +214,13 @@ AnnGraph::AnnGraph(const std::string& path, int dim) : _path(path) {
       pos += n;
     }
     if (pos != tail) throw damaged("trailing bytes");
-    _fingerprint = file_fingerprint(_fd, _bytes);
+    _fingerprint = _file.fingerprint();
   } catch (const std::bad_alloc&) {
-    ::close(_fd);
     throw damaged("its sizes ask for more memory than there is");
-  } catch (...) {
-    ::close(_fd);
-    throw;
   }
 }
 
-AnnGraph::~AnnGraph() { ::close(_fd); }
-
-void AnnGraph::read(void* to, size_t bytes, uint64_t at) const {
-  auto* p = static_cast<unsigned char*>(to);
-  while (bytes > 0) {
-    const ssize_t n = ::pread(_fd, p, bytes, static_cast<off_t>(at));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0)
-      throw std::runtime_error(
-          "cannot read the nearest-neighbour graph \"" + _path + "\"" +
-          (n < 0 ? std::string(": ") + std::strerror(errno) : std::string(": it was cut short")));
-    p += n;
-    bytes -= static_cast<size_t>(n);
-    at += static_cast<uint64_t>(n);
-  }
-}
+AnnGraph::~AnnGraph() = default;
 
 std::pair<const unsigned char*, uint32_t> AnnGraph::upper_links(uint32_t id, int level) const {
   auto it = _upper.find(id);
@@ -403,26 +410,8 @@ std::shared_ptr<const AnnGraph> open_ann(Db& db, const std::string& db_path, int
     return nullptr;
   }
   try {
-    // The file as it is now (device, inode, size, change time): a graph mapped earlier is the
-    // same file while these are.
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) throw std::runtime_error("cannot stat \"" + path + "\"");
-    const std::string stamp = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
-                              std::to_string(st.st_size) + ":" + std::to_string(st.st_ctim.tv_sec) +
-                              "." + std::to_string(st.st_ctim.tv_nsec) + ":" + std::to_string(dim);
-    static std::mutex mu;
-    static std::map<std::string, std::pair<std::string, std::shared_ptr<const AnnGraph>>> cache;
-    std::shared_ptr<const AnnGraph> g;
-    {
-      std::lock_guard lock(mu);
-      if (auto it = cache.find(path); it != cache.end() && it->second.first == stamp)
-        g = it->second.second;
-    }
-    if (!g) {
-      g = std::make_shared<const AnnGraph>(path, dim);
-      std::lock_guard lock(mu);
-      cache[path] = {stamp, g};
-    }
+    auto g = open_cached<AnnGraph>(path, std::to_string(dim),
+                                   [&] { return std::make_shared<const AnnGraph>(path, dim); });
     if (fingerprint_hex(g->fingerprint()) == want) return g;
     if (why)
       *why = "the nearest-neighbour graph \"" + path +

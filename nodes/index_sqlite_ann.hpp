@@ -15,8 +15,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -40,6 +43,55 @@ constexpr size_t kAnnEfConstruction = 100;
 constexpr size_t kAnnEfSearch = 512;
 // Rows waiting in the log past which a search scans every vector instead.
 constexpr int64_t kAnnMaxPending = 10000;
+
+// A little-endian value at `p` (any alignment): how the graph's and the postings' bytes are read.
+template <class T>
+T read_at(const unsigned char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// A file beside the index (the graph, the postings), read in place with pread. Refuses what is
+// not a regular file; a failed or short read is an error naming `what` and the file.
+class SideFile {
+ public:
+  SideFile(const std::string& path, std::string what);
+  ~SideFile();
+  SideFile(const SideFile&) = delete;
+  SideFile& operator=(const SideFile&) = delete;
+  const std::string& path() const { return _path; }
+  uint64_t size() const { return _size; }
+  void read(void* to, size_t bytes, uint64_t at) const;
+  uint64_t fingerprint() const;  // file_fingerprint of it
+
+ private:
+  std::string _path, _what;
+  int _fd = -1;
+  uint64_t _size = 0;
+};
+
+// What `open()` made of `path`, kept per process while the file on disk stays the same (device,
+// inode, size, change time; and `variant`, e.g. the dimensions it was opened for): a search
+// reads and checks a file once, not once a query. Throws what `open` throws, or when `path`
+// cannot be stat'ed.
+std::string file_stamp(const std::string& path);
+template <class T, class Open>
+std::shared_ptr<const T> open_cached(const std::string& path, const std::string& variant,
+                                     Open&& open) {
+  static std::mutex mu;
+  static std::map<std::string, std::pair<std::string, std::shared_ptr<const T>>> cache;
+  const std::string stamp = file_stamp(path) + ":" + variant;
+  {
+    std::lock_guard lock(mu);
+    if (auto it = cache.find(path); it != cache.end() && it->second.first == stamp)
+      return it->second.second;
+  }
+  std::shared_ptr<const T> made = open();
+  std::lock_guard lock(mu);
+  cache[path] = {stamp, made};
+  return made;
+}
 
 // A saved graph, read in place: its header and upper layers once, each node a search visits with
 // one pread. (Mapping the file cost a page fault per node visited, about 10 us each on these
@@ -66,13 +118,12 @@ class AnnGraph {
 
  private:
   class Visit;  // one search's nodes, each read once
-  void read(void* to, size_t bytes, uint64_t at) const;
+  void read(void* to, size_t bytes, uint64_t at) const { _file.read(to, bytes, at); }
   // An upper layer's links of `id` (level >= 1): the count and the first id; none when the node
   // is not on that layer.
   std::pair<const unsigned char*, uint32_t> upper_links(uint32_t id, int level) const;
 
-  std::string _path;
-  int _fd = -1;
+  SideFile _file;
   size_t _bytes = 0;
   size_t _count = 0, _node_bytes = 0, _data_offset = 0, _label_offset = 0;
   size_t _max_m = 0, _max_m0 = 0, _dim = 0;

@@ -7,10 +7,6 @@
 // u16 term frequency) in chunk order.
 #include "nodes/index_sqlite_bm25.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -19,9 +15,6 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
-#include <map>
-#include <mutex>
-#include <queue>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -38,12 +31,6 @@ constexpr size_t kMaxTermBytes = 4096;
 // FTS5's bm25() constants.
 constexpr double kK1 = 1.2, kB = 0.75;
 
-template <class T>
-T get(const unsigned char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 template <class T>
 void put(std::string& out, T v) {
   out.append(reinterpret_cast<const char*>(&v), sizeof v);
@@ -110,32 +97,27 @@ void Fts5Tokens::each(std::string_view text, bool query,
   if (rc != SQLITE_OK) throw std::runtime_error("FTS5's tokenizer failed");
 }
 
-Bm25Postings::Bm25Postings(const std::string& path) : _path(path) {
+Bm25Postings::Bm25Postings(const std::string& path)
+    : _file(path, "bm25 postings"), _bytes(_file.size()) {
   auto damaged = [&](const std::string& why) {
     return std::runtime_error("the bm25 postings \"" + path + "\" are damaged (" + why +
                               "): delete the file, then `sluice build-search` writes it again");
   };
-  _fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (_fd < 0) throw std::runtime_error("cannot open \"" + path + "\": " + std::strerror(errno));
   try {
-    struct stat st {};
-    if (::fstat(_fd, &st) != 0 || !S_ISREG(st.st_mode))
-      throw std::runtime_error("\"" + path + "\" is not a regular file");
-    _bytes = static_cast<uint64_t>(st.st_size);
     if (_bytes < kHeaderBytes) throw damaged("shorter than its header");
     unsigned char h[kHeaderBytes];
     read(h, sizeof h, 0);
     if (std::memcmp(h, kMagic, sizeof kMagic) != 0) throw damaged("not a sluice postings file");
-    _gen = get<uint64_t>(h + 8);
-    _docs = get<uint64_t>(h + 16);
-    _terms = get<uint64_t>(h + 24);
-    _avgdl = get<double>(h + 32);
-    _rowids_at = get<uint64_t>(h + 40);
-    const uint64_t lens_at = get<uint64_t>(h + 48);
-    _dict_at = get<uint64_t>(h + 56);
-    _dict_bytes = get<uint64_t>(h + 64);
-    _post_at = get<uint64_t>(h + 72);
-    _post_bytes = get<uint64_t>(h + 80);
+    _gen = read_at<uint64_t>(h + 8);
+    _docs = read_at<uint64_t>(h + 16);
+    _terms = read_at<uint64_t>(h + 24);
+    _avgdl = read_at<double>(h + 32);
+    _rowids_at = read_at<uint64_t>(h + 40);
+    const uint64_t lens_at = read_at<uint64_t>(h + 48);
+    _dict_at = read_at<uint64_t>(h + 56);
+    _dict_bytes = read_at<uint64_t>(h + 64);
+    _post_at = read_at<uint64_t>(h + 72);
+    _post_bytes = read_at<uint64_t>(h + 80);
     if (_docs >= (1ull << 32) || _rowids_at != kHeaderBytes || lens_at != _rowids_at + 8 * _docs ||
         _dict_at != lens_at + 4 * _docs || _post_at < _dict_at ||
         _post_at - _dict_at != _dict_bytes || _post_at > _bytes ||
@@ -155,11 +137,11 @@ Bm25Postings::Bm25Postings(const std::string& path) : _path(path) {
     std::string_view prev;
     for (uint64_t t = 0; t < _terms; ++t) {
       if (_dict_bytes - pos < 2) throw damaged("truncated dictionary");
-      const uint16_t len = get<uint16_t>(dict.data() + pos);
+      const uint16_t len = read_at<uint16_t>(dict.data() + pos);
       if (_dict_bytes - pos - 2 < len + 12u) throw damaged("truncated dictionary");
       std::string_view term(reinterpret_cast<const char*>(dict.data() + pos + 2), len);
-      const uint32_t df = get<uint32_t>(dict.data() + pos + 2 + len);
-      const uint64_t off = get<uint64_t>(dict.data() + pos + 6 + len);
+      const uint32_t df = read_at<uint32_t>(dict.data() + pos + 2 + len);
+      const uint64_t off = read_at<uint64_t>(dict.data() + pos + 6 + len);
       if (df == 0 || df > _docs || off > _post_bytes || (_post_bytes - off) / kPostingBytes < df)
         throw damaged("a term's postings lie outside the file");
       if (t > 0 && !(prev < term)) throw damaged("terms out of order");
@@ -169,44 +151,26 @@ Bm25Postings::Bm25Postings(const std::string& path) : _path(path) {
     }
     if (pos != _dict_bytes) throw damaged("trailing bytes in the dictionary");
     _dict = std::move(dict);
-    _fingerprint = file_fingerprint(_fd, _bytes);
+    _fingerprint = _file.fingerprint();
   } catch (const std::bad_alloc&) {
-    ::close(_fd);
     throw damaged("its sizes ask for more memory than there is");
-  } catch (...) {
-    ::close(_fd);
-    throw;
   }
 }
 
-Bm25Postings::~Bm25Postings() { ::close(_fd); }
-
-void Bm25Postings::read(void* to, size_t bytes, uint64_t at) const {
-  auto* p = static_cast<unsigned char*>(to);
-  while (bytes > 0) {
-    const ssize_t n = ::pread(_fd, p, bytes, static_cast<off_t>(at));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0)
-      throw std::runtime_error("cannot read the bm25 postings \"" + _path + "\"" +
-                               (n < 0 ? std::string(": ") + std::strerror(errno)
-                                      : std::string(": the file was cut short")));
-    p += n;
-    bytes -= static_cast<size_t>(n);
-    at += static_cast<uint64_t>(n);
-  }
-}
+Bm25Postings::~Bm25Postings() = default;
 
 std::pair<uint64_t, uint32_t> Bm25Postings::find(std::string_view term) const {
   auto term_at = [&](uint64_t e) {
     return std::string_view(reinterpret_cast<const char*>(_dict.data() + e + 2),
-                            get<uint16_t>(_dict.data() + e));
+                            read_at<uint16_t>(_dict.data() + e));
   };
   auto it = std::lower_bound(_entry.begin(), _entry.end(), term,
                              [&](uint64_t e, std::string_view t) { return term_at(e) < t; });
   if (it == _entry.end() || term_at(*it) != term) return {0, 0};
   const uint64_t e = *it;
-  const uint16_t len = get<uint16_t>(_dict.data() + e);
-  return {get<uint64_t>(_dict.data() + e + 6 + len), get<uint32_t>(_dict.data() + e + 2 + len)};
+  const uint16_t len = read_at<uint16_t>(_dict.data() + e);
+  return {read_at<uint64_t>(_dict.data() + e + 6 + len),
+          read_at<uint32_t>(_dict.data() + e + 2 + len)};
 }
 
 std::vector<std::pair<double, int64_t>> Bm25Postings::search(const std::vector<std::string>& terms,
@@ -230,8 +194,8 @@ std::vector<std::pair<double, int64_t>> Bm25Postings::search(const std::vector<s
     read(buf.data(), buf.size(), _post_at + off);
     const double w = idf(_docs, df) * (kK1 + 1);
     for (uint32_t i = 0; i < df; ++i) {
-      const uint32_t doc = get<uint32_t>(buf.data() + i * kPostingBytes);
-      const uint16_t tf = get<uint16_t>(buf.data() + i * kPostingBytes + 4);
+      const uint32_t doc = read_at<uint32_t>(buf.data() + i * kPostingBytes);
+      const uint16_t tf = read_at<uint16_t>(buf.data() + i * kPostingBytes + 4);
       if (doc >= _docs || tf == 0) continue;  // a damaged posting adds nothing
       const double add = w * tf / (tf + _norm[doc]);
       if (!(add > 0) || !std::isfinite(add)) continue;  // nor does one a crafted length zeroes
@@ -272,27 +236,13 @@ std::shared_ptr<const Bm25Postings> open_bm25(Db& db, const std::string& db_path
   if (want.empty()) return nullptr;
   const std::string path = bm25_path(db_path);
   try {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
       if (why) *why = "the bm25 postings \"" + path + "\" are missing";
       return nullptr;
     }
-    const std::string stamp = std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
-                              std::to_string(st.st_size) + ":" + std::to_string(st.st_ctim.tv_sec) +
-                              "." + std::to_string(st.st_ctim.tv_nsec);
-    static std::mutex mu;
-    static std::map<std::string, std::pair<std::string, std::shared_ptr<const Bm25Postings>>> cache;
-    std::shared_ptr<const Bm25Postings> p;
-    {
-      std::lock_guard lock(mu);
-      if (auto it = cache.find(path); it != cache.end() && it->second.first == stamp)
-        p = it->second.second;
-    }
-    if (!p) {
-      p = std::make_shared<const Bm25Postings>(path);
-      std::lock_guard lock(mu);
-      cache[path] = {stamp, p};
-    }
+    auto p = open_cached<Bm25Postings>(path, "",
+                                       [&] { return std::make_shared<const Bm25Postings>(path); });
     if (fingerprint_hex(p->fingerprint()) != want) {
       if (why) *why = "the bm25 postings \"" + path + "\" are not the ones the index records";
       return nullptr;

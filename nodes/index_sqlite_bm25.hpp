@@ -61,12 +61,11 @@ class Bm25Postings {
                                                  size_t k) const;
 
  private:
-  void read(void* to, size_t bytes, uint64_t at) const;
+  void read(void* to, size_t bytes, uint64_t at) const { _file.read(to, bytes, at); }
   // The postings of `term`: their offset and count; count 0 when the file has no such term.
   std::pair<uint64_t, uint32_t> find(std::string_view term) const;
 
-  std::string _path;
-  int _fd = -1;
+  SideFile _file;
   uint64_t _bytes = 0, _gen = 0, _docs = 0, _terms = 0;
   uint64_t _rowids_at = 0, _dict_at = 0, _dict_bytes = 0, _post_at = 0, _post_bytes = 0;
   double _avgdl = 0;

@@ -31,17 +31,6 @@ std::string range_graph(const test::TempDir& dir, int count, int seed, const std
   "edges": [["s", "c"], ["c", "e"], ["e", "i"]]})";
 }
 
-int64_t scalar(const std::string& db, const std::string& sql) {
-  sqlite3* h = nullptr;
-  sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr);
-  sqlite3_stmt* s = nullptr;
-  sqlite3_prepare_v2(h, sql.c_str(), -1, &s, nullptr);
-  int64_t v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-  sqlite3_finalize(s);
-  sqlite3_close(h);
-  return v;
-}
-
 std::vector<std::string> texts(const std::string& db, int n) {
   sqlite3* h = nullptr;
   sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr);
@@ -54,6 +43,22 @@ std::vector<std::string> texts(const std::string& db, int n) {
   sqlite3_finalize(s);
   sqlite3_close(h);
   return out;
+}
+
+// `good` damaged as round `round` of a mutation test: every tenth round cut short, the others with
+// 1 to 8 bytes changed, half of them within the first `head` bytes (a header, the first nodes'
+// links), where a change matters most.
+std::string mutant(const std::string& good, int round, size_t head, std::mt19937& rng) {
+  std::string bytes = good;
+  if (round % 10 == 0) {
+    bytes.resize(rng() % bytes.size());
+    return bytes;
+  }
+  for (int m = 0; m < 1 + static_cast<int>(rng() % 8); ++m) {
+    size_t at = rng() % (m % 2 ? bytes.size() : std::min<size_t>(bytes.size(), head));
+    bytes[at] = static_cast<char>(rng());
+  }
+  return bytes;
 }
 
 // Hits of the graph's answer whose score reaches the exact K-th score, over every query.
@@ -78,8 +83,9 @@ TEST(AnnGraph, TheSinkBuildsOneAndSearchFindsWhatAScanFinds) {
   ASSERT_EQ(rep.error, "");
   const std::string db = dir / "i.db";
   ASSERT_TRUE(std::filesystem::exists(db + ".hnsw"));
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM ann_key"), scalar(db, "SELECT count(*) FROM chunks"));
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM ann_log"), 0);
+  EXPECT_EQ(test::sql_int(db, "SELECT count(*) FROM ann_key"),
+            test::sql_int(db, "SELECT count(*) FROM chunks"));
+  EXPECT_EQ(test::sql_int(db, "SELECT count(*) FROM ann_log"), 0);
   const auto qs = texts(db, 40);
   EXPECT_GE(recall(db, qs, 10), 0.95);
   // A chunk's own text finds that chunk first, through the graph.
@@ -90,7 +96,7 @@ TEST(AnnGraph, TheSinkBuildsOneAndSearchFindsWhatAScanFinds) {
   test::TempDir small;
   ASSERT_EQ(test::run_json(range_graph(small, 50, 0, "auto")).error, "");
   EXPECT_FALSE(std::filesystem::exists(small / "i.db.hnsw"));
-  EXPECT_EQ(scalar(small / "i.db", "SELECT count(*) FROM ann_log"), 0);
+  EXPECT_EQ(test::sql_int(small / "i.db", "SELECT count(*) FROM ann_log"), 0);
 }
 
 TEST(AnnGraph, ReplacedDocumentsAreTakenInAndTheirOldChunksNeverReturned) {
@@ -100,8 +106,9 @@ TEST(AnnGraph, ReplacedDocumentsAreTakenInAndTheirOldChunksNeverReturned) {
   const auto old_texts = texts(db, 30);
   // The same ids with other text: every document replaced, its chunks changed or gone.
   ASSERT_EQ(test::run_json(range_graph(dir, 200, 1, "always")).error, "");
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM ann_log"), 0);
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM ann_key"), scalar(db, "SELECT count(*) FROM chunks"));
+  EXPECT_EQ(test::sql_int(db, "SELECT count(*) FROM ann_log"), 0);
+  EXPECT_EQ(test::sql_int(db, "SELECT count(*) FROM ann_key"),
+            test::sql_int(db, "SELECT count(*) FROM chunks"));
   const auto new_texts = texts(db, 30);
   ASSERT_NE(old_texts, new_texts);
   EXPECT_GE(recall(db, new_texts, 10), 0.95);
@@ -142,8 +149,9 @@ TEST(AnnGraph, AFewChangedDocumentsUpdateTheGraphInPlace) {
   test::write_file(dir / "docs/f3.txt", text(3, 2));
   test::write_file(dir / "docs/f7.txt", "File 7 now says one short thing.");
   ASSERT_EQ(test::run_json(graph).error, "");
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM ann_log"), 0);
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM ann_key"), scalar(db, "SELECT count(*) FROM chunks"));
+  EXPECT_EQ(test::sql_int(db, "SELECT count(*) FROM ann_log"), 0);
+  EXPECT_EQ(test::sql_int(db, "SELECT count(*) FROM ann_key"),
+            test::sql_int(db, "SELECT count(*) FROM chunks"));
   // Updated in place: the old nodes are still in the file (marked deleted), the new ones added.
   EXPECT_GT(sqlite_index::AnnGraph(db + ".hnsw", 32).size(), nodes_before);
   EXPECT_NE(test::read_file(db + ".hnsw"), before);
@@ -169,7 +177,7 @@ TEST(AnnGraph, RowsTheGraphHasNotTakenInAreScoredExactly) {
   // A run whose sink leaves the graph alone (as an interrupted run does): its rows wait in the
   // log, and search must answer as if the graph had them.
   ASSERT_EQ(test::run_json(range_graph(dir, 200, 1, "never")).error, "");
-  EXPECT_GT(scalar(db, "SELECT count(*) FROM ann_log"), 0);
+  EXPECT_GT(test::sql_int(db, "SELECT count(*) FROM ann_log"), 0);
   const auto new_texts = texts(db, 20);
   for (const auto& t : new_texts) {
     auto hits = search_index(db, t, 1, SearchMode::vector);
@@ -182,7 +190,7 @@ TEST(AnnGraph, RowsTheGraphHasNotTakenInAreScoredExactly) {
   auto r = test::run_sluice("build-search " + db);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("built the nearest-neighbour graph"), std::string::npos) << r.out;
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM ann_log"), 0);
+  EXPECT_EQ(test::sql_int(db, "SELECT count(*) FROM ann_log"), 0);
   EXPECT_GE(recall(db, new_texts, 10), 0.95);
   r = test::run_sluice("build-search " + db);
   EXPECT_NE(r.out.find("up to date"), std::string::npos) << r.out;
@@ -196,8 +204,9 @@ TEST(AnnGraph, ALaunchersWorkersLeaveOneGraphThatHoldsEveryRow) {
   auto r = test::run_sluice("run " + (dir / "g.json") + " -P 2 --quiet --state " + (dir / "st"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string db = dir / "i.db";
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM ann_log"), 0);
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM ann_key"), scalar(db, "SELECT count(*) FROM chunks"));
+  EXPECT_EQ(test::sql_int(db, "SELECT count(*) FROM ann_log"), 0);
+  EXPECT_EQ(test::sql_int(db, "SELECT count(*) FROM ann_key"),
+            test::sql_int(db, "SELECT count(*) FROM chunks"));
   EXPECT_GE(recall(db, texts(db, 30), 10), 0.95);
 }
 
@@ -216,7 +225,7 @@ TEST(AnnGraph, IdenticalChunksAreOneNodeAndEveryOneIsFound) {
     "edges": [["f", "e"], ["e", "i"]]})");
   ASSERT_EQ(rep.error, "");
   const std::string db = dir / "i.db";
-  EXPECT_EQ(scalar(db, "SELECT count(DISTINCT key) FROM ann_key"), 5);
+  EXPECT_EQ(test::sql_int(db, "SELECT count(DISTINCT key) FROM ann_key"), 5);
   auto hits =
       search_index(db, "The same boilerplate paragraph in every file.", 10, SearchMode::vector);
   std::set<std::string> docs;
@@ -259,17 +268,7 @@ TEST(AnnGraph, DamagedFilesAreRefusedOrSearchedSafely) {
   std::mt19937 rng(11);
   int refused = 0, searched = 0, bad_links = 0;
   for (int round = 0; round < 300; ++round) {
-    std::string bytes = good;
-    if (round % 10 == 0) {
-      bytes.resize(rng() % bytes.size());
-    } else {
-      for (int m = 0; m < 1 + static_cast<int>(rng() % 8); ++m) {
-        // Half the mutations hit the header and the first nodes' links, where they matter most.
-        size_t at = rng() % (m % 2 ? bytes.size() : std::min<size_t>(bytes.size(), 2048));
-        bytes[at] = static_cast<char>(rng());
-      }
-    }
-    test::write_file(path, bytes);
+    test::write_file(path, mutant(good, round, 2048, rng));
     try {
       sqlite_index::AnnGraph g(path, 64);
       if (!g.links_ok()) ++bad_links;
@@ -363,16 +362,7 @@ TEST(Bm25Postings, DamagedFilesAreRefusedOrSearchedSafely) {
   std::mt19937 rng(5);
   int refused = 0, searched = 0;
   for (int round = 0; round < 300; ++round) {
-    std::string bytes = good;
-    if (round % 10 == 0) {
-      bytes.resize(rng() % bytes.size());
-    } else {
-      for (int m = 0; m < 1 + static_cast<int>(rng() % 8); ++m) {
-        size_t at = rng() % (m % 2 ? bytes.size() : std::min<size_t>(bytes.size(), 160));
-        bytes[at] = static_cast<char>(rng());
-      }
-    }
-    test::write_file(path, bytes);
+    test::write_file(path, mutant(good, round, 160, rng));
     try {
       sqlite_index::Bm25Postings p(path);
       auto hits = p.search({"ka", "lo", "mi", "ren", "zzz"}, 5);

@@ -55,17 +55,6 @@ void exec_sql(const std::string& db, const std::string& sql) {
   sqlite3_close(h);
 }
 
-int64_t scalar(const std::string& db, const std::string& sql) {
-  sqlite3* h = nullptr;
-  sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr);
-  sqlite3_stmt* s = nullptr;
-  sqlite3_prepare_v2(h, sql.c_str(), -1, &s, nullptr);
-  int64_t v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-  sqlite3_finalize(s);
-  sqlite3_close(h);
-  return v;
-}
-
 // FTS5's own check that chunks_fts holds exactly the text of the rows up to the sink's mark.
 bool full_text_consistent(const std::string& db) {
   sqlite3* h = nullptr;
@@ -151,8 +140,8 @@ TEST(IndexSqlite, FewerChunksPerDocumentReplaceTheOldOnesAsAUnit) {
   ASSERT_EQ(fewer.error, "");
   EXPECT_LT(fewer.chunks, many.chunks);
   EXPECT_EQ(rows(db).size(), fewer.chunks) << "no chunk of the first run is left over";
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM chunks c JOIN docs d USING (doc_id) "
-                       "WHERE c.gen < d.gen"),
+  EXPECT_EQ(test::sql_int(db, "SELECT count(*) FROM chunks c JOIN docs d USING (doc_id) "
+                              "WHERE c.gen < d.gen"),
             0);
   EXPECT_TRUE(full_text_consistent(db));
   EXPECT_EQ(chunks_awaiting_full_text(db), 0u);
@@ -188,8 +177,9 @@ TEST(IndexSqlite, StaleChunksStayUntilARunCommits) {
   RunReport stopped = run_graph(test::spec_from(small), opts);
   EXPECT_TRUE(stopped.interrupted);
   EXPECT_EQ(rows(db).size(), all) << "an interrupted run deletes nothing";
-  const int64_t stale = scalar(db, "SELECT count(*) FROM chunks c JOIN docs d USING (doc_id) "
-                                   "WHERE c.gen < d.gen");
+  const int64_t stale =
+      test::sql_int(db, "SELECT count(*) FROM chunks c JOIN docs d USING (doc_id) "
+                        "WHERE c.gen < d.gen");
   EXPECT_GT(stale, 0);
   // The next run that ends well deletes them, though it writes other documents only.
   std::string others = small;
@@ -197,7 +187,7 @@ TEST(IndexSqlite, StaleChunksStayUntilARunCommits) {
   ASSERT_EQ(test::run_json(others).error, "");
   EXPECT_EQ(rows(db).size(), all - static_cast<size_t>(stale));
   EXPECT_TRUE(full_text_consistent(db));
-  EXPECT_EQ(scalar(db, "SELECT value FROM sluice_meta WHERE key = 'stale_check'"), 0);
+  EXPECT_EQ(test::sql_int(db, "SELECT value FROM sluice_meta WHERE key = 'stale_check'"), 0);
 }
 
 // Two chunkers without an id_tag make the same chunk ids for each document: every sink takes
@@ -232,7 +222,7 @@ TEST(DuplicateIds, EverySinkKeepsTheFirstAndTheReportCountsTheRest) {
       << rep.table();
   EXPECT_NE(rep.to_json().find("\"duplicate_ids\":4"), std::string::npos);
   EXPECT_EQ(test::read_lines(dir / "out.jsonl").size(), 2u);
-  EXPECT_EQ(scalar(dir / "i.db", "SELECT count(*) FROM chunks"), 2);
+  EXPECT_EQ(test::sql_int(dir / "i.db", "SELECT count(*) FROM chunks"), 2);
 }
 
 TEST(IndexSqlite, SearchFindsPlantedPhraseInEveryMode) {
@@ -311,13 +301,14 @@ TEST(IndexSqlite, FullTextFollowsTheRowsInStepsAndIsCompleteAtTheEnd) {
   ASSERT_EQ(rep.error, "");
   std::string db = dir / "i.db";
   EXPECT_EQ(chunks_awaiting_full_text(db), 0u);
-  EXPECT_EQ(scalar(db, "SELECT CAST(value AS INTEGER) FROM sluice_meta WHERE key = 'fts_rowid'"),
-            scalar(db, "SELECT max(rowid) FROM chunks"));
+  EXPECT_EQ(
+      test::sql_int(db, "SELECT CAST(value AS INTEGER) FROM sluice_meta WHERE key = 'fts_rowid'"),
+      test::sql_int(db, "SELECT max(rowid) FROM chunks"));
   EXPECT_TRUE(full_text_consistent(db));
   // Every file's paragraph is found once per chunk holding it: no row missed or indexed twice.
   EXPECT_EQ(search_index(db, "\"quartz heron\"", 10, SearchMode::bm25).size(), 1u);
   EXPECT_EQ(static_cast<int64_t>(search_index(db, "rivers", 1000, SearchMode::bm25).size()),
-            scalar(db, "SELECT count(*) FROM chunks WHERE text LIKE '%rivers%'"));
+            test::sql_int(db, "SELECT count(*) FROM chunks WHERE text LIKE '%rivers%'"));
 }
 
 TEST(IndexSqlite, RowsAnInterruptedRunLeftOutOfFullTextAreAddedByTheNextRun) {
@@ -328,7 +319,7 @@ TEST(IndexSqlite, RowsAnInterruptedRunLeftOutOfFullTextAreAddedByTheNextRun) {
   // What a run killed before its catch-up leaves: rows committed, chunks_fts without them.
   exec_sql(db, "INSERT INTO chunks_fts(chunks_fts) VALUES ('delete-all'); "
                "UPDATE sluice_meta SET value = '0' WHERE key = 'fts_rowid'");
-  uint64_t all = static_cast<uint64_t>(scalar(db, "SELECT count(*) FROM chunks"));
+  uint64_t all = static_cast<uint64_t>(test::sql_int(db, "SELECT count(*) FROM chunks"));
   EXPECT_EQ(chunks_awaiting_full_text(db), all);
   EXPECT_TRUE(search_index(db, "\"quartz heron\"", 10, SearchMode::bm25).empty());
   // The next run changes one of those rows' text: only the new text may be found.
@@ -340,7 +331,7 @@ TEST(IndexSqlite, RowsAnInterruptedRunLeftOutOfFullTextAreAddedByTheNextRun) {
   EXPECT_TRUE(full_text_consistent(db));
   EXPECT_TRUE(search_index(db, "\"quartz heron\"", 10, SearchMode::bm25).empty());
   EXPECT_EQ(search_index(db, "\"copper finch\"", 10, SearchMode::bm25).size(), 1u);
-  EXPECT_EQ(static_cast<uint64_t>(scalar(db, "SELECT count(*) FROM chunks")), all);
+  EXPECT_EQ(static_cast<uint64_t>(test::sql_int(db, "SELECT count(*) FROM chunks")), all);
 }
 
 TEST(IndexSqlite, VectorsAreHalfFloatsUnlessTheFileOrTheGraphSaysFloat32) {
@@ -349,7 +340,7 @@ TEST(IndexSqlite, VectorsAreHalfFloatsUnlessTheFileOrTheGraphSaysFloat32) {
   std::string g = corpus_graph(dir);  // dim 64
   ASSERT_EQ(test::run_json(g).error, "");
   std::string db = dir / "i.db";
-  EXPECT_EQ(scalar(db, "SELECT count(*) FROM chunks WHERE length(vector) != 64 * 2"), 0);
+  EXPECT_EQ(test::sql_int(db, "SELECT count(*) FROM chunks WHERE length(vector) != 64 * 2"), 0);
   EXPECT_EQ(search_index(db, "quartz heron midnight", 3, SearchMode::vector).at(0).doc_id,
             "f13.txt");
   // Asking for the other type of an existing file is refused, with the way out.
@@ -362,7 +353,7 @@ TEST(IndexSqlite, VectorsAreHalfFloatsUnlessTheFileOrTheGraphSaysFloat32) {
   g32.replace(g32.find("i.db"), 4, "f32.db");
   ASSERT_EQ(test::run_json(with_sink_params(g32, R"("vector_type": "f32")")).error, "");
   std::string db32 = dir / "f32.db";
-  EXPECT_EQ(scalar(db32, "SELECT count(*) FROM chunks WHERE length(vector) != 64 * 4"), 0);
+  EXPECT_EQ(test::sql_int(db32, "SELECT count(*) FROM chunks WHERE length(vector) != 64 * 4"), 0);
   // Half floats keep about three significant digits: the same best hit, scores within 1e-3.
   auto h16 = search_index(db, "quartz heron midnight", 3, SearchMode::vector);
   auto h32 = search_index(db32, "quartz heron midnight", 3, SearchMode::vector);
@@ -371,7 +362,7 @@ TEST(IndexSqlite, VectorsAreHalfFloatsUnlessTheFileOrTheGraphSaysFloat32) {
   for (size_t i = 0; i < h16.size(); ++i) EXPECT_NEAR(h16[i].score, h32[i].score, 1e-3);
   // A later run without vector_type follows the file: float32 rows stay float32.
   ASSERT_EQ(test::run_json(g32).error, "");
-  EXPECT_EQ(scalar(db32, "SELECT count(*) FROM chunks WHERE length(vector) != 64 * 4"), 0);
+  EXPECT_EQ(test::sql_int(db32, "SELECT count(*) FROM chunks WHERE length(vector) != 64 * 4"), 0);
 }
 
 TEST(IndexSqlite, AVersionTwoFileIsUpgradedInPlaceAndANewerOneRefused) {
@@ -386,7 +377,7 @@ TEST(IndexSqlite, AVersionTwoFileIsUpgradedInPlaceAndANewerOneRefused) {
   auto before = rows(db);
   ASSERT_EQ(test::run_json(corpus_graph(dir)).error, "");
   EXPECT_EQ(rows(db), before);
-  EXPECT_EQ(scalar(db, "SELECT value FROM sluice_meta WHERE key = 'schema_version'"), 5);
+  EXPECT_EQ(test::sql_int(db, "SELECT value FROM sluice_meta WHERE key = 'schema_version'"), 5);
   EXPECT_EQ(chunks_awaiting_full_text(db), 0u);
   EXPECT_TRUE(full_text_consistent(db));
   EXPECT_EQ(search_index(db, "\"quartz heron\"", 10, SearchMode::bm25).size(), 1u);

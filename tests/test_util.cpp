@@ -1,6 +1,7 @@
 #include "tests/test_util.hpp"
 
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -170,6 +171,17 @@ void align_to_second() {
   using namespace std::chrono_literals;
   const auto into = std::chrono::system_clock::now().time_since_epoch() % 1s;
   std::this_thread::sleep_for(1s - into + 5ms);
+}
+
+int64_t sql_int(const std::string& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(h, sql.c_str(), -1, &s, nullptr);
+  int64_t v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+  return v;
 }
 
 }  // namespace sluice::test

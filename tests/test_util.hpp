@@ -58,6 +58,10 @@ CommandResult run_sluice(const std::string& args, const std::string& cwd = "");
 // rate windows.
 void align_to_second();
 
+// The first column of the first row `sql` gives on the SQLite file `db` (opened read-only), or
+// -1 when it gives none.
+int64_t sql_int(const std::string& db, const std::string& sql);
+
 // Config errors of `json` as text ("" if valid).
 std::string config_errors(const std::string& json, const Registry& reg = builtin_registry(),
                           const std::vector<VarOverride>& overrides = {});
