@@ -77,7 +77,7 @@ void start(Worker& w, const LaunchPlan& plan) {
   ++w.attempts;
 }
 
-void handle_line(Worker& w, const std::string& line) {
+void handle_line(Worker& w, JobTotals& totals, const std::string& line) {
   rapidjson::Document d;
   d.Parse(line.data(), line.size());
   if (d.HasParseError() || !d.IsObject() || !d.HasMember("event") || !d["event"].IsString()) return;
@@ -101,20 +101,24 @@ void handle_line(Worker& w, const std::string& line) {
     };
     str("unit", w.unit);
     str("expanded_unit", w.expanded_unit);
-  } else if (ev == "report" && d.HasMember("report")) {
+  } else if ((ev == "report" || ev == "snapshot") && d.HasMember("report")) {
     size_t at = line.find("\"report\":");
     std::string body = line.substr(at + 9, line.rfind('}') - at - 9);
     RunReport r;
-    if (RunReport::from_json(body, r)) {
-      w.report = std::move(r);
-      w.report_json = std::move(body);
-      w.have_report = true;
+    if (!RunReport::from_json(body, r)) return;
+    if (ev == "snapshot") {
+      totals.snapshot(static_cast<size_t>(w.index), std::move(r));
+      return;
     }
+    totals.report(static_cast<size_t>(w.index), r);
+    w.report = std::move(r);
+    w.report_json = std::move(body);
+    w.have_report = true;
   }
 }
 
 // Reads what is there; false at end of file.
-bool drain(Worker& w) {
+bool drain(Worker& w, JobTotals& totals) {
   char buf[65536];
   for (;;) {
     ssize_t n = read(w.fd, buf, sizeof buf);
@@ -122,7 +126,7 @@ bool drain(Worker& w) {
       w.buffer.append(buf, static_cast<size_t>(n));
       size_t nl;
       while ((nl = w.buffer.find('\n')) != std::string::npos) {
-        handle_line(w, w.buffer.substr(0, nl));
+        handle_line(w, totals, w.buffer.substr(0, nl));
         w.buffer.erase(0, nl + 1);
       }
       continue;
@@ -168,15 +172,75 @@ RunReport aggregate(const GraphSpec& spec, std::vector<Worker>& workers, double 
 
 }  // namespace
 
-std::string report_event(const RunReport& report) {
+namespace {
+
+std::string event_with_report(const char* event, const RunReport& report) {
   std::string j = report.to_json();
   while (!j.empty() && j.back() == '\n') j.pop_back();
-  return "{\"event\":\"report\",\"report\":" + j + "}\n";
+  return std::string("{\"event\":\"") + event + "\",\"report\":" + j + "}\n";
+}
+
+}  // namespace
+
+std::string report_event(const RunReport& report) { return event_with_report("report", report); }
+
+void JobTotals::snapshot(size_t worker, RunReport r) {
+  if (worker >= _workers.size()) return;
+  _workers[worker].latest = std::move(r);
+  _workers[worker].have_latest = true;
+}
+
+void JobTotals::report(size_t worker, RunReport r) { snapshot(worker, std::move(r)); }
+
+void JobTotals::restarted(size_t worker) {
+  if (worker >= _workers.size()) return;
+  Slot& w = _workers[worker];
+  ++w.restarts;
+  if (!w.have_latest) return;
+  w.have_latest = false;
+  RunReport ended = std::move(w.latest);
+  // Its gauges (in flight and queued now, its share of the I/O caps) ended with it: the next
+  // attempt has its own.
+  ended.inflight_docs = 0;
+  for (auto& n : ended.nodes) {
+    n.queue_now = n.in_flight_now = 0;
+    n.limit = n.limit_peak = 0;
+    if (n.io) n.concurrency = 0;
+  }
+  if (!w.have_earlier) {
+    w.earlier = std::move(ended);
+    w.have_earlier = true;
+  } else {
+    w.earlier.add_worker(ended);
+  }
+}
+
+RunReport JobTotals::totals(const GraphSpec& spec, double elapsed_s, int threads) const {
+  RunReport rep;
+  rep.graph = spec.name;
+  rep.config_hash = spec.config_hash;
+  rep.threads = threads;
+  rep.max_inflight_docs = spec.settings.max_inflight_docs;
+  for (const Slot& w : _workers) {
+    if (w.have_earlier) rep.add_worker(w.earlier);
+    if (w.have_latest) rep.add_worker(w.latest);
+  }
+  rep.restarts = 0;
+  for (const Slot& w : _workers) rep.restarts += w.restarts;
+  rep.elapsed_s = elapsed_s;
+  // Busy time summed over the workers: utilization is per worker on average.
+  for (auto& n : rep.nodes) n.busy_s /= static_cast<double>(std::max<size_t>(1, _workers.size()));
+  return rep;
+}
+
+std::string snapshot_event(const RunReport& report) {
+  return event_with_report("snapshot", report);
 }
 
 RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
   auto t0 = Clock::now();
   std::vector<Worker> workers(static_cast<size_t>(plan.processes));
+  JobTotals totals(workers.size());
   for (int i = 0; i < plan.processes; ++i) {
     workers[static_cast<size_t>(i)].index = i;
     start(workers[static_cast<size_t>(i)], plan);
@@ -185,6 +249,7 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
   std::optional<Clock::time_point> aborted_at;
   double last_events = 0;
   auto last_line = Clock::now();
+  auto last_totals = Clock::now();
   for (;;) {
     bool interrupted = plan.interrupt && plan.interrupt->load();
     if (interrupted && !forwarded) {
@@ -208,7 +273,7 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
     if (!pfds.empty()) poll(pfds.data(), pfds.size(), 100);
     else usleep(20000);
     for (auto& w : workers) {
-      if (w.fd >= 0 && !drain(w)) {
+      if (w.fd >= 0 && !drain(w, totals)) {
         close(w.fd);
         w.fd = -1;
       }
@@ -217,7 +282,7 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
       pid_t got = waitpid(w.pid, &status, w.fd >= 0 ? WNOHANG : 0);
       if (got != w.pid) continue;
       if (w.fd >= 0) {
-        drain(w);
+        drain(w, totals);
         close(w.fd);
         w.fd = -1;
       }
@@ -230,6 +295,7 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
             WIFSIGNALED(status) ? ("killed by signal " + std::to_string(WTERMSIG(status))).c_str()
                                 : ("exited with status " + std::to_string(w.last_exit)).c_str(),
             w.attempts, plan.max_restarts);
+        totals.restarted(static_cast<size_t>(w.index));
         w.have_report = false;
         start(w, plan);
         continue;
@@ -264,6 +330,10 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
       total_known = total_known && w.total_known;
     }
     double rate = el > 0 ? done / el : 0;
+    if (plan.on_totals && Clock::now() - last_totals >= std::chrono::milliseconds(500)) {
+      last_totals = Clock::now();
+      plan.on_totals(totals.totals(spec, el, plan.threads_per_worker));
+    }
     if (plan.progress_line && Clock::now() - last_line >= std::chrono::milliseconds(250)) {
       last_line = Clock::now();
       fig.done = done;
@@ -286,6 +356,8 @@ RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan) {
     }
   }
   if (plan.progress_line) std::fputs("\r\033[K", stderr);
+  if (plan.on_totals)
+    plan.on_totals(totals.totals(spec, seconds_since(t0), plan.threads_per_worker));
   RunReport rep = aggregate(spec, workers, seconds_since(t0), plan.threads_per_worker);
   if (plan.interrupt && plan.interrupt->load()) rep.interrupted = true;
   return rep;

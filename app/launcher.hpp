@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,11 +33,36 @@ struct LaunchPlan {
   // Set at a second Ctrl-C: workers are told again (they stop where they stand and report) and
   // those still running 3 s later are killed.
   const std::atomic<bool>* abort = nullptr;
+  // Called about twice a second with the job's figures so far (the workers' latest snapshots
+  // folded together, with what crashed attempts had done): what --metrics-addr serves.
+  std::function<void(const RunReport&)> on_totals;
 };
 
 RunReport launch_workers(const GraphSpec& spec, const LaunchPlan& plan);
 
+// The job's figures while it runs (what --metrics-addr serves under -P): each worker's latest
+// (its final report once it ended, else its latest snapshot), plus what its earlier attempts
+// had counted by their last snapshot, so that a restarted worker's counters never go back.
+class JobTotals {
+ public:
+  explicit JobTotals(size_t workers) : _workers(workers) {}
+  void snapshot(size_t worker, RunReport r);  // a running attempt's figures so far
+  void report(size_t worker, RunReport r);    // an attempt's final report
+  void restarted(size_t worker);              // the attempt ended; the next starts from zero
+  RunReport totals(const GraphSpec& spec, double elapsed_s, int threads) const;
+
+ private:
+  struct Slot {
+    bool have_latest = false, have_earlier = false;
+    RunReport latest, earlier;
+    int restarts = 0;
+  };
+  std::vector<Slot> _workers;
+};
+
 // The event a worker writes last: its report, on one line.
 std::string report_event(const RunReport& report);
+// The event a worker writes twice a second while it runs: its report so far.
+std::string snapshot_event(const RunReport& report);
 
 }  // namespace sluice

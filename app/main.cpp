@@ -26,7 +26,9 @@
 #include "engine/diagnostics.hpp"
 #include "engine/graph/graph_runner.hpp"
 #include "engine/graph/graph_spec.hpp"
+#include "engine/graph/prometheus.hpp"
 #include "engine/json/json.hpp"
+#include "engine/metrics/metrics_server.hpp"
 #include "engine/state/checkpoint_ledger.hpp"
 #include "engine/state/shard.hpp"
 #include "nodes/builtin_nodes.hpp"
@@ -154,7 +156,8 @@ struct RunArgs {
   bool resume = false;
   bool force = false;
   int max_restarts = 3;
-  std::string worker;  // hidden: "w/P", set by the launcher
+  std::string metrics_addr;  // "" = no metrics endpoint
+  std::string worker;        // hidden: "w/P", set by the launcher
 };
 
 // The folder of the first sink that writes a file (out/x.db → out), else out.
@@ -263,7 +266,18 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
       ssize_t ignored = write(3, ev.data(), ev.size());
       (void)ignored;
     });
-    opts.on_snapshot = [&](const RunReport& r) { watch.snapshot(r); };
+    // The launcher folds these into the job's running totals (its --metrics-addr).
+    std::chrono::steady_clock::time_point last_sent{};
+    opts.on_snapshot = [&](const RunReport& r) {
+      watch.snapshot(r);
+      if (std::chrono::steady_clock::now() - last_sent < std::chrono::milliseconds(500)) return;
+      last_sent = std::chrono::steady_clock::now();
+      RunReport named = r;
+      named.graph = spec.name;
+      std::string ev = snapshot_event(named);
+      ssize_t ignored = write(3, ev.data(), ev.size());
+      (void)ignored;
+    };
     RunReport rep = run_graph(spec, opts);
     watch.claim();
     std::string ev = report_event(rep);
@@ -280,6 +294,20 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
                  shard.text().c_str(), shard.origin.c_str(), scope);
   // Before the ledger or any output is reset: a second run on the same outputs stops here.
   auto output_locks = lock_outputs(spec, shard);
+  std::unique_ptr<MetricsServer> metrics;
+  if (!a.metrics_addr.empty()) {
+    metrics = std::make_unique<MetricsServer>(a.metrics_addr, kPrometheusContentType);
+    RunReport start;
+    start.graph = spec.name;
+    start.config_hash = spec.config_hash;
+    start.shard = shard.text();
+    metrics->publish(prometheus_text(start, a.processes));
+    if (!a.quiet)
+      std::fprintf(stderr, "sluice: metrics at http://%s/metrics\n", metrics->address().c_str());
+  }
+  auto publish = [&](const RunReport& r, int workers) {
+    if (metrics) metrics->publish(prometheus_text(r, workers));
+  };
   // A resume whose ledger is gone (deleted, or emptied) would quietly start over: say so.
   if (a.resume) {
     std::error_code ec;
@@ -315,6 +343,12 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
     plan.max_restarts = a.max_restarts;
     plan.interrupt = &g_interrupt;
     plan.abort = &g_abort;
+    if (metrics)
+      plan.on_totals = [&](const RunReport& r) {
+        RunReport named = r;
+        named.shard = shard.text();
+        publish(named, a.processes);
+      };
     if (!a.quiet) {
       if (isatty(STDERR_FILENO)) plan.progress_line = true;
       else plan.events_interval_s = 5;
@@ -349,7 +383,10 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
     finish_run(r, a, spec);
     for (auto& l : output_locks) l.remove_file();
   });
-  opts.on_snapshot = [&](const RunReport& r) { watch.snapshot(r); };
+  opts.on_snapshot = [&](const RunReport& r) {
+    watch.snapshot(r);
+    publish(r, 1);
+  };
   if (!a.quiet) {
     if (isatty(STDERR_FILENO)) opts.progress_line = true;
     else opts.events_interval_s = 5;
@@ -365,6 +402,7 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
   }
   RunReport rep = run_graph(spec, opts);
   watch.claim();
+  publish(rep, 1);
   return finish_run(rep, a, spec);
 }
 
@@ -758,6 +796,10 @@ int main(int argc, char** argv) {
   run->add_option("--max-restarts", ra.max_restarts,
                   "restarts of a crashed worker, with resume (default 3)")
       ->check(CLI::Range(0, 1000));
+  run->add_option("--metrics-addr", ra.metrics_addr,
+                  "serve Prometheus metrics at http://HOST:PORT/metrics while the run goes on "
+                  "(a bare PORT listens on 127.0.0.1 only; 0 picks a free port; with -P, the "
+                  "job's totals)");
   run->add_option("--worker", ra.worker)->group("");  // set by the launcher for its workers
 
   PlanInput plan_in;

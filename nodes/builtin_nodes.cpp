@@ -10,6 +10,7 @@
 #include "nodes/extract_json.hpp"
 #include "nodes/extract_openalex.hpp"
 #include "nodes/fetch_http.hpp"
+#include "nodes/index_chroma.hpp"
 #include "nodes/index_elasticsearch.hpp"
 #include "nodes/index_jsonl.hpp"
 #include "nodes/index_sqlite.hpp"
@@ -48,6 +49,7 @@ void register_builtin_nodes(Registry& r) {
   r.add(util_pass_info());
   r.add(index_sqlite_info());
   r.add(index_jsonl_info());
+  r.add(index_chroma_info());
   r.add(index_elasticsearch_info());
 }
 

@@ -11,8 +11,8 @@
 namespace sluice {
 namespace {
 
-const char* kHttpTypes[] = {"fetch.http", "source.http_list", "embed.openai", "embed.gemini",
-                            "index.elasticsearch"};
+const char* kHttpTypes[] = {"fetch.http",   "source.http_list",    "embed.openai",
+                            "embed.gemini", "index.elasticsearch", "index.chroma"};
 
 TEST(RequestOptions, EveryHttpNodeDeclaresTheSameRequestParams) {
   const Registry& reg = builtin_registry();
@@ -48,14 +48,15 @@ std::string one_node(const std::string& type, const std::string& params) {
   std::string extra = type == "embed.openai" || type == "embed.gemini" ? R"("model": "m", )"
                       : type == "source.http_list"                     ? R"("items": "/items", )"
                       : type == "index.elasticsearch"                  ? R"("index": "i", )"
-                                                                       : "";
+                      : type == "index.chroma" ? R"("collection": "chunks", )"
+                                               : "";
   std::string node =
       R"({"id": "n", "type": ")" + type + R"(", "params": {)" + url + extra + params + "}}";
   if (type == "source.http_list")
     return R"({"nodes": [)" + node + R"(, {"id": "out", "type": "index.jsonl", "params":
       {"path": "/dev/null"}}], "edges": [["n", "out"]]})";
   return R"({"nodes": [{"id": "src", "type": "source.range", "params": {"count": 1}}, )" + node +
-         (type == "index.elasticsearch"
+         (type == "index.elasticsearch" || type == "index.chroma"
               ? R"(], "edges": [["src", "n"]]})"
               : R"(, {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
                  "edges": [["src", "n"], ["n", "out"]]})");

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -614,7 +615,19 @@ TEST(ScaleOut, AKilledWorkerIsRestartedAndNothingIsMissingOrTwice) {
   test::TempDir dir;
   ids_file(dir, 1200);
   std::string g = fetch_graph(dir, server.port(), 16, 32);
-  pid_t launcher = spawn_sluice("run " + g + " --quiet -P 2 --report " + (dir / "r.json"), dir);
+  // The job's metrics are scraped all along: they count the restart, and no counter goes back.
+  const std::string addr = "127.0.0.1:" + std::to_string(test::free_port());
+  pid_t launcher = spawn_sluice(
+      "run " + g + " --quiet -P 2 --report " + (dir / "r.json") + " --metrics-addr " + addr, dir);
+  std::atomic<bool> running{true};
+  std::vector<std::string> scrapes;
+  std::thread scraper([&] {
+    while (running.load()) {
+      if (auto got = test::http_get("http://" + addr + "/metrics"); got.status == 200)
+        scrapes.push_back(got.body);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
   // Wait until the workers made progress, then kill one of them.
   std::vector<pid_t> workers = wait_for_workers(launcher, 2);
   ASSERT_EQ(workers.size(), 2u);
@@ -623,6 +636,21 @@ TEST(ScaleOut, AKilledWorkerIsRestartedAndNothingIsMissingOrTwice) {
                                  << test::read_file(dir / "err.txt");
   kill(workers[0], SIGKILL);
   EXPECT_EQ(wait_exit(launcher, 120), 0) << test::read_file(dir / "err.txt");
+  running = false;
+  scraper.join();
+  ASSERT_GE(scrapes.size(), 5u);
+  double last_done = 0, last_requests = 0;
+  for (const auto& text : scrapes) {
+    double done = test::metric_value(text, "sluice_documents_total{outcome=\"indexed\"}");
+    double requests = test::metric_value(text, "sluice_http_requests_total");
+    EXPECT_GE(done, last_done) << "a counter went back";
+    EXPECT_GE(requests, last_requests) << "a counter went back";
+    last_done = done;
+    last_requests = requests;
+  }
+  EXPECT_EQ(test::metric_value(scrapes.back(), "sluice_worker_restarts_total"), 1)
+      << scrapes.back();
+  EXPECT_GT(last_done, 0);
   EXPECT_NE(test::read_file(dir / "err.txt")
                 .find("worker 0 killed by signal 9; restarting it with resume (1 of 3)"),
             std::string::npos)

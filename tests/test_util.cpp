@@ -1,7 +1,11 @@
 #include "tests/test_util.hpp"
 
+#include <arpa/inet.h>
+#include <curl/curl.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -182,6 +186,56 @@ int64_t sql_int(const std::string& db, const std::string& sql) {
   sqlite3_finalize(s);
   sqlite3_close(h);
   return v;
+}
+
+namespace {
+
+size_t append_body(char* p, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(p, size * n);
+  return size * n;
+}
+
+}  // namespace
+
+Got http_get(const std::string& url, bool head) {
+  Got g;
+  CURL* c = curl_easy_init();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &g.body);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  if (head) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  if (curl_easy_perform(c) == CURLE_OK) {
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &g.status);
+    char* ct = nullptr;
+    curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+    if (ct) g.content_type = ct;
+  }
+  curl_easy_cleanup(c);
+  return g;
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+double metric_value(const std::string& text, const std::string& series) {
+  const std::string key = series + " ";
+  for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + 1))
+    if (at == 0 || text[at - 1] == '\n')
+      return std::strtod(text.c_str() + at + key.size(), nullptr);
+  return -1;
 }
 
 }  // namespace sluice::test

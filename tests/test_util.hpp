@@ -62,6 +62,21 @@ void align_to_second();
 // -1 when it gives none.
 int64_t sql_int(const std::string& db, const std::string& sql);
 
+// A GET (or HEAD) of `url` on loopback within 5 s: status 0 when nothing answered.
+struct Got {
+  long status = 0;
+  std::string body;
+  std::string content_type;
+};
+Got http_get(const std::string& url, bool head = false);
+
+// A loopback port nothing listens on now (bound and released).
+int free_port();
+
+// The value of the first sample in Prometheus text whose line starts with `series` (a name and
+// its labels as rendered), or -1 when none does.
+double metric_value(const std::string& text, const std::string& series);
+
 // Config errors of `json` as text ("" if valid).
 std::string config_errors(const std::string& json, const Registry& reg = builtin_registry(),
                           const std::vector<VarOverride>& overrides = {});

@@ -57,6 +57,8 @@ class Batcher {
     return !_pending.items.empty();
   }
   void set_max_bytes(size_t b) { _max_bytes = b; }
+  // Before records arrive: a sink that learns its server's batch limit when it opens.
+  void set_max_items(size_t n) { _max = n; }
 
  private:
   Batch add(RecordPtr r, size_t bytes, std::string_view text) {

@@ -195,6 +195,7 @@ void Runner::tick_loop() {
       if (_opts.on_snapshot) {
         RunReport snap = report_header();
         fill_counts(snap);
+        fill_http(snap, http_stats());
         _opts.on_snapshot(snap);
       }
     }
@@ -313,6 +314,7 @@ void Runner::fill_counts(RunReport& rep) {
   rep.docs_dead_lettered = _docs_dead.load();
   rep.duplicate_ids = _duplicates.load();
   rep.peak_inflight_docs = _peak_inflight.load();
+  rep.inflight_docs = _inflight.load();
   rep.peak_rss_bytes = peak_rss_bytes();
   rep.peak_rss_total_bytes = rep.peak_rss_bytes;
   rep.cpu_s = process_cpu_seconds() - _cpu0;
@@ -323,6 +325,20 @@ void Runner::fill_counts(RunReport& rep) {
     rep.duplicate_id_example = _spec.secrets.redact(_duplicate_example);
     rep.warnings = _warnings;
   }
+}
+
+void Runner::fill_http(RunReport& rep, const http::ClientStats& s) {
+  rep.http.requests = s.completed + s.failed;
+  rep.http.attempts = s.attempts;
+  rep.http.retries = s.retries;
+  rep.http.throttled = s.throttled;
+  rep.http.rpm_waited = s.rpm_waited;
+  rep.http.tpm_waited = s.tpm_waited;
+  rep.http.failed = s.failed;
+  rep.http.loop_cpu_s = s.loop_cpu_s;
+  rep.http.latency = s.latency;
+  rep.http.latency_sum_s = s.latency_sum_s;
+  rep.http.by_status = s.by_status;
 }
 
 RunReport Runner::run() {
@@ -509,15 +525,7 @@ RunReport Runner::run() {
   }
 
   fill_counts(rep);
-  rep.http.requests = _http_stats.completed + _http_stats.failed;
-  rep.http.attempts = _http_stats.attempts;
-  rep.http.retries = _http_stats.retries;
-  rep.http.throttled = _http_stats.throttled;
-  rep.http.rpm_waited = _http_stats.rpm_waited;
-  rep.http.tpm_waited = _http_stats.tpm_waited;
-  rep.http.failed = _http_stats.failed;
-  rep.http.loop_cpu_s = _http_stats.loop_cpu_s;
-  rep.http.latency = _http_stats.latency;
+  fill_http(rep, http_stats());
   rep.interrupted = _opts.interrupt && _opts.interrupt->load();
   {
     std::lock_guard lock(_mu);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <type_traits>
 
 #include <rapidjson/document.h>
@@ -40,6 +41,7 @@ void visit_run_fields(F&& f) {
   f("duplicate_id_example", &RunReport::duplicate_id_example, Fold::first);
   f("max_inflight_docs", &RunReport::max_inflight_docs, Fold::keep);
   f("peak_inflight_docs", &RunReport::peak_inflight_docs, Fold::sum);
+  f("inflight_docs", &RunReport::inflight_docs, Fold::sum);
   f("elapsed_s", &RunReport::elapsed_s, Fold::keep);
   f("peak_rss_bytes", &RunReport::peak_rss_bytes, Fold::max);
   f("tokens", &RunReport::tokens, Fold::sum);
@@ -61,6 +63,7 @@ void visit_http_fields(F&& f) {
   f("rpm_waited", &HttpReport::rpm_waited, Fold::sum);
   f("tpm_waited", &HttpReport::tpm_waited, Fold::sum);
   f("loop_cpu_s", &HttpReport::loop_cpu_s, Fold::sum);
+  f("latency_sum_s", &HttpReport::latency_sum_s, Fold::sum);
 }
 
 // An I/O node's concurrency is its share of the job's cap: the launcher sums it (see add_worker).
@@ -81,6 +84,8 @@ void visit_node_fields(F&& f) {
   f("queue_peak", &NodeReport::queue_peak, Fold::sum);
   f("in_flight_mean", &NodeReport::in_flight_mean, Fold::sum);
   f("in_flight_peak", &NodeReport::in_flight_peak, Fold::sum);
+  f("queue_now", &NodeReport::queue_now, Fold::sum);
+  f("in_flight_now", &NodeReport::in_flight_now, Fold::sum);
   f("adaptive", &NodeReport::adaptive, Fold::keep);
   f("limit", &NodeReport::limit, Fold::sum);
   f("limit_peak", &NodeReport::limit_peak, Fold::sum);
@@ -227,6 +232,14 @@ std::string RunReport::source_unit() const {
 void HttpReport::merge(const HttpReport& other) {
   visit_http_fields(FoldFields<HttpReport>{*this, other});
   latency.merge(other.latency);
+  for (const auto& [code, n] : other.by_status) add_status(code, n);
+}
+
+void HttpReport::add_status(int code, uint64_t n) {
+  auto it = std::lower_bound(by_status.begin(), by_status.end(), code,
+                             [](const auto& e, int c) { return e.first < c; });
+  if (it != by_status.end() && it->first == code) it->second += n;
+  else by_status.insert(it, {code, n});
 }
 
 double NodeReport::utilization(double elapsed, int threads) const {
@@ -274,6 +287,14 @@ std::string RunReport::to_json() const {
   w.Key("latency_histogram");
   std::string hist = http.latency.to_json();
   w.RawValue(hist.data(), hist.size(), rapidjson::kArrayType);
+  w.Key("by_status");
+  w.StartObject();
+  for (const auto& [code, n] : http.by_status) {
+    std::string key = std::to_string(code);
+    w.Key(key.c_str(), static_cast<rapidjson::SizeType>(key.size()));
+    w.Uint64(n);
+  }
+  w.EndObject();
   w.EndObject();
 
   if (!workers_json.empty()) {
@@ -317,6 +338,16 @@ bool RunReport::from_json(std::string_view text, RunReport& r) {
       for (const auto& b : lh->value.GetArray())
         if (b.IsArray() && b.Size() == 2 && b[0].IsInt() && b[1].IsUint64())
           r.http.latency.add_bucket(b[0].GetInt(), b[1].GetUint64());
+    if (auto bs = o.FindMember("by_status"); bs != o.MemberEnd() && bs->value.IsObject()) {
+      for (const auto& m : bs->value.GetObject()) {
+        char* end = nullptr;
+        long code = std::strtol(m.name.GetString(), &end, 10);
+        if (end == m.name.GetString() || *end != '\0' || code < 0 || code >= 1000 ||
+            !m.value.IsUint64())
+          continue;
+        r.http.add_status(static_cast<int>(code), m.value.GetUint64());
+      }
+    }
   }
   r.dead_letter_reasons.clear();
   if (auto a = d.FindMember("dead_letter_reasons"); a != d.MemberEnd() && a->value.IsArray())

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "engine/metrics/histogram.hpp"
@@ -35,6 +36,9 @@ struct NodeReport {
   uint64_t queue_peak = 0;
   double in_flight_mean = 0;
   uint64_t in_flight_peak = 0;
+  // The last sample of both: what a metrics scrape shows while the run goes on.
+  uint64_t queue_now = 0;
+  uint64_t in_flight_now = 0;
   bool io = false;  // an I/O node: `concurrency` caps requests in flight
   // Adaptive concurrency: `concurrency` is the ceiling; the limit the node had at the end of the
   // run and the highest it reached (sums over workers, as `concurrency`).
@@ -58,12 +62,17 @@ struct HttpReport {
   uint64_t tpm_waited = 0;
   double loop_cpu_s = 0;     // CPU time of the HTTP loop thread (summed over processes)
   LatencyHistogram latency;  // per attempt
+  double latency_sum_s = 0;  // the attempts' durations summed
+  // Attempts by the status they ended with, in order of status; 0 = no response.
+  std::vector<std::pair<int, uint64_t>> by_status;
 
   double loop_cpu_us_per_request() const {
     return requests > 0 ? 1e6 * loop_cpu_s / static_cast<double>(requests) : 0;
   }
   // Adds another process's figures (the launcher's sum over its workers).
   void merge(const HttpReport& other);
+  // Adds `n` attempts that ended with `code`, keeping by_status in order.
+  void add_status(int code, uint64_t n);
 };
 
 // Dead letters of one node for one reason (OutcomeLog::reason_key).
@@ -96,6 +105,7 @@ struct RunReport {
   uint64_t duplicate_ids = 0;
   std::string duplicate_id_example;
   int64_t peak_inflight_docs = 0;
+  int64_t inflight_docs = 0;  // admitted and not yet done, as the report was taken
   double elapsed_s = 0;
   uint64_t peak_rss_bytes = 0;
   uint64_t tokens = 0;

@@ -101,6 +101,8 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
     }
     r.queue_peak = _queue_peak;
     r.in_flight_peak = _inflight_peak;
+    r.queue_now = _queue_now;
+    r.in_flight_now = _inflight_now;
     r.adaptive = spec.adaptive;
     r.limit = _limit;
     r.limit_peak = _limit_peak;
@@ -156,6 +158,8 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
     Node::Load l = node ? node->load() : Node::Load{};
     uint64_t queued = (arrived > in ? arrived - in : 0) + l.queued;
     ++_samples;
+    _queue_now = queued;
+    _inflight_now = l.in_flight;
     _queue_sum += static_cast<double>(queued);
     _queue_peak = std::max<uint64_t>(_queue_peak, queued);
     _inflight_sum += static_cast<double>(l.in_flight);
@@ -168,6 +172,7 @@ class NodeRuntime final : public NodeOutput, public SourceOutput {
   std::unique_ptr<CounterSlot[]> _slots;
   int _nslots;
   uint64_t _samples = 0, _queue_peak = 0, _inflight_peak = 0;
+  uint64_t _queue_now = 0, _inflight_now = 0;
   int _limit = 0, _limit_peak = 0;  // adaptive concurrency, as last sampled
   double _queue_sum = 0, _inflight_sum = 0;
   std::atomic<uint64_t> _tokens{0};
@@ -305,6 +310,7 @@ class Runner final : public CompletionListener {
   std::optional<uint64_t> total_now() const;
   RunReport report_header() const;
   void fill_counts(RunReport& rep);
+  static void fill_http(RunReport& rep, const http::ClientStats& s);
 
  public:
   tbb::flow::graph* graph = nullptr;
@@ -390,6 +396,11 @@ class Runner final : public CompletionListener {
     std::lock_guard lock(_http_mu);
     if (_http) _http_stats = _http->stats();
     _http.reset();
+  }
+  // The HTTP client's figures so far (its last ones once it stopped).
+  http::ClientStats http_stats() {
+    std::lock_guard lock(_http_mu);
+    return _http ? _http->stats() : _http_stats;
   }
 
  private:

@@ -156,6 +156,11 @@ ClientStats Client::stats() const {
     s.loop_cpu_s = static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
   for (int i = 0; i < LatencyHistogram::kBuckets; ++i)
     s.latency.add_bucket(i, _impl->latency[static_cast<size_t>(i)].load(std::memory_order_relaxed));
+  s.latency_sum_s =
+      static_cast<double>(_impl->latency_sum_us.load(std::memory_order_relaxed)) / 1e6;
+  for (int code = 0; code < kStatusSlots; ++code)
+    if (uint64_t n = _impl->by_status[static_cast<size_t>(code)].load(std::memory_order_relaxed))
+      s.by_status.emplace_back(code, n);
   return s;
 }
 
@@ -410,8 +415,15 @@ void Client::Impl::on_done(Pool& p, CURL* e, CURLcode rc, Clock::time_point now)
   release_body(j);
   curl_easy_reset(e);
   idle_handles.push_back(e);
-  latency[static_cast<size_t>(LatencyHistogram::bucket_of(seconds_between(j->started, now)))]
-      .fetch_add(1, std::memory_order_relaxed);
+  const double took = seconds_between(j->started, now);
+  latency[static_cast<size_t>(LatencyHistogram::bucket_of(took))].fetch_add(
+      1, std::memory_order_relaxed);
+  latency_sum_us.fetch_add(static_cast<uint64_t>(took * 1e6), std::memory_order_relaxed);
+  {
+    long code = rc == CURLE_OK ? status : 0;
+    by_status[static_cast<size_t>(code >= 100 && code < kStatusSlots ? code : 0)].fetch_add(
+        1, std::memory_order_relaxed);
+  }
   j->resp.status = status;
   j->resp.attempts++;
   if (j->req.on_attempt) {

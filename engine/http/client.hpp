@@ -126,7 +126,14 @@ struct ClientStats {
   // callbacks run on it, apart from the graph's CPU nodes.
   double loop_cpu_s = 0;
   LatencyHistogram latency;  // per attempt: from handing the transfer to libcurl to its end
+  double latency_sum_s = 0;  // the attempts' durations summed
+  // Attempts by the HTTP status they ended with, in order of status; 0 = no response (a
+  // connection or TLS error, a timeout). Statuses without an attempt are left out.
+  std::vector<std::pair<int, uint64_t>> by_status;
 };
+
+// Statuses counted in ClientStats::by_status: 0 (no response) and 100..599; others count as 0.
+inline constexpr int kStatusSlots = 600;
 
 class Client {
  public:

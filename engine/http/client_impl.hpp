@@ -182,7 +182,10 @@ struct Client::Impl {
   BodyBudget budget;
   std::atomic<uint64_t> body_peak{0}, pauses{0};  // budget's figures, for stats()
   std::array<std::atomic<uint64_t>, LatencyHistogram::kBuckets>
-      latency{};  // written by the loop only
+      latency{};                            // written by the loop only
+  std::atomic<uint64_t> latency_sum_us{0};  // the attempts' summed durations
+  // Attempts by the status they ended with: 100..599, and 0 for no response (a transport error).
+  std::array<std::atomic<uint64_t>, kStatusSlots> by_status{};
 
   void run();
   void wake();
