@@ -204,6 +204,7 @@ void JobTotals::restarted(size_t worker) {
   ended.inflight_docs = 0;
   for (auto& n : ended.nodes) {
     n.queue_now = n.in_flight_now = 0;
+    n.queue_mean = n.in_flight_mean = 0;  // utilization is the running attempt's
     n.limit = n.limit_peak = 0;
     if (n.io) n.concurrency = 0;
   }

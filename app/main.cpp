@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -13,6 +14,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <unordered_set>
 
@@ -215,6 +217,21 @@ GraphSpec load_user_graph(const std::string& path, const std::vector<std::string
 
 int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec);
 
+// A worker's event line to its launcher (fd 3), whole: snapshots (from the runner's ticker) and
+// the report (from the main thread, or the abort watch's) are several KB, more than a pipe
+// writes at once, so they take turns and each write is finished.
+void write_event(const std::string& line) {
+  static std::mutex mu;
+  std::lock_guard lock(mu);
+  std::string_view left = line;
+  while (!left.empty()) {
+    ssize_t n = write(3, left.data(), left.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the launcher is gone
+    left.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
 int cmd_run(const RunArgs& a) {
   ShardSpec shard =
       resolve_shard(a.shard, a.shards, [](const char* n) -> const char* { return std::getenv(n); });
@@ -262,9 +279,7 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
     opts.merge_outputs = false;
     AbortWatch watch([&](RunReport& r) {
       r.graph = spec.name;
-      std::string ev = report_event(r);
-      ssize_t ignored = write(3, ev.data(), ev.size());
-      (void)ignored;
+      write_event(report_event(r));
     });
     // The launcher folds these into the job's running totals (its --metrics-addr).
     std::chrono::steady_clock::time_point last_sent{};
@@ -274,15 +289,11 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
       last_sent = std::chrono::steady_clock::now();
       RunReport named = r;
       named.graph = spec.name;
-      std::string ev = snapshot_event(named);
-      ssize_t ignored = write(3, ev.data(), ev.size());
-      (void)ignored;
+      write_event(snapshot_event(named));
     };
     RunReport rep = run_graph(spec, opts);
     watch.claim();
-    std::string ev = report_event(rep);
-    ssize_t ignored = write(3, ev.data(), ev.size());
-    (void)ignored;
+    write_event(report_event(rep));
     if (!rep.error.empty())
       std::fprintf(stderr, "sluice: worker %s: error: %s\n", a.worker.c_str(), rep.error.c_str());
     return rep.exit_code();

@@ -53,7 +53,9 @@ std::string run_mark() {
 }
 
 // A record's metadata as Chroma takes it: scalar values only, so an object or array becomes its
-// JSON text; keys Chroma reserves (a leading '#' or '$') get a leading '_'.
+// JSON text; strings are written anew (invalid UTF-8 replaced: one bad value must not make the
+// whole batch's body invalid JSON); keys Chroma reserves (a leading '#' or '$') get a leading
+// '_', and an empty key is left out.
 void append_metadata(std::string& out, const Record& r, const std::string& run) {
   out += "{\"doc_id\":";
   json::append_quoted(out, r.doc_id);
@@ -63,12 +65,22 @@ void append_metadata(std::string& out, const Record& r, const std::string& run) 
     json::append_quoted(out, run);
   }
   for (const auto& [key, value] : r.meta.items()) {
-    if (key == "doc_id" || key == "seq" || key == "sluice_run" || value.empty()) continue;
+    if (key.empty() || key == "doc_id" || key == "seq" || key == "sluice_run" || value.empty())
+      continue;
     out += ',';
     json::append_quoted(out, key.front() == '#' || key.front() == '$' ? "_" + key : key);
     out += ':';
-    if (value.front() == '{' || value.front() == '[') json::append_quoted(out, value);
-    else out += value;
+    if (value.front() == '"') {
+      rapidjson::Document d;
+      d.Parse(value.data(), value.size());
+      if (!d.HasParseError() && d.IsString())
+        json::append_quoted(out, std::string_view(d.GetString(), d.GetStringLength()));
+      else json::append_quoted(out, value);
+    } else if (value.front() == '{' || value.front() == '[') {
+      json::append_quoted(out, value);
+    } else {
+      out += value;
+    }
   }
   out += '}';
 }
@@ -175,7 +187,8 @@ class ChromaIndex final : public Node {
     std::vector<std::string> docs;
     {
       std::lock_guard lock(_docs_mu);
-      docs.assign(_docs.begin(), _docs.end());
+      for (const auto& d : _docs)
+        if (!_failed_docs.count(d)) docs.push_back(d);
     }
     if (docs.empty()) return;
     std::sort(docs.begin(), docs.end());
@@ -264,9 +277,20 @@ class ChromaIndex final : public Node {
                     });
   }
 
-  // On a TBB worker. Chroma takes a batch whole or refuses it whole (a wrong dimension, a bad
-  // value): a refused batch's records are dead-lettered with the server's reason.
+  // On a TBB worker. Chroma takes a batch whole or refuses it whole: a batch refused for what
+  // it holds (a 4xx other than 408 and 429: a wrong dimension, a bad value) is halved and each
+  // half sent again, down to the records at fault, which are dead-lettered with the reason.
   void done(const BatchPtr& batch, http::Response&& resp) {
+    const bool refused = !resp.ok() && resp.status >= 400 && resp.status < 500 &&
+                         resp.status != 408 && resp.status != 429;
+    if (refused && batch->size() > 1) {
+      const auto mid = batch->begin() + static_cast<std::ptrdiff_t>(batch->size() / 2);
+      auto first = std::make_shared<std::vector<RecordPtr>>(batch->begin(), mid);
+      auto second = std::make_shared<std::vector<RecordPtr>>(mid, batch->end());
+      submit(first);  // in this batch's slot; the second takes a slot of its own
+      if (_cap.admit(second)) submit(second);
+      return;
+    }
     if (resp.ok()) {
       if (_replace && !_was_empty) {
         std::lock_guard lock(_docs_mu);
@@ -275,6 +299,11 @@ class ChromaIndex final : public Node {
       for (auto& r : *batch) _output->finish(r, Outcome::indexed);
     } else {
       std::string why = resp.failure();
+      {
+        // Their documents keep what an earlier run wrote: no delete may take it.
+        std::lock_guard lock(_docs_mu);
+        for (const auto& r : *batch) _failed_docs.insert(r->doc_id);
+      }
       for (auto& r : *batch)
         _output->finish(r, Outcome::dead_lettered, why, resp.attempts, resp.status);
     }
@@ -294,7 +323,8 @@ class ChromaIndex final : public Node {
   http::Client* _client = nullptr;
   std::string _collection_path;  // /api/v2/tenants/T/databases/D/collections/ID
   std::mutex _docs_mu;
-  std::unordered_set<std::string> _docs;  // doc ids with a chunk written (under _docs_mu)
+  std::unordered_set<std::string> _docs;         // doc ids with a chunk written (under _docs_mu)
+  std::unordered_set<std::string> _failed_docs;  // doc ids with a chunk refused (under _docs_mu)
   static constexpr size_t kDeleteBatch = 500;
 };
 

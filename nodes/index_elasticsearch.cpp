@@ -91,7 +91,8 @@ class ElasticIndex final : public Node {
     std::vector<std::string> docs;
     {
       std::lock_guard lock(_docs_mu);
-      docs.assign(_docs.begin(), _docs.end());
+      for (const auto& d : _docs)
+        if (!_failed_docs.count(d)) docs.push_back(d);
     }
     if (docs.empty()) return;
     std::sort(docs.begin(), docs.end());
@@ -208,20 +209,26 @@ class ElasticIndex final : public Node {
 
   // On a TBB worker, possibly beside another batch's.
   void done(const BulkPtr& bulk, http::Response&& resp) {
+    // A refused chunk's document keeps what an earlier run wrote: no delete may take it.
+    auto dead_letter = [this](const RecordPtr& r, std::string_view why, int attempts, long status) {
+      {
+        std::lock_guard lock(_docs_mu);
+        _failed_docs.insert(r->doc_id);
+      }
+      _output->finish(r, Outcome::dead_lettered, why, attempts, status);
+    };
     size_t settled = 0;
     std::vector<RecordPtr> again;
     if (!resp.ok()) {
       std::string why = resp.failure();
-      for (auto& r : bulk->records)
-        _output->finish(r, Outcome::dead_lettered, why, resp.attempts, resp.status);
+      for (auto& r : bulk->records) dead_letter(r, why, resp.attempts, resp.status);
       settled = bulk->records.size();
     } else {
       rapidjson::Document d;
       const bool shaped = parse_untrusted(d, resp.body) && d.IsObject() && d.HasMember("items") &&
                           d["items"].IsArray() && d["items"].Size() == bulk->records.size();
       if (!shaped) {
-        for (auto& r : bulk->records)
-          _output->finish(r, Outcome::dead_lettered, "malformed _bulk response", 1, resp.status);
+        for (auto& r : bulk->records) dead_letter(r, "malformed _bulk response", 1, resp.status);
         settled = bulk->records.size();
       } else {
         const auto& items = d["items"];
@@ -251,7 +258,7 @@ class ElasticIndex final : public Node {
             std::string why = "bulk item status " + std::to_string(status);
             if (action && action->HasMember("error"))
               why += ": " + json_text((*action)["error"]).substr(0, 300);
-            _output->finish(r, Outcome::dead_lettered, why, bulk->round + 1, status);
+            dead_letter(r, why, bulk->round + 1, status);
             ++settled;
           }
         }
@@ -276,7 +283,8 @@ class ElasticIndex final : public Node {
   bool _replace;
   std::string _run;  // this process's run mark, in every document it writes
   std::mutex _docs_mu;
-  std::unordered_set<std::string> _docs;  // doc ids with a chunk written (under _docs_mu)
+  std::unordered_set<std::string> _docs;         // doc ids with a chunk written (under _docs_mu)
+  std::unordered_set<std::string> _failed_docs;  // doc ids with a chunk refused (under _docs_mu)
   static constexpr size_t kDeleteBatch = 500;
   std::mutex _rng_mu;
   std::mt19937_64 _rng{7};  // under _rng_mu

@@ -9,6 +9,7 @@
 #include <memory>
 #include <thread>
 
+#include "tests/script_server.hpp"
 #include "tests/test_util.hpp"
 
 namespace sluice {
@@ -79,12 +80,13 @@ class Chroma : public ::testing::Test {
     ASSERT_TRUE(server->up()) << server->log();
   }
 
-  // source.range → chunk.recursive → embed.hash → index.chroma.
+  // source.range → chunk.recursive → embed.hash → index.chroma; `settings` as JSON members.
   static std::string graph(const std::string& collection, int docs, int chunk_size,
-                           const std::string& extra = "", bool embed = true) {
+                           const std::string& extra = "", bool embed = true,
+                           const std::string& settings = "") {
     std::string sink = R"({"id": "sink", "type": "index.chroma", "params": {"url": ")" +
                        server->url() + R"(", "collection": ")" + collection + "\"" + extra + "}}";
-    return R"({"nodes": [
+    return R"({"settings": {)" + settings + R"(}, "nodes": [
       {"id": "docs", "type": "source.range", "params": {"count": )" +
            std::to_string(docs) + R"(, "size": 2000, "seed": 3}},
       {"id": "chunk", "type": "chunk.recursive", "params": {"size": )" +
@@ -159,11 +161,16 @@ TEST_F(Chroma, AReplacedDocumentLosesTheChunksItNoLongerHas) {
 }
 
 TEST_F(Chroma, BatchesStayWithinTheServersLimit) {
-  // The server takes at most max_batch_size (5,461 here) records an upsert; ask for more.
-  RunReport r = test::run_json(graph("batch-c", 1500, 500, R"(, "batch": 100000)"));
+  // The server takes at most max_batch_size (5,461 here) records an upsert; ask for more, with
+  // enough documents in flight and a linger long enough that a batch would pass it.
+  RunReport r =
+      test::run_json(graph("batch-c", 1500, 500, R"(, "batch": 100000, "linger_ms": 60000)", true,
+                           R"("max_inflight_docs": 2000)"));
   ASSERT_EQ(r.error, "");
   ASSERT_GT(r.chunks, 5461u);
   EXPECT_EQ(r.dead_lettered, 0u);
+  // Not one upsert was refused (a batch past the limit would be, then halved and sent again).
+  for (const auto& [code, n] : r.http.by_status) EXPECT_LT(code, 400) << n << " answered " << code;
   EXPECT_EQ(count("batch-c"), static_cast<int64_t>(r.chunks));
 }
 
@@ -192,6 +199,44 @@ TEST_F(Chroma, ErrorsNameWhatToDo) {
   ASSERT_FALSE(wrong.dead_letter_reasons.empty());
   EXPECT_EQ(wrong.dead_letter_reasons[0].reason, "HTTP 400");  // the body is in the dead letter
   EXPECT_EQ(count("chunks-dim"), static_cast<int64_t>(dim.chunks));
+}
+
+// A stand-in server with a batch limit of 7: no upsert carries more, and every chunk is sent.
+TEST(ChromaOffline, UpsertsNeverPassTheServersMaxBatchSize) {
+  test::ScriptServer server([](const test::SeenRequest& r) {
+    if (r.target == "/api/v2/pre-flight-checks")
+      return test::ScriptServer::respond(200, R"({"max_batch_size": 7})");
+    if (r.target.find("/upsert") != std::string::npos)
+      return test::ScriptServer::respond(200, "{}");
+    if (r.target.find("/count") != std::string::npos) return test::ScriptServer::respond(200, "0");
+    if (r.method == "POST" && r.target.find("/collections") != std::string::npos)
+      return test::ScriptServer::respond(200, R"({"id": "0b5c8a1e-1111-4222-8333-444455556666"})");
+    return test::ScriptServer::respond(404, "{}");
+  });
+  RunReport r = test::run_json(R"({"nodes": [
+      {"id": "docs", "type": "source.range", "params": {"count": 10, "size": 2000}},
+      {"id": "chunk", "type": "chunk.recursive", "params": {"size": 300}},
+      {"id": "embed", "type": "embed.hash", "params": {"dim": 4}},
+      {"id": "sink", "type": "index.chroma", "params": {"url": ")" +
+                               server.url() + R"(", "collection": "abc"}}],
+      "edges": [["docs", "chunk"], ["chunk", "embed"], ["embed", "sink"]]})");
+  ASSERT_EQ(r.error, "");
+  ASSERT_GT(r.chunks, 30u);
+  size_t sent = 0, upserts = 0;
+  for (const auto& req : server.seen()) {
+    if (req.target.find("/upsert") == std::string::npos) continue;
+    EXPECT_EQ(req.target, "/api/v2/tenants/default_tenant/databases/default_database/collections/"
+                          "0b5c8a1e-1111-4222-8333-444455556666/upsert");
+    rapidjson::Document d;
+    d.Parse(req.body.c_str());
+    ASSERT_TRUE(d.IsObject() && d["ids"].IsArray()) << req.body.substr(0, 200);
+    EXPECT_LE(d["ids"].Size(), 7u);
+    EXPECT_EQ(d["embeddings"].Size(), d["ids"].Size());
+    sent += d["ids"].Size();
+    ++upserts;
+  }
+  EXPECT_EQ(sent, r.chunks);
+  EXPECT_GE(upserts, r.chunks / 7);
 }
 
 TEST(ChromaOffline, AServerThatIsNotThereIsAClearError) {

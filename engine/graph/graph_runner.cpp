@@ -525,7 +525,9 @@ RunReport Runner::run() {
   }
 
   fill_counts(rep);
-  fill_http(rep, http_stats());
+  // The run's client, as stop_http() left it: a commit()'s own requests (deletes) are not the
+  // run's.
+  fill_http(rep, _http_stats);
   rep.interrupted = _opts.interrupt && _opts.interrupt->load();
   {
     std::lock_guard lock(_mu);

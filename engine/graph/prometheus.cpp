@@ -122,7 +122,7 @@ void node_families(Exposition& e, const RunReport& r) {
       {"sluice_node_errors_total", "counter", "Records a node failed on (dead-lettered).",
        [](const NodeReport& n, const RunReport&) { return static_cast<double>(n.errors); }, false},
       {"sluice_node_busy_seconds_total", "counter",
-       "Seconds a node's bodies ran, summed over threads.",
+       "Seconds a node's bodies ran, summed over threads (under -P, per worker on average).",
        [](const NodeReport& n, const RunReport&) { return n.busy_s; }, false},
       {"sluice_node_queue", "gauge",
        "Records waiting at a node's input, as last sampled (every 100 ms).",

@@ -397,7 +397,7 @@ class Runner final : public CompletionListener {
     if (_http) _http_stats = _http->stats();
     _http.reset();
   }
-  // The HTTP client's figures so far (its last ones once it stopped).
+  // The HTTP client's figures so far, while the run goes on (its last ones once it stopped).
   http::ClientStats http_stats() {
     std::lock_guard lock(_http_mu);
     return _http ? _http->stats() : _http_stats;

@@ -420,7 +420,7 @@ void Client::Impl::on_done(Pool& p, CURL* e, CURLcode rc, Clock::time_point now)
       1, std::memory_order_relaxed);
   latency_sum_us.fetch_add(static_cast<uint64_t>(took * 1e6), std::memory_order_relaxed);
   {
-    long code = rc == CURLE_OK ? status : 0;
+    long code = status;  // what came back, even if the transfer then failed (too large)
     by_status[static_cast<size_t>(code >= 100 && code < kStatusSlots ? code : 0)].fetch_add(
         1, std::memory_order_relaxed);
   }

@@ -18,7 +18,8 @@ namespace sluice {
 namespace {
 
 constexpr size_t kMaxHead = 8192;
-constexpr int kReadTimeoutMs = 2000;
+constexpr int kReadTimeoutMs = 2000;      // for the request head
+constexpr int kExchangeTimeoutMs = 5000;  // for the whole exchange, answer included
 
 // "HOST:PORT" split; a bare port or ":PORT" means loopback.
 std::pair<std::string, std::string> split_addr(const std::string& addr) {
@@ -55,23 +56,58 @@ std::string sockaddr_text(const sockaddr_storage& ss, socklen_t len) {
                                   : std::string(host) + ":" + port;
 }
 
-void send_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+using Deadline = std::chrono::steady_clock::time_point;
+
+// Milliseconds left before `deadline`, at least 0.
+int ms_left(Deadline deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  deadline - std::chrono::steady_clock::now())
+                  .count();
+  return left > 0 ? static_cast<int>(left) : 0;
+}
+
+// Waits until `fd` is ready for `events`; false at the deadline or when `wake_fd` fires (stop).
+bool wait_ready(int fd, short events, int wake_fd, Deadline deadline) {
+  for (;;) {
+    int left = ms_left(deadline);
+    if (left == 0) return false;
+    pollfd fds[2] = {{fd, events, 0}, {wake_fd, POLLIN, 0}};
+    int n = poll(fds, 2, left);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // the scraper went away, or stopped reading past the send timeout
-    data.remove_prefix(static_cast<size_t>(n));
+    return n > 0 && !fds[1].revents;
   }
 }
 
-void respond(int fd, const char* status, const std::string& content_type, std::string_view body,
-             bool head_only, const char* extra_header = "") {
-  std::string head = std::string("HTTP/1.1 ") + status + "\r\nContent-Type: " + content_type +
-                     "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" + extra_header +
-                     "Connection: close\r\n\r\n";
-  send_all(fd, head);
-  if (!head_only) send_all(fd, body);
+// Sends all of `data` on the non-blocking `fd` before the deadline, else gives up: a scraper
+// that reads slowly cannot hold the endpoint, nor the end of the run.
+void send_all(int fd, std::string_view data, int wake_fd, Deadline deadline) {
+  while (!data.empty()) {
+    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+        wait_ready(fd, POLLOUT, wake_fd, deadline))
+      continue;
+    return;  // the scraper went away, or ran out of time
+  }
 }
+
+// Answers on one connection, all of it before one deadline.
+struct Reply {
+  int fd, wake_fd;
+  Deadline deadline;
+  void operator()(const char* status, const std::string& content_type, std::string_view body,
+                  bool head_only, const char* extra_header = "") const {
+    std::string head = std::string("HTTP/1.1 ") + status + "\r\nContent-Type: " + content_type +
+                       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
+                       extra_header + "Connection: close\r\n\r\n";
+    send_all(fd, head, wake_fd, deadline);
+    if (!head_only) send_all(fd, body, wake_fd, deadline);
+  }
+};
 
 }  // namespace
 
@@ -140,43 +176,48 @@ void MetricsServer::serve_loop() {
     }
     if (fds[1].revents) return;
     if (!(fds[0].revents & POLLIN)) continue;
-    int fd = accept4(_listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    timeval send_timeout{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
+    int fd = accept4(_listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      // Out of descriptors, say: the listening socket stays readable, so wait a little rather
+      // than spin; a stop still ends the wait.
+      pollfd wake{_wake_fd, POLLIN, 0};
+      if (poll(&wake, 1, 100) > 0) return;
+      continue;
+    }
     answer(fd);
     close(fd);
   }
 }
 
 void MetricsServer::answer(int fd) {
-  // Read the request head, within the cap and the time allowed; a stop request cuts it short.
+  // The whole exchange, reading and answering, within its time; a stop cuts it short.
+  const Deadline start = std::chrono::steady_clock::now();
+  const Deadline read_by = start + std::chrono::milliseconds(kReadTimeoutMs);
+  const Reply respond{fd, _wake_fd, start + std::chrono::milliseconds(kExchangeTimeoutMs)};
   std::string head;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kReadTimeoutMs);
   while (head.find("\r\n\r\n") == std::string::npos) {
     if (head.size() >= kMaxHead) {
-      respond(fd, "431 Request Header Fields Too Large", "text/plain", "request too large\n",
-              false);
+      respond("431 Request Header Fields Too Large", "text/plain", "request too large\n", false);
       return;
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    deadline - std::chrono::steady_clock::now())
-                    .count();
-    if (left <= 0) return;
-    pollfd fds[2] = {{fd, POLLIN, 0}, {_wake_fd, POLLIN, 0}};
-    if (poll(fds, 2, static_cast<int>(left)) <= 0 || fds[1].revents) return;
     char buf[2048];
     ssize_t n = recv(fd, buf, std::min(sizeof buf, kMaxHead - head.size()), 0);
+    if (n > 0) {
+      head.append(buf, static_cast<size_t>(n));
+      continue;
+    }
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    head.append(buf, static_cast<size_t>(n));
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+        wait_ready(fd, POLLIN, _wake_fd, read_by))
+      continue;
+    return;  // closed, failed, out of time or stopping
   }
   // "METHOD TARGET HTTP/1.x"
   std::string_view line(head.data(), head.find("\r\n"));
   size_t sp1 = line.find(' ');
   size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
   if (sp2 == std::string_view::npos || line.substr(sp2 + 1, 5) != "HTTP/") {
-    respond(fd, "400 Bad Request", "text/plain", "malformed request line\n", false);
+    respond("400 Bad Request", "text/plain", "malformed request line\n", false);
     return;
   }
   std::string_view method = line.substr(0, sp1);
@@ -184,7 +225,7 @@ void MetricsServer::answer(int fd) {
   std::string_view path = target.substr(0, target.find('?'));
   const bool head_only = method == "HEAD";
   if (method != "GET" && !head_only) {
-    respond(fd, "405 Method Not Allowed", "text/plain", "only GET and HEAD\n", false,
+    respond("405 Method Not Allowed", "text/plain", "only GET and HEAD\n", false,
             "Allow: GET, HEAD\r\n");
     return;
   }
@@ -195,11 +236,11 @@ void MetricsServer::answer(int fd) {
       text = _text;
     }
     _scrapes.fetch_add(1, std::memory_order_relaxed);
-    respond(fd, "200 OK", _content_type, text, head_only);
+    respond("200 OK", _content_type, text, head_only);
   } else if (path == "/") {
-    respond(fd, "200 OK", "text/plain", "sluice: metrics are at /metrics\n", head_only);
+    respond("200 OK", "text/plain", "sluice: metrics are at /metrics\n", head_only);
   } else {
-    respond(fd, "404 Not Found", "text/plain", "not found: metrics are at /metrics\n", head_only);
+    respond("404 Not Found", "text/plain", "not found: metrics are at /metrics\n", head_only);
   }
 }
 

@@ -1,7 +1,8 @@
 // A small HTTP/1.1 endpoint on a thread of its own that serves one text document, replaced as a
 // run goes on: `sluice run --metrics-addr` serves Prometheus' text format at /metrics with it.
-// Requests are untrusted: a request head is capped at 8 KiB and must arrive within 2 s, one
-// connection is served at a time and closed after its answer, and only GET and HEAD are answered.
+// Requests are untrusted: a request head is capped at 8 KiB and must arrive within 2 s, the whole
+// exchange within 5 s (a stop cuts it short); one connection is served at a time and closed
+// after its answer, and only GET and HEAD are answered.
 #pragma once
 
 #include <atomic>
