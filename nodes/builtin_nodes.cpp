@@ -13,6 +13,7 @@
 #include "nodes/index_chroma.hpp"
 #include "nodes/index_elasticsearch.hpp"
 #include "nodes/index_jsonl.hpp"
+#include "nodes/index_postgres.hpp"
 #include "nodes/index_sqlite.hpp"
 #include "nodes/source_files.hpp"
 #include "nodes/source_http_list.hpp"
@@ -51,6 +52,7 @@ void register_builtin_nodes(Registry& r) {
   r.add(index_jsonl_info());
   r.add(index_chroma_info());
   r.add(index_elasticsearch_info());
+  r.add(index_postgres_info());
 }
 
 const Registry& builtin_registry() {
