@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -15,6 +16,7 @@
 
 #include "engine/graph/batcher.hpp"
 #include "engine/json/json.hpp"
+#include "engine/thread_role.hpp"
 
 namespace sluice {
 
@@ -78,9 +80,13 @@ struct Result {
     const char* s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
     return s ? s : "";
   }
-  std::string message() const {
+  // The server's message; else libpq's own (a connection that broke), trimmed.
+  std::string message(PGconn* conn) const {
     const char* m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
-    return m ? m : "no answer from the server";
+    std::string text = m ? m : r ? PQresultErrorMessage(r) : "";
+    if (text.empty() && conn) text = PQerrorMessage(conn);
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    return text.empty() ? "no answer from the server" : text;
   }
 };
 
@@ -91,11 +97,25 @@ struct Connection {
 };
 
 // Worth another try on a fresh connection: the connection broke (class 08, or none left), the
-// server is shutting down or out of resources (57P, 53), or a serialization failure (40).
+// server is shutting down or out of resources (57P, 53), a serialization failure or deadlock
+// (40), a statement that ran past timeout_ms (57014), a server gone read-only in a failover
+// (25006).
 bool transient(const std::string& state, bool connection_ok) {
   if (!connection_ok || state.empty()) return true;
   return state.rfind("08", 0) == 0 || state.rfind("57P", 0) == 0 || state.rfind("53", 0) == 0 ||
-         state.rfind("40", 0) == 0;
+         state.rfind("40", 0) == 0 || state == "57014" || state == "25006";
+}
+
+// Refused for what a row holds (classes 22 and 23, 21000): the rows are tried one by one. Any
+// other refusal (permissions, a table changed under the run) is the batch's as a whole.
+bool data_error(const std::string& state) {
+  return state.rfind("22", 0) == 0 || state.rfind("23", 0) == 0 || state == "21000";
+}
+
+// Whether a vector can be stored: pgvector refuses NaN and infinity, and real[] would keep a NaN
+// that poisons every distance computed with it.
+bool finite(const std::vector<float>& v) {
+  return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
 }
 
 enum class VectorType { automatic, vector, halfvec, real_array };
@@ -108,7 +128,17 @@ class PostgresIndex final : public Node {
                  static_cast<int>(init.params.integer("linger_ms"))),
         _connections(std::max(1, init.concurrency)), _create(init.params.boolean("create_table")),
         _replace(init.params.boolean("replace_docs")),
-        _max_attempts(static_cast<int>(init.params.integer("max_attempts"))) {
+        _max_attempts(static_cast<int>(init.params.integer("max_attempts"))),
+        _timeout_ms(init.params.integer("timeout_ms")) {
+    // libpq's parse errors quote the dsn, password included: a bad one gets a message of ours.
+    char* parse_error = nullptr;
+    PQconninfoOption* parsed = PQconninfoParse(_dsn.c_str(), &parse_error);
+    PQconninfoFree(parsed);
+    PQfreemem(parse_error);
+    if (!parsed)
+      throw ParamError("dsn",
+                       "dsn is not a libpq connection string (\"host=... dbname=... user=...\" "
+                       "or postgresql://...; quote a value with spaces as key='a b')");
     if (!valid_table(_table))
       throw ParamError("table",
                        "table must be NAME or SCHEMA.NAME, each of letters, digits and '_' "
@@ -133,8 +163,15 @@ class PostgresIndex final : public Node {
     auto first = std::make_unique<Connection>();
     std::string why = connect(*first);
     if (!why.empty()) throw std::runtime_error("index.postgres: cannot connect: " + why);
+    // Workers and shards open at once: their DDL (IF NOT EXISTS is not safe side by side) takes
+    // turns under an advisory lock, held by this session until the DDL is done (or it drops).
+    const std::string lock_key = "hashtext('sluice:" + _table + "')";  // _table is checked
+    if (_create) Result(PQexec(first->c, ("SELECT pg_advisory_lock(" + lock_key + ")").c_str()));
     settle_vector_type(*first);
-    if (_create) create_table(*first);
+    if (_create) {
+      create_table(*first);
+      Result(PQexec(first->c, ("SELECT pg_advisory_unlock(" + lock_key + ")").c_str()));
+    }
     Result exists(PQexecParams(first->c, "SELECT to_regclass($1) IS NOT NULL", 1, nullptr,
                                std::array<const char*, 1>{quoted_table(_table).c_str()}.data(),
                                nullptr, nullptr, 0));
@@ -156,10 +193,13 @@ class PostgresIndex final : public Node {
     // libpq sends text parameters as C strings: a NUL byte would cut the value short unseen.
     for (const std::string* s : {&in->id, &in->doc_id, &in->text})
       if (s->find('\0') != std::string::npos) {
-        _output->finish(in, Outcome::dead_lettered,
-                        "a NUL byte in its id or text, which PostgreSQL text cannot hold");
+        dead_letter(in, "a NUL byte in its id or text, which PostgreSQL text cannot hold");
         return;
       }
+    if (!finite(in->vector)) {
+      dead_letter(in, "a vector with NaN or infinity, which no distance can use");
+      return;
+    }
     size_t bytes = in->text.size() + in->vector.size() * 12 + in->meta.to_json().size() + 128;
     auto full = _batcher.add(std::move(in), bytes);
     if (!full.empty()) send(std::make_shared<std::vector<RecordPtr>>(std::move(full.items)));
@@ -199,7 +239,7 @@ class PostgresIndex final : public Node {
       if (!r.ok())
         throw std::runtime_error("index.postgres: removing the rows its documents no longer have "
                                  "from " +
-                                 _table + " failed: " + r.message() +
+                                 _table + " failed: " + r.message(conn.c) +
                                  " (\"replace_docs\": false leaves them and sends no delete)");
     }
   }
@@ -210,11 +250,20 @@ class PostgresIndex final : public Node {
   }
 
  private:
-  // "" when connected; else libpq's reason (never the dsn: it may hold a password).
+  // "" when connected; else libpq's reason (never the dsn: it may hold a password). Timeouts
+  // the dsn does not set are sluice's: a dead host or a lost path is a failed attempt, not a
+  // writer blocked for good.
   std::string connect(Connection& conn) {
     PQfinish(conn.c);
-    conn.c = PQconnectdb(_dsn.c_str());
+    conn.c = nullptr;
+    const char* keys[] = {"connect_timeout",  "keepalives_idle", "keepalives_interval",
+                          "tcp_user_timeout", "dbname",          nullptr};
+    const std::string user_timeout = std::to_string(_timeout_ms);
+    const char* values[] = {"10", "30", "10", user_timeout.c_str(), _dsn.c_str(), nullptr};
+    conn.c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
     if (conn.ok()) {
+      const std::string timeout = "SET statement_timeout = " + std::to_string(_timeout_ms);
+      Result set(PQexec(conn.c, timeout.c_str()));
       PQsetClientEncoding(conn.c, "UTF8");
       // The server's notices ("relation already exists, skipping") are not the user's business.
       PQsetNoticeProcessor(
@@ -276,7 +325,7 @@ class PostgresIndex final : public Node {
     Result r(PQexec(conn.c, sql.c_str()));
     if (!r.ok())
       throw std::runtime_error("index.postgres: creating table " + _table +
-                               " failed: " + r.message());
+                               " failed: " + r.message(conn.c));
   }
 
   // A text[] literal's element: double-quoted, with '"' and '\' escaped.
@@ -312,6 +361,8 @@ class PostgresIndex final : public Node {
 
   // A writer thread: batches from the queue, each one statement on this thread's connection.
   void writer() {
+    // Documents this thread completes are posted into the arena, as the HTTP loop's are.
+    t_outside_arena = true;
     std::unique_ptr<Connection> conn;
     {
       std::lock_guard lock(_mu);
@@ -341,70 +392,60 @@ class PostgresIndex final : public Node {
     }
   }
 
-  // Writes a batch, retrying on a fresh connection while the failure is transient; a batch the
-  // server refuses for its data is written row by row, so that only the rows at fault are
-  // dead-lettered. Settles every record of the batch.
-  void write(Connection& conn, const BatchPtr& batch, std::mt19937_64& rng) {
-    std::vector<std::pair<size_t, std::string>> failed;  // (record, why)
+  // Writes records [from, to) in one statement, retrying on a fresh connection while the
+  // failure is transient: "" when written, else why (and the SQLSTATE in `state`).
+  std::string write_rows(Connection& conn, const std::vector<RecordPtr>& batch, size_t from,
+                         size_t to, std::mt19937_64& rng, std::string& state) {
     std::string why;
     for (int attempt = 1;; ++attempt) {
-      if (!conn.ok()) {
-        why = connect(conn);
-        if (!why.empty()) {
-          if (attempt < _max_attempts) {
-            backoff(attempt, rng);
-            continue;
-          }
-          break;
-        }
+      state.clear();
+      if (!conn.ok()) why = connect(conn);
+      if (conn.ok()) {
+        Result r = upsert(conn, batch, from, to);
+        if (r.ok()) return "";
+        why = r.message(conn.c);
+        state = r.sqlstate();
       }
-      Result r = upsert(conn, *batch, 0, batch->size());
-      if (r.ok()) {
-        why.clear();
-        break;
-      }
-      why = r.message();
-      if (transient(r.sqlstate(), conn.ok()) && attempt < _max_attempts) {
-        backoff(attempt, rng);
+      if (attempt >= _max_attempts || !transient(state, conn.ok())) return why;
+      backoff(attempt, rng);
+    }
+  }
+
+  // Writes a batch; one the server refuses for its data is written row by row, so that only the
+  // rows at fault are dead-lettered. Settles every record of the batch, here on this thread of
+  // the node's own (finish and release are thread-safe).
+  void write(Connection& conn, const BatchPtr& batch, std::mt19937_64& rng) {
+    const size_t n = batch->size();
+    std::vector<std::string> why(n);  // per record: "" = written
+    std::string state;
+    std::string all = write_rows(conn, *batch, 0, n, rng, state);
+    if (!all.empty() && data_error(state) && n > 1) {
+      for (size_t i = 0; i < n; ++i) why[i] = write_rows(conn, *batch, i, i + 1, rng, state);
+    } else {
+      std::fill(why.begin(), why.end(), all);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const RecordPtr& r = (*batch)[i];
+      if (!why[i].empty()) {
+        dead_letter(r, "PostgreSQL: " + why[i]);
         continue;
       }
-      if (!transient(r.sqlstate(), conn.ok()) && batch->size() > 1) {
-        for (size_t i = 0; i < batch->size(); ++i) {
-          Result one = upsert(conn, *batch, i, i + 1);
-          if (!one.ok()) failed.emplace_back(i, one.message());
-        }
-        why.clear();
-        break;
+      if (_replace && !_was_empty) {
+        std::lock_guard lock(_mu);
+        _docs.insert(r->doc_id);
       }
-      break;
+      _output->finish(r, Outcome::indexed);
     }
-    // Settled here, on this thread of the node's own (finish and release are thread-safe).
+    for (size_t i = 0; i < n; ++i) _output->release();
+  }
+
+  // A record refused: its document keeps what an earlier run wrote, so no delete may take it.
+  void dead_letter(const RecordPtr& r, const std::string& why) {
     {
-      size_t next_failed = 0;
-      for (size_t i = 0; i < batch->size(); ++i) {
-        const RecordPtr& r = (*batch)[i];
-        const bool at_fault =
-            !why.empty() || (next_failed < failed.size() && failed[next_failed].first == i);
-        if (at_fault) {
-          // Its document keeps what an earlier run wrote: no delete may take it.
-          std::lock_guard lock(_mu);
-          _failed_docs.insert(r->doc_id);
-        }
-        if (!why.empty()) {
-          _output->finish(r, Outcome::dead_lettered, "PostgreSQL: " + why);
-        } else if (at_fault) {
-          _output->finish(r, Outcome::dead_lettered, "PostgreSQL: " + failed[next_failed].second);
-          ++next_failed;
-        } else {
-          if (_replace && !_was_empty) {
-            std::lock_guard lock(_mu);
-            _docs.insert(r->doc_id);
-          }
-          _output->finish(r, Outcome::indexed);
-        }
-      }
-      for (size_t i = 0; i < batch->size(); ++i) _output->release();
+      std::lock_guard lock(_mu);
+      _failed_docs.insert(r->doc_id);
     }
+    _output->finish(r, Outcome::dead_lettered, why);
   }
 
   void backoff(int attempt, std::mt19937_64& rng) {
@@ -450,8 +491,7 @@ class PostgresIndex final : public Node {
                                params.data(), nullptr, nullptr, 0));
   }
 
-  // '[1,2,3]' for pgvector's types, '{1,2,3}' for real[] (a value that is not finite is NaN there;
-  // pgvector refuses it, and the row is dead-lettered with the server's reason).
+  // '[1,2,3]' for pgvector's types, '{1,2,3}' for real[] (every value finite: see process()).
   std::string vector_literal(const std::vector<float>& v) const {
     std::string s;
     json::append_floats(s, v);
@@ -459,8 +499,6 @@ class PostgresIndex final : public Node {
       s.front() = '{';
       s.back() = '}';
     }
-    size_t at = 0;
-    while ((at = s.find("null", at)) != std::string::npos) s.replace(at, 4, "NaN");
     return s;
   }
 
@@ -469,6 +507,7 @@ class PostgresIndex final : public Node {
   int _connections;
   bool _create, _replace;
   int _max_attempts;
+  int64_t _timeout_ms;
   VectorType _vector_type = VectorType::automatic;
   std::string _run;  // this process's run mark, in every row it writes (replace_docs)
   bool _was_empty = false;
@@ -517,9 +556,13 @@ NodeTypeInfo index_postgres_info() {
                1),
       with_min(
           param("linger_ms", ParamType::integer, "200", "send a partial batch after this long"), 0),
+      with_range(param("timeout_ms", ParamType::integer, "60000",
+                       "statement_timeout of each INSERT, and tcp_user_timeout of the connection "
+                       "(unless the dsn sets it): a stuck statement fails its attempt"),
+                 1000, 86400000),
       with_range(param("max_attempts", ParamType::integer, "5",
                        "tries of a batch whose connection broke or that the server could not "
-                       "take for now (08, 40, 53, 57P errors)"),
+                       "take for now (08, 40, 53, 57P, 57014, 25006 errors)"),
                  1, 100),
       param("replace_docs", ParamType::boolean, "true",
             "mark each row with its run (sluice_run) and, after a run that settled, delete the "

@@ -265,8 +265,10 @@ TYPED_TEST(Postgres, ARowTheServerRefusesIsDeadLetteredAloneAndErrorsSayWhatToDo
   const std::string dsn = this->server->dsn();
   test::TempDir dir;
   // jsonb cannot hold \u0000: that document's row is refused, the batch's others are written.
+  // A NUL in the text itself never reaches libpq (which would cut the value short).
   test::write_file(dir / "docs.jsonl", R"({"id": "good-1", "text": "alpha beta"}
 {"id": "bad", "text": "gamma delta", "note": "a\u0000b"}
+{"id": "nul", "text": "eta\u0000theta"}
 {"id": "good-2", "text": "epsilon zeta"}
 )");
   RunReport r = test::run_json(R"({"nodes": [
@@ -277,9 +279,10 @@ TYPED_TEST(Postgres, ARowTheServerRefusesIsDeadLetteredAloneAndErrorsSayWhatToDo
       "edges": [["docs", "sink"]]})");
   ASSERT_EQ(r.error, "");
   EXPECT_EQ(r.indexed, 2u);
-  EXPECT_EQ(r.dead_lettered, 1u);
+  EXPECT_EQ(r.dead_lettered, 2u);
   EXPECT_EQ(count(dsn, "refused_c"), "2");
   Rows embedding = query(dsn, "SELECT count(*) FROM refused_c WHERE embedding IS NULL");
+  ASSERT_EQ(embedding.size(), 1u);
   EXPECT_EQ(embedding[0][0], "2") << "no embedder: no vector";
 
   RunReport missing =
@@ -287,11 +290,22 @@ TYPED_TEST(Postgres, ARowTheServerRefusesIsDeadLetteredAloneAndErrorsSayWhatToDo
   EXPECT_NE(missing.error.find("table not_there does not exist (\"create_table\": true"),
             std::string::npos)
       << missing.error;
+  // Nothing listens there: a clear error, which never shows the dsn's password.
   std::string down = this->graph("x_d", 2, 500);
-  down.replace(down.find("port="), 5, "port=1 ");
+  const size_t port = down.find("port=") + 5;
+  down.replace(port, down.find(' ', port) - port, std::to_string(test::free_port()));
+  down.replace(down.find("user=postgres"), 13, "user=postgres password=s3cret-xyz");
   RunReport refused = test::run_json(down);
   EXPECT_NE(refused.error.find("index.postgres: cannot connect"), std::string::npos)
       << refused.error;
+  EXPECT_EQ(refused.error.find("s3cret"), std::string::npos) << refused.error;
+  // A dsn libpq cannot read is a config error of ours: libpq's would quote it, password and all.
+  std::string garbled = this->graph("x_f", 2, 500);
+  garbled.replace(garbled.find("user=postgres"), 13, "user=postgres password=s3cret xyz");
+  std::string unreadable = test::config_errors(garbled);
+  EXPECT_NE(unreadable.find("dsn is not a libpq connection string"), std::string::npos)
+      << unreadable;
+  EXPECT_EQ(unreadable.find("xyz"), std::string::npos) << unreadable;
   std::string bad = test::config_errors(this->graph("drop table x;", 2, 500));
   EXPECT_NE(bad.find("params.table: table must be NAME or SCHEMA.NAME"), std::string::npos) << bad;
   if (!this->server->has_pgvector()) {
@@ -330,9 +344,10 @@ TYPED_TEST(Postgres, KillNineThenResumeGivesTheCleanTable) {
   // The crashed run: killed once some rows are in.
   const std::string run =
       "run '" + graph + "' --quiet --set table=crashed --state '" + dir / "st" + "'";
+  // Built before fork(): the child of a threaded process only execs.
+  const std::string cmd = "exec '" + std::string(SLUICE_BIN) + "' " + run + " > /dev/null 2>&1";
   pid_t pid = fork();
   if (pid == 0) {
-    std::string cmd = "exec '" + std::string(SLUICE_BIN) + "' " + run + " > /dev/null 2>&1";
     execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
