@@ -567,7 +567,7 @@ QueryEmbedder graph_query_embedder(const std::string& graph, const std::string& 
                                ", which is not set: set it to embed the query");
     }
     NodeInit init{pick->id, pick->type, pick->params,   g.name, pick->concurrency,
-                  {},       {},         pick->adaptive, {}};
+                  {},       {},         pick->adaptive, {},     {}};
     return embed_query_http(init, query);
   };
 }

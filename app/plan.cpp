@@ -60,6 +60,7 @@ Plan make_plan(const GraphSpec& spec, const PlanInput& in) {
     PlanStage ps{s.node, s.cost.what, s.cost.requests_per_doc * in.docs,
                  s.cost.tokens_per_doc * in.docs, s.cost.cost_per_doc * in.docs};
     if (s.cost.listing) ps.requests = std::ceil(in.docs / s.cost.per_page);
+    ps.split = s.cost.listing_splits;
     plan.tokens += ps.tokens;
     plan.cost_usd += ps.cost_usd;
     plan.stages.push_back(ps);
@@ -78,13 +79,21 @@ Plan make_plan(const GraphSpec& spec, const PlanInput& in) {
       };
       for (const auto& s : stages) {
         if (s.cost.listing) {
-          // Every process pages through the whole listing one page at a time and keeps its share.
+          // One page at a time per process, each process within its share of the rpm. Every
+          // process pages the whole listing and keeps its share of the items, unless the
+          // listing splits (each pages only its share of the pages: together, `workers` times
+          // the items).
           double pages_per_s = 1.0 / in.latency_s;
-          if (s.rpm > 0) pages_per_s = std::min(pages_per_s, s.rpm * quota_scale / 60.0 / workers);
-          bound(pages_per_s * s.cost.per_page,
-                s.node + (s.rpm > 0 && s.rpm * quota_scale / 60.0 / workers < 1.0 / in.latency_s
-                              ? " rpm (every process pages the whole listing)"
-                              : " listing latency (one page at a time)"));
+          const bool rpm_binds = s.rpm > 0 && s.rpm * quota_scale / 60.0 / workers < pages_per_s;
+          if (rpm_binds) pages_per_s = s.rpm * quota_scale / 60.0 / workers;
+          const double listers = s.cost.listing_splits ? workers : 1;
+          bound(pages_per_s * s.cost.per_page * listers,
+                s.node + (rpm_binds ? (s.cost.listing_splits
+                                           ? " rpm (the pages split among the processes)"
+                                           : " rpm (every process pages the whole listing)")
+                                    : (s.cost.listing_splits
+                                           ? " listing latency (each process pages its share)"
+                                           : " listing latency (one page at a time)")));
           continue;
         }
         if (s.cost.requests_per_doc <= 0) continue;
@@ -121,9 +130,11 @@ std::string plan_table(const GraphSpec& spec, const PlanInput& in, const Plan& p
       spec.name.c_str(), in.docs, in.doc_chars, plan.chunks_per_doc, in.latency_s * 1000);
   out += line;
   for (const auto& s : plan.stages) {
-    std::snprintf(
-        line, sizeof line, "  %-12s %12.0f %s%s", s.node.c_str(), s.requests, s.what.c_str(),
-        s.what == "pages" ? " per process (every shard and process pages the whole listing)" : "");
+    std::snprintf(line, sizeof line, "  %-12s %12.0f %s%s", s.node.c_str(), s.requests,
+                  s.what.c_str(),
+                  s.what != "pages" ? ""
+                  : s.split         ? " in all, split among the processes (each pages its share)"
+                            : " per process (every shard and process pages the whole listing)");
     out += line;
     if (s.tokens > 0) {
       std::snprintf(line, sizeof line, ", %.0f tokens, $%.2f", s.tokens, s.cost_usd);

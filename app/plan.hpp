@@ -26,6 +26,7 @@ struct PlanStage {
   double requests = 0;  // for the whole job
   double tokens = 0;
   double cost_usd = 0;
+  bool split = false;  // a listing whose pages are split among the processes
 };
 
 struct PlanRow {

@@ -165,6 +165,11 @@ class Source {
   // on_admitted() runs (on a TBB worker, possibly concurrently) each time one of its documents
   // was admitted, so the source can fetch more when out.waiting() runs low. Neither may block.
   virtual bool pushes() const { return false; }
+  // True when the source gives only this process's share of the documents itself (a listing
+  // whose pages are split among the processes): the runner then keeps every document it gives
+  // instead of keeping those whose id hashes to this process. Documents done before (--resume)
+  // are still skipped.
+  virtual bool splits_itself() const { return false; }
   virtual void start(SourceOutput& /*out*/) {}
   virtual void on_admitted() {}
 
@@ -202,6 +207,9 @@ struct NodeInit {
   // The job's state directory (the checkpoint ledger's; shared by its processes and shards), for
   // state a node keeps across them; "" when the run has none (a library call).
   std::string state_dir;
+  // The documents this process handles: its shard's share for this worker (shard.split(worker,
+  // workers)); "0/1" = all. A source that splits its listing among processes reads it.
+  ShardSpec part;
 };
 
 // What one document costs at a node, for `sluice plan` (a steady-state model: no retries, no
@@ -222,8 +230,10 @@ struct NodeCost {
   double requests_per_doc = 0;
   double tokens_per_doc = 0;
   double cost_per_doc = 0;  // USD
-  // A paged listing: every process pages the whole listing, one page at a time.
+  // A paged listing, one page at a time: every process pages the whole listing, unless
+  // `listing_splits` (each process pages only its share of the pages).
   bool listing = false;
+  bool listing_splits = false;
   double per_page = 1;
 };
 

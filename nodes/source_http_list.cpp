@@ -76,15 +76,57 @@ class HttpListSource final : public Source {
     for (const auto& [name, value] : headers)
       _headers.push_back(http::static_header("headers", name + ": " + value));
     read_pairs("query", _query);
+    // partitions: one listing per object, its query params over `query`'s; a process of a
+    // sharded job lists the partitions k, k + N, ... of them, whatever the paging.
+    if (const json::Value* parts = p.get("partitions"); parts && parts->kind == json::Kind::array) {
+      if (parts->items.empty())
+        throw ParamError("partitions", "partitions must hold at least one object of query params");
+      for (size_t i = 0; i < parts->items.size(); ++i) {
+        const json::Value& part = parts->items[i];
+        if (part.kind != json::Kind::object)
+          throw ParamError("partitions", "partitions[" + std::to_string(i) +
+                                             "] must be an object of query params, e.g. "
+                                             "{\"filter\": \"publication_year:2021\"}");
+        std::vector<std::pair<std::string, std::string>> q;
+        for (const auto& m : part.members) {
+          if (m.value.kind != json::Kind::string)
+            throw ParamError("partitions", "partitions[" + std::to_string(i) + "]." + m.key +
+                                               " must be a string");
+          q.emplace_back(m.key, m.value.str);
+        }
+        if (init.part.all() ||
+            static_cast<int>(i % static_cast<size_t>(init.part.count)) == init.part.index)
+          _partitions.push_back(std::move(q));
+      }
+      _partitioned = true;
+      _stride_parts = init.part.count;
+    } else if (parts && parts->kind != json::Kind::null) {
+      throw ParamError("partitions", "partitions must be an array of objects of query params");
+    }
     _opts = http::read_request_options(p, init.id);
     _origin = http::origin_of(_url);
+    // Pages and offsets can be split among the job's processes: process k of N lists pages k,
+    // k + N, k + 2N... and keeps every item on them. A cursor or a link is known only from the
+    // page before, so those listings are paged whole by each process, which keeps its share.
+    _split = !_partitioned && !init.part.all() && (_paging == "page" || _paging == "offset") &&
+             p.boolean("split_pages");
+    if (_split) {
+      _stride = init.part.count;
+      _global_page = init.part.index;
+      _page += init.part.index;
+      _offset = static_cast<int64_t>(init.part.index) * _per_page;
+    }
   }
 
   bool pushes() const override { return true; }
+  bool splits_itself() const override { return _split || (_partitioned && _stride_parts > 1); }
 
   // Exact once the listing ended; before, what its first page announced (`total`), if anything.
   std::optional<uint64_t> total() const override {
-    if (_listed.load(std::memory_order_acquire)) return _emitted_total.load();
+    // The runner divides a total by the processes sharing the job; a split listing's own count
+    // is this process's already, so it is given as the job's.
+    if (_listed.load(std::memory_order_acquire))
+      return _emitted_total.load() * static_cast<uint64_t>(_stride);
     uint64_t n = _announced.load(std::memory_order_acquire);
     if (n == kUnknown) return std::nullopt;
     return n;
@@ -95,6 +137,17 @@ class HttpListSource final : public Source {
     _out = &out;
     _client = &out.http();
     _opts.set_rate_limit(*_client);
+    if ((_split && _max_pages > 0 && _global_page >= _max_pages) ||
+        (_partitioned && _partitions.empty())) {
+      // Every page within max_pages, or every partition, is another process's.
+      _listed.store(true, std::memory_order_release);
+      {
+        std::lock_guard lock(_mu);
+        _finished = true;
+      }
+      out.done();
+      return;
+    }
     {
       std::lock_guard lock(_mu);
       _fetching = true;
@@ -123,7 +176,14 @@ class HttpListSource final : public Source {
       u += (u.find('?') == std::string::npos ? '?' : '&');
       u += url_encode(name) + "=" + url_encode(value);
     };
-    for (const auto& [name, value] : _query) add(name, value);
+    for (const auto& [name, value] : _query) {
+      bool overridden = false;
+      if (_partitioned)
+        for (const auto& [pname, pvalue] : _partitions[_partition]) overridden |= pname == name;
+      if (!overridden) add(name, value);
+    }
+    if (_partitioned)
+      for (const auto& [name, value] : _partitions[_partition]) add(name, value);
     if (_paging == "page") add(_params.str("page_param"), std::to_string(_page));
     if (_paging == "offset") add(_params.str("offset_param"), std::to_string(_offset));
     if (_paging == "cursor") add(_params.str("cursor_param"), _cursor);
@@ -208,11 +268,13 @@ class HttpListSource final : public Source {
         finished = true;
       } else {
         size_t raw = items->Size();
-        if (_pages == 0) read_total(d, raw);
+        if (_pages == 0 && !_partitioned) read_total(d, raw);  // a partition's count is not all
         emit_items(*items, 0);
         ++_pages;
         // A short page is not the end: only an empty one, a missing cursor or link, or max_pages.
         if (raw == 0 || _paging == "none") finished = true;
+        else if (_split && _paging == "page") _page += _stride;
+        else if (_split) _offset += static_cast<int64_t>(_stride) * _per_page;
         else if (_paging == "page") ++_page;
         else if (_paging == "offset") _offset += static_cast<int64_t>(raw);
         else if (_paging == "cursor") {
@@ -247,7 +309,19 @@ class HttpListSource final : public Source {
             finished = true;
           }
         }
-        if (_max_pages > 0 && _pages >= _max_pages) finished = true;
+        _global_page += _stride;  // the listing's page this process asks for next
+        if (_max_pages > 0 && (_split ? _global_page >= _max_pages : _pages >= _max_pages))
+          finished = true;
+        else if (finished && _partitioned && _partition + 1 < _partitions.size()) {
+          // This partition ended: the next one, from its first page.
+          ++_partition;
+          finished = false;
+          _page = _params.integer("start_page");
+          _offset = 0;
+          _cursor = _params.str("start_cursor");
+          _next_url.clear();
+          _seen.clear();
+        }
       }
     }
     if (_out->stopping()) finished = true;
@@ -275,6 +349,15 @@ class HttpListSource final : public Source {
   std::string _origin;                // _url's: where _headers may go
   std::vector<std::pair<std::string, std::string>> _query;
   int64_t _per_page = 0, _max_pages = 0, _page = 1, _offset = 0, _pages = 0;
+  // Split among the processes (split_pages): this process lists every _stride-th page, and
+  // _global_page is the listing's index (from 0) of the page it asks for next.
+  bool _split = false;
+  int64_t _stride = 1, _global_page = 0;
+  // partitions: this process's share of them, and the one being listed.
+  bool _partitioned = false;
+  int _stride_parts = 1;
+  std::vector<std::vector<std::pair<std::string, std::string>>> _partitions;
+  size_t _partition = 0;
   std::string _cursor, _next_url;
   std::unordered_set<std::string> _seen;  // cursors / next links already followed
   uint64_t _emitted = 0;
@@ -353,6 +436,16 @@ NodeTypeInfo source_http_list_info() {
       param("total", ParamType::string, "null",
             "JSON pointer to the item count the first page announces (e.g. /meta/count), for "
             "the ETA; a listing that ended is counted exactly without it"),
+      param("split_pages", ParamType::boolean, "true",
+            "page and offset paging under shards or --processes: each process lists only its "
+            "share of the pages (k, k + N, ...) and keeps every item on them; false: every "
+            "process lists every page and keeps the items whose id hashes to it (cursor and "
+            "link paging always do that)"),
+      param("partitions", ParamType::any, "null",
+            "one listing per object of query params (over query's), e.g. "
+            "[{\"filter\": \"publication_year:2020\"}, {\"filter\": \"publication_year:2021\"}]: "
+            "listed in turn, and under shards or --processes split among the processes "
+            "(partition i goes to process i mod N), for cursor listings that cannot split by page"),
   };
   http::add_request_params(info.params, {.unit = "page", .legacy_max_attempts = true});
   for (auto& p : info.params)
@@ -364,6 +457,9 @@ NodeTypeInfo source_http_list_info() {
     c.listing = true;
     c.what = "pages";
     c.per_page = p.has("per_page") ? p.number("per_page") : 25;  // the upstream's own default page
+    const std::string paging = p.str("paging");
+    c.listing_splits = ((paging == "page" || paging == "offset") && p.boolean("split_pages")) ||
+                       p.has("partitions");
     c.requests_per_doc = 1.0 / c.per_page;
     return c;
   };

@@ -38,6 +38,40 @@ TEST(Plan, TheRateLimitBindsAndIsSharedByEveryWorker) {
   EXPECT_DOUBLE_EQ(p.stages[0].requests, 1000.0);
 }
 
+// A page-numbered listing splits among the processes (each lists its share of the pages); a
+// cursor listing is paged whole by each, so more processes only divide its rpm.
+TEST(Plan, APagedListingSplitsAmongTheProcessesACursorListingDoesNot) {
+  auto listing = [](const std::string& paging) {
+    return test::spec_from(R"({"nodes": [
+      {"id": "list", "type": "source.http_list", "params": {"url": "http://x/list",
+        "items": "/items", "per_page": 100, "rpm": 600, "next": "/next", "paging": ")" +
+                           paging + R"("}},
+      {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
+      "edges": [["list", "out"]]})");
+  };
+  PlanInput in;
+  in.docs = 100000;
+  in.latency_s = 0.2;
+  in.jobs = {1, 4};
+  in.processes = {1, 4};
+  Plan paged = make_plan(listing("page"), in);
+  Plan cursor = make_plan(listing("cursor"), in);
+  ASSERT_EQ(paged.rows.size(), 4u);
+  // One process: 5 pages/s of 100 (latency); 4: 2.5 pages/s each (the rpm's share) x 4 = 1000.
+  EXPECT_DOUBLE_EQ(paged.rows[0].docs_per_s, 500.0);
+  EXPECT_EQ(paged.rows[0].binds, "list listing latency (each process pages its share)");
+  EXPECT_DOUBLE_EQ(paged.rows[1].docs_per_s, 1000.0);
+  EXPECT_EQ(paged.rows[1].binds, "list rpm (the pages split among the processes)");
+  EXPECT_DOUBLE_EQ(paged.rows[3].docs_per_s, 1000.0) << "16 processes: still the rpm's 10 pages/s";
+  EXPECT_DOUBLE_EQ(cursor.rows[0].docs_per_s, 500.0);
+  EXPECT_DOUBLE_EQ(cursor.rows[1].docs_per_s, 250.0) << "each of 4 pages the whole listing";
+  EXPECT_EQ(cursor.rows[1].binds, "list rpm (every process pages the whole listing)");
+  for (const auto& r : paged.rows)
+    EXPECT_GE(r.docs_per_s, paged.rows[0].docs_per_s) << "never slower than one process";
+  EXPECT_NE(plan_table(listing("page"), in, paged).find("split among the processes"),
+            std::string::npos);
+}
+
 TEST(Plan, PerShardLimitsMultiplyWithJobs) {
   GraphSpec g = plan_graph(R"(, "rpm": 600}, "concurrency": 10)", R"({"limits_scope": "shard"})");
   PlanInput in;

@@ -105,6 +105,107 @@ TEST(HttpList, PagesUntilAnEmptyPageAndAShortPageIsNotTheEnd) {
   EXPECT_EQ(test::sqlite_count(dir / "l.db", "SELECT count(DISTINCT doc_id) FROM chunks"), 230);
 }
 
+// Shards and processes of a paged listing each list only their share of the pages
+// (split_pages): together every document once, in about one listing's requests instead of one
+// per process.
+TEST(HttpList, PagesAreSplitAmongTheShardsAndEachKeepsEveryItemOnItsPages) {
+  for (bool split : {true, false}) {
+    sim::SimOptions o;
+    o.docs = 1000;
+    test::RunningSim server(o);
+    test::TempDir dir;
+    std::set<std::string> seen;
+    size_t admitted = 0;
+    for (int shard = 0; shard < 3; ++shard) {
+      const std::string db = dir / ("s" + std::to_string(shard) + ".db");
+      GraphSpec spec = test::spec_from(list_graph(
+          R"("url": ")" + server.url() + R"(/docs", "items": "/items", "paging": "page", )" +
+              R"("per_page": 50, "max_pages": 19, "split_pages": )" + (split ? "true" : "false"),
+          server.url() + "/docs/{id}", db));
+      RunOptions opts;
+      opts.threads = 2;
+      opts.shard.index = shard;
+      opts.shard.count = 3;
+      RunReport rep = run_graph(spec, opts);
+      ASSERT_EQ(rep.error, "");
+      EXPECT_EQ(rep.lost, 0u);
+      admitted += rep.docs;
+      sqlite3* h = nullptr;
+      sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr);
+      sqlite3_stmt* st = nullptr;
+      sqlite3_prepare_v2(h, "SELECT DISTINCT doc_id FROM chunks", -1, &st, nullptr);
+      while (st && sqlite3_step(st) == SQLITE_ROW)
+        EXPECT_TRUE(seen.insert(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))).second)
+            << "a document in two shards";
+      sqlite3_finalize(st);
+      sqlite3_close(h);
+    }
+    // max_pages 19 of 20: 950 documents, each in exactly one shard.
+    EXPECT_EQ(seen.size(), 950u) << "split " << split;
+    EXPECT_EQ(admitted, 950u);
+    const int64_t pages = server.stats()["by_endpoint"]["/docs"]["requests"].GetInt64();
+    if (split) EXPECT_EQ(pages, 19) << "each page listed once, by one shard";
+    else EXPECT_EQ(pages, 3 * 19) << "every shard lists every page";
+  }
+}
+
+// A cursor listing cannot split by page: `partitions` (one listing per object of query params)
+// splits it, partition i to process i mod N, each listed in turn from its first cursor.
+TEST(HttpList, PartitionsSplitACursorListingAmongTheShards) {
+  // Partition PART has two pages of three items: PART-0 .. PART-5.
+  test::ScriptServer server([](const test::SeenRequest& r) {
+    auto arg = [&](const std::string& name) {
+      size_t at = r.target.find(name + "=");
+      if (at == std::string::npos) return std::string();
+      size_t end = r.target.find('&', at);
+      return r.target.substr(at + name.size() + 1,
+                             end == std::string::npos ? end : end - at - name.size() - 1);
+    };
+    const std::string part = arg("part"), cursor = arg("cursor");
+    const int first = cursor == "second" ? 3 : 0;
+    std::string items;
+    for (int i = first; i < first + 3; ++i)
+      items += std::string(items.empty() ? "" : ",") + R"({"id": ")" + part + "-" +
+               std::to_string(i) + R"(", "text": "t"})";
+    return test::ScriptServer::respond(
+        200, R"({"results": [)" + items + R"(], "next": )" +
+                 (cursor == "second" ? std::string("null") : std::string(R"("second")")) + "}");
+  });
+  test::TempDir dir;
+  std::set<std::string> seen;
+  for (int shard = 0; shard < 3; ++shard) {
+    const std::string out = dir / ("s" + std::to_string(shard) + ".jsonl");
+    GraphSpec spec = test::spec_from(R"({"nodes": [
+      {"id": "list", "type": "source.http_list", "params": {"url": ")" +
+                                     server.url("/works") + R"(", "items": "/results",
+        "text": "/text", "paging": "cursor", "next": "/next",
+        "query": {"part": "none", "keep": "yes"},
+        "partitions": [{"part": "a"}, {"part": "b"}, {"part": "c"}, {"part": "d"}]}},
+      {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+                                     out + R"("}}],
+      "edges": [["list", "out"]]})");
+    RunOptions opts;
+    opts.threads = 2;
+    opts.shard.index = shard;
+    opts.shard.count = 3;
+    RunReport rep = run_graph(spec, opts);
+    ASSERT_EQ(rep.error, "");
+    for (const auto& line : test::read_lines(out)) {
+      rapidjson::Document d;
+      d.Parse(line.c_str());
+      ASSERT_TRUE(d.IsObject()) << line;
+      EXPECT_TRUE(seen.insert(d["id"].GetString()).second) << "twice: " << line;
+    }
+    EXPECT_EQ(rep.docs, shard == 0 ? 12u : 6u) << "shard 0 lists partitions a and d";
+  }
+  EXPECT_EQ(seen.size(), 24u);
+  for (const auto& r : server.seen()) {
+    EXPECT_NE(r.target.find("keep=yes"), std::string::npos) << r.target;
+    EXPECT_EQ(r.target.find("part=none"), std::string::npos) << "the partition's part wins";
+  }
+  EXPECT_EQ(server.seen().size(), 8u) << "two pages a partition, each listed once";
+}
+
 TEST(HttpList, MaxPagesStopsAndItemsMustBeAnArray) {
   sim::SimOptions o;
   o.docs = 100;

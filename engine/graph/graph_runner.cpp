@@ -84,7 +84,7 @@ void Runner::build(tbb::flow::graph& g) {
                   r = nr.source->next();
                   if (!r) break;
                   if (r->doc_id.empty()) r->doc_id = r->id;
-                  if (wanted(r->doc_id)) break;
+                  if (wanted(r->doc_id, !nr.source->splits_itself())) break;
                   if (stopping()) {
                     r.reset();
                     break;
@@ -358,11 +358,14 @@ RunReport Runner::run() {
                   _opts.shard,
                   "w" + std::to_string(_opts.worker) + "." + std::to_string(getpid()),
                   ns.adaptive,
-                  _opts.state_dir};
+                  _opts.state_dir,
+                  _part};
     if (ns.info->make_source) {
       nr->source = ns.info->make_source(init);
+      const bool check_part = !nr->source->splits_itself();
       if (!_part.all() || _opts.skip)
-        nr->source->set_wanted([this](const std::string& id) { return wanted(id); });
+        nr->source->set_wanted(
+            [this, check_part](const std::string& id) { return wanted(id, check_part); });
       nr->source->set_stopping([this] { return stopping(); });
     } else nr->node = ns.info->make_node(init);
     if (ns.info->role == NodeRole::sink) nr->seen_ids = std::make_unique<IdSet>();

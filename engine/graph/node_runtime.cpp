@@ -70,7 +70,7 @@ void NodeRuntime::emit(RecordPtr r) {
     return;
   }
   if (r->doc_id.empty()) r->doc_id = r->id;
-  if (!_runner.wanted(r->doc_id)) return;
+  if (!_runner.wanted(r->doc_id, !(source && source->splits_itself()))) return;
   push_waiting.fetch_add(1, std::memory_order_acq_rel);
   if (t_outside_arena) _runner.post({Runner::Posted::push, this, r});
   else push_queue->try_put(r);

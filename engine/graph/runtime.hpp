@@ -279,9 +279,10 @@ class Runner final : public CompletionListener {
            (_opts.interrupt && _opts.interrupt->load(std::memory_order_acquire));
   }
 
-  // Whether this process handles the document at all (its shard, not done in an earlier run).
-  bool wanted(const std::string& doc_id) {
-    if (!_part.owns(doc_id)) return false;
+  // Whether this process handles the document at all (its shard, unless the source gave only
+  // this process's share itself; not done in an earlier run).
+  bool wanted(const std::string& doc_id, bool check_part = true) {
+    if (check_part && !_part.owns(doc_id)) return false;
     if (_opts.skip && _opts.skip->count(doc_id)) {
       _skipped_done.fetch_add(1, std::memory_order_relaxed);
       return false;
