@@ -86,7 +86,11 @@ Plan make_plan(const GraphSpec& spec, const PlanInput& in) {
           double pages_per_s = 1.0 / in.latency_s;
           const bool rpm_binds = s.rpm > 0 && s.rpm * quota_scale / 60.0 / workers < pages_per_s;
           if (rpm_binds) pages_per_s = s.rpm * quota_scale / 60.0 / workers;
-          const double listers = s.cost.listing_splits ? workers : 1;
+          // Split by partitions, at most one process a partition lists.
+          const double listers = !s.cost.listing_splits ? 1
+                                 : s.cost.listing_parts > 0
+                                     ? std::min(workers, s.cost.listing_parts)
+                                     : workers;
           bound(pages_per_s * s.cost.per_page * listers,
                 s.node + (rpm_binds ? (s.cost.listing_splits
                                            ? " rpm (the pages split among the processes)"

@@ -234,6 +234,7 @@ struct NodeCost {
   // `listing_splits` (each process pages only its share of the pages).
   bool listing = false;
   bool listing_splits = false;
+  double listing_parts = 0;  // a listing split by partitions: how many (> 0); by pages: 0
   double per_page = 1;
 };
 

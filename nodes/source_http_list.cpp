@@ -92,6 +92,10 @@ class HttpListSource final : public Source {
           if (m.value.kind != json::Kind::string)
             throw ParamError("partitions", "partitions[" + std::to_string(i) + "]." + m.key +
                                                " must be a string");
+          // An empty one (or an unset ${env:...}) would list everything: every partition's.
+          if (m.value.unset_env || m.value.str.empty())
+            throw ParamError("partitions", "partitions[" + std::to_string(i) + "]." + m.key +
+                                               " is empty: a partition must narrow the listing");
           q.emplace_back(m.key, m.value.str);
         }
         if (init.part.all() ||
@@ -110,6 +114,8 @@ class HttpListSource final : public Source {
     // page before, so those listings are paged whole by each process, which keeps its share.
     _split = !_partitioned && !init.part.all() && (_paging == "page" || _paging == "offset") &&
              p.boolean("split_pages");
+    _part_count = std::max(1, init.part.count);
+    _part_index = init.part.index;
     if (_split) {
       _stride = init.part.count;
       _global_page = init.part.index;
@@ -126,7 +132,7 @@ class HttpListSource final : public Source {
     // The runner divides a total by the processes sharing the job; a split listing's own count
     // is this process's already, so it is given as the job's.
     if (_listed.load(std::memory_order_acquire))
-      return _emitted_total.load() * static_cast<uint64_t>(_stride);
+      return _emitted_total.load() * static_cast<uint64_t>(splits_itself() ? _part_count : 1);
     uint64_t n = _announced.load(std::memory_order_acquire);
     if (n == kUnknown) return std::nullopt;
     return n;
@@ -234,7 +240,9 @@ class HttpListSource final : public Source {
       if (id && id->IsString()) r->id.assign(id->GetString(), id->GetStringLength());
       else if (id && id->IsNumber()) r->id = json_text(*id);
       else {
-        r->id = _node_id + ":item" + std::to_string(_emitted);
+        // Unique across the processes a split listing is divided among.
+        r->id = _node_id + ":item" + std::to_string(_emitted) +
+                (splits_itself() ? "@" + std::to_string(_part_index) : "");
         r->error = "listing item has no id at " + _id_text;
       }
       if (_text) {
@@ -310,12 +318,29 @@ class HttpListSource final : public Source {
           }
         }
         _global_page += _stride;  // the listing's page this process asks for next
-        if (_max_pages > 0 && (_split ? _global_page >= _max_pages : _pages >= _max_pages))
-          finished = true;
-        else if (finished && _partitioned && _partition + 1 < _partitions.size()) {
-          // This partition ended: the next one, from its first page.
+        // Split offsets step by per_page: a server that gives fewer items than asked (a cap of
+        // its own) would leave the items between unlisted. A short page is the end, unless a
+        // later page has items.
+        if (_split && _paging == "offset" && raw > 0) {
+          if (_short_page) {
+            _out->fail_run("listing " + redacted(url) + ": the server gave fewer items a page (" +
+                           std::to_string(_short_page) + ") than per_page " +
+                           std::to_string(_per_page) +
+                           " before the end, so split offsets would skip items: set per_page to "
+                           "what it gives, or split_pages false");
+            finished = true;
+          }
+          if (static_cast<int64_t>(raw) < _per_page) _short_page = raw;
+        }
+        const bool at_max =
+            _max_pages > 0 && (_split ? _global_page >= _max_pages : _pages >= _max_pages);
+        if (at_max) finished = true;
+        if (finished && _partitioned && _partition + 1 < _partitions.size() && !_out->stopping()) {
+          // This partition ended (max_pages counts each partition's own): the next one, from
+          // its first page.
           ++_partition;
           finished = false;
+          _pages = 0;
           _page = _params.integer("start_page");
           _offset = 0;
           _cursor = _params.str("start_cursor");
@@ -356,8 +381,11 @@ class HttpListSource final : public Source {
   // partitions: this process's share of them, and the one being listed.
   bool _partitioned = false;
   int _stride_parts = 1;
+  int _part_index = 0;  // this process's index among the _part_count
   std::vector<std::vector<std::pair<std::string, std::string>>> _partitions;
   size_t _partition = 0;
+  int _part_count = 1;     // the processes the job's listing is split among
+  size_t _short_page = 0;  // split offsets: a page with fewer items than per_page, seen
   std::string _cursor, _next_url;
   std::unordered_set<std::string> _seen;  // cursors / next links already followed
   uint64_t _emitted = 0;
@@ -460,6 +488,8 @@ NodeTypeInfo source_http_list_info() {
     const std::string paging = p.str("paging");
     c.listing_splits = ((paging == "page" || paging == "offset") && p.boolean("split_pages")) ||
                        p.has("partitions");
+    if (const json::Value* parts = p.get("partitions"); parts && parts->kind == json::Kind::array)
+      c.listing_parts = static_cast<double>(parts->items.size());
     c.requests_per_doc = 1.0 / c.per_page;
     return c;
   };

@@ -70,6 +70,16 @@ TEST(Plan, APagedListingSplitsAmongTheProcessesACursorListingDoesNot) {
     EXPECT_GE(r.docs_per_s, paged.rows[0].docs_per_s) << "never slower than one process";
   EXPECT_NE(plan_table(listing("page"), in, paged).find("split among the processes"),
             std::string::npos);
+  // Split by two partitions, at most two processes list: 4 workers each get a quarter of the
+  // rpm, so two listing ones make 5 pages/s.
+  GraphSpec two = test::spec_from(R"({"nodes": [
+      {"id": "list", "type": "source.http_list", "params": {"url": "http://x/list",
+        "items": "/items", "per_page": 100, "rpm": 600, "next": "/next", "paging": "cursor",
+        "partitions": [{"f": "a"}, {"f": "b"}]}},
+      {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
+      "edges": [["list", "out"]]})");
+  Plan parts = make_plan(two, in);
+  EXPECT_DOUBLE_EQ(parts.rows[1].docs_per_s, 500.0);
 }
 
 TEST(Plan, PerShardLimitsMultiplyWithJobs) {

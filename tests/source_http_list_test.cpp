@@ -109,7 +109,18 @@ TEST(HttpList, PagesUntilAnEmptyPageAndAShortPageIsNotTheEnd) {
 // (split_pages): together every document once, in about one listing's requests instead of one
 // per process.
 TEST(HttpList, PagesAreSplitAmongTheShardsAndEachKeepsEveryItemOnItsPages) {
-  for (bool split : {true, false}) {
+  struct Case {
+    bool split;
+    int max_pages;
+    size_t docs;
+    int64_t pages;
+    const char* why;
+  };
+  // 1,000 documents, 50 a page: pages 1-20.
+  for (const Case& c : {Case{true, 19, 950, 19, "each page listed once, by one shard"},
+                        Case{true, 0, 1000, 23, "20 pages, and an empty one ends each shard's"},
+                        Case{false, 19, 950, 57, "every shard lists every page"}}) {
+    const bool split = c.split;
     sim::SimOptions o;
     o.docs = 1000;
     test::RunningSim server(o);
@@ -120,7 +131,8 @@ TEST(HttpList, PagesAreSplitAmongTheShardsAndEachKeepsEveryItemOnItsPages) {
       const std::string db = dir / ("s" + std::to_string(shard) + ".db");
       GraphSpec spec = test::spec_from(list_graph(
           R"("url": ")" + server.url() + R"(/docs", "items": "/items", "paging": "page", )" +
-              R"("per_page": 50, "max_pages": 19, "split_pages": )" + (split ? "true" : "false"),
+              R"("per_page": 50, "max_pages": )" + std::to_string(c.max_pages) +
+              R"(, "split_pages": )" + (split ? "true" : "false"),
           server.url() + "/docs/{id}", db));
       RunOptions opts;
       opts.threads = 2;
@@ -140,19 +152,69 @@ TEST(HttpList, PagesAreSplitAmongTheShardsAndEachKeepsEveryItemOnItsPages) {
       sqlite3_finalize(st);
       sqlite3_close(h);
     }
-    // max_pages 19 of 20: 950 documents, each in exactly one shard.
-    EXPECT_EQ(seen.size(), 950u) << "split " << split;
-    EXPECT_EQ(admitted, 950u);
-    const int64_t pages = server.stats()["by_endpoint"]["/docs"]["requests"].GetInt64();
-    if (split) EXPECT_EQ(pages, 19) << "each page listed once, by one shard";
-    else EXPECT_EQ(pages, 3 * 19) << "every shard lists every page";
+    // Each document in exactly one shard.
+    EXPECT_EQ(seen.size(), c.docs) << c.why;
+    EXPECT_EQ(admitted, c.docs) << c.why;
+    EXPECT_EQ(server.stats()["by_endpoint"]["/docs"]["requests"].GetInt64(), c.pages) << c.why;
+  }
+}
+
+// Offsets split by per_page: every item once; a server that gives fewer items than asked would
+// leave some unlisted, and the listing stops with the reason instead.
+TEST(HttpList, SplitOffsetsListEveryItemOnceOrStopWhenTheServerCapsAPage) {
+  for (int cap : {0, 30}) {
+    test::ScriptServer server([cap](const test::SeenRequest& r) {
+      auto arg = [&](const std::string& name) {
+        size_t at = r.target.find(name + "=");
+        return at == std::string::npos ? 0 : std::stoi(r.target.substr(at + name.size() + 1));
+      };
+      int from = arg("offset"), n = arg("per_page");
+      if (cap > 0) n = std::min(n, cap);
+      std::string items;
+      for (int i = from; i < std::min(from + n, 230); ++i)
+        items += std::string(items.empty() ? "" : ",") + R"({"id": "o-)" + std::to_string(i) +
+                 R"(", "text": "t"})";
+      return test::ScriptServer::respond(200, R"({"items": [)" + items + "]}");
+    });
+    test::TempDir dir;
+    std::set<std::string> seen;
+    std::string errors;
+    for (int shard = 0; shard < 2; ++shard) {
+      const std::string out = dir / ("o" + std::to_string(shard) + ".jsonl");
+      GraphSpec spec = test::spec_from(R"({"nodes": [
+        {"id": "list", "type": "source.http_list", "params": {"url": ")" +
+                                       server.url("/items") + R"(", "items": "/items",
+          "text": "/text", "paging": "offset", "per_page": 50}},
+        {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+                                       out + R"("}}],
+        "edges": [["list", "out"]]})");
+      RunOptions opts;
+      opts.threads = 2;
+      opts.shard.index = shard;
+      opts.shard.count = 2;
+      RunReport rep = run_graph(spec, opts);
+      errors += rep.error;
+      for (const auto& line : test::read_lines(out)) {
+        rapidjson::Document d;
+        d.Parse(line.c_str());
+        EXPECT_TRUE(seen.insert(d["id"].GetString()).second) << line;
+      }
+    }
+    if (cap == 0) {
+      EXPECT_EQ(errors, "");
+      EXPECT_EQ(seen.size(), 230u);
+    } else {
+      EXPECT_NE(errors.find("the server gave fewer items a page (30) than per_page 50"),
+                std::string::npos)
+          << errors;
+    }
   }
 }
 
 // A cursor listing cannot split by page: `partitions` (one listing per object of query params)
 // splits it, partition i to process i mod N, each listed in turn from its first cursor.
 TEST(HttpList, PartitionsSplitACursorListingAmongTheShards) {
-  // Partition PART has two pages of three items: PART-0 .. PART-5.
+  // Partition PART has two pages of three items: PART-0 .. PART-5 (the test lists one).
   test::ScriptServer server([](const test::SeenRequest& r) {
     auto arg = [&](const std::string& name) {
       size_t at = r.target.find(name + "=");
@@ -180,7 +242,8 @@ TEST(HttpList, PartitionsSplitACursorListingAmongTheShards) {
                                      server.url("/works") + R"(", "items": "/results",
         "text": "/text", "paging": "cursor", "next": "/next",
         "query": {"part": "none", "keep": "yes"},
-        "partitions": [{"part": "a"}, {"part": "b"}, {"part": "c"}, {"part": "d"}]}},
+        "partitions": [{"part": "a"}, {"part": "b"}, {"part": "c"}, {"part": "d"}],
+        "max_pages": 1}},
       {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
                                      out + R"("}}],
       "edges": [["list", "out"]]})");
@@ -196,14 +259,15 @@ TEST(HttpList, PartitionsSplitACursorListingAmongTheShards) {
       ASSERT_TRUE(d.IsObject()) << line;
       EXPECT_TRUE(seen.insert(d["id"].GetString()).second) << "twice: " << line;
     }
-    EXPECT_EQ(rep.docs, shard == 0 ? 12u : 6u) << "shard 0 lists partitions a and d";
+    // max_pages is each partition's: its first page, of three items.
+    EXPECT_EQ(rep.docs, shard == 0 ? 6u : 3u) << "shard 0 lists partitions a and d";
   }
-  EXPECT_EQ(seen.size(), 24u);
+  EXPECT_EQ(seen.size(), 12u);
   for (const auto& r : server.seen()) {
     EXPECT_NE(r.target.find("keep=yes"), std::string::npos) << r.target;
     EXPECT_EQ(r.target.find("part=none"), std::string::npos) << "the partition's part wins";
   }
-  EXPECT_EQ(server.seen().size(), 8u) << "two pages a partition, each listed once";
+  EXPECT_EQ(server.seen().size(), 4u) << "one page a partition, each listed once";
 }
 
 TEST(HttpList, MaxPagesStopsAndItemsMustBeAnArray) {
