@@ -1,12 +1,7 @@
 #include "nodes/index_chroma.hpp"
 
 #include <algorithm>
-#include <chrono>
-#include <cstdio>
-#include <future>
 #include <mutex>
-#include <random>
-#include <unordered_set>
 
 #include "engine/graph/batcher.hpp"
 #include "engine/http/client.hpp"
@@ -14,6 +9,7 @@
 #include "engine/http/request_options.hpp"
 #include "engine/json/json.hpp"
 #include "engine/json/value.hpp"
+#include "nodes/replaced_docs.hpp"
 
 namespace sluice {
 
@@ -41,15 +37,6 @@ bool valid_uuid(const std::string& s) {
     if (dash ? c != '-' : !std::isxdigit(static_cast<unsigned char>(c))) return false;
   }
   return true;
-}
-
-std::string run_mark() {
-  std::random_device rd;
-  uint64_t v = (uint64_t{rd()} << 32) ^ rd() ^
-               static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
 }
 
 // A record's metadata as Chroma takes it: scalar values only, so an object or array becomes its
@@ -109,7 +96,7 @@ class ChromaIndex final : public Node {
     if (const json::Value* k = init.params.get("api_key");
         k && k->kind == json::Kind::string && !k->unset_env && !k->str.empty())
       _auth = http::static_header("api_key", "X-Chroma-Token: " + k->str);
-    if (_replace) _run = run_mark();
+    if (_replace) _run = _replaced.mark();
   }
 
   // On the main thread, before records flow: the server's batch limit, then the collection.
@@ -184,33 +171,23 @@ class ChromaIndex final : public Node {
   // run's HTTP client has stopped: this takes the process's next one.
   void commit() override {
     if (!_replace || _was_empty) return;
-    std::vector<std::string> docs;
-    {
-      std::lock_guard lock(_docs_mu);
-      for (const auto& d : _docs)
-        if (!_failed_docs.count(d)) docs.push_back(d);
-    }
-    if (docs.empty()) return;
-    std::sort(docs.begin(), docs.end());
+    auto groups = _replaced.to_clean();
+    if (groups.empty()) return;
     _client = &_output->http();
     _opts.set_rate_limit(*_client);
-    std::vector<std::promise<http::Response>> answers((docs.size() + kDeleteBatch - 1) /
-                                                      kDeleteBatch);
-    for (size_t b = 0; b < answers.size(); ++b) {
+    std::vector<http::Request> deletes;
+    for (const auto& group : groups) {
       std::string ids;
-      for (size_t j = b * kDeleteBatch; j < docs.size() && j < (b + 1) * kDeleteBatch; ++j) {
+      for (const auto& doc : group) {
         if (!ids.empty()) ids += ',';
-        json::append_quoted(ids, docs[j]);
+        json::append_quoted(ids, doc);
       }
       std::string body = R"({"where":{"$and":[{"doc_id":{"$in":[)" + ids +
                          R"(]}},{"sluice_run":{"$ne":")" + _run + R"("}}]}})";
-      _client->submit(request("POST", _collection_path + "/delete", std::move(body)), _opts.retry,
-                      _opts.limit_key, 0,
-                      [p = &answers[b]](http::Response&& r) { p->set_value(std::move(r)); });
+      deletes.push_back(request("POST", _collection_path + "/delete", std::move(body)));
     }
     std::string error;
-    for (auto& answer : answers) {
-      http::Response r = answer.get_future().get();
+    for (const auto& r : _opts.send_and_wait(*_client, std::move(deletes))) {
       if (!r.ok() && error.empty())
         error = "removing the chunks its documents no longer have from Chroma collection \"" +
                 _collection + "\" failed: " + r.failure() +
@@ -238,11 +215,9 @@ class ChromaIndex final : public Node {
 
   // A request and its answer, waited for (open() only: before records flow).
   http::Response call(const std::string& method, const std::string& path, std::string body) {
-    std::promise<http::Response> p;
-    auto f = p.get_future();
-    _client->submit(request(method, path, std::move(body)), _opts.retry, _opts.limit_key, 0,
-                    [&p](http::Response&& r) { p.set_value(std::move(r)); });
-    return f.get();
+    std::vector<http::Request> one;
+    one.push_back(request(method, path, std::move(body)));
+    return _opts.send_and_wait(*_client, std::move(one)).front();
   }
 
   // A sent batch holds the graph until its records settle.
@@ -292,18 +267,12 @@ class ChromaIndex final : public Node {
       return;
     }
     if (resp.ok()) {
-      if (_replace && !_was_empty) {
-        std::lock_guard lock(_docs_mu);
-        for (const auto& r : *batch) _docs.insert(r->doc_id);
-      }
+      if (_replace && !_was_empty)
+        for (const auto& r : *batch) _replaced.written(r->doc_id);
       for (auto& r : *batch) _output->finish(r, Outcome::indexed);
     } else {
       std::string why = resp.failure();
-      {
-        // Their documents keep what an earlier run wrote: no delete may take it.
-        std::lock_guard lock(_docs_mu);
-        for (const auto& r : *batch) _failed_docs.insert(r->doc_id);
-      }
+      for (const auto& r : *batch) _replaced.refused(r->doc_id);
       for (auto& r : *batch)
         _output->finish(r, Outcome::dead_lettered, why, resp.attempts, resp.status);
     }
@@ -322,10 +291,7 @@ class ChromaIndex final : public Node {
   bool _was_empty = false;
   http::Client* _client = nullptr;
   std::string _collection_path;  // /api/v2/tenants/T/databases/D/collections/ID
-  std::mutex _docs_mu;
-  std::unordered_set<std::string> _docs;         // doc ids with a chunk written (under _docs_mu)
-  std::unordered_set<std::string> _failed_docs;  // doc ids with a chunk refused (under _docs_mu)
-  static constexpr size_t kDeleteBatch = 500;
+  ReplacedDocs _replaced;
 };
 
 }  // namespace
@@ -371,12 +337,7 @@ NodeTypeInfo index_chroma_info() {
   info.default_concurrency = 2;
   info.adaptive_max = 16;
   info.make_node = [](const NodeInit& init) { return std::make_unique<ChromaIndex>(init); };
-  info.cost = [](const Params& p, const CostInput& in) {
-    NodeCost c;
-    c.io = true;
-    c.requests_per_doc = in.chunks_per_doc / std::max(1.0, p.number("batch"));
-    return c;
-  };
+  info.cost = batched_sink_cost;
   return info;
 }
 

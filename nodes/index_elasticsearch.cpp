@@ -2,13 +2,9 @@
 
 #include <algorithm>
 
-#include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <future>
 #include <mutex>
 #include <random>
-#include <unordered_set>
 
 #include "engine/graph/batcher.hpp"
 #include "engine/http/client.hpp"
@@ -16,6 +12,7 @@
 #include "engine/http/request_options.hpp"
 #include "engine/json/json.hpp"
 #include "engine/json/value.hpp"
+#include "nodes/replaced_docs.hpp"
 
 namespace sluice {
 
@@ -27,16 +24,6 @@ struct Bulk {
 };
 using BulkPtr = std::shared_ptr<Bulk>;
 
-// 16 hex digits, different for every process and run.
-std::string run_id() {
-  std::random_device rd;
-  uint64_t v = (uint64_t{rd()} << 32) ^ rd() ^
-               static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 class ElasticIndex final : public Node {
  public:
   explicit ElasticIndex(const NodeInit& init)
@@ -45,7 +32,7 @@ class ElasticIndex final : public Node {
                  static_cast<int>(init.params.integer("linger_ms"))),
         _cap(init.concurrency, init.adaptive), _create_index(init.params.boolean("create_index")),
         _opts(http::read_request_options(init.params, init.id)),
-        _replace(init.params.boolean("replace_docs")), _run(run_id()) {
+        _replace(init.params.boolean("replace_docs")) {
     while (!_url.empty() && _url.back() == '/') _url.pop_back();
     if (!http::is_http_url(_url))
       throw ParamError("url", "url must be the cluster's base URL, e.g. http://localhost:9200");
@@ -88,40 +75,30 @@ class ElasticIndex final : public Node {
   // the run mark. The HTTP client of the run has stopped: this takes the process's next one.
   void commit() override {
     if (!_replace) return;
-    std::vector<std::string> docs;
-    {
-      std::lock_guard lock(_docs_mu);
-      for (const auto& d : _docs)
-        if (!_failed_docs.count(d)) docs.push_back(d);
-    }
-    if (docs.empty()) return;
-    std::sort(docs.begin(), docs.end());
+    auto groups = _replaced.to_clean();
+    if (groups.empty()) return;
     http::Client& client = _output->http();
     _opts.set_rate_limit(client);
-    // Every batch at once (each is a round trip of its own), then their answers.
-    std::vector<std::promise<http::Response>> answers((docs.size() + kDeleteBatch - 1) /
-                                                      kDeleteBatch);
-    for (size_t b = 0; b < answers.size(); ++b) {
+    // Every group at once (each is a round trip of its own), then their answers.
+    std::vector<http::Request> deletes;
+    for (const auto& group : groups) {
       std::string ids;
-      for (size_t j = b * kDeleteBatch; j < docs.size() && j < (b + 1) * kDeleteBatch; ++j) {
+      for (const auto& doc : group) {
         if (!ids.empty()) ids += ',';
-        json::append_quoted(ids, docs[j]);
+        json::append_quoted(ids, doc);
       }
       std::string run;
-      json::append_quoted(run, _run);
+      json::append_quoted(run, _replaced.mark());
       // doc_id as a keyword field or as text with a .keyword sub-field (dynamic mapping).
       std::string body = R"({"query":{"bool":{"filter":[{"bool":{"should":[{"terms":{"doc_id":[)" +
                          ids + R"(]}},{"terms":{"doc_id.keyword":[)" + ids +
                          R"(]}}],"minimum_should_match":1}}],"must_not":[{"term":{"sluice_run":)" +
                          run + R"(}},{"term":{"sluice_run.keyword":)" + run + "}}]}}}";
-      client.submit(request("POST", _url + "/" + _index + "/_delete_by_query?conflicts=proceed",
-                            std::move(body), "application/json"),
-                    _opts.retry, _opts.limit_key, 0,
-                    [p = &answers[b]](http::Response&& r) { p->set_value(std::move(r)); });
+      deletes.push_back(request("POST", _url + "/" + _index + "/_delete_by_query?conflicts=proceed",
+                                std::move(body), "application/json"));
     }
     std::string error;  // the first failure, once every answer is in
-    for (auto& answer : answers) {
-      http::Response r = answer.get_future().get();
+    for (const auto& r : _opts.send_and_wait(client, std::move(deletes))) {
       if (!r.ok() && error.empty())
         error = "removing the chunks its documents no longer have from \"" + _index +
                 "\" failed: " + r.failure() + " " + r.body.substr(0, 200) +
@@ -150,11 +127,10 @@ class ElasticIndex final : public Node {
 
   // Optional: many clusters forbid ingest keys to create indices, so only when asked.
   void create_index() {
-    std::promise<http::Response> p;
-    auto f = p.get_future();
-    _client->submit(request("PUT", _url + "/" + _index, "{}", "application/json"), _opts.retry,
-                    _opts.limit_key, 0, [&p](http::Response&& r) { p.set_value(std::move(r)); });
-    http::Response r = f.get();  // open() runs on the main thread before records flow
+    std::vector<http::Request> put;
+    put.push_back(request("PUT", _url + "/" + _index, "{}", "application/json"));
+    // open() runs on the main thread before records flow.
+    const http::Response r = _opts.send_and_wait(*_client, std::move(put)).front();
     if (!r.ok() && r.body.find("resource_already_exists_exception") == std::string::npos)
       throw std::runtime_error("creating index \"" + _index + "\" failed: " + r.error + " " +
                                r.body.substr(0, 200));
@@ -178,7 +154,7 @@ class ElasticIndex final : public Node {
       json::append_quoted(body, r->doc_id);
       if (_replace) {
         body += ",\"sluice_run\":\"";
-        body += _run;
+        body += _replaced.mark();
         body += '"';
       }
       body += ",\"seq\":" + std::to_string(r->seq) + ",\"text\":";
@@ -211,10 +187,7 @@ class ElasticIndex final : public Node {
   void done(const BulkPtr& bulk, http::Response&& resp) {
     // A refused chunk's document keeps what an earlier run wrote: no delete may take it.
     auto dead_letter = [this](const RecordPtr& r, std::string_view why, int attempts, long status) {
-      {
-        std::lock_guard lock(_docs_mu);
-        _failed_docs.insert(r->doc_id);
-      }
+      _replaced.refused(r->doc_id);
       _output->finish(r, Outcome::dead_lettered, why, attempts, status);
     };
     size_t settled = 0;
@@ -246,8 +219,7 @@ class ElasticIndex final : public Node {
               // Updated, not created (201): the document was written before, and may have
               // chunks this run does not write again. A new document (every item 201) needs
               // no delete, so a first run into an index sends none.
-              std::lock_guard lock(_docs_mu);
-              _docs.insert(r->doc_id);
+              _replaced.written(r->doc_id);
             }
             _output->finish(r, Outcome::indexed);
             ++settled;
@@ -281,11 +253,7 @@ class ElasticIndex final : public Node {
   http::RequestOptions _opts;
   http::Client* _client = nullptr;
   bool _replace;
-  std::string _run;  // this process's run mark, in every document it writes
-  std::mutex _docs_mu;
-  std::unordered_set<std::string> _docs;         // doc ids with a chunk written (under _docs_mu)
-  std::unordered_set<std::string> _failed_docs;  // doc ids with a chunk refused (under _docs_mu)
-  static constexpr size_t kDeleteBatch = 500;
+  ReplacedDocs _replaced;  // its mark is in every document it writes
   std::mutex _rng_mu;
   std::mt19937_64 _rng{7};  // under _rng_mu
 };
@@ -348,12 +316,7 @@ NodeTypeInfo index_elasticsearch_info() {
   info.default_concurrency = 2;
   info.adaptive_max = 32;  // bulk requests are heavy for the cluster: fewer, larger
   info.make_node = [](const NodeInit& init) { return std::make_unique<ElasticIndex>(init); };
-  info.cost = [](const Params& p, const CostInput& in) {
-    NodeCost c;
-    c.io = true;
-    c.requests_per_doc = in.chunks_per_doc / std::max(1.0, p.number("batch"));
-    return c;
-  };
+  info.cost = batched_sink_cost;
   return info;
 }
 

@@ -7,16 +7,15 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
-#include <cstdio>
 #include <deque>
 #include <mutex>
 #include <random>
 #include <thread>
-#include <unordered_set>
 
 #include "engine/graph/batcher.hpp"
 #include "engine/json/json.hpp"
 #include "engine/thread_role.hpp"
+#include "nodes/replaced_docs.hpp"
 
 namespace sluice {
 
@@ -27,7 +26,6 @@ using Clock = std::chrono::steady_clock;
 
 // The PostgreSQL limit on parameters in one statement is 65,535; a row takes 7.
 constexpr int64_t kMaxBatch = 9000;
-constexpr size_t kDeleteBatch = 500;
 
 // "name" or "schema.name", each an unquoted SQL identifier: [A-Za-z_][A-Za-z0-9_]*, at most 63.
 bool valid_table(const std::string& t) {
@@ -54,15 +52,6 @@ std::string quoted_table(const std::string& t) {
 std::string index_name(const std::string& t) {
   std::string base = t.substr(t.find('.') == std::string::npos ? 0 : t.find('.') + 1);
   return "\"" + base.substr(0, 50) + "_doc_id\"";
-}
-
-std::string run_mark() {
-  std::random_device rd;
-  uint64_t v = (uint64_t{rd()} << 32) ^ rd() ^
-               static_cast<uint64_t>(Clock::now().time_since_epoch().count());
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
 }
 
 // A result, freed when it goes.
@@ -149,7 +138,7 @@ class PostgresIndex final : public Node {
                    : vt == "real[]"  ? VectorType::real_array
                                      : VectorType::automatic;
     _batcher.set_max_bytes(static_cast<size_t>(init.params.integer("max_batch_bytes")));
-    if (_replace) _run = run_mark();
+    if (_replace) _run = _replaced.mark();
   }
 
   // Batches still queued (a run that failed) are written before the threads end: their rows are
@@ -217,21 +206,18 @@ class PostgresIndex final : public Node {
   void commit() override {
     stop();
     if (!_replace || _was_empty) return;
-    std::vector<std::string> docs;
-    for (const auto& d : _docs)
-      if (!_failed_docs.count(d)) docs.push_back(d);
-    if (docs.empty()) return;
-    std::sort(docs.begin(), docs.end());
+    auto groups = _replaced.to_clean();
+    if (groups.empty()) return;
     Connection conn;
     std::string why = connect(conn);
     if (!why.empty()) throw std::runtime_error("index.postgres: cannot connect: " + why);
     const std::string sql = "DELETE FROM " + quoted_table(_table) +
                             " WHERE doc_id = ANY($1::text[]) AND sluice_run IS DISTINCT FROM $2";
-    for (size_t b = 0; b < docs.size(); b += kDeleteBatch) {
+    for (const auto& group : groups) {
       std::string array = "{";
-      for (size_t j = b; j < docs.size() && j < b + kDeleteBatch; ++j) {
+      for (const auto& doc : group) {
         if (array.size() > 1) array += ',';
-        append_array_element(array, docs[j]);
+        append_array_element(array, doc);
       }
       array += '}';
       const char* params[2] = {array.c_str(), _run.c_str()};
@@ -430,10 +416,7 @@ class PostgresIndex final : public Node {
         dead_letter(r, "PostgreSQL: " + why[i]);
         continue;
       }
-      if (_replace && !_was_empty) {
-        std::lock_guard lock(_mu);
-        _docs.insert(r->doc_id);
-      }
+      if (_replace && !_was_empty) _replaced.written(r->doc_id);
       _output->finish(r, Outcome::indexed);
     }
     for (size_t i = 0; i < n; ++i) _output->release();
@@ -441,10 +424,7 @@ class PostgresIndex final : public Node {
 
   // A record refused: its document keeps what an earlier run wrote, so no delete may take it.
   void dead_letter(const RecordPtr& r, const std::string& why) {
-    {
-      std::lock_guard lock(_mu);
-      _failed_docs.insert(r->doc_id);
-    }
+    _replaced.refused(r->doc_id);
     _output->finish(r, Outcome::dead_lettered, why);
   }
 
@@ -520,8 +500,7 @@ class PostgresIndex final : public Node {
   size_t _queued_records = 0;                      // under _mu
   bool _stopping = false;                          // under _mu
   std::vector<std::thread> _threads;
-  std::unordered_set<std::string> _docs;         // doc ids written (under _mu)
-  std::unordered_set<std::string> _failed_docs;  // doc ids with a row refused (under _mu)
+  ReplacedDocs _replaced;
 };
 
 }  // namespace
@@ -571,12 +550,7 @@ NodeTypeInfo index_postgres_info() {
   };
   info.default_concurrency = 2;
   info.make_node = [](const NodeInit& init) { return std::make_unique<PostgresIndex>(init); };
-  info.cost = [](const Params& p, const CostInput& in) {
-    NodeCost c;
-    c.io = true;
-    c.requests_per_doc = in.chunks_per_doc / std::max(1.0, p.number("batch"));
-    return c;
-  };
+  info.cost = batched_sink_cost;
   return info;
 }
 

@@ -3,7 +3,6 @@
 // unchanged but for paths, give the index of one process; an array cancelled mid-run and
 // submitted again resumes to the same index.
 #include <gtest/gtest.h>
-#include <rapidjson/document.h>
 #include <sqlite3.h>
 
 #include <chrono>
@@ -155,6 +154,12 @@ class Slurm : public ::testing::Test {
     EXPECT_EQ(chunks({dir + "/out/papers-0.db", dir + "/out/papers-1.db"}), want) << outputs(dir);
   }
 
+  // Array task i's report (out/report-i.json), read back; false when there is none.
+  static bool task_report(const std::string& dir, int i, RunReport& out) {
+    return RunReport::from_json(test::read_file(dir + "/out/report-" + std::to_string(i) + ".json"),
+                                out);
+  }
+
   std::string outputs(const std::string& dir) {
     std::string all;
     for (const auto& e : fs::recursive_directory_iterator(dir))
@@ -182,11 +187,10 @@ TEST_F(Slurm, TheArrayJobAndTheSrunVariantGiveTheIndexOfOneProcess) {
   expect_shards(dir, want);
   for (int i = 0; i < 2; ++i) {
     // Each task took its own shard and ended well.
-    rapidjson::Document r;
-    r.Parse(test::read_file(dir + "/out/report-" + std::to_string(i) + ".json").c_str());
-    ASSERT_TRUE(r.IsObject()) << outputs(dir);
-    EXPECT_EQ(std::string(r["shard"].GetString()), std::to_string(i) + "/2");
-    EXPECT_TRUE(r["error"].IsNull()) << outputs(dir);
+    RunReport r;
+    ASSERT_TRUE(task_report(dir, i, r)) << outputs(dir);
+    EXPECT_EQ(r.shard, std::to_string(i) + "/2");
+    EXPECT_EQ(r.error, "") << outputs(dir);
   }
 
   // The srun variant: two tasks of one step, shard PROCID/NTASKS.
@@ -223,10 +227,9 @@ TEST_F(Slurm, ACancelledArrayResumesToTheSameIndexWhenSubmittedAgain) {
   // It resumed: documents done before the cancel were skipped, not fetched again.
   uint64_t skipped = 0;
   for (int i = 0; i < 2; ++i) {
-    rapidjson::Document r;
-    r.Parse(test::read_file(dir + "/out/report-" + std::to_string(i) + ".json").c_str());
-    ASSERT_TRUE(r.IsObject()) << outputs(dir);
-    skipped += r["docs_skipped_done"].GetUint64();
+    RunReport r;
+    ASSERT_TRUE(task_report(dir, i, r)) << outputs(dir);
+    skipped += r.docs_skipped_done;
   }
   EXPECT_GT(skipped, 0u) << outputs(dir);
 }

@@ -36,6 +36,16 @@ std::string list_graph(const std::string& list_params, const std::string& fetch_
   "edges": [["list", "fetch"], ["fetch", "extract"], ["extract", "index"]]})";
 }
 
+// Adds the ids of index.jsonl's file `path` to `seen`, each for the first time.
+void add_ids(const std::string& path, std::set<std::string>& seen) {
+  for (const auto& line : test::read_lines(path)) {
+    rapidjson::Document d;
+    d.Parse(line.c_str());
+    ASSERT_TRUE(d.IsObject() && d.HasMember("id")) << line;
+    EXPECT_TRUE(seen.insert(d["id"].GetString()).second) << "twice: " << line;
+  }
+}
+
 // One response → many records: listing pages fetched, each expanded into its items, each item
 // fetched as a document of its own.
 TEST(ExpandJson, ListingPagesBecomeOneDocumentPerItem) {
@@ -194,11 +204,7 @@ TEST(HttpList, SplitOffsetsListEveryItemOnceOrStopWhenTheServerCapsAPage) {
       opts.shard.count = 2;
       RunReport rep = run_graph(spec, opts);
       errors += rep.error;
-      for (const auto& line : test::read_lines(out)) {
-        rapidjson::Document d;
-        d.Parse(line.c_str());
-        EXPECT_TRUE(seen.insert(d["id"].GetString()).second) << line;
-      }
+      add_ids(out, seen);
     }
     if (cap == 0) {
       EXPECT_EQ(errors, "");
@@ -253,12 +259,7 @@ TEST(HttpList, PartitionsSplitACursorListingAmongTheShards) {
     opts.shard.count = 3;
     RunReport rep = run_graph(spec, opts);
     ASSERT_EQ(rep.error, "");
-    for (const auto& line : test::read_lines(out)) {
-      rapidjson::Document d;
-      d.Parse(line.c_str());
-      ASSERT_TRUE(d.IsObject()) << line;
-      EXPECT_TRUE(seen.insert(d["id"].GetString()).second) << "twice: " << line;
-    }
+    add_ids(out, seen);
     // max_pages is each partition's: its first page, of three items.
     EXPECT_EQ(rep.docs, shard == 0 ? 6u : 3u) << "shard 0 lists partitions a and d";
   }

@@ -1,6 +1,7 @@
 #include "engine/http/request_options.hpp"
 
 #include <algorithm>
+#include <future>
 
 namespace sluice::http {
 
@@ -49,6 +50,18 @@ std::string static_header(const std::string& param, std::string header) {
 
 void RequestOptions::set_rate_limit(Client& client) const {
   if (limit.rpm > 0 || limit.tpm > 0) client.set_rate_limit(limit_key, limit);
+}
+
+std::vector<Response> RequestOptions::send_and_wait(Client& client,
+                                                    std::vector<Request> requests) const {
+  std::vector<std::promise<Response>> answers(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i)
+    client.submit(std::move(requests[i]), retry, limit_key, 0,
+                  [p = &answers[i]](Response&& r) { p->set_value(std::move(r)); });
+  std::vector<Response> out;
+  out.reserve(answers.size());
+  for (auto& a : answers) out.push_back(a.get_future().get());
+  return out;
 }
 
 void RequestOptions::apply(Request& req) const {

@@ -42,6 +42,10 @@ struct RequestOptions {
   void apply(Request& req) const;
   // Gives the client this node's rate limit under limit_key, when it has one (at open).
   void set_rate_limit(Client& client) const;
+  // Sends `requests` at once through `client` (under this node's retry and rate limit) and waits
+  // for every answer, in their order. For a node's own calls outside the flow of records (open,
+  // commit): never from a TBB worker or the HTTP loop.
+  std::vector<Response> send_and_wait(Client& client, std::vector<Request> requests) const;
 };
 
 // `header` ("Name: value") when a header fixed by the config (a key, a static header), or
