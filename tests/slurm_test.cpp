@@ -204,15 +204,16 @@ TEST_F(Slurm, TheArrayJobAndTheSrunVariantGiveTheIndexOfOneProcess) {
 TEST_F(Slurm, ACancelledArrayResumesToTheSameIndexWhenSubmittedAgain) {
   sim::SimOptions o;
   o.docs = 600;
-  o.latency_ms = 40;
+  o.latency_ms = 60;
   test::RunningSim sim(o);
   std::string dir = job_dir("cancel", sim, 600, 8);
   const auto want = clean(dir);
   std::string id = submit(dir, "--array=0-1 array.sbatch");
   ASSERT_FALSE(id.empty());
-  // Cancelled once the first shard has rows.
+  // Cancelled once the first shard's ledger holds done documents (rows reach the index before
+  // the ledger's commit, twice a second): the resubmitted array then has something to skip.
   auto deadline = std::chrono::steady_clock::now() + 120s;
-  while (test::sql_int(dir + "/out/papers-0.db", "SELECT count(*) FROM chunks") <= 0) {
+  while (test::sql_int(dir + "/out/state/ledger-0-of-2.db", "SELECT count(*) FROM done") <= 0) {
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << outputs(dir) << slurm->logs();
     std::this_thread::sleep_for(50ms);
   }
