@@ -220,6 +220,11 @@ void Client::Impl::run() {
     // Completions may have scheduled retries that are due now.
     now = Clock::now();
     if (!timers.empty()) next = std::min(next, timers.top().first);
+    // The callbacks' follow-up requests under a rate-limited key wait in its queue (drive()
+    // admits them): start what the bucket allows now, and wake for the rest when it will. Left
+    // for the next turn, they waited for a socket event or the 1 s timeout: a chain with one
+    // request in flight (a listing, a serial fetch) took a second a link.
+    next = std::min(next, service_keys(now));
     int timeout_ms = 1000;
     if (next != Clock::time_point::max())
       // Rounded up: a token or timer due in 0.3 ms must not turn into a zero timeout, which
