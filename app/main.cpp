@@ -187,6 +187,18 @@ std::string default_dead_letter_file(const GraphSpec& spec, const ShardSpec& sha
   return (first_output_dir(spec) / (name + ".jsonl")).string();
 }
 
+// A log file the graph names (settings.dead_letter, settings.outcomes) is the shard's own in a
+// sharded run: "out/dlq.jsonl" becomes "out/dlq.sI-of-N.jsonl". Shards often share a directory,
+// and each starts its logs anew on a fresh run, which must not delete another shard's.
+std::string shard_log_file(const std::string& path, const ShardSpec& shard) {
+  if (path.empty() || shard.all() || path.rfind("/dev/", 0) == 0) return path;
+  const std::string tag = "." + shard.file_tag();
+  std::filesystem::path p(path);
+  if (p.filename().string().find(tag) != std::string::npos) return path;
+  const std::string ext = p.extension().string();
+  return (p.parent_path() / (p.stem().string() + tag + ext)).string();
+}
+
 int finish_run(RunReport& rep, const RunArgs& a, const GraphSpec& spec) {
   rep.judge_dead_letters(spec.settings.max_dead_letter_ratio);
   if (!a.quiet) std::fputs(rep.table().c_str(), stdout);
@@ -249,6 +261,8 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
   const std::string state_dir = a.state_dir.empty() ? default_state_dir(spec) : a.state_dir;
   if (spec.settings.dead_letter.empty())
     spec.settings.dead_letter = default_dead_letter_file(spec, shard);
+  else spec.settings.dead_letter = shard_log_file(spec.settings.dead_letter, shard);
+  spec.settings.outcomes = shard_log_file(spec.settings.outcomes, shard);
   const std::string ledger_path = CheckpointLedger::file_for(state_dir, shard.index, shard.count);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
@@ -272,6 +286,7 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
     opts.shard = shard;
     opts.worker = worker.index;
     opts.workers = worker.count;
+    opts.limit_sharers = divisor;
     opts.ledger = &ledger;
     opts.state_dir = state_dir;
     opts.skip = &skip;
@@ -384,6 +399,7 @@ int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
   opts.threads = a.threads;
   opts.interrupt = &g_interrupt;
   opts.shard = shard;
+  opts.limit_sharers = divisor;
   opts.ledger = ledger.get();
   opts.state_dir = state_dir;
   opts.skip = &skip;
@@ -566,8 +582,8 @@ QueryEmbedder graph_query_embedder(const std::string& graph, const std::string& 
                                (ref.empty() ? std::string("an env var") : ref) +
                                ", which is not set: set it to embed the query");
     }
-    NodeInit init{pick->id, pick->type, pick->params,   g.name, pick->concurrency,
-                  {},       {},         pick->adaptive, {},     {}};
+    NodeInit init{pick->id,       pick->type, pick->params, g.name, pick->concurrency, {}, {},
+                  pick->adaptive, {},         {},           1};
     return embed_query_http(init, query);
   };
 }

@@ -50,6 +50,12 @@ std::vector<IoStage> io_stages(const GraphSpec& spec, const PlanInput& in, doubl
   return out;
 }
 
+// Pages a listing of `docs` items takes: each partition ends on a page of its own.
+double listing_pages(const NodeCost& c, double docs) {
+  if (c.listing_parts <= 0) return std::ceil(docs / c.per_page);
+  return c.listing_parts * std::max(1.0, std::ceil(docs / c.listing_parts / c.per_page));
+}
+
 }  // namespace
 
 Plan make_plan(const GraphSpec& spec, const PlanInput& in) {
@@ -59,8 +65,9 @@ Plan make_plan(const GraphSpec& spec, const PlanInput& in) {
   for (const auto& s : stages) {
     PlanStage ps{s.node, s.cost.what, s.cost.requests_per_doc * in.docs,
                  s.cost.tokens_per_doc * in.docs, s.cost.cost_per_doc * in.docs};
-    if (s.cost.listing) ps.requests = std::ceil(in.docs / s.cost.per_page);
+    if (s.cost.listing) ps.requests = listing_pages(s.cost, in.docs);
     ps.split = s.cost.listing_splits;
+    ps.parts = s.cost.listing_parts;
     plan.tokens += ps.tokens;
     plan.cost_usd += ps.cost_usd;
     plan.stages.push_back(ps);
@@ -79,23 +86,37 @@ Plan make_plan(const GraphSpec& spec, const PlanInput& in) {
       };
       for (const auto& s : stages) {
         if (s.cost.listing) {
-          // One page at a time per process, each process within its share of the rpm. Every
-          // process pages the whole listing and keeps its share of the items, unless the
-          // listing splits (each pages only its share of the pages: together, `workers` times
-          // the items).
-          double pages_per_s = 1.0 / in.latency_s;
-          const bool rpm_binds = s.rpm > 0 && s.rpm * quota_scale / 60.0 / workers < pages_per_s;
-          if (rpm_binds) pages_per_s = s.rpm * quota_scale / 60.0 / workers;
-          // Split by partitions, at most one process a partition lists.
+          // One page at a time per process. Every process pages the whole listing and keeps
+          // its share of the items, unless the listing splits: by pages (each pages its share),
+          // or by partitions (at most one process a partition lists).
+          const bool parted = s.cost.listing_parts > 0;
+          const double items_per_page =
+              in.docs > 0 && parted ? in.docs / listing_pages(s.cost, in.docs) : s.cost.per_page;
+          // A partitioned listing lists `concurrency` partitions at once in the job (each
+          // process its share, at least 1).
+          const double lanes =
+              s.concurrency > 0
+                  ? std::max(1.0, std::ceil(s.concurrency / (per_shard ? procs : workers)))
+                  : kInf;
           const double listers = !s.cost.listing_splits ? 1
-                                 : s.cost.listing_parts > 0
-                                     ? std::min(workers, s.cost.listing_parts)
-                                     : workers;
-          bound(pages_per_s * s.cost.per_page * listers,
-                s.node + (rpm_binds ? (s.cost.listing_splits
+                                 : parted ? std::min(workers * lanes, s.cost.listing_parts)
+                                          : workers;
+          double pages_per_s = listers / in.latency_s;  // the whole job's
+          // Each process holds an even share of the rpm, but a partitioned listing's listers
+          // hold all of it between them (idle processes give theirs up): the whole quota, or
+          // under limits_scope shard that of each shard that has a partition.
+          const double rpm =
+              !parted ? s.rpm * quota_scale * listers / workers
+                      : s.rpm * (per_shard ? std::min<double>(jobs, s.cost.listing_parts) : 1);
+          const bool rpm_binds = s.rpm > 0 && rpm / 60.0 < pages_per_s;
+          if (rpm_binds) pages_per_s = rpm / 60.0;
+          bound(pages_per_s * items_per_page,
+                s.node + (rpm_binds ? (parted ? " rpm (the partitions split among the processes)"
+                                       : s.cost.listing_splits
                                            ? " rpm (the pages split among the processes)"
                                            : " rpm (every process pages the whole listing)")
-                                    : (s.cost.listing_splits
+                                    : (parted ? " listing latency (one lister a partition)"
+                                       : s.cost.listing_splits
                                            ? " listing latency (each process pages its share)"
                                            : " listing latency (one page at a time)")));
           continue;
@@ -134,11 +155,15 @@ std::string plan_table(const GraphSpec& spec, const PlanInput& in, const Plan& p
       spec.name.c_str(), in.docs, in.doc_chars, plan.chunks_per_doc, in.latency_s * 1000);
   out += line;
   for (const auto& s : plan.stages) {
+    std::string how;
+    if (s.what == "pages" && s.parts > 0)
+      how = " in all: " + std::to_string(static_cast<long long>(s.parts)) +
+            " partitions, each listed whole by one process";
+    else if (s.what == "pages")
+      how = s.split ? " in all, split among the processes (each pages its share)"
+                    : " per process (every shard and process pages the whole listing)";
     std::snprintf(line, sizeof line, "  %-12s %12.0f %s%s", s.node.c_str(), s.requests,
-                  s.what.c_str(),
-                  s.what != "pages" ? ""
-                  : s.split         ? " in all, split among the processes (each pages its share)"
-                            : " per process (every shard and process pages the whole listing)");
+                  s.what.c_str(), how.c_str());
     out += line;
     if (s.tokens > 0) {
       std::snprintf(line, sizeof line, ", %.0f tokens, $%.2f", s.tokens, s.cost_usd);

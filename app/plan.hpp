@@ -27,6 +27,7 @@ struct PlanStage {
   double tokens = 0;
   double cost_usd = 0;
   bool split = false;  // a listing whose pages are split among the processes
+  double parts = 0;    // ... by partitions: how many
 };
 
 struct PlanRow {

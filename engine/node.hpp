@@ -210,6 +210,10 @@ struct NodeInit {
   // The documents this process handles: its shard's share for this worker (shard.split(worker,
   // workers)); "0/1" = all. A source that splits its listing among processes reads it.
   ShardSpec part;
+  // How many processes the job-total limits in params (rpm, tpm) were divided among
+  // (split_job_limits): all of `part.count`, or under limits_scope "shard" the shard's own; 1 =
+  // not divided.
+  int limit_sharers = 1;
 };
 
 // What one document costs at a node, for `sluice plan` (a steady-state model: no retries, no

@@ -15,6 +15,7 @@
 #include "engine/http/client.hpp"
 #include "engine/http/request_options.hpp"
 #include "engine/record_template.hpp"
+#include "engine/text/date.hpp"
 
 namespace sluice {
 
@@ -29,6 +30,162 @@ std::string redacted(const std::string& url) {
   size_t q = url.find('?');
   return q == std::string::npos ? url : url.substr(0, q) + "?...";
 }
+
+using QueryParams = std::vector<std::pair<std::string, std::string>>;
+
+std::string partition_error(size_t i, const std::string& what) {
+  return "partitions[" + std::to_string(i) + "]" + what;
+}
+
+// An array of objects of query params, one partition each.
+std::vector<QueryParams> listed_partitions(const json::Value& parts) {
+  if (parts.items.empty())
+    throw ParamError("partitions", "partitions must hold at least one object of query params");
+  std::vector<QueryParams> out;
+  for (size_t i = 0; i < parts.items.size(); ++i) {
+    const json::Value& part = parts.items[i];
+    if (part.kind != json::Kind::object)
+      throw ParamError("partitions", partition_error(i, " must be an object of query params, e.g. "
+                                                        "{\"filter\": \"publication_year:2021\"}"));
+    QueryParams q;
+    for (const auto& m : part.members) {
+      if (m.value.kind != json::Kind::string)
+        throw ParamError("partitions", partition_error(i, "." + m.key + " must be a string"));
+      // An empty one (or an unset ${env:...}) would list everything: every partition's.
+      if (m.value.unset_env || m.value.str.empty())
+        throw ParamError("partitions", partition_error(i, "." + m.key +
+                                                              " is empty: a partition must "
+                                                              "narrow the listing"));
+      q.emplace_back(m.key, m.value.str);
+    }
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+// Date windows: {"from": "2024-01-01", "to": "2024-12-31", "every": "week", "query": {...}}
+// gives one partition per window, its query values with {from} and {to} replaced by the
+// window's first and last day (both included, YYYY-MM-DD). Windows meet without a gap or an
+// overlap, so filters on whole days cover the range exactly once.
+std::vector<QueryParams> date_partitions(const json::Value& spec) {
+  namespace chr = std::chrono;
+  auto field = [&](const char* name) -> const json::Value& {
+    const json::Value* v = spec.find(name);
+    if (!v || v->kind != json::Kind::string || v->str.empty())
+      throw ParamError("partitions", std::string("partitions.") + name +
+                                         " is required: date windows are {\"from\": "
+                                         "\"2024-01-01\", \"to\": \"2024-12-31\", \"every\": "
+                                         "\"week\", \"query\": {...{from}...{to}...}}");
+    return *v;
+  };
+  auto date = [&](const char* name) {
+    auto d = text::parse_iso_date(field(name).str);
+    if (!d)
+      throw ParamError("partitions", std::string("partitions.") + name + " \"" + field(name).str +
+                                         "\" is not a date YYYY-MM-DD");
+    return *d;
+  };
+  for (const auto& m : spec.members)
+    if (m.key != "from" && m.key != "to" && m.key != "every" && m.key != "query")
+      throw ParamError("partitions", "partitions." + m.key +
+                                         " is not known: date windows take from, to, every "
+                                         "and query");
+  const chr::sys_days from = date("from"), to = date("to");
+  if (to < from) throw ParamError("partitions", "partitions.to is before partitions.from");
+  const std::string every = field("every").str;
+  int64_t step_days = 0;
+  int step_months = 0;
+  if (every == "day") step_days = 1;
+  else if (every == "week") step_days = 7;
+  else if (every == "month") step_months = 1;
+  else if (every == "quarter") step_months = 3;
+  else if (every == "year") step_months = 12;
+  else if (every.size() > 1 && every.back() == 'd') {
+    auto r = std::from_chars(every.data(), every.data() + every.size() - 1, step_days);
+    if (r.ec != std::errc() || r.ptr != every.data() + every.size() - 1 || step_days < 1 ||
+        step_days > 36600)  // a century: past it the dates would overflow
+      step_days = 0;
+  }
+  if (step_days == 0 && step_months == 0)
+    throw ParamError("partitions", "partitions.every \"" + every +
+                                       "\" is not day, week, month, quarter, year or Nd "
+                                       "(N days from 1 to 36600, e.g. 10d)");
+  const json::Value* query = spec.find("query");
+  if (!query || query->kind != json::Kind::object || query->members.empty())
+    throw ParamError("partitions", "partitions.query must be an object of query params whose "
+                                   "values hold {from} and {to}, e.g. {\"filter\": "
+                                   "\"from_publication_date:{from},to_publication_date:{to}\"}");
+  bool placed = false;
+  for (const auto& m : query->members) {
+    if (m.value.kind != json::Kind::string || m.value.unset_env || m.value.str.empty())
+      throw ParamError("partitions", "partitions.query." + m.key + " must be a non-empty string");
+    placed |= m.value.str.find("{from}") != std::string::npos ||
+              m.value.str.find("{to}") != std::string::npos;
+  }
+  if (!placed)
+    throw ParamError("partitions", "partitions.query holds neither {from} nor {to}: every "
+                                   "window would list the same items");
+  constexpr size_t kMaxWindows = 10000;
+  std::vector<QueryParams> out;
+  for (chr::sys_days start = from; start <= to;) {
+    chr::sys_days next;
+    if (step_days > 0) {
+      next = start + chr::days{step_days};
+    } else {
+      const chr::year_month_day ymd{start};
+      // Counted from the first of the start's month, so every window but the first starts on a
+      // 1st and each ends on a month's last day (a range from the 31st: its first window is
+      // that one day, then whole months).
+      next = chr::sys_days{chr::year_month_day{ymd.year(), ymd.month(), chr::day{1}} +
+                           chr::months{step_months}};
+    }
+    const chr::sys_days last = std::min(to, next - chr::days{1});
+    if (out.size() == kMaxWindows)
+      throw ParamError("partitions", "partitions make more than " + std::to_string(kMaxWindows) +
+                                         " date windows: choose a longer \"every\"");
+    QueryParams q;
+    for (const auto& m : query->members) {
+      std::string v = m.value.str;
+      for (auto [name, value] :
+           {std::pair<std::string, std::string>{"{from}", text::iso_date(start)},
+            {"{to}", text::iso_date(last)}})
+        for (size_t at = v.find(name); at != std::string::npos;
+             at = v.find(name, at + value.size()))
+          v.replace(at, name.size(), value);
+      q.emplace_back(m.key, std::move(v));
+    }
+    out.push_back(std::move(q));
+    start = next;
+  }
+  return out;
+}
+
+}  // namespace
+
+double partition_rpm_scale(size_t partitions, const ShardSpec& part, const ShardSpec& shard,
+                           int sharers) {
+  if (sharers <= 1 || part.all() || partitions == 0) return 1;
+  // The processes sharing the rpm hold these partitions: all of them, or under limits_scope
+  // "shard" (the shard's processes alone share it) the shard's own, i mod shards == shard.
+  const bool per_shard = sharers != part.count;
+  size_t shared = 0, mine = 0;
+  for (size_t i = 0; i < partitions; ++i) {
+    shared += !per_shard || static_cast<int>(i % static_cast<size_t>(shard.count)) == shard.index;
+    mine += static_cast<int>(i % static_cast<size_t>(part.count)) == part.index;
+  }
+  if (mine == 0 || shared == 0) return 1;  // lists nothing: its share goes unused either way
+  return static_cast<double>(sharers) * static_cast<double>(mine) / static_cast<double>(shared);
+}
+
+std::vector<std::vector<std::pair<std::string, std::string>>>
+read_partitions(const json::Value& parts) {
+  if (parts.kind == json::Kind::array) return listed_partitions(parts);
+  if (parts.kind == json::Kind::object) return date_partitions(parts);
+  throw ParamError("partitions", "partitions must be an array of objects of query params, or "
+                                 "date windows {\"from\", \"to\", \"every\", \"query\"}");
+}
+
+namespace {
 
 class HttpListSource final : public Source {
  public:
@@ -59,8 +216,6 @@ class HttpListSource final : public Source {
     _recurse = p.has("recurse") ? p.str("recurse") : "";
     _per_page = p.has("per_page") ? p.integer("per_page") : 0;
     _max_pages = p.has("max_pages") ? p.integer("max_pages") : 0;
-    _page = p.integer("start_page");
-    _cursor = p.str("start_cursor");
     _meta = MetaPointers(p);
     // Values that are empty or built from an unset ${env:...} are not sent (optional keys).
     auto read_pairs = [&](const char* name, std::vector<std::pair<std::string, std::string>>& out) {
@@ -78,36 +233,18 @@ class HttpListSource final : public Source {
     read_pairs("query", _query);
     // partitions: one listing per object, its query params over `query`'s; a process of a
     // sharded job lists the partitions k, k + N, ... of them, whatever the paging.
-    if (const json::Value* parts = p.get("partitions"); parts && parts->kind == json::Kind::array) {
-      if (parts->items.empty())
-        throw ParamError("partitions", "partitions must hold at least one object of query params");
-      for (size_t i = 0; i < parts->items.size(); ++i) {
-        const json::Value& part = parts->items[i];
-        if (part.kind != json::Kind::object)
-          throw ParamError("partitions", "partitions[" + std::to_string(i) +
-                                             "] must be an object of query params, e.g. "
-                                             "{\"filter\": \"publication_year:2021\"}");
-        std::vector<std::pair<std::string, std::string>> q;
-        for (const auto& m : part.members) {
-          if (m.value.kind != json::Kind::string)
-            throw ParamError("partitions", "partitions[" + std::to_string(i) + "]." + m.key +
-                                               " must be a string");
-          // An empty one (or an unset ${env:...}) would list everything: every partition's.
-          if (m.value.unset_env || m.value.str.empty())
-            throw ParamError("partitions", "partitions[" + std::to_string(i) + "]." + m.key +
-                                               " is empty: a partition must narrow the listing");
-          q.emplace_back(m.key, m.value.str);
-        }
+    if (const json::Value* parts = p.get("partitions"); parts && parts->kind != json::Kind::null) {
+      auto all = read_partitions(*parts);
+      for (size_t i = 0; i < all.size(); ++i)
         if (init.part.all() ||
             static_cast<int>(i % static_cast<size_t>(init.part.count)) == init.part.index)
-          _partitions.push_back(std::move(q));
-      }
+          _partitions.push_back(std::move(all[i]));
       _partitioned = true;
       _stride_parts = init.part.count;
-    } else if (parts && parts->kind != json::Kind::null) {
-      throw ParamError("partitions", "partitions must be an array of objects of query params");
+      _rpm_scale = partition_rpm_scale(all.size(), init.part, init.shard, init.limit_sharers);
     }
     _opts = http::read_request_options(p, init.id);
+    _opts.limit.rpm *= _rpm_scale;
     _origin = http::origin_of(_url);
     // Pages and offsets can be split among the job's processes: process k of N lists pages k,
     // k + N, k + 2N... and keeps every item on them. A cursor or a link is known only from the
@@ -116,11 +253,24 @@ class HttpListSource final : public Source {
              p.boolean("split_pages");
     _part_count = std::max(1, init.part.count);
     _part_index = init.part.index;
+    // One lane lists the whole listing, or one partition at a time. A partitioned listing lists
+    // up to `concurrency` partitions at once in the whole job: this process's share of it
+    // (rounded up, at least 1), as for every I/O node.
+    size_t lanes = 1;
+    if (_partitioned && !_partitions.empty()) {
+      const int sharers = std::max(1, init.limit_sharers);
+      lanes = init.concurrency > 0
+                  ? std::min(_partitions.size(),
+                             static_cast<size_t>((init.concurrency + sharers - 1) / sharers))
+                  : _partitions.size();
+    }
+    _next_partition = lanes;
+    for (size_t i = 0; i < lanes; ++i) _lanes.push_back(fresh_lane(i));
     if (_split) {
       _stride = init.part.count;
       _global_page = init.part.index;
-      _page += init.part.index;
-      _offset = static_cast<int64_t>(init.part.index) * _per_page;
+      _lanes[0].page += init.part.index;
+      _lanes[0].offset = static_cast<int64_t>(init.part.index) * _per_page;
     }
   }
 
@@ -154,30 +304,56 @@ class HttpListSource final : public Source {
       out.done();
       return;
     }
-    {
-      std::lock_guard lock(_mu);
-      _fetching = true;
-    }
-    request();
+    maybe_fetch(/*first=*/true);
   }
 
   void on_admitted() override { maybe_fetch(); }
 
  private:
-  size_t low_water() const { return static_cast<size_t>(std::max<int64_t>(_per_page, 100)); }
+  // Where one listing (the whole one, or a partition) stands: its next page, offset, cursor or
+  // link, and the cursors and links it followed.
+  struct Lane {
+    size_t partition = 0;
+    int64_t pages = 0, page = 1, offset = 0;
+    std::string cursor, next_url;
+    std::unordered_set<std::string> seen;
+    bool busy = false;  // a page in flight
+    bool done = false;  // nothing more to list
+  };
 
-  void maybe_fetch() {
-    {
-      std::lock_guard lock(_mu);
-      if (_fetching || _finished || _out->waiting() > low_water()) return;
-      _fetching = true;
-    }
-    request();
+  Lane fresh_lane(size_t partition) const {
+    Lane l;
+    l.partition = partition;
+    l.page = _params.integer("start_page");
+    l.cursor = _params.str("start_cursor");
+    return l;
   }
 
-  std::string page_url() const {
-    std::string u = _next_url.empty() ? _url : _next_url;
-    if (!_next_url.empty()) return u;
+  size_t low_water() const { return static_cast<size_t>(std::max<int64_t>(_per_page, 100)); }
+
+  // Asks for the next page of every idle lane while fewer than a page of documents wait (the
+  // first call asks regardless).
+  void maybe_fetch(bool first = false) {
+    for (;;) {
+      Lane* lane = nullptr;
+      {
+        std::lock_guard lock(_mu);
+        if (_finished || (!first && _out->waiting() > low_water())) return;
+        for (Lane& l : _lanes)
+          if (!l.busy && !l.done) {
+            lane = &l;
+            break;
+          }
+        if (!lane) return;
+        lane->busy = true;
+      }
+      request(*lane);
+    }
+  }
+
+  std::string page_url(const Lane& lane) const {
+    if (!lane.next_url.empty()) return lane.next_url;
+    std::string u = _url;
     auto add = [&](const std::string& name, const std::string& value) {
       u += (u.find('?') == std::string::npos ? '?' : '&');
       u += url_encode(name) + "=" + url_encode(value);
@@ -185,28 +361,29 @@ class HttpListSource final : public Source {
     for (const auto& [name, value] : _query) {
       bool overridden = false;
       if (_partitioned)
-        for (const auto& [pname, pvalue] : _partitions[_partition]) overridden |= pname == name;
+        for (const auto& [pname, pvalue] : _partitions[lane.partition]) overridden |= pname == name;
       if (!overridden) add(name, value);
     }
     if (_partitioned)
-      for (const auto& [name, value] : _partitions[_partition]) add(name, value);
-    if (_paging == "page") add(_params.str("page_param"), std::to_string(_page));
-    if (_paging == "offset") add(_params.str("offset_param"), std::to_string(_offset));
-    if (_paging == "cursor") add(_params.str("cursor_param"), _cursor);
+      for (const auto& [name, value] : _partitions[lane.partition]) add(name, value);
+    if (_paging == "page") add(_params.str("page_param"), std::to_string(lane.page));
+    if (_paging == "offset") add(_params.str("offset_param"), std::to_string(lane.offset));
+    if (_paging == "cursor") add(_params.str("cursor_param"), lane.cursor);
     if (_per_page > 0 && _paging != "link")
       add(_params.str("per_page_param"), std::to_string(_per_page));
     return u;
   }
 
-  void request() {
+  void request(Lane& lane) {
     http::Request req;
-    req.url = page_url();
+    req.url = page_url(lane);
     for (const auto& header : _headers) req.headers.push_back(header);
     _opts.apply(req);
     _out->hold();
-    _client->submit(
-        std::move(req), _opts.retry, _opts.limit_key, 0,
-        [this, url = page_url()](http::Response&& resp) { on_page(url, std::move(resp)); });
+    _client->submit(std::move(req), _opts.retry, _opts.limit_key, 0,
+                    [this, &lane, url = page_url(lane)](http::Response&& resp) {
+                      on_page(lane, url, std::move(resp));
+                    });
   }
 
   // The count the first page announces (e.g. OpenAlex's /meta/count), within max_pages.
@@ -258,62 +435,65 @@ class HttpListSource final : public Source {
     return n;
   }
 
-  void on_page(const std::string& url, http::Response&& resp) {
-    bool finished = false;
+  void on_page(Lane& lane, const std::string& url, http::Response&& resp) {
+    bool finished = false, failed = false;
+    auto fail_run = [&](std::string message) {
+      _out->fail_run(std::move(message));
+      failed = true;
+    };
     if (!resp.ok()) {
-      _out->fail_run("listing " + redacted(url) + " failed: " + resp.error);
+      fail_run("listing " + redacted(url) + " failed: " + resp.error);
       finished = true;
     } else {
       rapidjson::Document d;
       const bool parsed = parse_untrusted(d, resp.body);
       const rapidjson::Value* items = parsed ? _items.Get(d) : nullptr;
       if (!parsed) {
-        _out->fail_run("listing " + redacted(url) + ": the response is not JSON");
+        fail_run("listing " + redacted(url) + ": the response is not JSON");
         finished = true;
       } else if (!items || !items->IsArray()) {
-        _out->fail_run("listing " + redacted(url) + ": \"items\" " + _items_text +
-                       " does not point at an array" + (items ? "" : " (nothing there)"));
+        fail_run("listing " + redacted(url) + ": \"items\" " + _items_text +
+                 " does not point at an array" + (items ? "" : " (nothing there)"));
         finished = true;
       } else {
         size_t raw = items->Size();
-        if (_pages == 0 && !_partitioned) read_total(d, raw);  // a partition's count is not all
+        if (lane.pages == 0 && !_partitioned) read_total(d, raw);  // a partition's count is not all
         emit_items(*items, 0);
-        ++_pages;
+        ++lane.pages;
         // A short page is not the end: only an empty one, a missing cursor or link, or max_pages.
         if (raw == 0 || _paging == "none") finished = true;
-        else if (_split && _paging == "page") _page += _stride;
-        else if (_split) _offset += static_cast<int64_t>(_stride) * _per_page;
-        else if (_paging == "page") ++_page;
-        else if (_paging == "offset") _offset += static_cast<int64_t>(raw);
+        else if (_split && _paging == "page") lane.page += _stride;
+        else if (_split) lane.offset += static_cast<int64_t>(_stride) * _per_page;
+        else if (_paging == "page") ++lane.page;
+        else if (_paging == "offset") lane.offset += static_cast<int64_t>(raw);
         else if (_paging == "cursor") {
           const rapidjson::Value* c = _next.Get(d);
           if (!c || c->IsNull() || (c->IsString() && c->GetStringLength() == 0)) finished = true;
           else
-            _cursor =
+            lane.cursor =
                 c->IsString() ? std::string(c->GetString(), c->GetStringLength()) : json_text(*c);
-          if (!finished && !_seen.insert(_cursor).second) {
-            _out->fail_run("listing " + redacted(url) +
-                           " returned a cursor it gave before: stopping instead of looping");
+          if (!finished && !lane.seen.insert(lane.cursor).second) {
+            fail_run("listing " + redacted(url) +
+                     " returned a cursor it gave before: stopping instead of looping");
             finished = true;
           }
         } else if (_paging == "link") {
-          _next_url = link_next(resp.header("link"));
-          if (_next_url.empty()) finished = true;
-          else if (!http::is_http_url(_next_url)) {
-            _out->fail_run("listing " + redacted(url) +
-                           ": rel=\"next\" is not an absolute http(s) URL");
+          lane.next_url = link_next(resp.header("link"));
+          if (lane.next_url.empty()) finished = true;
+          else if (!http::is_http_url(lane.next_url)) {
+            fail_run("listing " + redacted(url) + ": rel=\"next\" is not an absolute http(s) URL");
             finished = true;
-          } else if (std::string to = http::origin_of(_next_url);
+          } else if (std::string to = http::origin_of(lane.next_url);
                      !_headers.empty() &&
                      !http::headers_may_go(_origin, to, _opts.trusted_origins)) {
             // The headers (keys) were configured for the listing's own origin.
-            _out->fail_run("listing " + redacted(url) + ": rel=\"next\" leads to " + to +
-                           ", another origin; not followed, so the headers configured for " +
-                           _origin + " stay there (add it to trusted_origins to follow it)");
+            fail_run("listing " + redacted(url) + ": rel=\"next\" leads to " + to +
+                     ", another origin; not followed, so the headers configured for " + _origin +
+                     " stay there (add it to trusted_origins to follow it)");
             finished = true;
-          } else if (!_seen.insert(_next_url).second) {
-            _out->fail_run("listing " + redacted(url) +
-                           " links back to a page it already gave: stopping instead of looping");
+          } else if (!lane.seen.insert(lane.next_url).second) {
+            fail_run("listing " + redacted(url) +
+                     " links back to a page it already gave: stopping instead of looping");
             finished = true;
           }
         }
@@ -323,43 +503,47 @@ class HttpListSource final : public Source {
         // later page has items.
         if (_split && _paging == "offset" && raw > 0) {
           if (_short_page) {
-            _out->fail_run("listing " + redacted(url) + ": the server gave fewer items a page (" +
-                           std::to_string(_short_page) + ") than per_page " +
-                           std::to_string(_per_page) +
-                           " before the end, so split offsets would skip items: set per_page to "
-                           "what it gives, or split_pages false");
+            fail_run("listing " + redacted(url) + ": the server gave fewer items a page (" +
+                     std::to_string(_short_page) + ") than per_page " + std::to_string(_per_page) +
+                     " before the end, so split offsets would skip items: set per_page to "
+                     "what it gives, or split_pages false");
             finished = true;
           }
           if (static_cast<int64_t>(raw) < _per_page) _short_page = raw;
         }
         const bool at_max =
-            _max_pages > 0 && (_split ? _global_page >= _max_pages : _pages >= _max_pages);
+            _max_pages > 0 && (_split ? _global_page >= _max_pages : lane.pages >= _max_pages);
         if (at_max) finished = true;
-        if (finished && _partitioned && _partition + 1 < _partitions.size() && !_out->stopping()) {
-          // This partition ended (max_pages counts each partition's own): the next one, from
-          // its first page.
-          ++_partition;
-          finished = false;
-          _pages = 0;
-          _page = _params.integer("start_page");
-          _offset = 0;
-          _cursor = _params.str("start_cursor");
-          _next_url.clear();
-          _seen.clear();
+        if (finished && _partitioned && !failed && !_out->stopping()) {
+          // This partition ended (max_pages counts each partition's own): the lane takes the
+          // next one not yet started, from its first page.
+          std::lock_guard lock(_mu);
+          if (_next_partition < _partitions.size()) {
+            lane = fresh_lane(_next_partition++);
+            lane.busy = true;
+            finished = false;
+          }
         }
       }
     }
-    if (_out->stopping()) finished = true;
-    else if (finished) {  // a failure stops the run, so this listing ended in full
+    // A failure or a stop ends every lane: the run is over.
+    const bool all_over = failed || _out->stopping();
+    bool ended = false;
+    {
+      std::lock_guard lock(_mu);
+      lane.busy = false;
+      lane.done = lane.done || finished;
+      if (all_over)
+        for (Lane& l : _lanes) l.done = true;
+      ended = !_finished && std::all_of(_lanes.begin(), _lanes.end(),
+                                        [](const Lane& l) { return l.done && !l.busy; });
+      _finished = _finished || ended;
+    }
+    if (ended && !_out->stopping()) {  // a failure stops the run, so this listing ended in full
       _emitted_total.store(_emitted);
       _listed.store(true, std::memory_order_release);
     }
-    {
-      std::lock_guard lock(_mu);
-      _fetching = false;
-      _finished = _finished || finished;
-    }
-    if (finished) _out->done();
+    if (ended) _out->done();
     else maybe_fetch();
     _out->release();
   }
@@ -373,7 +557,7 @@ class HttpListSource final : public Source {
   std::vector<std::string> _headers;  // "Name: value", checked
   std::string _origin;                // _url's: where _headers may go
   std::vector<std::pair<std::string, std::string>> _query;
-  int64_t _per_page = 0, _max_pages = 0, _page = 1, _offset = 0, _pages = 0;
+  int64_t _per_page = 0, _max_pages = 0;
   // Split among the processes (split_pages): this process lists every _stride-th page, and
   // _global_page is the listing's index (from 0) of the page it asks for next.
   bool _split = false;
@@ -382,12 +566,12 @@ class HttpListSource final : public Source {
   bool _partitioned = false;
   int _stride_parts = 1;
   int _part_index = 0;  // this process's index among the _part_count
-  std::vector<std::vector<std::pair<std::string, std::string>>> _partitions;
-  size_t _partition = 0;
-  int _part_count = 1;     // the processes the job's listing is split among
-  size_t _short_page = 0;  // split offsets: a page with fewer items than per_page, seen
-  std::string _cursor, _next_url;
-  std::unordered_set<std::string> _seen;  // cursors / next links already followed
+  std::vector<QueryParams> _partitions;
+  double _rpm_scale = 1;       // partition_rpm_scale
+  int _part_count = 1;         // the processes the job's listing is split among
+  size_t _short_page = 0;      // split offsets: a page with fewer items than per_page, seen
+  std::vector<Lane> _lanes;    // fixed at construction (requests hold references)
+  size_t _next_partition = 0;  // the first of this process's partitions no lane took yet
   uint64_t _emitted = 0;
   static constexpr uint64_t kUnknown = ~uint64_t{0};
   std::optional<rapidjson::Pointer> _total_ptr;
@@ -398,7 +582,7 @@ class HttpListSource final : public Source {
   SourceOutput* _out = nullptr;
   http::Client* _client = nullptr;
   std::mutex _mu;
-  bool _fetching = false, _finished = false;
+  bool _finished = false;  // every lane is done and idle: done() was called
 };
 
 }  // namespace
@@ -427,9 +611,9 @@ NodeTypeInfo source_http_list_info() {
   info.type = "source.http_list";
   info.role = NodeRole::source;
   info.description =
-      "Documents from a paginated JSON listing. Pages are fetched on the HTTP loop one at a time, "
-      "only when "
-      "fewer than a page of documents wait for admission. Stops at the first page with no items, a "
+      "Documents from a paginated JSON listing. Pages are fetched on the HTTP loop one at a time "
+      "(with partitions, up to `concurrency` partitions at once, a page each), only when fewer "
+      "than a page of documents wait for admission. Stops at the first page with no items, a "
       "missing/null/empty cursor, no rel=\"next\" link, or max_pages (a short page is not a stop). "
       "Each "
       "document's body is its item's JSON, for extract nodes.";
@@ -471,13 +655,19 @@ NodeTypeInfo source_http_list_info() {
             "link paging always do that)"),
       param("partitions", ParamType::any, "null",
             "one listing per object of query params (over query's), e.g. "
-            "[{\"filter\": \"publication_year:2020\"}, {\"filter\": \"publication_year:2021\"}]: "
-            "listed in turn, and under shards or --processes split among the processes "
+            "[{\"filter\": \"publication_year:2020\"}, {\"filter\": \"publication_year:2021\"}], "
+            "or date windows {\"from\": \"2024-01-01\", \"to\": \"2024-12-31\", \"every\": "
+            "\"week\", \"query\": {\"filter\": \"from_date:{from},to_date:{to}\"}} (every: day, "
+            "week, month, quarter, year or Nd; {from} and {to} are each window's first and last "
+            "day; month, quarter and year windows end on a month's last day): listed "
+            "`concurrency` at a time, and under shards or --processes split among the processes "
             "(partition i goes to process i mod N), for cursor listings that cannot split by page"),
   };
   http::add_request_params(info.params, {.unit = "page", .legacy_max_attempts = true});
   for (auto& p : info.params)
     if (p.name == "paging") p.choices = {"none", "page", "offset", "cursor", "link"};
+  // partitions listed at once in the whole job (one page in flight each)
+  info.default_concurrency = 4;
   info.make_source = [](const NodeInit& init) { return std::make_unique<HttpListSource>(init); };
   info.cost = [](const Params& p, const CostInput&) {
     NodeCost c;
@@ -488,8 +678,8 @@ NodeTypeInfo source_http_list_info() {
     const std::string paging = p.str("paging");
     c.listing_splits = ((paging == "page" || paging == "offset") && p.boolean("split_pages")) ||
                        p.has("partitions");
-    if (const json::Value* parts = p.get("partitions"); parts && parts->kind == json::Kind::array)
-      c.listing_parts = static_cast<double>(parts->items.size());
+    if (const json::Value* parts = p.get("partitions"); parts && parts->kind != json::Kind::null)
+      c.listing_parts = static_cast<double>(read_partitions(*parts).size());
     c.requests_per_doc = 1.0 / c.per_page;
     return c;
   };

@@ -1,7 +1,110 @@
-// The OpenAlex-shaped /works listing with cursor paging.
+// The OpenAlex-shaped /works listing with cursor paging and the filters the predefined graph
+// sends: publication_year, from_/to_publication_date, type and has_abstract.
+#include "engine/text/date.hpp"
 #include "sim/server_impl.hpp"
 
 namespace sluice::sim {
+
+namespace {
+
+namespace chr = std::chrono;
+
+// What a filter tests of work n: published on a day of year 1990 + n % 35 (a hash picks the
+// day), one in five (by the same hash) without an abstract, every work an article.
+struct OaWorkFacts {
+  int year = 0;
+  chr::sys_days date;
+  bool has_abstract = true;
+};
+
+OaWorkFacts oa_facts(uint64_t n, uint64_t seed) {
+  OaWorkFacts f;
+  f.year = 1990 + static_cast<int>(n % 35);
+  const chr::sys_days first{chr::year{f.year} / 1 / 1};
+  const auto days = (chr::sys_days{chr::year{f.year + 1} / 1 / 1} - first).count();
+  const uint64_t h = text::stable_hash64(std::to_string(n), seed ^ 0xda7e);
+  f.date = first + chr::days{static_cast<int64_t>((h & 0xffffffffULL) % uint64_t(days))};
+  f.has_abstract = (h >> 32) % 5 != 0;
+  return f;
+}
+
+// filter=key:value,key:value (values may hold alternatives a|b; years also >N and <N), as
+// OpenAlex reads it; an unknown key or a bad value is a 400, as there.
+struct OaFilter {
+  struct Year {
+    char op;  // '=', '>' or '<'
+    int value;
+  };
+  std::vector<Year> years;  // any of them
+  std::optional<chr::sys_days> from, to;
+  int has_abstract = -1;  // -1: either
+  bool articles = true;   // false: a type no work has
+
+  bool matches(const OaWorkFacts& f) const {
+    if (!articles) return false;
+    if (has_abstract >= 0 && f.has_abstract != (has_abstract == 1)) return false;
+    if (from && f.date < *from) return false;
+    if (to && f.date > *to) return false;
+    if (years.empty()) return true;
+    for (const Year& y : years)
+      if ((y.op == '=' && f.year == y.value) || (y.op == '>' && f.year > y.value) ||
+          (y.op == '<' && f.year < y.value))
+        return true;
+    return false;
+  }
+
+  // Empty on success, else the message.
+  std::string parse(std::string_view text) {
+    while (!text.empty()) {
+      size_t comma = text.find(',');
+      std::string_view kv = text.substr(0, comma);
+      text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+      size_t colon = kv.find(':');
+      if (colon == std::string_view::npos)
+        return "Invalid query parameters error: filter " + std::string(kv) + " is not key:value";
+      std::string_view key = kv.substr(0, colon), value = kv.substr(colon + 1);
+      if (key == "publication_year") {
+        while (!value.empty()) {
+          size_t bar = value.find('|');
+          std::string_view one = value.substr(0, bar);
+          value = bar == std::string_view::npos ? std::string_view{} : value.substr(bar + 1);
+          Year y{'=', 0};
+          if (!one.empty() && (one[0] == '>' || one[0] == '<')) {
+            y.op = one[0];
+            one.remove_prefix(1);
+          }
+          uint64_t v = 0;
+          if (!parse_u64(one, v) || v > 9999) return "Value for publication_year must be a number.";
+          y.value = static_cast<int>(v);
+          years.push_back(y);
+        }
+      } else if (key == "from_publication_date" || key == "to_publication_date") {
+        auto d = text::parse_iso_date(value);
+        if (!d) return std::string(value) + " is not a valid ISO-8601 date (YYYY-MM-DD).";
+        (key[0] == 'f' ? from : to) = d;
+      } else if (key == "type") {
+        articles = false;
+        while (!value.empty()) {
+          size_t bar = value.find('|');
+          std::string_view one = value.substr(0, bar);
+          value = bar == std::string_view::npos ? std::string_view{} : value.substr(bar + 1);
+          articles |= one == "article" || one == "types/article";
+        }
+      } else if (key == "has_abstract") {
+        if (value != "true" && value != "false")
+          return "Value for has_abstract must be true or false.";
+        has_abstract = value == "true";
+      } else {
+        return std::string(key) +
+               " is not a valid field (the sim knows publication_year, "
+               "from_publication_date, to_publication_date, type, has_abstract).";
+      }
+    }
+    return {};
+  }
+};
+
+}  // namespace
 
 std::string SimServer::Impl::oa_cursor(uint64_t offset) {
   std::string c = "sim" + std::to_string(offset) + "x";
@@ -54,15 +157,15 @@ void SimServer::Impl::oa_work(std::string& out, uint64_t n) {
   json::append_quoted(out, tmp);
   out.append(",\"display_name\":");
   json::append_quoted(out, tmp);
-  uint64_t year = 1990 + n % 35;
+  const OaWorkFacts facts = oa_facts(n, o.seed);
   out.append(",\"publication_year\":");
-  append_uint(out, year);
+  append_uint(out, static_cast<uint64_t>(facts.year));
   out.append(",\"publication_date\":\"");
-  append_uint(out, year);
-  out.append("-01-01\",\"type\":\"article\",\"language\":\"en\",\"cited_by_count\":");
+  out.append(text::iso_date(facts.date));
+  out.append("\",\"type\":\"article\",\"language\":\"en\",\"cited_by_count\":");
   append_uint(out, splitmix64(st) % 500);
   out.append(",\"abstract_inverted_index\":");
-  if (n % 5 == 0) {  // common upstream: no abstract
+  if (!facts.has_abstract) {  // common upstream: no abstract
     out.append("null}");
     return;
   }
@@ -110,6 +213,32 @@ int SimServer::Impl::openalex_works(const Request& req) {
       return 400;
     }
   }
+  const std::vector<uint64_t>* matches = nullptr;
+  if (find_param(req.query, "filter", v) && !v.empty()) {
+    url_decode(v, tmp2, true);
+    auto it = oa_filters.find(tmp2);
+    if (it == oa_filters.end()) {
+      OaFilter f;
+      std::string bad = f.parse(tmp2);
+      if (!bad.empty()) {
+        oa_error(400, bad);
+        return 400;
+      }
+      // Bounded: the oldest filter goes first (a listing's windows each ask for a while).
+      if (oa_filter_order.size() >= kOaFiltersKept) {
+        oa_filters.erase(oa_filter_order.front());
+        oa_filter_order.pop_front();
+      }
+      std::vector<uint64_t> kept;
+      for (uint64_t n = 1; n <= o.docs; ++n)
+        if (f.matches(oa_facts(n, o.seed))) kept.push_back(n);
+      it = oa_filters.emplace(tmp2, std::move(kept)).first;
+      oa_filter_order.push_back(tmp2);
+    }
+    matches = &it->second;
+  }
+  const bool filtered = matches != nullptr;
+  const uint64_t count = filtered ? matches->size() : o.docs;
   uint64_t offset = 0, page = 1;
   bool cursor_mode = false;
   if (find_param(req.query, "cursor", v)) {
@@ -131,11 +260,11 @@ int SimServer::Impl::openalex_works(const Request& req) {
     }
     offset = (page - 1) * per_page;
   }
-  uint64_t end = std::min<uint64_t>(o.docs, offset + per_page);
+  uint64_t end = std::min<uint64_t>(count, offset + per_page);
   uint64_t got = end > offset ? end - offset : 0;
   body.clear();
   body.append("{\"meta\":{\"count\":");
-  append_uint(body, o.docs);
+  append_uint(body, count);
   body.append(",\"db_response_time_ms\":7,\"page\":");
   if (cursor_mode) body.append("null");
   else append_uint(body, page);
@@ -145,9 +274,9 @@ int SimServer::Impl::openalex_works(const Request& req) {
   if (cursor_mode && got == per_page) json::append_quoted(body, oa_cursor(end));
   else body.append("null");
   body.append(",\"groups_count\":null},\"results\":[");
-  for (uint64_t n = offset + 1; n <= end; ++n) {
-    if (n != offset + 1) body.push_back(',');
-    oa_work(body, n);
+  for (uint64_t i = offset; i < end; ++i) {
+    if (i != offset) body.push_back(',');
+    oa_work(body, filtered ? (*matches)[i] : i + 1);
   }
   body.append("],\"group_by\":[]}");
   return 200;

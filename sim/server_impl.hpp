@@ -454,6 +454,12 @@ struct SimServer::Impl {
 
   void oa_work(std::string& out, uint64_t n);
 
+  // The works each filter asked for keeps, in order (a listing asks with the same filter page
+  // after page; partitions listed at once take turns).
+  std::unordered_map<std::string, std::vector<uint64_t>> oa_filters;
+  std::deque<std::string> oa_filter_order;       // oldest first
+  static constexpr size_t kOaFiltersKept = 400;  // a year of daily windows, and then some
+
   int openalex_works(const Request& req);
 
   // ---- stats ----

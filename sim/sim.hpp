@@ -10,7 +10,8 @@
 //   POST /v1beta/models/{m}:batchEmbedContents  Gemini-shaped embeddings (x-goog-api-key or ?key=)
 //   POST /_bulk, POST /{index}/_bulk       Elasticsearch-shaped bulk indexing
 //   GET  /sefaria/api/index, /sefaria/api/v3/texts/{ref}, /sefaria/api/shape/{title}
-//   GET  /openalex/works?per_page=N&cursor=C
+//   GET  /openalex/works?filter=F&per_page=N&cursor=C (publication_year, from_/to_publication_date,
+//        type, has_abstract filters)
 // with configurable latency (mean + uniform jitter, via a timer heap), rate limits in
 // 1-second wall-clock windows (429 + Retry-After: 1) and fault injection (500s, connection
 // resets, requests never answered, malformed bodies) and an overload cap (503 past

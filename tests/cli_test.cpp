@@ -131,6 +131,41 @@ TEST(Cli, DeadLettersGoToADefaultFileAndTooManyFailTheRun) {
       << bad.err;
 }
 
+// Shards that share a directory keep their own logs: a dead-letter (or outcomes) file the graph
+// names becomes each shard's, so one shard starting fresh never deletes another's.
+TEST(Cli, ANamedDeadLetterFileIsEachShardsOwn) {
+  test::TempDir dir;
+  std::string lines;
+  for (int i = 0; i < 40; ++i)
+    lines += i % 4 == 0 ? "not json " + std::to_string(i) + "\n"
+                        : "{\"id\": \"g" + std::to_string(i) + "\", \"text\": \"w\"}\n";
+  test::write_file(dir / "in.jsonl", lines);
+  test::write_file(dir / "g.json", R"({"name": "dl",
+    "settings": {"max_dead_letter_ratio": 0.5, "dead_letter": ")" +
+                                       (dir / "dlq.jsonl") + R"(", "outcomes": ")" +
+                                       (dir / "outcomes.jsonl") + R"("},
+    "nodes": [{"id": "src", "type": "source.jsonl", "params": {"path": ")" +
+                                       (dir / "in.jsonl") + R"("}},
+              {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+                                       (dir / "o-${shard}.jsonl") + R"("}}],
+    "edges": [["src", "out"]]})");
+  size_t dead = 0, outcomes = 0;
+  for (int shard = 0; shard < 2; ++shard) {
+    auto r = run_sluice("run " + (dir / "g.json") + " --quiet --threads 2 --state " + (dir / "st") +
+                        " --shard " + std::to_string(shard) + "/2");
+    ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  }
+  for (int shard = 0; shard < 2; ++shard) {
+    const std::string tag = ".s" + std::to_string(shard) + "-of-2.jsonl";
+    ASSERT_TRUE(std::filesystem::exists(dir / ("dlq" + tag))) << "shard " << shard;
+    dead += test::read_lines(dir / ("dlq" + tag)).size();
+    outcomes += test::read_lines(dir / ("outcomes" + tag)).size();
+  }
+  EXPECT_EQ(dead, 10u) << "each shard's dead letters, none deleted by the other's fresh start";
+  EXPECT_EQ(outcomes, 40u);
+  EXPECT_FALSE(std::filesystem::exists(dir / "dlq.jsonl"));
+}
+
 TEST(Cli, SearchOnAMissingDatabaseExits2) {
   auto r = run_sluice("search /nonexistent/x.db hello");
   EXPECT_EQ(r.exit_code, 2);

@@ -70,16 +70,48 @@ TEST(Plan, APagedListingSplitsAmongTheProcessesACursorListingDoesNot) {
     EXPECT_GE(r.docs_per_s, paged.rows[0].docs_per_s) << "never slower than one process";
   EXPECT_NE(plan_table(listing("page"), in, paged).find("split among the processes"),
             std::string::npos);
-  // Split by two partitions, at most two processes list: 4 workers each get a quarter of the
-  // rpm, so two listing ones make 5 pages/s.
-  GraphSpec two = test::spec_from(R"({"nodes": [
-      {"id": "list", "type": "source.http_list", "params": {"url": "http://x/list",
-        "items": "/items", "per_page": 100, "rpm": 600, "next": "/next", "paging": "cursor",
-        "partitions": [{"f": "a"}, {"f": "b"}]}},
+  // Split by two partitions, at most two lanes list, and they hold the rpm between them (the
+  // engine gives an idle process's share to the listers): 5 pages/s each, the latency's. One
+  // process lists both at once (`concurrency`, 4 partitions by default), or one at a time (1).
+  auto parted = [](const std::string& partitions, const std::string& settings = "{}",
+                   int concurrency = 4) {
+    return test::spec_from(R"({"settings": )" + settings +
+                           R"(, "nodes": [{"id": "list", "type": "source.http_list",
+      "concurrency": )" + std::to_string(concurrency) +
+                           R"(, "params": {"url": "http://x/list", "items": "/items",
+        "per_page": 100, "rpm": 600, "next": "/next", "paging": "cursor", "partitions": )" +
+                           partitions + R"(}},
       {"id": "out", "type": "index.jsonl", "params": {"path": "/dev/null"}}],
       "edges": [["list", "out"]]})");
-  Plan parts = make_plan(two, in);
-  EXPECT_DOUBLE_EQ(parts.rows[1].docs_per_s, 500.0);
+  };
+  const std::string two = R"([{"f": "a"}, {"f": "b"}])";
+  Plan parts = make_plan(parted(two), in);
+  EXPECT_DOUBLE_EQ(parts.rows[0].docs_per_s, 1000.0);
+  EXPECT_DOUBLE_EQ(make_plan(parted(two, "{}", 1), in).rows[0].docs_per_s, 500.0);
+  EXPECT_DOUBLE_EQ(parts.rows[1].docs_per_s, 1000.0);
+  EXPECT_DOUBLE_EQ(parts.rows[3].docs_per_s, 1000.0) << "16 processes, 2 listing: the whole rpm";
+  // Under limits_scope shard, 4 jobs of which 2 have a partition: two shards' quotas.
+  Plan per_shard = make_plan(parted(two, R"({"limits_scope": "shard"})", 1), in);
+  EXPECT_DOUBLE_EQ(per_shard.rows[2].docs_per_s, 1000.0) << "4 jobs x 1: two listers, latency";
+
+  // Date windows: a year by month is 12 partitions, and each ends on a short page of its own.
+  PlanInput one;
+  one.docs = 12 * 150;
+  one.latency_s = 0.2;
+  one.jobs = {1, 20};
+  one.processes = {1, 4};
+  const std::string year = R"({"from": "2024-01-01", "to": "2024-12-31", "every": "month",
+      "query": {"filter": "from_date:{from},to_date:{to}"}})";
+  Plan months = make_plan(parted(year), one);
+  ASSERT_EQ(months.stages.size(), 1u);
+  EXPECT_DOUBLE_EQ(months.stages[0].requests, 24.0) << "150 a month: 2 pages each";
+  EXPECT_DOUBLE_EQ(months.rows[0].docs_per_s, 10 * 75.0) << "one process, 4 at once: the rpm";
+  Plan serial = make_plan(parted(year, "{}", 1), one);
+  EXPECT_DOUBLE_EQ(serial.rows[0].docs_per_s, 5 * 75.0) << "one at a time: 5 pages/s of 75";
+  for (const auto& r : serial.rows)
+    EXPECT_GE(r.docs_per_s, serial.rows[0].docs_per_s) << r.jobs << "x" << r.processes;
+  EXPECT_DOUBLE_EQ(serial.rows[3].docs_per_s, 10 * 75.0) << "80 processes, 12 list: the rpm";
+  EXPECT_EQ(serial.rows[3].binds, "list rpm (the partitions split among the processes)");
 }
 
 TEST(Plan, PerShardLimitsMultiplyWithJobs) {

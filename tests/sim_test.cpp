@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -1015,6 +1017,63 @@ TEST(Sim, OpenAlexCursorPaging) {
   d = parse(c.get("/openalex/works?page=3&per_page=25").body);
   EXPECT_EQ(d["results"].Size(), 10u);
   EXPECT_EQ(d["meta"]["page"].GetInt(), 3);
+}
+
+// The filters the predefined graph sends narrow the listing as OpenAlex's do; windows of
+// publication dates that meet cover a year exactly once.
+TEST(Sim, OpenAlexFiltersNarrowTheListingAndDateWindowsCoverAYear) {
+  SimOptions o;
+  o.docs = 3500;  // 100 works a year, 1990..2024
+  Server s(o);
+  Client c(s.port());
+  auto count = [&](const std::string& filter) {
+    Resp r = c.get("/openalex/works?per_page=1&filter=" + filter);
+    EXPECT_EQ(r.status, 200) << filter << ": " << r.body;
+    return parse(r.body)["meta"]["count"].GetUint64();
+  };
+  EXPECT_EQ(count("publication_year:2024"), 100u);
+  EXPECT_EQ(count("publication_year:2023%7C2024"), 200u) << "a|b";
+  EXPECT_EQ(count("publication_year:%3E2019"), 500u) << ">2019";
+  const uint64_t with = count("publication_year:2024,has_abstract:true");
+  EXPECT_EQ(with + count("publication_year:2024,has_abstract:false"), 100u);
+  EXPECT_GT(with, 60u);
+  EXPECT_LT(with, 95u) << "about one in five has no abstract";
+  EXPECT_EQ(count("type:article"), 3500u);
+  EXPECT_EQ(count("type:book"), 0u);
+  // Month windows of 2024, by publication date, add up to the year, and each work's date lies
+  // in the window that listed it.
+  uint64_t months = 0;
+  for (int m = 1; m <= 12; ++m) {
+    char from[32], to[32];
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    std::snprintf(from, sizeof from, "2024-%02d-01", m);
+    std::snprintf(to, sizeof to, "2024-%02d-%02d", m, days[m - 1]);
+    const std::string f =
+        std::string("from_publication_date:") + from + ",to_publication_date:" + to;
+    months += count(f);
+    auto d = parse(c.get("/openalex/works?per_page=200&filter=" + f).body);
+    for (const auto& w : d["results"].GetArray()) {
+      const std::string date = w["publication_date"].GetString();
+      EXPECT_TRUE(date >= from && date <= to) << date << " outside " << from << ".." << to;
+      EXPECT_EQ(w["publication_year"].GetInt(), 2024);
+    }
+  }
+  EXPECT_EQ(months, 100u);
+  // A cursor walk of a filter lists its works once; an unknown key or a bad date is a 400.
+  std::set<std::string> ids;
+  std::string cursor = "*";
+  for (int guard = 0; guard < 20 && !cursor.empty(); ++guard) {
+    auto d = parse(
+        c.get("/openalex/works?per_page=30&filter=publication_year:2024&cursor=" + cursor).body);
+    for (const auto& w : d["results"].GetArray())
+      EXPECT_TRUE(ids.insert(w["id"].GetString()).second);
+    cursor = d["meta"]["next_cursor"].IsString() ? d["meta"]["next_cursor"].GetString() : "";
+  }
+  EXPECT_EQ(ids.size(), 100u);
+  Resp bad = c.get("/openalex/works?filter=color:blue");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(parse(bad.body)["message"].GetString(), std::string()) << bad.body;
+  EXPECT_EQ(c.get("/openalex/works?filter=to_publication_date:2023-02-29").status, 400);
 }
 
 TEST(Sim, OpenAlex429CarriesRetryAfter) {

@@ -407,3 +407,194 @@ TEST(HttpList, ANextPageOnAnotherOriginNeverGetsTheListingsHeaders) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+std::vector<std::vector<std::pair<std::string, std::string>>>
+partitions_of(const std::string& text) {
+  json::Value v;
+  json::ParseError e;
+  EXPECT_TRUE(json::parse(text, v, e)) << e.message;
+  return read_partitions(v);
+}
+
+std::string partition_error(const std::string& text) {
+  try {
+    partitions_of(text);
+  } catch (const ParamError& e) {
+    return e.message;
+  }
+  return "(accepted)";
+}
+
+// Date windows meet without a gap or an overlap, months end on their last day (leap years
+// too), and the last window ends on `to`.
+TEST(HttpList, DateWindowPartitionsCoverTheRangeOnce) {
+  auto months = partitions_of(R"({"from": "2024-01-01", "to": "2024-12-31", "every": "month",
+      "query": {"filter": "type:article,from_publication_date:{from},to_publication_date:{to}",
+                "sort": "id"}})");
+  ASSERT_EQ(months.size(), 12u);
+  EXPECT_EQ(months[1][0].second,
+            "type:article,from_publication_date:2024-02-01,to_publication_date:2024-02-29");
+  EXPECT_EQ(months[11][0].second,
+            "type:article,from_publication_date:2024-12-01,to_publication_date:2024-12-31");
+  EXPECT_EQ(months[0][1], (std::pair<std::string, std::string>{"sort", "id"}));
+  auto weeks = partitions_of(R"({"from": "2023-01-01", "to": "2023-12-31", "every": "week",
+      "query": {"f": "{from}..{to}"}})");
+  ASSERT_EQ(weeks.size(), 53u);
+  EXPECT_EQ(weeks[0][0].second, "2023-01-01..2023-01-07");
+  EXPECT_EQ(weeks[52][0].second, "2023-12-31..2023-12-31");
+  auto tens = partitions_of(R"({"from": "2023-02-20", "to": "2023-03-15", "every": "10d",
+      "query": {"f": "{from}/{to}"}})");
+  ASSERT_EQ(tens.size(), 3u);
+  EXPECT_EQ(tens[0][0].second, "2023-02-20/2023-03-01");
+  EXPECT_EQ(tens[2][0].second, "2023-03-12/2023-03-15");
+  // A range that starts mid-month: the first window ends with its month.
+  auto mid = partitions_of(
+      R"({"from": "2023-01-31", "to": "2023-03-10", "every": "month", "query": {"f": "{from}"}})");
+  ASSERT_EQ(mid.size(), 3u);
+  EXPECT_EQ(mid[1][0].second, "2023-02-01");
+  EXPECT_EQ(partitions_of(R"({"from": "2020-01-01", "to": "2023-06-30", "every": "year",
+      "query": {"filter": "from:{from},to:{to}"}})")
+                .back()[0]
+                .second,
+            "from:2023-01-01,to:2023-06-30");
+
+  // Each refused with what is wrong: {the partitions, a piece of the message}.
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {R"({"from": "2023-02-29", "to": "2023-03-01", "every": "day", "query": {"f": "{from}"}})",
+       "\"2023-02-29\" is not a date"},
+      {R"({"from": "2023-03-01", "to": "2023-02-01", "every": "day", "query": {"f": "{from}"}})",
+       "before"},
+      {R"({"from": "2023-01-01", "to": "2023-02-01", "every": "fortnight", "query": {"f": "{from}"}})",
+       "not day, week, month"},
+      {R"({"from": "2023-01-01", "to": "2023-02-01", "every": "9223372036854775000d",
+           "query": {"f": "{from}"}})",
+       "N days from 1 to 36600"},
+      {R"({"from": "2023-01-01", "to": "2023-02-01", "every": "day", "query": {"f": "2023"}})",
+       "neither {from} nor {to}"},
+      {R"({"from": "2023-01-01", "to": "2023-02-01", "every": "day", "query": {"f": "{from}"},
+           "step": 2})",
+       "partitions.step is not known"},
+      {R"({"from": "1900-01-01", "to": "2023-02-01", "every": "day", "query": {"f": "{from}"}})",
+       "more than 10000 date windows"},
+      {R"({"to": "2023-02-01", "every": "day", "query": {"f": "{from}"}})",
+       "partitions.from is required"},
+  };
+  for (const auto& [spec, message] : refused)
+    EXPECT_NE(partition_error(spec).find(message), std::string::npos)
+        << spec << ": " << partition_error(spec);
+  EXPECT_NE(partition_error("[]").find("at least one"), std::string::npos);
+  EXPECT_NE(partition_error("3").find("must be an array"), std::string::npos);
+}
+
+// The rpm a job's processes hold between them goes to the ones that list: an idle process's
+// share is not lost.
+TEST(HttpList, PartitionedListersHoldTheRpmOfIdleProcesses) {
+  const ShardSpec whole{0, 1, ""};
+  // 12 partitions, 80 processes of one shard (job scope: sharers == part.count): each of the
+  // first 12 lists one and takes 80/12 of its divided rpm, i.e. 1/12 of the job's.
+  EXPECT_DOUBLE_EQ(partition_rpm_scale(12, {3, 80, ""}, whole, 80), 80.0 / 12);
+  EXPECT_DOUBLE_EQ(partition_rpm_scale(12, {40, 80, ""}, whole, 80), 1.0) << "lists nothing";
+  // 12 over 8: four processes list 2 and four list 1 (rpm shares 2/12 and 1/12 of the job's).
+  EXPECT_DOUBLE_EQ(partition_rpm_scale(12, {0, 8, ""}, whole, 8), 8.0 * 2 / 12);
+  EXPECT_DOUBLE_EQ(partition_rpm_scale(12, {5, 8, ""}, whole, 8), 8.0 * 1 / 12);
+  // Not divided (a library call, or one process): unchanged.
+  EXPECT_DOUBLE_EQ(partition_rpm_scale(12, {3, 80, ""}, whole, 1), 1.0);
+  EXPECT_DOUBLE_EQ(partition_rpm_scale(12, whole, whole, 1), 1.0);
+  // limits_scope shard: 4 shards x 2 processes, the rpm divided among a shard's 2. Shard 1
+  // (parts 1 and 5) holds partitions 1, 5 and 9; process 1 of it (part 5 of 8) lists 5 alone.
+  EXPECT_DOUBLE_EQ(partition_rpm_scale(12, {5, 8, ""}, {1, 4, ""}, 2), 2.0 * 1 / 3);
+  EXPECT_DOUBLE_EQ(partition_rpm_scale(12, {1, 8, ""}, {1, 4, ""}, 2), 2.0 * 2 / 3);
+}
+
+// One process lists up to `concurrency` partitions at once, a page in flight each, and every
+// item once; concurrency 1 lists them one after another.
+TEST(HttpList, AProcessListsUpToConcurrencyPartitionsAtOnce) {
+  for (int concurrency : {4, 1}) {
+    sim::SimOptions o;
+    o.docs = 3500;  // 100 works in 2024
+    o.latency_ms = 60;
+    test::RunningSim server(o);
+    test::TempDir dir;
+    const std::string out = dir / "works.jsonl";
+    GraphSpec spec = test::spec_from(R"({"nodes": [
+      {"id": "list", "type": "source.http_list", "concurrency": )" +
+                                     std::to_string(concurrency) + R"(, "params": {"url": ")" +
+                                     server.url("/openalex/works") + R"(", "items": "/results",
+        "paging": "cursor", "next": "/meta/next_cursor", "per_page": 5,
+        "partitions": {"from": "2024-01-01", "to": "2024-12-31", "every": "quarter",
+          "query": {"filter": "from_publication_date:{from},to_publication_date:{to}"}}}},
+      {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+                                     out + R"("}}],
+      "edges": [["list", "out"]]})");
+    RunReport rep = run_graph(spec, {});
+    ASSERT_EQ(rep.error, "");
+    std::set<std::string> seen;
+    add_ids(out, seen);
+    EXPECT_EQ(seen.size(), 100u) << "concurrency " << concurrency;
+    const auto st = server.stats();
+    // Four lanes overlap within a 60 ms page on any host; one never does.
+    EXPECT_LE(st["peak_concurrent"].GetUint64(), static_cast<uint64_t>(concurrency));
+    EXPECT_GE(st["peak_concurrent"].GetUint64(), concurrency > 1 ? 2u : 1u);
+    // A quarter of n works takes n / 5 full pages, then a short or empty one ends its cursor.
+    uint64_t pages = 0;
+    for (const char* q :
+         {"01-01,to_publication_date:2024-03-31", "04-01,to_publication_date:2024-06-30",
+          "07-01,to_publication_date:2024-09-30", "10-01,to_publication_date:2024-12-31"}) {
+      rapidjson::Document d;
+      d.Parse(test::http_get(server.url("/openalex/works?per_page=1&filter=from_publication_date:"
+                                        "2024-") +
+                             q)
+                  .body.c_str());
+      ASSERT_TRUE(d.IsObject());
+      pages += d["meta"]["count"].GetUint64() / 5 + 1;
+    }
+    EXPECT_EQ(st["by_endpoint"]["/openalex/works"]["requests"].GetUint64(), pages)
+        << "every quarter listed once";
+  }
+}
+
+// papers-backfill as shipped, against the sim's OpenAlex: the month partitions list every work
+// the filter keeps once, whether one process lists them or a job of shards and processes.
+TEST(HttpList, PapersBackfillMonthPartitionsListEveryWorkOnceAcrossAJob) {
+  sim::SimOptions o;
+  o.docs = 7000;  // 200 works a year
+  test::RunningSim server(o);
+  // What the listing must hold: the year's articles with an abstract, by the sim's own count.
+  auto meta = test::http_get(server.url("/openalex/works?per_page=1&filter=type:article,"
+                                        "has_abstract:true,publication_year:2024"));
+  rapidjson::Document d;
+  d.Parse(meta.body.c_str());
+  ASSERT_TRUE(d.IsObject()) << meta.body;
+  const int64_t expected = d["meta"]["count"].GetInt64();
+  ASSERT_GT(expected, 100);
+  test::TempDir dir;
+  auto run = [&](const std::string& name, const std::string& extra) {
+    const std::string db = dir / (name + ".db");
+    auto r = test::run_sluice("run graphs/papers-backfill.json --quiet --set base_url=" +
+                                  server.url("/openalex") + " --set max_pages=0 --set db=" + db +
+                                  " --state " + (dir / (name + ".state")) + " " + extra,
+                              test::source_dir());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return db;
+  };
+  const std::string one = run("one", "");
+  EXPECT_EQ(test::sqlite_count(one, "SELECT count(DISTINCT doc_id) FROM chunks"), expected);
+  // Two shards of three processes each: every process lists its months alone.
+  int64_t total = 0;
+  for (int shard = 0; shard < 2; ++shard) {
+    const std::string db =
+        run("s" + std::to_string(shard), "--processes 3 --shard " + std::to_string(shard) + "/2");
+    total += test::sqlite_count(db, "SELECT count(DISTINCT doc_id) FROM chunks");
+  }
+  EXPECT_EQ(total, expected);
+  auto st = server.stats();
+  // 12 months listed by the one-process run, 12 by the job: one page of 200 each at most, and
+  // no month twice within a run.
+  EXPECT_LE(st["by_endpoint"]["/openalex/works"]["requests"].GetUint64(), 2u * 12 + 1);
+}
+
+}  // namespace
+}  // namespace sluice

@@ -359,7 +359,8 @@ RunReport Runner::run() {
                   "w" + std::to_string(_opts.worker) + "." + std::to_string(getpid()),
                   ns.adaptive,
                   _opts.state_dir,
-                  _part};
+                  _part,
+                  _opts.limit_sharers};
     if (ns.info->make_source) {
       nr->source = ns.info->make_source(init);
       const bool check_part = !nr->source->splits_itself();

@@ -37,6 +37,9 @@ struct RunOptions {
   ShardSpec shard;
   int worker = 0;
   int workers = 1;
+  // How many processes the caller divided the spec's job-total limits among (split_job_limits),
+  // for nodes that take a share of their own (a partitioned listing): 1 = not divided.
+  int limit_sharers = 1;
   CheckpointLedger* ledger = nullptr;  // done documents are recorded here
   std::string state_dir;               // the job's state directory (NodeInit::state_dir); "" = none
   const std::unordered_set<std::string>* skip = nullptr;  // done in an earlier run (--resume)

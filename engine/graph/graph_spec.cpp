@@ -510,8 +510,8 @@ class Builder {
 
   // Factories check value-level rules (e.g. a valid regex, overlap < size) without I/O.
   void try_construct(const NodeSpec& ns, const std::string& path, const std::string& graph_name) {
-    NodeInit init{ns.id, ns.type, ns.params,   graph_name, ns.concurrency,
-                  {},    {},      ns.adaptive, {},         {}};
+    NodeInit init{ns.id,       ns.type, ns.params, graph_name, ns.concurrency, {}, {},
+                  ns.adaptive, {},      {},        1};
     try {
       if (ns.info->make_source) ns.info->make_source(init);
       else ns.info->make_node(init);
