@@ -268,13 +268,15 @@ bool AnnGraph::links_ok() const {
 // thread keeps for its next search.
 class AnnGraph::Visit {
  public:
-  explicit Visit(const AnnGraph& g) : _g(g) {}
+  explicit Visit(const AnnGraph& g)
+      : _g(g), _resident(g._resident.load(std::memory_order_acquire)) {}
   ~Visit() {
     // Keep at most 64 MB for the thread's next search: a wide one (many pending rows) may have
     // read much of the graph.
     if (blocks().size() > kKeepBlocks) blocks().resize(kKeepBlocks);
   }
   const unsigned char* node(uint32_t id) {
+    if (_resident) return _resident + uint64_t{id} * _g._node_bytes;  // id < count: checked
     auto [it, fresh] = _at.try_emplace(id, nullptr);
     if (fresh) {
       it->second = place();
@@ -335,14 +337,35 @@ class AnnGraph::Visit {
   }
 
   const AnnGraph& _g;
+  const unsigned char* _resident;  // the bottom layer in memory, or null: read node by node
   std::unordered_map<uint32_t, unsigned char*> _at;
   size_t _block = 0, _used = 0;
   std::vector<std::shared_ptr<unsigned char>> _own;
 };
 
+void AnnGraph::make_resident() const {
+  std::lock_guard lock(_resident_mu);
+  if (_resident.load(std::memory_order_acquire)) return;
+  const size_t bytes = _count * _node_bytes;
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (bytes == 0 || pages <= 0 || page <= 0 || bytes > static_cast<size_t>(pages) * page / 4)
+    return;  // too big to hold: node by node it stays
+  try {
+    auto level0 = populated(bytes);
+    read(level0.get(), bytes, kHeaderBytes);
+    _level0 = std::move(level0);
+    _resident.store(_level0.get(), std::memory_order_release);
+  } catch (const std::exception&) {
+    // No memory for it, or the read failed: the searches go on reading node by node, and a
+    // read that fails there says so.
+  }
+}
+
 std::vector<std::pair<float, int64_t>> AnnGraph::search(const float* q, size_t k, size_t ef) const {
   std::vector<std::pair<float, int64_t>> out;
   if (_count == 0 || k == 0) return out;
+  if (!resident() && _searches.fetch_add(1, std::memory_order_relaxed) + 1 == kResidentAfter)
+    make_resident();
   ef = std::max(ef, k);
   Visit visit(*this);
   // Greedy descent through the upper layers to the bottom layer's entry.
@@ -368,8 +391,21 @@ std::vector<std::pair<float, int64_t>> AnnGraph::search(const float* q, size_t k
   using Item = std::pair<float, uint32_t>;
   std::priority_queue<Item> best;
   std::priority_queue<Item, std::vector<Item>, std::greater<>> frontier;
-  std::unordered_set<uint32_t> seen;
-  seen.insert(cur);
+  // Nodes seen by this search: a mark per node, this thread's, stamped with a number each search
+  // takes anew (cleared only when the numbers wrap), in place of a hash set.
+  thread_local std::vector<uint32_t> marks;
+  thread_local uint32_t stamp = 0;
+  if (marks.size() < _count) marks.assign(_count, 0);
+  if (++stamp == 0) {
+    std::fill(marks.begin(), marks.end(), 0);
+    stamp = 1;
+  }
+  auto first_time = [&](uint32_t id) {
+    if (marks[id] == stamp) return false;
+    marks[id] = stamp;
+    return true;
+  };
+  first_time(cur);
   frontier.emplace(cur_d, cur);
   if (!visit.deleted(cur)) best.emplace(cur_d, cur);
   float bound = best.empty() ? std::numeric_limits<float>::max() : best.top().first;
@@ -380,7 +416,7 @@ std::vector<std::pair<float, int64_t>> AnnGraph::search(const float* q, size_t k
     auto [p, n] = visit.links0(id);
     for (uint32_t j = 0; j < n; ++j) {
       const uint32_t c = read_at<uint32_t>(p + 4 * j);
-      if (c >= _count || !seen.insert(c).second) continue;
+      if (c >= _count || !first_time(c)) continue;
       const float dc = visit.distance(q, c);
       if (best.size() < ef || dc < bound) {
         frontier.emplace(dc, c);

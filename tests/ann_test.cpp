@@ -2,6 +2,7 @@
 // exact about rows it has not taken in yet, and safe on damaged files.
 #include <sqlite3.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
@@ -97,6 +98,36 @@ TEST(AnnGraph, TheSinkBuildsOneAndSearchFindsWhatAScanFinds) {
   ASSERT_EQ(test::run_json(range_graph(small, 50, 0, "auto")).error, "");
   EXPECT_FALSE(std::filesystem::exists(small / "i.db.hnsw"));
   EXPECT_EQ(test::sql_int(small / "i.db", "SELECT count(*) FROM ann_log"), 0);
+}
+
+// A process that searches a graph again and again holds its bottom layer in memory from the
+// kResidentAfter-th search on, and finds exactly what it found reading node by node.
+TEST(AnnGraph, RepeatedSearchesHoldTheGraphInMemoryAndFindTheSame) {
+  test::TempDir dir;
+  ASSERT_EQ(test::run_json(range_graph(dir, 300, 0, "always")).error, "");
+  const sqlite_index::AnnGraph g(dir / "i.db.hnsw", 64);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  std::vector<std::vector<float>> queries(sqlite_index::AnnGraph::kResidentAfter);
+  for (auto& q : queries) {
+    q.resize(64);
+    float norm = 0;
+    for (float& x : q) {
+      x = normal(rng);
+      norm += x * x;
+    }
+    for (float& x : q) x /= std::sqrt(norm);
+  }
+  std::vector<std::vector<std::pair<float, int64_t>>> read_node_by_node;
+  for (size_t i = 0; i + 1 < queries.size(); ++i)
+    read_node_by_node.push_back(g.search(queries[i].data(), 10, 64));
+  EXPECT_FALSE(g.resident());
+  EXPECT_EQ(g.search(queries.back().data(), 10, 64).size(), 10u);
+  EXPECT_TRUE(g.resident()) << "a small graph fits: held from the 16th search on";
+  for (size_t i = 0; i + 1 < queries.size(); ++i) {
+    EXPECT_EQ(read_node_by_node[i].size(), 10u);
+    EXPECT_EQ(g.search(queries[i].data(), 10, 64), read_node_by_node[i]) << "query " << i;
+  }
 }
 
 TEST(AnnGraph, ReplacedDocumentsAreTakenInAndTheirOldChunksNeverReturned) {
