@@ -351,7 +351,13 @@ void AnnGraph::make_resident() const {
   if (bytes == 0 || pages <= 0 || page <= 0 || bytes > static_cast<size_t>(pages) * page / 4)
     return;  // too big to hold: node by node it stays
   try {
-    auto level0 = populated(bytes);
+    // In huge pages where the kernel gives them (transparent huge pages, "madvise" mode): a walk
+    // loads vectors from all over the graph, and with 4 KB pages nearly every one missed the TLB.
+    void* at = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (at == MAP_FAILED) return;
+    std::shared_ptr<unsigned char> level0(static_cast<unsigned char*>(at),
+                                          [bytes](unsigned char* q) { ::munmap(q, bytes); });
+    ::madvise(at, bytes, MADV_HUGEPAGE);  // a hint: refused, the pages are 4 KB
     read(level0.get(), bytes, kHeaderBytes);
     _level0 = std::move(level0);
     _resident.store(_level0.get(), std::memory_order_release);
