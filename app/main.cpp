@@ -179,17 +179,9 @@ std::string default_state_dir(const GraphSpec& spec) {
   return (first_output_dir(spec) / (spec.name + ".state")).string();
 }
 
-// Without settings.dead_letter: out/<graph>.dead-letter.jsonl beside the first output, one file
-// per shard (shards run apart and each starts its own anew).
-std::string default_dead_letter_file(const GraphSpec& spec, const ShardSpec& shard) {
-  std::string name = spec.name + ".dead-letter";
-  if (!shard.all()) name += "." + shard.file_tag();
-  return (first_output_dir(spec) / (name + ".jsonl")).string();
-}
-
-// A log file the graph names (settings.dead_letter, settings.outcomes) is the shard's own in a
-// sharded run: "out/dlq.jsonl" becomes "out/dlq.sI-of-N.jsonl". Shards often share a directory,
-// and each starts its logs anew on a fresh run, which must not delete another shard's.
+// A log file (settings.dead_letter, settings.outcomes) is the shard's own in a sharded run:
+// "out/dlq.jsonl" becomes "out/dlq.sI-of-N.jsonl". Shards often share a directory, and each
+// starts its logs anew on a fresh run, which must not delete another shard's.
 std::string shard_log_file(const std::string& path, const ShardSpec& shard) {
   if (path.empty() || shard.all() || path.rfind("/dev/", 0) == 0) return path;
   const std::string tag = "." + shard.file_tag();
@@ -259,9 +251,11 @@ int cmd_run(const RunArgs& a) {
 
 int run_loaded(const RunArgs& a, const ShardSpec& shard, GraphSpec& spec) {
   const std::string state_dir = a.state_dir.empty() ? default_state_dir(spec) : a.state_dir;
+  // Without settings.dead_letter: <graph>.dead-letter.jsonl beside the first output.
   if (spec.settings.dead_letter.empty())
-    spec.settings.dead_letter = default_dead_letter_file(spec, shard);
-  else spec.settings.dead_letter = shard_log_file(spec.settings.dead_letter, shard);
+    spec.settings.dead_letter =
+        (first_output_dir(spec) / (spec.name + ".dead-letter.jsonl")).string();
+  spec.settings.dead_letter = shard_log_file(spec.settings.dead_letter, shard);
   spec.settings.outcomes = shard_log_file(spec.settings.outcomes, shard);
   const std::string ledger_path = CheckpointLedger::file_for(state_dir, shard.index, shard.count);
   std::signal(SIGINT, on_signal);

@@ -233,6 +233,7 @@ class HttpListSource final : public Source {
     read_pairs("query", _query);
     // partitions: one listing per object, its query params over `query`'s; a process of a
     // sharded job lists the partitions k, k + N, ... of them, whatever the paging.
+    double rpm_scale = 1;  // partition_rpm_scale
     if (const json::Value* parts = p.get("partitions"); parts && parts->kind != json::Kind::null) {
       auto all = read_partitions(*parts);
       for (size_t i = 0; i < all.size(); ++i)
@@ -240,11 +241,10 @@ class HttpListSource final : public Source {
             static_cast<int>(i % static_cast<size_t>(init.part.count)) == init.part.index)
           _partitions.push_back(std::move(all[i]));
       _partitioned = true;
-      _stride_parts = init.part.count;
-      _rpm_scale = partition_rpm_scale(all.size(), init.part, init.shard, init.limit_sharers);
+      rpm_scale = partition_rpm_scale(all.size(), init.part, init.shard, init.limit_sharers);
     }
     _opts = http::read_request_options(p, init.id);
-    _opts.limit.rpm *= _rpm_scale;
+    _opts.limit.rpm *= rpm_scale;
     _origin = http::origin_of(_url);
     // Pages and offsets can be split among the job's processes: process k of N lists pages k,
     // k + N, k + 2N... and keeps every item on them. A cursor or a link is known only from the
@@ -275,7 +275,7 @@ class HttpListSource final : public Source {
   }
 
   bool pushes() const override { return true; }
-  bool splits_itself() const override { return _split || (_partitioned && _stride_parts > 1); }
+  bool splits_itself() const override { return _split || (_partitioned && _part_count > 1); }
 
   // Exact once the listing ended; before, what its first page announced (`total`), if anything.
   std::optional<uint64_t> total() const override {
@@ -564,10 +564,8 @@ class HttpListSource final : public Source {
   int64_t _stride = 1, _global_page = 0;
   // partitions: this process's share of them, and the one being listed.
   bool _partitioned = false;
-  int _stride_parts = 1;
   int _part_index = 0;  // this process's index among the _part_count
   std::vector<QueryParams> _partitions;
-  double _rpm_scale = 1;       // partition_rpm_scale
   int _part_count = 1;         // the processes the job's listing is split among
   size_t _short_page = 0;      // split offsets: a page with fewer items than per_page, seen
   std::vector<Lane> _lanes;    // fixed at construction (requests hold references)

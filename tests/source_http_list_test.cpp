@@ -46,6 +46,23 @@ void add_ids(const std::string& path, std::set<std::string>& seen) {
   }
 }
 
+// A source.http_list (`list`: its spec's members after the type, e.g. `"params": {...}`) into
+// index.jsonl at `out`, run on 2 threads as shard `index` of `count` (0 of 1: the whole job).
+RunReport list_to_jsonl(const std::string& list, const std::string& out, int index = 0,
+                        int count = 1) {
+  GraphSpec spec = test::spec_from(R"({"nodes": [
+    {"id": "list", "type": "source.http_list", )" +
+                                   list + R"(},
+    {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
+                                   out + R"("}}],
+    "edges": [["list", "out"]]})");
+  RunOptions opts;
+  opts.threads = 2;
+  opts.shard.index = index;
+  opts.shard.count = count;
+  return run_graph(spec, opts);
+}
+
 // One response → many records: listing pages fetched, each expanded into its items, each item
 // fetched as a document of its own.
 TEST(ExpandJson, ListingPagesBecomeOneDocumentPerItem) {
@@ -191,18 +208,10 @@ TEST(HttpList, SplitOffsetsListEveryItemOnceOrStopWhenTheServerCapsAPage) {
     std::string errors;
     for (int shard = 0; shard < 2; ++shard) {
       const std::string out = dir / ("o" + std::to_string(shard) + ".jsonl");
-      GraphSpec spec = test::spec_from(R"({"nodes": [
-        {"id": "list", "type": "source.http_list", "params": {"url": ")" +
-                                       server.url("/items") + R"(", "items": "/items",
-          "text": "/text", "paging": "offset", "per_page": 50}},
-        {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
-                                       out + R"("}}],
-        "edges": [["list", "out"]]})");
-      RunOptions opts;
-      opts.threads = 2;
-      opts.shard.index = shard;
-      opts.shard.count = 2;
-      RunReport rep = run_graph(spec, opts);
+      RunReport rep = list_to_jsonl(R"("params": {"url": ")" + server.url("/items") +
+                                        R"(", "items": "/items", "text": "/text",
+                                        "paging": "offset", "per_page": 50})",
+                                    out, shard, 2);
       errors += rep.error;
       add_ids(out, seen);
     }
@@ -243,21 +252,12 @@ TEST(HttpList, PartitionsSplitACursorListingAmongTheShards) {
   std::set<std::string> seen;
   for (int shard = 0; shard < 3; ++shard) {
     const std::string out = dir / ("s" + std::to_string(shard) + ".jsonl");
-    GraphSpec spec = test::spec_from(R"({"nodes": [
-      {"id": "list", "type": "source.http_list", "params": {"url": ")" +
-                                     server.url("/works") + R"(", "items": "/results",
-        "text": "/text", "paging": "cursor", "next": "/next",
-        "query": {"part": "none", "keep": "yes"},
+    RunReport rep = list_to_jsonl(R"("params": {"url": ")" + server.url("/works") +
+                                      R"(", "items": "/results", "text": "/text",
+        "paging": "cursor", "next": "/next", "query": {"part": "none", "keep": "yes"},
         "partitions": [{"part": "a"}, {"part": "b"}, {"part": "c"}, {"part": "d"}],
-        "max_pages": 1}},
-      {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
-                                     out + R"("}}],
-      "edges": [["list", "out"]]})");
-    RunOptions opts;
-    opts.threads = 2;
-    opts.shard.index = shard;
-    opts.shard.count = 3;
-    RunReport rep = run_graph(spec, opts);
+        "max_pages": 1})",
+                                  out, shard, 3);
     ASSERT_EQ(rep.error, "");
     add_ids(out, seen);
     // max_pages is each partition's: its first page, of three items.
@@ -519,17 +519,13 @@ TEST(HttpList, AProcessListsUpToConcurrencyPartitionsAtOnce) {
     test::RunningSim server(o);
     test::TempDir dir;
     const std::string out = dir / "works.jsonl";
-    GraphSpec spec = test::spec_from(R"({"nodes": [
-      {"id": "list", "type": "source.http_list", "concurrency": )" +
-                                     std::to_string(concurrency) + R"(, "params": {"url": ")" +
-                                     server.url("/openalex/works") + R"(", "items": "/results",
+    RunReport rep = list_to_jsonl(R"("concurrency": )" + std::to_string(concurrency) +
+                                      R"(, "params": {"url": ")" + server.url("/openalex/works") +
+                                      R"(", "items": "/results",
         "paging": "cursor", "next": "/meta/next_cursor", "per_page": 5,
         "partitions": {"from": "2024-01-01", "to": "2024-12-31", "every": "quarter",
-          "query": {"filter": "from_publication_date:{from},to_publication_date:{to}"}}}},
-      {"id": "out", "type": "index.jsonl", "params": {"path": ")" +
-                                     out + R"("}}],
-      "edges": [["list", "out"]]})");
-    RunReport rep = run_graph(spec, {});
+          "query": {"filter": "from_publication_date:{from},to_publication_date:{to}"}}})",
+                                  out);
     ASSERT_EQ(rep.error, "");
     std::set<std::string> seen;
     add_ids(out, seen);
