@@ -921,7 +921,8 @@ int main(int argc, char** argv) {
   search
       ->add_option("--ef", search_req.vector.ef,
                    "vector and hybrid with a nearest-neighbour graph: candidates to keep (default "
-                   "512; more: closer to exact, slower)")
+                   "512, and 2048 once a process that keeps searching holds the graph in memory; "
+                   "more: closer to exact, slower)")
       ->check(CLI::Range(1, 100000));
   search->add_option("--queries", search_queries_file,
                      "run each line of this file as a query (give no QUERY): one JSON line per "

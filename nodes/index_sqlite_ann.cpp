@@ -36,6 +36,7 @@
 #include <hnswlib/hnswlib.h>
 
 #include "engine/text/text.hpp"
+#include "engine/vector/dot.hpp"
 #include "nodes/index_sqlite_db.hpp"
 
 namespace sluice::sqlite_index {
@@ -264,51 +265,65 @@ bool AnnGraph::links_ok() const {
   return true;
 }
 
+// The bottom layer held in memory (see the header): `links` holds each node's first
+// _data_offset bytes (count, flags, links), `vectors` each vector on `vector_bytes` (a multiple of
+// 64, one cache line boundary each), `labels` each label.
+struct AnnGraph::Resident {
+  std::shared_ptr<unsigned char> memory;
+  const unsigned char* links = nullptr;
+  const unsigned char* vectors = nullptr;
+  const unsigned char* labels = nullptr;
+  // A byte per node, 1 where it is marked deleted; null when none is (most graphs): a search need
+  // not read a node's links to know.
+  std::unique_ptr<uint8_t[]> deleted;
+  size_t vector_bytes = 0;
+  bool half = false;
+};
+
+bool AnnGraph::resident_in_halves() const {
+  const Resident* r = _resident.load(std::memory_order_acquire);
+  return r && r->half;
+}
+
 // The nodes one search has read: each is read from the file once, into blocks of memory this
-// thread keeps for its next search.
+// thread keeps for its next search; or, once the graph is held in memory, found there.
 class AnnGraph::Visit {
  public:
-  explicit Visit(const AnnGraph& g)
-      : _g(g), _resident(g._resident.load(std::memory_order_acquire)) {}
+  explicit Visit(const AnnGraph& g) : _g(g), _held(g._resident.load(std::memory_order_acquire)) {}
   ~Visit() {
     // Keep at most 64 MB for the thread's next search: a wide one (many pending rows) may have
     // read much of the graph.
     if (blocks().size() > kKeepBlocks) blocks().resize(kKeepBlocks);
   }
-  const unsigned char* node(uint32_t id) {
-    if (_resident) return _resident + uint64_t{id} * _g._node_bytes;  // id < count: checked
-    auto [it, fresh] = _at.try_emplace(id, nullptr);
-    if (fresh) {
-      it->second = place();
-      _g.read(it->second, _g._node_bytes, kHeaderBytes + uint64_t{id} * _g._node_bytes);
-    }
-    return it->second;
-  }
   float distance(const float* q, uint32_t id) {
-    const unsigned char* v = node(id) + _g._data_offset;
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    size_t i = 0;
-    const size_t dim = _g._dim;
-    auto at = [&](size_t j) { return read_at<float>(v + 4 * j); };
-    for (; i + 4 <= dim; i += 4) {
-      s0 += q[i] * at(i);
-      s1 += q[i + 1] * at(i + 1);
-      s2 += q[i + 2] * at(i + 2);
-      s3 += q[i + 3] * at(i + 3);
-    }
-    for (; i < dim; ++i) s0 += q[i] * at(i);
-    const float d = 1.0f - ((s0 + s1) + (s2 + s3));
+    // id < count: every caller checked it.
+    const float dot =
+        !_held        ? dot_f32(q, node(id) + _g._data_offset, _g._dim)
+        : _held->half ? dot_f16(q, _held->vectors + uint64_t{id} * _held->vector_bytes, _g._dim)
+                      : dot_f32(q, _held->vectors + uint64_t{id} * _held->vector_bytes, _g._dim);
+    const float d = 1.0f - dot;
     // A damaged vector (NaN) is the farthest of all, so the heaps' order stays well defined.
     return std::isnan(d) ? std::numeric_limits<float>::max() : d;
   }
+  // Asks the CPU to load `id`'s vector while the search scores others (held in memory only: a
+  // node read from the file is read when scored).
+  void prefetch(uint32_t id) const {
+    if (!_held) return;
+    const unsigned char* v = _held->vectors + uint64_t{id} * _held->vector_bytes;
+    for (size_t at = 0; at < _held->vector_bytes; at += 64) __builtin_prefetch(v + at);
+  }
   // The bottom layer's links of `id`: the first id and the count.
   std::pair<const unsigned char*, uint32_t> links0(uint32_t id) {
-    const unsigned char* p = node(id);
+    const unsigned char* p = head(id);
     return {p + 4, std::min<uint32_t>(read_at<uint16_t>(p), static_cast<uint32_t>(_g._max_m0))};
   }
-  bool deleted(uint32_t id) { return (node(id)[2] & 1) != 0; }
+  bool deleted(uint32_t id) {
+    if (_held) return _held->deleted && _held->deleted[id] != 0;
+    return (node(id)[2] & 1) != 0;
+  }
   int64_t label(uint32_t id) {
-    return static_cast<int64_t>(read_at<uint64_t>(node(id) + _g._label_offset));
+    return static_cast<int64_t>(
+        read_at<uint64_t>(_held ? _held->labels + 8 * uint64_t{id} : node(id) + _g._label_offset));
   }
 
  private:
@@ -317,6 +332,19 @@ class AnnGraph::Visit {
   static std::vector<std::shared_ptr<unsigned char>>& blocks() {
     thread_local std::vector<std::shared_ptr<unsigned char>> all;
     return all;
+  }
+  // The node's links with their count and flags.
+  const unsigned char* head(uint32_t id) {
+    return _held ? _held->links + uint64_t{id} * _g._data_offset : node(id);
+  }
+  // The node as the file holds it, read on first use.
+  const unsigned char* node(uint32_t id) {
+    auto [it, fresh] = _at.try_emplace(id, nullptr);
+    if (fresh) {
+      it->second = place();
+      _g.read(it->second, _g._node_bytes, kHeaderBytes + uint64_t{id} * _g._node_bytes);
+    }
+    return it->second;
   }
   // Room for one node in this thread's blocks (a node never moves once placed).
   unsigned char* place() {
@@ -337,30 +365,74 @@ class AnnGraph::Visit {
   }
 
   const AnnGraph& _g;
-  const unsigned char* _resident;  // the bottom layer in memory, or null: read node by node
+  const Resident* _held;  // the bottom layer in memory, or null: read node by node
   std::unordered_map<uint32_t, unsigned char*> _at;
   size_t _block = 0, _used = 0;
   std::vector<std::shared_ptr<unsigned char>> _own;
 };
 
+// The bottom layer read into memory, its vectors as halves when `half`; null when it is too big
+// to hold, or (`half`) when a vector is not halves exactly.
+std::unique_ptr<AnnGraph::Resident> AnnGraph::read_resident(bool half) const {
+  auto lines = [](size_t bytes) { return (bytes + 63) / 64 * 64; };
+  auto r = std::make_unique<Resident>();
+  r->half = half;
+  r->vector_bytes = lines(_dim * (half ? 2 : 4));
+  const size_t links = lines(_count * _data_offset), vectors = _count * r->vector_bytes;
+  const size_t bytes = links + vectors + _count * 8;
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (bytes == 0 || pages <= 0 || page <= 0 || bytes > static_cast<size_t>(pages) * page / 4)
+    return nullptr;  // too big to hold: node by node it stays
+  // In huge pages where the kernel gives them (transparent huge pages, "madvise" mode): a walk
+  // loads vectors from all over the graph, and with 4 KB pages nearly every one missed the TLB.
+  void* at = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (at == MAP_FAILED) return nullptr;
+  r->memory.reset(static_cast<unsigned char*>(at),
+                  [bytes](unsigned char* q) { ::munmap(q, bytes); });
+  ::madvise(at, bytes, MADV_HUGEPAGE);  // a hint: refused, the pages are 4 KB
+  unsigned char* to_links = r->memory.get();
+  unsigned char* to_vectors = to_links + links;
+  unsigned char* to_labels = to_vectors + vectors;
+  r->links = to_links;
+  r->vectors = to_vectors;
+  r->labels = to_labels;
+  constexpr size_t kBlock = 4096;  // nodes per read
+  std::vector<unsigned char> buf;
+  std::vector<float> v(_dim);
+  for (size_t first = 0; first < _count; first += kBlock) {
+    const size_t n = std::min(kBlock, _count - first);
+    buf.resize(n * _node_bytes);
+    read(buf.data(), buf.size(), kHeaderBytes + first * _node_bytes);
+    for (size_t i = 0; i < n; ++i) {
+      const unsigned char* node = buf.data() + i * _node_bytes;
+      const size_t id = first + i;
+      std::memcpy(to_links + id * _data_offset, node, _data_offset);
+      if ((node[2] & 1) != 0) {
+        if (!r->deleted) r->deleted = std::make_unique<uint8_t[]>(_count);  // zeroed
+        r->deleted[id] = 1;
+      }
+      unsigned char* vec = to_vectors + id * r->vector_bytes;
+      if (half) {
+        std::memcpy(v.data(), node + _data_offset, _dim * 4);
+        if (!halves_exactly(v.data(), reinterpret_cast<uint16_t*>(vec), _dim)) return nullptr;
+      } else {
+        std::memcpy(vec, node + _data_offset, _dim * 4);
+      }
+      std::memcpy(to_labels + id * 8, node + _label_offset, 8);
+    }
+  }
+  return r;
+}
+
 void AnnGraph::make_resident() const {
   std::lock_guard lock(_resident_mu);
   if (_resident.load(std::memory_order_acquire)) return;
-  const size_t bytes = _count * _node_bytes;
-  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-  if (bytes == 0 || pages <= 0 || page <= 0 || bytes > static_cast<size_t>(pages) * page / 4)
-    return;  // too big to hold: node by node it stays
   try {
-    // In huge pages where the kernel gives them (transparent huge pages, "madvise" mode): a walk
-    // loads vectors from all over the graph, and with 4 KB pages nearly every one missed the TLB.
-    void* at = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (at == MAP_FAILED) return;
-    std::shared_ptr<unsigned char> level0(static_cast<unsigned char*>(at),
-                                          [bytes](unsigned char* q) { ::munmap(q, bytes); });
-    ::madvise(at, bytes, MADV_HUGEPAGE);  // a hint: refused, the pages are 4 KB
-    read(level0.get(), bytes, kHeaderBytes);
-    _level0 = std::move(level0);
-    _resident.store(_level0.get(), std::memory_order_release);
+    std::unique_ptr<Resident> r = halves_are_fast() ? read_resident(true) : nullptr;
+    if (!r) r = read_resident(false);
+    if (!r) return;
+    _held = std::move(r);
+    _resident.store(_held.get(), std::memory_order_release);
   } catch (const std::exception&) {
     // No memory for it, or the read failed: the searches go on reading node by node, and a
     // read that fails there says so.
@@ -397,20 +469,19 @@ std::vector<std::pair<float, int64_t>> AnnGraph::search(const float* q, size_t k
   using Item = std::pair<float, uint32_t>;
   std::priority_queue<Item> best;
   std::priority_queue<Item, std::vector<Item>, std::greater<>> frontier;
-  // Nodes seen by this search: a mark per node, this thread's, stamped with a number each search
-  // takes anew (cleared only when the numbers wrap), in place of a hash set.
-  thread_local std::vector<uint32_t> marks;
-  thread_local uint32_t stamp = 0;
-  if (marks.size() < _count) marks.assign(_count, 0);
-  if (++stamp == 0) {
-    std::fill(marks.begin(), marks.end(), 0);
-    stamp = 1;
-  }
+  // Nodes seen by this search: a bit per node, this thread's, cleared for each search (128 KB at
+  // 1M nodes, which stays in the CPU's cache, where a word per node did not).
+  thread_local std::vector<uint64_t> seen;
+  seen.assign((_count + 63) / 64, 0);
   auto first_time = [&](uint32_t id) {
-    if (marks[id] == stamp) return false;
-    marks[id] = stamp;
+    uint64_t& word = seen[id >> 6];
+    const uint64_t bit = uint64_t{1} << (id & 63);
+    if (word & bit) return false;
+    word |= bit;
     return true;
   };
+  thread_local std::vector<uint32_t> fresh;
+  constexpr size_t kAhead = 2;
   first_time(cur);
   frontier.emplace(cur_d, cur);
   if (!visit.deleted(cur)) best.emplace(cur_d, cur);
@@ -419,10 +490,16 @@ std::vector<std::pair<float, int64_t>> AnnGraph::search(const float* q, size_t k
     auto [d, id] = frontier.top();
     if (d > bound && best.size() >= ef) break;
     frontier.pop();
+    // The links not seen yet, then their distances, each vector asked for a few ahead of use.
     auto [p, n] = visit.links0(id);
-    for (uint32_t j = 0; j < n; ++j) {
-      const uint32_t c = read_at<uint32_t>(p + 4 * j);
-      if (c >= _count || !first_time(c)) continue;
+    fresh.clear();
+    for (uint32_t j = 0; j < n; ++j)
+      if (const uint32_t c = read_at<uint32_t>(p + 4 * j); c < _count && first_time(c))
+        fresh.push_back(c);
+    for (size_t j = 0; j < std::min(fresh.size(), kAhead); ++j) visit.prefetch(fresh[j]);
+    for (size_t j = 0; j < fresh.size(); ++j) {
+      if (j + kAhead < fresh.size()) visit.prefetch(fresh[j + kAhead]);
+      const uint32_t c = fresh[j];
       const float dc = visit.distance(q, c);
       if (best.size() < ef || dc < bound) {
         frontier.emplace(dc, c);
@@ -468,6 +545,22 @@ std::shared_ptr<const AnnGraph> open_ann(Db& db, const std::string& db_path, int
 namespace {
 
 using Hnsw = hnswlib::HierarchicalNSW<float>;
+
+// hnswlib's inner-product distance through dot_f32, which uses AVX2 where the CPU has it
+// (hnswlib's own picks its loop when it is compiled, and the build targets any x86-64).
+class DotSpace final : public hnswlib::SpaceInterface<float> {
+ public:
+  explicit DotSpace(size_t dim) : _dim(dim) {}
+  size_t get_data_size() override { return _dim * sizeof(float); }
+  hnswlib::DISTFUNC<float> get_dist_func() override { return &distance; }
+  void* get_dist_func_param() override { return &_dim; }
+
+ private:
+  static float distance(const void* a, const void* b, const void* dim) {
+    return 1.0f - dot_f32(static_cast<const float*>(a), b, *static_cast<const size_t*>(dim));
+  }
+  size_t _dim;
+};
 
 // A vector's key: the graph holds each distinct vector once, labelled by a hash of its floats,
 // and `ann_key` maps every row to its vector's key. Identical vectors (a sentence every document
@@ -683,7 +776,7 @@ AnnUpkeep keep_ann(Db& db, const std::string& db_path, AnnPolicy policy, bool re
     else std::filesystem::remove(path + ".tmp");
   }
   const bool have = !seq_text.empty() && !want.empty() && fingerprint_of_file(path) == want;
-  hnswlib::InnerProductSpace space(static_cast<size_t>(e.dim));
+  DotSpace space(static_cast<size_t>(e.dim));
 
   if (have && !rebuild) {
     // The log's end first, then the rows up to it: a row another process logs meanwhile stays

@@ -217,7 +217,7 @@ std::optional<std::vector<std::pair<float, int64_t>>> graph_top(Db& db, const st
     return std::nullopt;
   }
   const size_t want = static_cast<size_t>(k) + pending.size();
-  const size_t beam = std::max(want, ef > 0 ? static_cast<size_t>(ef) : kAnnEfSearch);
+  const size_t beam = std::max(want, ef > 0 ? static_cast<size_t>(ef) : g->default_ef());
   // The graph's nodes are distinct vectors; each stands for every row that has it.
   std::vector<std::pair<float, int64_t>> top;
   sqlite3_stmt* rows_of = db.prepare("SELECT rowid FROM ann_key WHERE key = ?1 ORDER BY rowid");

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "engine/vector/dot.hpp"
 #include "nodes/embed_hash.hpp"
 #include "nodes/index_sqlite_ann.hpp"
 #include "nodes/index_sqlite_bm25.hpp"
@@ -21,14 +22,15 @@ namespace {
 // `count` synthetic documents (their text set by `seed`) into `dir`/i.db, whose sink keeps a
 // graph as `ann` says.
 std::string range_graph(const test::TempDir& dir, int count, int seed, const std::string& ann,
-                        const std::string& bm25 = "auto") {
+                        const std::string& bm25 = "auto", const std::string& vector_type = "f16") {
   return R"({"nodes": [
     {"id": "s", "type": "source.range", "params": {"count": )" +
          std::to_string(count) + R"(, "size": 1500, "seed": )" + std::to_string(seed) + R"(}},
     {"id": "c", "type": "chunk.recursive", "params": {"size": 300}},
     {"id": "e", "type": "embed.hash", "params": {"dim": 64}},
     {"id": "i", "type": "index.sqlite", "params": {"ann": ")" +
-         ann + R"(", "bm25_index": ")" + bm25 + R"(", "path": ")" + (dir / "i.db") + R"("}}],
+         ann + R"(", "bm25_index": ")" + bm25 + R"(", "vector_type": ")" + vector_type +
+         R"(", "path": ")" + (dir / "i.db") + R"("}}],
   "edges": [["s", "c"], ["c", "e"], ["e", "i"]]})";
 }
 
@@ -101,32 +103,40 @@ TEST(AnnGraph, TheSinkBuildsOneAndSearchFindsWhatAScanFinds) {
 }
 
 // A process that searches a graph again and again holds its bottom layer in memory from the
-// kResidentAfter-th search on, and finds exactly what it found reading node by node.
+// kResidentAfter-th search on, and finds exactly what it found reading node by node: in halves
+// from an index of halves (where the CPU converts them in hardware), in floats from one of floats.
 TEST(AnnGraph, RepeatedSearchesHoldTheGraphInMemoryAndFindTheSame) {
-  test::TempDir dir;
-  ASSERT_EQ(test::run_json(range_graph(dir, 300, 0, "always")).error, "");
-  const sqlite_index::AnnGraph g(dir / "i.db.hnsw", 64);
-  std::mt19937 rng(5);
-  std::normal_distribution<float> normal;
-  std::vector<std::vector<float>> queries(sqlite_index::AnnGraph::kResidentAfter);
-  for (auto& q : queries) {
-    q.resize(64);
-    float norm = 0;
-    for (float& x : q) {
-      x = normal(rng);
-      norm += x * x;
+  for (const std::string type : {"f16", "f32"}) {
+    SCOPED_TRACE(type);
+    test::TempDir dir;
+    ASSERT_EQ(test::run_json(range_graph(dir, 300, 0, "always", "auto", type)).error, "");
+    const sqlite_index::AnnGraph g(dir / "i.db.hnsw", 64);
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal;
+    std::vector<std::vector<float>> queries(sqlite_index::AnnGraph::kResidentAfter);
+    for (auto& q : queries) {
+      q.resize(64);
+      float norm = 0;
+      for (float& x : q) {
+        x = normal(rng);
+        norm += x * x;
+      }
+      for (float& x : q) x /= std::sqrt(norm);
     }
-    for (float& x : q) x /= std::sqrt(norm);
-  }
-  std::vector<std::vector<std::pair<float, int64_t>>> read_node_by_node;
-  for (size_t i = 0; i + 1 < queries.size(); ++i)
-    read_node_by_node.push_back(g.search(queries[i].data(), 10, 64));
-  EXPECT_FALSE(g.resident());
-  EXPECT_EQ(g.search(queries.back().data(), 10, 64).size(), 10u);
-  EXPECT_TRUE(g.resident()) << "a small graph fits: held from the 16th search on";
-  for (size_t i = 0; i + 1 < queries.size(); ++i) {
-    EXPECT_EQ(read_node_by_node[i].size(), 10u);
-    EXPECT_EQ(g.search(queries[i].data(), 10, 64), read_node_by_node[i]) << "query " << i;
+    std::vector<std::vector<std::pair<float, int64_t>>> read_node_by_node;
+    for (size_t i = 0; i + 1 < queries.size(); ++i)
+      read_node_by_node.push_back(g.search(queries[i].data(), 10, 64));
+    EXPECT_FALSE(g.resident());
+    EXPECT_EQ(g.default_ef(), sqlite_index::kAnnEfSearch);
+    EXPECT_EQ(g.search(queries.back().data(), 10, 64).size(), 10u);
+    ASSERT_TRUE(g.resident()) << "a small graph fits: held from the 16th search on";
+    EXPECT_EQ(g.default_ef(), sqlite_index::kAnnEfSearchHeld) << "held, a search keeps more";
+    // Hash vectors in floats are seldom halves exactly (1/sqrt(words)).
+    EXPECT_EQ(g.resident_in_halves(), type == "f16" && halves_are_fast());
+    for (size_t i = 0; i + 1 < queries.size(); ++i) {
+      EXPECT_EQ(read_node_by_node[i].size(), 10u);
+      EXPECT_EQ(g.search(queries[i].data(), 10, 64), read_node_by_node[i]) << "query " << i;
+    }
   }
 }
 
@@ -199,6 +209,18 @@ TEST(AnnGraph, AFewChangedDocumentsUpdateTheGraphInPlace) {
   // Nothing of the old f7 is found: its rows are gone and its vectors deleted from the graph.
   for (const auto& h : search_index(db, text(7, 1), 10, SearchMode::vector))
     EXPECT_EQ(h.text.find("File 7 version 1"), std::string::npos) << h.id;
+  // Held in memory, the graph leaves the deleted nodes out as it does read node by node: a search
+  // as wide as the graph finds every live vector, and only those.
+  const sqlite_index::AnnGraph g(db + ".hnsw", 32);
+  const std::vector<float> q = hash_embed(text(7, 1), 32);
+  const auto node_by_node = g.search(q.data(), g.size(), g.size());
+  EXPECT_EQ(static_cast<int64_t>(node_by_node.size()),
+            test::sql_int(db, "SELECT count(DISTINCT key) FROM ann_key"));
+  EXPECT_LT(node_by_node.size(), g.size());
+  for (uint32_t i = 1; i < sqlite_index::AnnGraph::kResidentAfter; ++i)
+    ASSERT_EQ(g.search(q.data(), g.size(), g.size()), node_by_node);
+  ASSERT_TRUE(g.resident());
+  EXPECT_EQ(g.search(q.data(), g.size(), g.size()), node_by_node);
 }
 
 TEST(AnnGraph, RowsTheGraphHasNotTakenInAreScoredExactly) {

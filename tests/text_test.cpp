@@ -3,6 +3,7 @@
 // HTML converter survives malformed input in linear time, and pinned hash values catch any change
 // to the (stable, persisted) hash.
 #include "engine/text/text.hpp"
+#include "engine/vector/dot.hpp"
 #include "engine/vector/float16.hpp"
 #include "tests/sample_corpus.hpp"
 
@@ -12,6 +13,8 @@
 #include <bit>
 #include <chrono>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -744,3 +747,61 @@ TEST(Float16, MatchesTheCompilersConversionOnRandomFloats) {
   }
 }
 #endif
+
+// engine/vector/dot.hpp: a float32 and a float16 vector of the same values give bit for bit the
+// same inner product (a graph held in halves finds what one read in floats finds), at any length
+// and alignment, close to a double-precision sum; halves_exactly refuses what halves would change.
+TEST(Dot, FloatsAndHalvesOfTheSameValuesGiveTheSameProduct) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  for (size_t dim : {1u, 7u, 8u, 9u, 31u, 32u, 33u, 64u, 100u, 256u, 300u, 1536u}) {
+    std::vector<float> q(dim), v(dim);
+    for (size_t i = 0; i < dim; ++i) {
+      q[i] = normal(rng);
+      v[i] = sluice::half_to_float(sluice::float_to_half(normal(rng)));  // a half exactly
+    }
+    std::vector<uint16_t> h(dim);
+    ASSERT_TRUE(sluice::halves_exactly(v.data(), h.data(), dim)) << dim;
+    for (size_t i = 0; i < dim; ++i) ASSERT_EQ(sluice::half_to_float(h[i]), v[i]) << i;
+    double want = 0, scale = 0;
+    for (size_t i = 0; i < dim; ++i) {
+      want += static_cast<double>(q[i]) * v[i];
+      scale += std::abs(static_cast<double>(q[i]) * v[i]);
+    }
+    // Unaligned copies: the stored vectors sit at any offset in a node.
+    std::vector<unsigned char> f_bytes(dim * 4 + 3), h_bytes(dim * 2 + 1);
+    std::memcpy(f_bytes.data() + 3, v.data(), dim * 4);
+    std::memcpy(h_bytes.data() + 1, h.data(), dim * 2);
+    // The loops this CPU runs, and the portable ones (each pair agrees with itself).
+    for (bool portable : {false, true}) {
+      const float by_floats =
+          portable ? sluice::detail::dot_f32_portable(q.data(), f_bytes.data() + 3, dim)
+                   : sluice::dot_f32(q.data(), f_bytes.data() + 3, dim);
+      const float by_halves =
+          portable ? sluice::detail::dot_f16_portable(q.data(), h_bytes.data() + 1, dim)
+                   : sluice::dot_f16(q.data(), h_bytes.data() + 1, dim);
+      EXPECT_EQ(std::bit_cast<uint32_t>(by_floats), std::bit_cast<uint32_t>(by_halves))
+          << dim << " portable " << portable;
+      EXPECT_NEAR(by_floats, want, 1e-5 * scale + 1e-6) << dim << " portable " << portable;
+    }
+  }
+}
+
+TEST(Dot, HalvesExactlyRefusesValuesThatWouldRound) {
+  for (auto exactly : {&sluice::halves_exactly, &sluice::detail::halves_exactly_portable}) {
+    std::vector<uint16_t> h(40);
+    std::vector<float> v(40, 0.5f);
+    EXPECT_TRUE(exactly(v.data(), h.data(), v.size()));
+    for (size_t at : {0u, 5u, 8u, 39u}) {  // in a vector lane and in the tail
+      for (float bad : {0.1f, 1e-9f, 1e6f, std::numeric_limits<float>::quiet_NaN()}) {
+        std::vector<float> w = v;
+        w[at] = bad;
+        EXPECT_FALSE(exactly(w.data(), h.data(), w.size())) << at << " " << bad;
+      }
+    }
+    const float inf = std::numeric_limits<float>::infinity();  // a half too
+    std::vector<float> w = {inf, -inf, 0.0f, -0.0f, 65504.0f, 0x1p-24f, -0.25f, 1.5f, 2048.0f};
+    ASSERT_TRUE(exactly(w.data(), h.data(), w.size()));
+    for (size_t i = 0; i < w.size(); ++i) EXPECT_EQ(sluice::half_to_float(h[i]), w[i]) << i;
+  }
+}
