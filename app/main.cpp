@@ -932,7 +932,7 @@ int main(int argc, char** argv) {
   search
       ->add_option("--vector-weight", search_req.vector_weight,
                    "hybrid: the vector scores' share of the fused score, 0 to 1 (default: 0.02 "
-                   "for embed.hash, 0.1 for embed.fasttext, 0.5 for other embedders)")
+                   "for embed.hash, 0.1 for semantic embedders; measure before raising it)")
       ->check(CLI::Range(0.0, 1.0));
   search->add_option("--graph", graph,
                      "the graph that built the index: its embedder node (an HTTP API) embeds the "
