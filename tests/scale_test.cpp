@@ -249,6 +249,21 @@ std::vector<pid_t> children_of(pid_t pid) {
 
 bool alive(pid_t pid) { return kill(pid, 0) == 0; }
 
+// Waits up to `timeout_s` for `pid` to handle SIGINT itself (its SigCgt mask in /proc): before
+// then a SIGINT ends it outright, with no report (a slow start on a loaded machine).
+bool handles_sigint(pid_t pid, double timeout_s) {
+  const auto t0 = Clock::now();
+  while (std::chrono::duration<double>(Clock::now() - t0).count() < timeout_s) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("SigCgt:", 0) == 0 &&
+          (std::stoull(line.substr(7), nullptr, 16) & (1ull << (SIGINT - 1))) != 0)
+        return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
 // The launcher's workers, once `n` of them have started (empty after 3 s without).
 std::vector<pid_t> wait_for_workers(pid_t launcher, size_t n) {
   for (int i = 0; i < 300; ++i) {
@@ -531,6 +546,7 @@ TEST(Interrupt, TheFirstCtrlCStopsARunWaitingOnAFifo) {
   // No writer ever comes.
   pid_t run =
       spawn_sluice("run " + (dir / "g.json") + " --quiet --report " + (dir / "r.json"), dir);
+  ASSERT_TRUE(handles_sigint(run, 30));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   ASSERT_TRUE(alive(run));
   kill(run, SIGINT);
