@@ -469,14 +469,19 @@ std::vector<std::pair<float, int64_t>> AnnGraph::search(const float* q, size_t k
   using Item = std::pair<float, uint32_t>;
   std::priority_queue<Item> best;
   std::priority_queue<Item, std::vector<Item>, std::greater<>> frontier;
-  // Nodes seen by this search: a bit per node, this thread's, cleared for each search (128 KB at
-  // 1M nodes, which stays in the CPU's cache, where a word per node did not).
+  // Nodes seen by this search: a bit per node, this thread's (128 KB at 1M nodes, which stays in
+  // the CPU's cache, where a word per node did not). Only the words the last search set are
+  // cleared (it may have ended in an exception), so a search of a huge graph clears what it used.
   thread_local std::vector<uint64_t> seen;
-  seen.assign((_count + 63) / 64, 0);
+  thread_local std::vector<uint32_t> used;
+  for (uint32_t w : used) seen[w] = 0;
+  used.clear();
+  if (seen.size() < (_count + 63) / 64) seen.resize((_count + 63) / 64, 0);
   auto first_time = [&](uint32_t id) {
     uint64_t& word = seen[id >> 6];
     const uint64_t bit = uint64_t{1} << (id & 63);
     if (word & bit) return false;
+    if (word == 0) used.push_back(id >> 6);
     word |= bit;
     return true;
   };

@@ -789,10 +789,10 @@ TEST(Dot, FloatsAndHalvesOfTheSameValuesGiveTheSameProduct) {
 
 TEST(Dot, HalvesExactlyRefusesValuesThatWouldRound) {
   for (auto exactly : {&sluice::halves_exactly, &sluice::detail::halves_exactly_portable}) {
-    std::vector<uint16_t> h(40);
-    std::vector<float> v(40, 0.5f);
+    std::vector<uint16_t> h(43);
+    std::vector<float> v(43, 0.5f);
     EXPECT_TRUE(exactly(v.data(), h.data(), v.size()));
-    for (size_t at : {0u, 5u, 8u, 39u}) {  // in a vector lane and in the tail
+    for (size_t at : {0u, 5u, 8u, 39u, 40u, 42u}) {  // in vector lanes and in the tail of 3
       for (float bad : {0.1f, 1e-9f, 1e6f, std::numeric_limits<float>::quiet_NaN()}) {
         std::vector<float> w = v;
         w[at] = bad;

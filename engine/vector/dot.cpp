@@ -53,8 +53,9 @@ __attribute__((target("avx2,fma"))) float lanes_sum(__m256 a0, __m256 a1, __m256
   return _mm_cvtss_f32(_mm_add_ss(p, _mm_shuffle_ps(p, p, 1)));
 }
 
-// Both loops use fused multiply-adds; the plain loop does not, so on a CPU with AVX2 every dot
-// goes through these (never a mix), and the two agree with each other.
+// Both loops use fused multiply-adds; the plain loop does not (this file is built with
+// -ffp-contract=off), so on a CPU with AVX2 every dot goes through these (never a mix), and the
+// two agree with each other.
 __attribute__((target("avx2,fma"))) float dot_f32_avx2(const float* q, const void* v, size_t dim) {
   const auto* f = static_cast<const unsigned char*>(v);
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
