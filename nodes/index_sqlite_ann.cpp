@@ -231,6 +231,20 @@ std::pair<const unsigned char*, uint32_t> AnnGraph::upper_links(uint32_t id, int
   return {p + 4, std::min<uint32_t>(read_at<uint16_t>(p), static_cast<uint32_t>(_max_m))};
 }
 
+template <class Fn>
+bool AnnGraph::each_node(Fn&& fn) const {
+  constexpr size_t kBlock = 4096;  // nodes per read
+  std::vector<unsigned char> buf;
+  for (size_t first = 0; first < _count; first += kBlock) {
+    const size_t n = std::min(kBlock, _count - first);
+    buf.resize(n * _node_bytes);
+    read(buf.data(), buf.size(), kHeaderBytes + first * _node_bytes);
+    for (size_t i = 0; i < n; ++i)
+      if (!fn(first + i, buf.data() + i * _node_bytes)) return false;
+  }
+  return true;
+}
+
 bool AnnGraph::links_ok() const {
   // Each link names a node, and a link on layer L a node that reaches layer L: hnswlib follows
   // an upper layer's links into the target's lists for that layer without asking.
@@ -248,15 +262,8 @@ bool AnnGraph::links_ok() const {
     }
     return true;
   };
-  constexpr size_t kBlock = 4096;  // nodes per read
-  std::vector<unsigned char> buf;
-  for (size_t first = 0; first < _count; first += kBlock) {
-    const size_t n = std::min(kBlock, _count - first);
-    buf.resize(n * _node_bytes);
-    read(buf.data(), buf.size(), kHeaderBytes + first * _node_bytes);
-    for (size_t i = 0; i < n; ++i)
-      if (!list_ok(buf.data() + i * _node_bytes, _max_m0, 0)) return false;
-  }
+  if (!each_node([&](size_t, const unsigned char* node) { return list_ok(node, _max_m0, 0); }))
+    return false;
   for (const auto& [id, at] : _upper)
     for (int level = 1; level <= at.second; ++level)
       if (!list_ok(_tail.get() + at.first + static_cast<size_t>(level - 1) * (4 + 4 * _max_m),
@@ -396,32 +403,23 @@ std::unique_ptr<AnnGraph::Resident> AnnGraph::read_resident(bool half) const {
   r->links = to_links;
   r->vectors = to_vectors;
   r->labels = to_labels;
-  constexpr size_t kBlock = 4096;  // nodes per read
-  std::vector<unsigned char> buf;
   std::vector<float> v(_dim);
-  for (size_t first = 0; first < _count; first += kBlock) {
-    const size_t n = std::min(kBlock, _count - first);
-    buf.resize(n * _node_bytes);
-    read(buf.data(), buf.size(), kHeaderBytes + first * _node_bytes);
-    for (size_t i = 0; i < n; ++i) {
-      const unsigned char* node = buf.data() + i * _node_bytes;
-      const size_t id = first + i;
-      std::memcpy(to_links + id * _data_offset, node, _data_offset);
-      if ((node[2] & 1) != 0) {
-        if (!r->deleted) r->deleted = std::make_unique<uint8_t[]>(_count);  // zeroed
-        r->deleted[id] = 1;
-      }
-      unsigned char* vec = to_vectors + id * r->vector_bytes;
-      if (half) {
-        std::memcpy(v.data(), node + _data_offset, _dim * 4);
-        if (!halves_exactly(v.data(), reinterpret_cast<uint16_t*>(vec), _dim)) return nullptr;
-      } else {
-        std::memcpy(vec, node + _data_offset, _dim * 4);
-      }
-      std::memcpy(to_labels + id * 8, node + _label_offset, 8);
+  const bool whole = each_node([&](size_t id, const unsigned char* node) {
+    std::memcpy(to_links + id * _data_offset, node, _data_offset);
+    if ((node[2] & 1) != 0) {
+      if (!r->deleted) r->deleted = std::make_unique<uint8_t[]>(_count);  // zeroed
+      r->deleted[id] = 1;
     }
-  }
-  return r;
+    unsigned char* vec = to_vectors + id * r->vector_bytes;
+    std::memcpy(to_labels + id * 8, node + _label_offset, 8);
+    if (!half) {
+      std::memcpy(vec, node + _data_offset, _dim * 4);
+      return true;
+    }
+    std::memcpy(v.data(), node + _data_offset, _dim * 4);
+    return halves_exactly(v.data(), reinterpret_cast<uint16_t*>(vec), _dim);
+  });
+  return whole ? std::move(r) : nullptr;
 }
 
 void AnnGraph::make_resident() const {

@@ -140,6 +140,10 @@ class AnnGraph {
  private:
   class Visit;  // one search's nodes, each read once
   void read(void* to, size_t bytes, uint64_t at) const { _file.read(to, bytes, at); }
+  // Calls fn(id, node bytes) for each bottom-layer node in order, reading the file a block of
+  // nodes at a time; stops, returning false, at the first call that returns false.
+  template <class Fn>
+  bool each_node(Fn&& fn) const;
   // An upper layer's links of `id` (level >= 1): the count and the first id; none when the node
   // is not on that layer.
   std::pair<const unsigned char*, uint32_t> upper_links(uint32_t id, int level) const;

@@ -53,15 +53,14 @@ __attribute__((target("avx2,fma"))) float lanes_sum(__m256 a0, __m256 a1, __m256
   return _mm_cvtss_f32(_mm_add_ss(p, _mm_shuffle_ps(p, p, 1)));
 }
 
-// Both loops use fused multiply-adds; the plain loop does not (this file is built with
-// -ffp-contract=off), so on a CPU with AVX2 every dot goes through these (never a mix), and the
-// two agree with each other.
-__attribute__((target("avx2,fma"))) float dot_f32_avx2(const float* q, const void* v, size_t dim) {
-  const auto* f = static_cast<const unsigned char*>(v);
+// The AVX2 loop, for floats or halves: at(i) loads elements i..i+7 as floats, one(i) element i.
+// It uses fused multiply-adds; the plain loop does not (this file is built with
+// -ffp-contract=off), so on a CPU with AVX2 every dot goes through this one (never a mix), and
+// floats and halves agree with each other. Called only where avx2_fma_f16c().
+template <class At, class One>
+__attribute__((target("avx2,fma,f16c"))) float dot_avx2(const float* q, size_t dim, At at,
+                                                        One one) {
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  auto at = [f](size_t i) __attribute__((target("avx2,fma"))) {
-    return _mm256_loadu_ps(reinterpret_cast<const float*>(f + 4 * i));
-  };
   size_t i = 0;
   for (; i + 32 <= dim; i += 32) {
     a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), at(i), a0);
@@ -71,28 +70,30 @@ __attribute__((target("avx2,fma"))) float dot_f32_avx2(const float* q, const voi
   }
   for (; i + 8 <= dim; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), at(i), a0);
   float s = lanes_sum(a0, a1, a2, a3);
-  for (; i < dim; ++i) s = std::fma(q[i], load_f32(v, i), s);
+  for (; i < dim; ++i) s = std::fma(q[i], one(i), s);
   return s;
+}
+
+__attribute__((target("avx2,fma,f16c"))) float dot_f32_avx2(const float* q, const void* v,
+                                                            size_t dim) {
+  const auto* f = static_cast<const unsigned char*>(v);
+  return dot_avx2(
+      q, dim,
+      [f](size_t i) __attribute__((target("avx2,fma,f16c"))) {
+        return _mm256_loadu_ps(reinterpret_cast<const float*>(f + 4 * i));
+      },
+      [v](size_t i) { return load_f32(v, i); });
 }
 
 __attribute__((target("avx2,fma,f16c"))) float dot_f16_avx2(const float* q, const void* v,
                                                             size_t dim) {
   const auto* h = static_cast<const unsigned char*>(v);
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  auto at = [h](size_t i) __attribute__((target("avx2,fma,f16c"))) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + 2 * i)));
-  };
-  size_t i = 0;
-  for (; i + 32 <= dim; i += 32) {
-    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), at(i), a0);
-    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), at(i + 8), a1);
-    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 16), at(i + 16), a2);
-    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 24), at(i + 24), a3);
-  }
-  for (; i + 8 <= dim; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), at(i), a0);
-  float s = lanes_sum(a0, a1, a2, a3);
-  for (; i < dim; ++i) s = std::fma(q[i], half_to_float(load_f16(v, i)), s);
-  return s;
+  return dot_avx2(
+      q, dim,
+      [h](size_t i) __attribute__((target("avx2,fma,f16c"))) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + 2 * i)));
+      },
+      [v](size_t i) { return half_to_float(load_f16(v, i)); });
 }
 
 __attribute__((target("avx2,f16c"))) bool halves_exactly_f16c(const float* from, uint16_t* to,
@@ -105,11 +106,7 @@ __attribute__((target("avx2,f16c"))) bool halves_exactly_f16c(const float* from,
     if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_cvtph_ps(h), x, _CMP_EQ_OQ)) != 0xff) return false;
     _mm_storeu_si128(reinterpret_cast<__m128i*>(to + i), h);
   }
-  for (; i < n; ++i) {
-    to[i] = float_to_half(from[i]);
-    if (!(half_to_float(to[i]) == from[i])) return false;
-  }
-  return true;
+  return detail::halves_exactly_portable(from + i, to + i, n - i);
 }
 
 bool avx2_fma_f16c() {
