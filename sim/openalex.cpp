@@ -28,6 +28,14 @@ OaWorkFacts oa_facts(uint64_t n, uint64_t seed) {
   return f;
 }
 
+// The text of `rest` up to `sep` (all of it when there is none); `rest` keeps what follows it.
+std::string_view take_until(std::string_view& rest, char sep) {
+  const size_t at = rest.find(sep);
+  const std::string_view piece = rest.substr(0, at);
+  rest = at == std::string_view::npos ? std::string_view{} : rest.substr(at + 1);
+  return piece;
+}
+
 // filter=key:value,key:value (values may hold alternatives a|b; years also >N and <N), as
 // OpenAlex reads it; an unknown key or a bad value is a 400, as there.
 struct OaFilter {
@@ -56,18 +64,14 @@ struct OaFilter {
   // Empty on success, else the message.
   std::string parse(std::string_view text) {
     while (!text.empty()) {
-      size_t comma = text.find(',');
-      std::string_view kv = text.substr(0, comma);
-      text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+      std::string_view kv = take_until(text, ',');
       size_t colon = kv.find(':');
       if (colon == std::string_view::npos)
         return "Invalid query parameters error: filter " + std::string(kv) + " is not key:value";
       std::string_view key = kv.substr(0, colon), value = kv.substr(colon + 1);
       if (key == "publication_year") {
         while (!value.empty()) {
-          size_t bar = value.find('|');
-          std::string_view one = value.substr(0, bar);
-          value = bar == std::string_view::npos ? std::string_view{} : value.substr(bar + 1);
+          std::string_view one = take_until(value, '|');
           Year y{'=', 0};
           if (!one.empty() && (one[0] == '>' || one[0] == '<')) {
             y.op = one[0];
@@ -85,9 +89,7 @@ struct OaFilter {
       } else if (key == "type") {
         articles = false;
         while (!value.empty()) {
-          size_t bar = value.find('|');
-          std::string_view one = value.substr(0, bar);
-          value = bar == std::string_view::npos ? std::string_view{} : value.substr(bar + 1);
+          std::string_view one = take_until(value, '|');
           articles |= one == "article" || one == "types/article";
         }
       } else if (key == "has_abstract") {
